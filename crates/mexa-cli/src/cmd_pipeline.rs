@@ -1,0 +1,278 @@
+//! `plan`, `run`, `gc`, `stages`, `exec-node`.
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use mexa_pipeline::stage::NoProgress;
+use mexa_pipeline::{Plan, PlanNode, Registry, RunOptions, Status};
+use mexa_store::{FileHasher, Store};
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// Pipeline files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    /// List cached nodes too (by default only a count is shown).
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Pipeline files, run one after another.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Nodes computed at once (default: 1 per 2 cores, at least 1).
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    /// Threads each node may use (libtorch and rayon; default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Keep running independent nodes after a failure.
+    #[arg(short = 'k', long)]
+    keep_going: bool,
+    /// No progress bars (they are also off when stderr is not a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// Pipelines whose artifacts to keep.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Delete (default: only list what would be deleted).
+    #[arg(long)]
+    apply: bool,
+}
+
+#[derive(Args)]
+pub struct StagesArgs {
+    /// Show one kind in full.
+    kind: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ExecNodeArgs {
+    /// A node spec (JSON) as written by the head process.
+    spec: PathBuf,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Loads, validates and plans a pipeline; validation errors are printed as they are.
+pub fn load_plan(file: &Path, registry: &Registry, store: &Store) -> Result<Plan> {
+    let spec = mexa_pipeline::load(file, registry).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hasher = FileHasher::new(Some(store.file_hash_cache()));
+    mexa_pipeline::plan(&spec, registry, store, &hasher).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn open_store(path: &Path) -> Result<Store> {
+    Store::open(path).with_context(|| format!("opening the store at {}", path.display()))
+}
+
+fn short(key: &str) -> &str {
+    &key[..12.min(key.len())]
+}
+
+pub fn plan(store: &Path, a: PlanArgs) -> Result<i32> {
+    let registry = mexa_stages::registry();
+    let store = open_store(store)?;
+    for f in &a.files {
+        let plan = load_plan(f, &registry, &store)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            continue;
+        }
+        print_plan(&plan, a.all);
+    }
+    Ok(0)
+}
+
+fn print_plan(plan: &Plan, all: bool) {
+    let to_run = plan.to_run();
+    println!("pipeline {}: {} nodes, {} cached, {} to run", plan.pipeline, plan.nodes.len(), plan.nodes.len() - to_run, to_run);
+    let width = plan.nodes.iter().map(|n| n.label.chars().count()).max().unwrap_or(0).min(60);
+    for n in &plan.nodes {
+        match &n.status {
+            Status::Cached if all => println!("  cached  {:<width$}  {}", n.label, short(&n.key)),
+            Status::Cached => {}
+            Status::Run(r) => println!("  run     {:<width$}  {}  {r}", n.label, short(&n.key)),
+        }
+    }
+}
+
+static CANCEL: AtomicBool = AtomicBool::new(false);
+static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
+
+fn install_ctrlc() {
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTS.fetch_add(1, Ordering::SeqCst) == 0 {
+            CANCEL.store(true, Ordering::SeqCst);
+            eprintln!("\ninterrupted: finishing the shards in flight, then stopping (Ctrl-C again to quit now; rerun resumes)");
+        } else {
+            eprintln!("\nquitting now; finished artifacts are kept, rerun resumes");
+            std::process::exit(130);
+        }
+    });
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+pub fn run(store: &Path, a: RunArgs, quiet: bool) -> Result<i32> {
+    let registry = mexa_stages::registry();
+    let store = open_store(store)?;
+    install_ctrlc();
+    let opts = RunOptions {
+        jobs: a.jobs.unwrap_or((cpus() / 2).max(1)),
+        threads: a.threads.unwrap_or(cpus()),
+        keep_going: a.keep_going,
+        progress: !a.no_progress && !quiet && std::io::stderr().is_terminal(),
+    };
+    tch::set_num_threads(opts.threads as i32);
+    let mut code = 0;
+    for f in &a.files {
+        let plan = load_plan(f, &registry, &store)?;
+        let to_run = plan.to_run();
+        if !quiet {
+            eprintln!("{}: {} nodes, {} cached, {} to run (store {})", plan.pipeline, plan.nodes.len(), plan.nodes.len() - to_run, to_run, store.root().display());
+        }
+        let s = mexa_pipeline::run(&plan, &registry, &store, &opts, &CANCEL);
+        let line = format!(
+            "{}: {} computed, {} cached, {} failed, {} not run, in {:.1}s",
+            plan.pipeline,
+            s.computed + s.found_done,
+            s.cached,
+            s.failed.len(),
+            s.skipped,
+            s.seconds
+        );
+        if !quiet || !s.ok() {
+            eprintln!("{line}");
+        }
+        for (label, err) in &s.failed {
+            eprintln!("  failed: {label}\n    {}", err.replace('\n', "\n    "));
+        }
+        if s.cancelled {
+            eprintln!("stopped by Ctrl-C; `mexa run {}` resumes", f.display());
+            return Ok(130);
+        }
+        if !s.ok() {
+            code = 1;
+            if !a.keep_going {
+                break;
+            }
+        } else if !quiet {
+            print_outputs(&plan);
+        }
+    }
+    Ok(code)
+}
+
+/// After a successful run: where the final results are.
+fn print_outputs(plan: &Plan) {
+    let consumed: BTreeSet<usize> = plan.nodes.iter().flat_map(|n| n.deps.values().flatten().copied()).collect();
+    let finals: Vec<&PlanNode> = plan.nodes.iter().enumerate().filter(|(i, _)| !consumed.contains(i)).map(|(_, n)| n).collect();
+    if finals.is_empty() {
+        return;
+    }
+    eprintln!("results (`mexa show KEY` to look):");
+    for n in finals {
+        eprintln!("  {}  {}", short(&n.key), n.label);
+    }
+}
+
+pub fn gc(store: &Path, a: GcArgs) -> Result<i32> {
+    let registry = mexa_stages::registry();
+    let store = open_store(store)?;
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    for f in &a.files {
+        let plan = load_plan(f, &registry, &store)?;
+        for n in &plan.nodes {
+            keep.insert(n.key.clone());
+        }
+    }
+    // Shards belong to their node.
+    let mut shard_keys = Vec::new();
+    for k in &keep {
+        if let Ok(m) = store.manifest(k) {
+            if m.meta.get("sharded").and_then(|v| v.as_bool()) == Some(true) {
+                let ctx_store = store.clone();
+                let (_, batches) = ctx_store.read(k)?;
+                for b in batches {
+                    let keys = mexa_pipeline::stage::string_col(&b, "shard_key")?;
+                    shard_keys.extend((0..b.num_rows()).map(|i| keys.value(i).to_string()));
+                }
+            }
+        }
+    }
+    keep.extend(shard_keys);
+    let mut doomed = Vec::new();
+    let mut bytes = 0u64;
+    for info in store.list()? {
+        if !keep.contains(&info.key) {
+            bytes += info.manifest.bytes;
+            doomed.push(info);
+        }
+    }
+    for d in &doomed {
+        println!("{} {}  {}", if a.apply { "deleting" } else { "would delete" }, short(&d.key), d.manifest.label);
+        if a.apply {
+            store.remove(&d.key)?;
+        }
+    }
+    let tmp = if a.apply { store.clean_tmp(std::time::Duration::from_secs(3600))? } else { 0 };
+    println!(
+        "{} artifact(s), {:.1} MB {}; {} kept{}",
+        doomed.len(),
+        bytes as f64 / 1e6,
+        if a.apply { "deleted" } else { "unreachable (run with --apply to delete)" },
+        keep.len(),
+        if tmp > 0 { format!("; {tmp} stale temporary dir(s) removed") } else { String::new() }
+    );
+    Ok(0)
+}
+
+pub fn stages(a: StagesArgs) -> Result<i32> {
+    let registry = mexa_stages::registry();
+    for s in registry.iter() {
+        if a.kind.as_deref().is_some_and(|k| k != s.kind()) {
+            continue;
+        }
+        println!("{} (v{}): {}", s.kind(), s.version(), s.doc());
+        for i in s.inputs() {
+            println!("  input  {:<14} {}{}", i.name, i.doc, if i.gather { " (gathers all matching nodes)" } else { "" });
+        }
+        for p in s.params() {
+            let d = p.default.map(|d| format!(" [default {d}]")).unwrap_or_else(|| " [required]".into());
+            println!("  param  {:<14} {}: {}{d}", p.name, p.ty.describe(), p.doc);
+        }
+        println!();
+    }
+    if let Some(k) = a.kind {
+        if registry.get(&k).is_none() {
+            bail!("no stage kind `{k}`; `mexa stages` lists them");
+        }
+    }
+    Ok(0)
+}
+
+pub fn exec_node(store: &Path, a: ExecNodeArgs) -> Result<i32> {
+    let registry = mexa_stages::registry();
+    let store = open_store(store)?;
+    let text = std::fs::read(&a.spec).with_context(|| format!("reading {}", a.spec.display()))?;
+    let spec: mexa_pipeline::NodeSpec = serde_json::from_slice(&text).with_context(|| format!("{}: not a node spec", a.spec.display()))?;
+    let threads = a.threads.unwrap_or(cpus());
+    tch::set_num_threads(threads as i32);
+    install_ctrlc();
+    let out = mexa_pipeline::execute_node(&spec, &registry, &store, &CANCEL, &NoProgress, threads)?;
+    eprintln!("{}: {:?}", spec.label, out);
+    Ok(0)
+}

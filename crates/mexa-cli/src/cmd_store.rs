@@ -1,0 +1,222 @@
+//! `ls`, `show`, `lineage`, `verify`, `store import|export`.
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use mexa_store::{format_rows, to_csv, to_json_rows, Manifest, Store, TableSummary};
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Only artifacts of this stage kind.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Include shards of sharded stages.
+    #[arg(long)]
+    shards: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// A key prefix (4+ hex digits), a node label (`align[model=gemma3]`) or a stage name.
+    what: String,
+    /// Rows shown with the table format.
+    #[arg(long, default_value_t = 10)]
+    rows: usize,
+    /// table: manifest, schema, first rows. csv/json: the whole table on stdout. parquet: the
+    /// data file's path.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args)]
+pub struct LineageArgs {
+    /// A key prefix or a node label.
+    what: String,
+}
+
+#[derive(Subcommand)]
+pub enum StoreCmd {
+    /// Copy every artifact of another store into this one, verifying each.
+    Import { from: PathBuf },
+    /// Copy every artifact of this store into another one, verifying each.
+    Export { to: PathBuf },
+}
+
+fn open(path: &Path) -> Result<Store> {
+    Store::open(path).with_context(|| format!("opening the store at {}", path.display()))
+}
+
+fn is_shard(m: &Manifest) -> bool {
+    m.spec.stage.ends_with("#shard")
+}
+
+pub fn ls(store: &Path, a: LsArgs) -> Result<i32> {
+    let store = open(store)?;
+    let mut rows = vec![vec!["key".to_string(), "stage".into(), "label".into(), "rows".into(), "size".into(), "wall".into()]];
+    let mut json = Vec::new();
+    for info in store.list()? {
+        let m = &info.manifest;
+        if (!a.shards && is_shard(m)) || a.stage.as_deref().is_some_and(|s| s != m.spec.stage.trim_end_matches("#shard")) {
+            continue;
+        }
+        if a.json {
+            json.push(serde_json::json!({"key": info.key, "stage": m.spec.stage, "label": m.label, "rows": m.rows, "bytes": m.bytes, "wall_time_s": m.wall_time_s, "created_unix": m.created_unix}));
+            continue;
+        }
+        rows.push(vec![info.key[..12].to_string(), m.spec.stage.clone(), m.label.clone(), m.rows.to_string(), human_bytes(m.bytes), format!("{:.1}s", m.wall_time_s)]);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else if rows.len() == 1 {
+        println!("the store {} is empty", store.root().display());
+    } else {
+        print!("{}", format_rows(&rows));
+    }
+    Ok(0)
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        0..1_000 => format!("{b} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        _ => format!("{:.2} GB", b as f64 / 1e9),
+    }
+}
+
+/// Finds the artifact a user means: a key prefix, an exact node label, or a stage name with a
+/// single artifact.
+pub fn resolve(store: &Store, what: &str) -> Result<String> {
+    if what.len() >= 4 && what.chars().all(|c| c.is_ascii_hexdigit()) {
+        return store.resolve_prefix(what);
+    }
+    let list = store.list()?;
+    let exact: Vec<_> = list.iter().filter(|i| i.manifest.label == what || i.manifest.label.ends_with(&format!("/{what}"))).collect();
+    if let Some(last) = exact.last() {
+        return Ok(last.key.clone());
+    }
+    let by_stage: Vec<_> = list
+        .iter()
+        .filter(|i| !is_shard(&i.manifest) && (i.manifest.label.split('[').next() == Some(what)))
+        .collect();
+    match by_stage.len() {
+        0 => bail!("nothing in {} matches `{what}` (a key prefix, node label or stage name); `mexa ls` lists artifacts", store.root().display()),
+        1 => Ok(by_stage[0].key.clone()),
+        _ => {
+            let mut msg = format!("`{what}` matches {} artifacts; name one:\n", by_stage.len());
+            for i in by_stage {
+                msg.push_str(&format!("  {}  {}\n", &i.key[..12], i.manifest.label));
+            }
+            bail!(msg.trim_end().to_string())
+        }
+    }
+}
+
+pub fn show(store: &Path, a: ShowArgs) -> Result<i32> {
+    let store = open(store)?;
+    let key = resolve(&store, &a.what)?;
+    let m = store.manifest(&key)?;
+    match a.format {
+        Format::Parquet => {
+            println!("{}", store.data_path(&key).display());
+            return Ok(0);
+        }
+        Format::Csv => {
+            let (schema, batches) = store.read(&key)?;
+            print!("{}", to_csv(&schema, &batches)?);
+            return Ok(0);
+        }
+        Format::Json => {
+            let (schema, batches) = store.read(&key)?;
+            println!("{}", serde_json::to_string_pretty(&to_json_rows(&schema, &batches)?)?);
+            return Ok(0);
+        }
+        Format::Table => {}
+    }
+    println!("key      {}", m.key);
+    println!("label    {}", m.label);
+    println!("stage    {} v{}", m.spec.stage, m.spec.version);
+    println!("params   {}", serde_json::to_string(&m.spec.params)?);
+    for (slot, keys) in &m.spec.inputs {
+        for k in keys {
+            let l = store.manifest(k).map(|m| m.label).unwrap_or_else(|_| "(not in this store)".into());
+            println!("input    {slot}: {}  {l}", &k[..12]);
+        }
+    }
+    println!("rows     {}   size {}   computed in {:.2}s on {} by mexa {}", m.rows, human_bytes(m.bytes), m.wall_time_s, m.host, m.tool_version);
+    if !m.meta.is_null() {
+        println!("meta     {}", serde_json::to_string(&m.meta)?);
+    }
+    println!("file     {}", store.data_path(&key).display());
+    println!("\nschema:\n  {}", m.schema.replace('\n', "\n  "));
+    let (schema, batches) = store.read(&key)?;
+    println!("\nfirst {} of {} rows:", a.rows.min(m.rows as usize), m.rows);
+    print!("{}", TableSummary::head(&schema, &batches, a.rows, 40)?);
+    Ok(0)
+}
+
+pub fn lineage(store: &Path, a: LineageArgs) -> Result<i32> {
+    let store = open(store)?;
+    let key = resolve(&store, &a.what)?;
+    fn walk(store: &Store, key: &str, depth: usize, slot: &str) {
+        let pad = "  ".repeat(depth);
+        match store.manifest(key) {
+            Ok(m) => {
+                println!("{pad}{slot}{}  {} ({} v{})", &key[..12], m.label, m.spec.stage, m.spec.version);
+                if let Some(p) = m.spec.params.as_object() {
+                    for (name, v) in p {
+                        if let Some(h) = v.get("blake3").and_then(|h| h.as_str()) {
+                            println!("{pad}    {name}: external content blake3 {}", &h[..16]);
+                        }
+                    }
+                }
+                for (s, keys) in &m.spec.inputs {
+                    for k in keys {
+                        walk(store, k, depth + 1, &format!("{s} ← "));
+                    }
+                }
+            }
+            Err(_) => println!("{pad}{slot}{}  (not in this store)", &key[..12]),
+        }
+    }
+    walk(&store, &key, 0, "");
+    Ok(0)
+}
+
+pub fn verify(store: &Path) -> Result<i32> {
+    let store = open(store)?;
+    let r = store.verify()?;
+    for (key, why, to) in &r.corrupt {
+        println!("corrupt  {}  {why}\n         moved to {}", &key[..12.min(key.len())], to.display());
+    }
+    println!("{} artifact(s) checked, {} corrupt{}", r.checked, r.corrupt.len(), if r.corrupt.is_empty() { "" } else { " (quarantined; the next run recomputes them)" });
+    Ok(if r.corrupt.is_empty() { 0 } else { 1 })
+}
+
+pub fn store_cmd(store: &Path, c: StoreCmd) -> Result<i32> {
+    let here = open(store)?;
+    let (dst, src) = match &c {
+        StoreCmd::Import { from } => {
+            if !from.join("objects").is_dir() {
+                bail!("{} is not a mexa store (no objects/ directory)", from.display());
+            }
+            (here, open(from)?)
+        }
+        StoreCmd::Export { to } => (open(to)?, here),
+    };
+    let (copied, present, rejected) = dst.import_from(&src)?;
+    for (k, why) in &rejected {
+        println!("rejected {}  {why}", &k[..12]);
+    }
+    println!("{copied} copied, {present} already present, {} rejected ({} → {})", rejected.len(), src.root().display(), dst.root().display());
+    Ok(if rejected.is_empty() { 0 } else { 1 })
+}

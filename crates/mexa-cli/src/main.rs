@@ -1,0 +1,122 @@
+//! `mexa`: measure how well a language model carries understanding across languages.
+//!
+//! A thin command-line layer over the workspace crates: argument parsing, logging, and
+//! printing. See ARCHITECTURE.md for the map.
+mod bench;
+mod cmd_pipeline;
+mod cmd_store;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+const LONG_ABOUT: &str = "\
+mexa measures cross-lingual alignment of language models (MEXA, Kargaran et al. 2024) as a
+declarative, cached, resumable pipeline. Pipelines are YAML files of typed stages and
+experiment grids (see pipelines/ and docs/pipelines.md). Every intermediate result is a
+content-addressed Parquet artifact in a store directory, so reruns skip finished work, an
+interrupted run resumes where it stopped, and a store can be copied and shared.
+
+Typical use:
+  mexa plan pipelines/demo.yaml      what would run, and why
+  mexa run pipelines/demo.yaml       run what is missing (Ctrl-C stops; rerun resumes)
+  mexa ls                            artifacts in the store
+  mexa show align                    an artifact's manifest, schema and first rows
+  mexa verify                        rehash everything, quarantine corrupt artifacts";
+
+#[derive(Parser)]
+#[command(name = "mexa", disable_version_flag = true, about = "Cross-lingual alignment of language models, as a cached pipeline", long_about = LONG_ABOUT)]
+struct Cli {
+    /// Artifact store directory (default: ./artifacts).
+    #[arg(long, global = true, env = "MEXA_STORE", default_value = "artifacts")]
+    store: PathBuf,
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Print the version, the libtorch found and its devices.
+    #[arg(short = 'V', long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the expanded DAG: each node cached or to run, and why it must run.
+    Plan(cmd_pipeline::PlanArgs),
+    /// Run what is missing, in parallel where the DAG allows.
+    Run(cmd_pipeline::RunArgs),
+    /// List artifacts in the store.
+    Ls(cmd_store::LsArgs),
+    /// Show an artifact: manifest, schema and first rows (by key prefix or node label).
+    Show(cmd_store::ShowArgs),
+    /// Show what produced an artifact, back to the corpus and model files.
+    Lineage(cmd_store::LineageArgs),
+    /// Delete artifacts that the given pipelines no longer reach (dry run unless --apply).
+    Gc(cmd_pipeline::GcArgs),
+    /// Rehash every artifact; move corrupt ones to quarantine/ so the next run recomputes them.
+    Verify,
+    /// Merge stores: copy artifacts between store directories, verifying hashes.
+    #[command(subcommand)]
+    Store(cmd_store::StoreCmd),
+    /// List stage kinds and their parameters.
+    Stages(cmd_pipeline::StagesArgs),
+    /// Benchmarks: each prints mexa's time next to a baseline measured in the same run.
+    Bench(bench::BenchArgs),
+    /// Compute one serialised node (what a cluster job runs).
+    #[command(hide = true)]
+    ExecNode(cmd_pipeline::ExecNodeArgs),
+}
+
+fn version_line() -> String {
+    format!("{}\n{}", env!("CARGO_PKG_VERSION"), mexa_model::runtime_info())
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = if quiet { "error" } else { ["warn", "info", "debug", "trace"][verbose.min(3) as usize] };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},tokenizers=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let store = &cli.store;
+    let Some(command) = cli.command else {
+        if cli.version {
+            println!("mexa {}", version_line());
+            return Ok(0);
+        }
+        use clap::CommandFactory;
+        Cli::command().print_help()?;
+        return Ok(2);
+    };
+    match command {
+        Command::Plan(a) => cmd_pipeline::plan(store, a),
+        Command::Run(a) => cmd_pipeline::run(store, a, cli.quiet),
+        Command::Ls(a) => cmd_store::ls(store, a),
+        Command::Show(a) => cmd_store::show(store, a),
+        Command::Lineage(a) => cmd_store::lineage(store, a),
+        Command::Gc(a) => cmd_pipeline::gc(store, a),
+        Command::Verify => cmd_store::verify(store),
+        Command::Store(c) => cmd_store::store_cmd(store, c),
+        Command::Stages(a) => cmd_pipeline::stages(a),
+        Command::Bench(a) => bench::bench(a),
+        Command::ExecNode(a) => cmd_pipeline::exec_node(store, a),
+    }
+}

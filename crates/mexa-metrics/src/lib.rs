@@ -1,0 +1,12 @@
+//! MEXA's numbers: cross-lingual alignment scores between parallel sentence embeddings
+//! ([`align`]), pooling of per-layer scores ([`aggregate`]) and the statistics used to relate
+//! them to task accuracy ([`stats`]). Pure Rust, no I/O: everything here is a function of
+//! in-memory arrays, tested against brute-force definitions and published values.
+
+pub mod aggregate;
+pub mod align;
+pub mod stats;
+
+pub use aggregate::{aggregate, Aggregate};
+pub use align::{align, align_naive, Alignment, Matrix};
+pub use stats::{bootstrap_ci, kendall, linear_fit, pearson, spearman, Correlation};

@@ -1,0 +1,323 @@
+//! Correlation statistics with p-values, bootstrap confidence intervals and a least-squares
+//! line. Conventions follow SciPy: Pearson and Spearman p-values from Student's t with n−2
+//! degrees of freedom; Kendall's τ-b with the tie-corrected normal approximation.
+
+/// A correlation coefficient with its two-sided p-value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Correlation {
+    pub r: f64,
+    pub p: f64,
+    pub n: usize,
+}
+
+fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len() as f64
+}
+
+fn pearson_r(x: &[f64], y: &[f64]) -> f64 {
+    let (mx, my) = (mean(x), mean(y));
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        let (dx, dy) = (a - mx, b - my);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return f64::NAN;
+    }
+    (sxy / (sxx.sqrt() * syy.sqrt())).clamp(-1.0, 1.0)
+}
+
+fn t_test_p(r: f64, n: usize) -> f64 {
+    if n < 3 || r.is_nan() {
+        return f64::NAN;
+    }
+    if r.abs() >= 1.0 {
+        return 0.0;
+    }
+    let df = (n - 2) as f64;
+    let t2 = r * r * df / (1.0 - r * r);
+    beta_inc(df / 2.0, 0.5, df / (df + t2))
+}
+
+/// Pearson's r. Needs x and y of equal length ≥ 2; NaN when either is constant.
+pub fn pearson(x: &[f64], y: &[f64]) -> Correlation {
+    assert_eq!(x.len(), y.len(), "pearson: lengths differ");
+    let r = pearson_r(x, y);
+    Correlation { r, p: t_test_p(r, x.len()), n: x.len() }
+}
+
+/// Ranks 1..n, ties given their average rank.
+pub fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut out = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for k in i..=j {
+            out[idx[k]] = avg;
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// Spearman's ρ: Pearson's r of the ranks.
+pub fn spearman(x: &[f64], y: &[f64]) -> Correlation {
+    assert_eq!(x.len(), y.len(), "spearman: lengths differ");
+    let r = pearson_r(&ranks(x), &ranks(y));
+    Correlation { r, p: t_test_p(r, x.len()), n: x.len() }
+}
+
+/// Kendall's τ-b.
+pub fn kendall(x: &[f64], y: &[f64]) -> Correlation {
+    assert_eq!(x.len(), y.len(), "kendall: lengths differ");
+    let n = x.len();
+    let mut s = 0i64;
+    for i in 0..n {
+        for j in i + 1..n {
+            let a = (x[i] - x[j]).partial_cmp(&0.0).map(|o| o as i64).unwrap_or(0);
+            let b = (y[i] - y[j]).partial_cmp(&0.0).map(|o| o as i64).unwrap_or(0);
+            s += a * b;
+        }
+    }
+    let ties = |v: &[f64]| -> Vec<f64> {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let mut groups = Vec::new();
+        let mut i = 0;
+        while i < sorted.len() {
+            let mut j = i;
+            while j + 1 < sorted.len() && sorted[j + 1] == sorted[i] {
+                j += 1;
+            }
+            if j > i {
+                groups.push((j - i + 1) as f64);
+            }
+            i = j + 1;
+        }
+        groups
+    };
+    let (tx, ty) = (ties(x), ties(y));
+    let nf = n as f64;
+    let n0 = nf * (nf - 1.0) / 2.0;
+    let n1: f64 = tx.iter().map(|t| t * (t - 1.0) / 2.0).sum();
+    let n2: f64 = ty.iter().map(|t| t * (t - 1.0) / 2.0).sum();
+    let denom = ((n0 - n1) * (n0 - n2)).sqrt();
+    let tau = if denom == 0.0 { f64::NAN } else { s as f64 / denom };
+    let p = if n < 2 || tau.is_nan() {
+        f64::NAN
+    } else {
+        let sum = |g: &[f64], f: &dyn Fn(f64) -> f64| g.iter().map(|&t| f(t)).sum::<f64>();
+        let v0 = nf * (nf - 1.0) * (2.0 * nf + 5.0);
+        let vt = sum(&tx, &|t| t * (t - 1.0) * (2.0 * t + 5.0));
+        let vu = sum(&ty, &|t| t * (t - 1.0) * (2.0 * t + 5.0));
+        let v1 = sum(&tx, &|t| t * (t - 1.0)) * sum(&ty, &|t| t * (t - 1.0)) / (2.0 * nf * (nf - 1.0));
+        let v2 = if n > 2 {
+            sum(&tx, &|t| t * (t - 1.0) * (t - 2.0)) * sum(&ty, &|t| t * (t - 1.0) * (t - 2.0)) / (9.0 * nf * (nf - 1.0) * (nf - 2.0))
+        } else {
+            0.0
+        };
+        let var = (v0 - vt - vu) / 18.0 + v1 + v2;
+        erfc((s as f64).abs() / var.sqrt() / std::f64::consts::SQRT_2)
+    };
+    Correlation { r: tau, p, n }
+}
+
+/// Least-squares line `y = slope·x + intercept`.
+pub fn linear_fit(x: &[f64], y: &[f64]) -> (f64, f64) {
+    let (mx, my) = (mean(x), mean(y));
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = x.iter().map(|a| (a - mx) * (a - mx)).sum();
+    let slope = sxy / sxx;
+    (slope, my - slope * mx)
+}
+
+/// Percentile bootstrap interval of `stat(x, y)` over `resamples` resamples of the pairs,
+/// at confidence `level` (e.g. 0.95). Deterministic for a given `seed`. Resamples on which
+/// the statistic is undefined (NaN) are dropped.
+pub fn bootstrap_ci(x: &[f64], y: &[f64], stat: impl Fn(&[f64], &[f64]) -> f64, resamples: usize, level: f64, seed: u64) -> (f64, f64) {
+    let n = x.len();
+    let mut rng = SplitMix64(seed);
+    let (mut bx, mut by) = (vec![0.0; n], vec![0.0; n]);
+    let mut vals = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for k in 0..n {
+            let i = (rng.next() % n as u64) as usize;
+            bx[k] = x[i];
+            by[k] = y[i];
+        }
+        let v = stat(&bx, &by);
+        if v.is_finite() {
+            vals.push(v);
+        }
+    }
+    if vals.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    vals.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let pos = p * (vals.len() - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        vals[lo] + (vals[hi] - vals[lo]) * (pos - lo as f64)
+    };
+    let a = (1.0 - level) / 2.0;
+    (q(a), q(1.0 - a))
+}
+
+struct SplitMix64(u64);
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+}
+
+fn ln_gamma(x: f64) -> f64 {
+    // Lanczos approximation (g = 7, n = 9), relative error < 1e-15 for x > 0.
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
+    }
+    let x = x - 1.0;
+    let mut a = C[0];
+    let t = x + 7.5;
+    for (i, &c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// Regularised incomplete beta I_x(a, b) (continued fraction, Numerical Recipes §6.4).
+pub fn beta_inc(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let bt = (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        bt * beta_cf(a, b, x) / a
+    } else {
+        1.0 - bt * beta_cf(b, a, 1.0 - x) / b
+    }
+}
+
+fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
+    const EPS: f64 = 1e-15;
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..500 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let del = d * c;
+        h *= del;
+        if (del - 1.0).abs() < EPS {
+            break;
+        }
+    }
+    h
+}
+
+/// Complementary error function via the regularised incomplete gamma: erfc(x) = Q(1/2, x²).
+pub fn erfc(x: f64) -> f64 {
+    if x < 0.0 {
+        return 2.0 - erfc(-x);
+    }
+    gamma_q(0.5, x * x)
+}
+
+fn gamma_q(a: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 1.0;
+    }
+    let gln = ln_gamma(a);
+    if x < a + 1.0 {
+        // Series for P, then Q = 1 − P.
+        let (mut ap, mut sum) = (a, 1.0 / a);
+        let mut del = sum;
+        for _ in 0..1000 {
+            ap += 1.0;
+            del *= x / ap;
+            sum += del;
+            if del.abs() < sum.abs() * 1e-16 {
+                break;
+            }
+        }
+        1.0 - sum * (-x + a * x.ln() - gln).exp()
+    } else {
+        // Continued fraction for Q (modified Lentz).
+        let tiny = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for i in 1..1000 {
+            let an = -(i as f64) * (i as f64 - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let del = d * c;
+            h *= del;
+            if (del - 1.0).abs() < 1e-16 {
+                break;
+            }
+        }
+        (-x + a * x.ln() - gln).exp() * h
+    }
+}

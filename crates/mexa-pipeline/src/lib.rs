@@ -1,0 +1,24 @@
+//! Declarative pipelines: YAML files of typed stages and experiment grids, expanded into a
+//! DAG of content-addressed nodes, planned against an artifact store and run locally.
+//!
+//! Flow: [`spec::load`] parses and validates a file (every error names file:line:column),
+//! [`plan::plan`] expands the grid and computes each node's key and status, [`run::run`]
+//! computes what is missing. Stage implementations live elsewhere (mexa-stages) and are
+//! registered in a [`stage::Registry`]; this crate knows none of them.
+//!
+//! Invariants: a node's key depends only on its stage kind and version, its parameters
+//! (external files by content hash) and its inputs' keys; a node is cached exactly when the
+//! store has its key; every artifact is written by [`run::execute_node`] under the key's lock.
+
+pub mod error;
+pub mod plan;
+pub mod run;
+pub mod spec;
+pub mod stage;
+pub mod yaml;
+
+pub use error::{Pos, SpecError, SpecErrors};
+pub use plan::{plan, Plan, PlanNode, Reason, Status};
+pub use run::{execute_node, run, NodeOutcome, NodeSpec, RunOptions, RunSummary};
+pub use spec::{load, parse, PipelineSpec};
+pub use stage::{Ctx, InputRef, InputSpec, Output, ParamSpec, ParamType, Progress, Registry, Stage, Table};

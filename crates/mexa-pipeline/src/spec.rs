@@ -1,0 +1,430 @@
+//! Pipeline files: parsing and validation into a [`PipelineSpec`].
+//!
+//! ```yaml
+//! pipeline: demo                 # optional; defaults to the file's stem
+//! grid:                          # axes, expanded as a full product
+//!   model: [{name: gemma3, path: ...}, {name: smollm2, path: ...}]
+//!   pooling: [weighted, last]
+//!   exclude: [{model: smollm2, pooling: last}]      # drop matching cells
+//!   include: [{model: ..., pooling: mean}]          # add cells
+//! stages:
+//!   corpus: {kind: load_corpus, params: {path: "${assets}/corpora/udhr"}}
+//!   embed:  {kind: embed, inputs: {corpus: corpus}, params: {model: "${model.path}"}}
+//! ```
+//!
+//! `${axis}` (or `${axis.field}`) in a parameter makes the stage vary over that axis; a stage
+//! also varies over every axis of the stages it takes plain inputs from. `${env:NAME}`,
+//! `${env:NAME:-default}` and `${assets}` (the asset cache) are expanded too.
+use crate::error::{suggest, Pos, SpecError, SpecErrors};
+use crate::stage::Registry;
+use crate::yaml::{self, Node, NodeKind};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// One axis of the experiment grid.
+#[derive(Debug, Clone)]
+pub struct Axis {
+    pub name: String,
+    pub pos: Pos,
+    pub values: Vec<Value>,
+}
+
+/// A partial assignment used by `include`/`exclude`.
+pub type Rule = (Pos, BTreeMap<String, Value>);
+
+/// A declared stage.
+#[derive(Debug, Clone)]
+pub struct StageDecl {
+    pub name: String,
+    pub pos: Pos,
+    pub kind: String,
+    /// Parameter name → its YAML node (substituted per grid cell at plan time).
+    pub params: Vec<(String, Node)>,
+    /// Slot → (stage name, position).
+    pub inputs: Vec<(String, String, Pos)>,
+    /// Axes this stage refers to directly.
+    pub direct_axes: BTreeSet<String>,
+    /// Executor options (for example `slurm:`), kept as JSON.
+    pub resources: Value,
+}
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub name: String,
+    pub file: PathBuf,
+    pub axes: Vec<Axis>,
+    pub include: Vec<Rule>,
+    pub exclude: Vec<Rule>,
+    /// Stages in a topological order (inputs first).
+    pub stages: Vec<StageDecl>,
+}
+
+impl PipelineSpec {
+    pub fn stage(&self, name: &str) -> Option<&StageDecl> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+/// Reads, parses and validates a pipeline file against the registry.
+pub fn load(path: &Path, registry: &Registry) -> Result<PipelineSpec, SpecErrors> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SpecErrors(vec![SpecError::new(
+            Pos { file: display.as_str().into(), line: 0, col: 0 },
+            format!("cannot read the pipeline file: {e}"),
+        )])
+    })?;
+    parse(&display, &text, path, registry)
+}
+
+/// Parses and validates pipeline text. `path` names the file (for relative paths and the
+/// default pipeline name).
+pub fn parse(display: &str, text: &str, path: &Path, registry: &Registry) -> Result<PipelineSpec, SpecErrors> {
+    let root = yaml::parse(display, text).map_err(|e| SpecErrors(vec![e]))?;
+    let mut errs = Vec::new();
+    let spec = build(&root, path, registry, &mut errs);
+    if errs.is_empty() {
+        Ok(spec.expect("no errors means a spec"))
+    } else {
+        errs.sort_by_key(|e| (e.pos.line, e.pos.col));
+        Err(SpecErrors(errs))
+    }
+}
+
+const TOP_KEYS: &[&str] = &["pipeline", "description", "grid", "stages"];
+const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "resources", "doc"];
+const RESERVED_VARS: &[&str] = &["assets", "env"];
+
+fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError>) -> Option<PipelineSpec> {
+    let Some(top) = root.as_map() else {
+        errs.push(SpecError::new(root.pos.clone(), format!("a pipeline file is a mapping, found {}", root.describe()))
+            .hint("start with `stages:`"));
+        return None;
+    };
+    for (k, _) in top {
+        let key = k.as_str().unwrap_or_default();
+        if !TOP_KEYS.contains(&key) {
+            let mut e = SpecError::new(k.pos.clone(), format!("unknown top-level key `{key}`"));
+            e = e.hint(suggest(key, TOP_KEYS.iter().copied()).unwrap_or_else(|| format!("expected one of: {}", TOP_KEYS.join(", "))));
+            errs.push(e);
+        }
+    }
+    let name = match root.get("pipeline") {
+        Some(n) => match n.as_str() {
+            Some(s) if !s.is_empty() => s.to_string(),
+            _ => {
+                errs.push(SpecError::new(n.pos.clone(), "`pipeline` must be a non-empty name"));
+                String::new()
+            }
+        },
+        None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into()),
+    };
+
+    // Grid.
+    let (mut axes, mut include, mut exclude) = (Vec::new(), Vec::new(), Vec::new());
+    if let Some(g) = root.get("grid") {
+        match g.as_map() {
+            None => errs.push(SpecError::new(g.pos.clone(), format!("`grid` must map axis names to lists of values, found {}", g.describe()))),
+            Some(entries) => {
+                for (k, v) in entries {
+                    let axis = k.as_str().unwrap_or_default();
+                    if axis == "include" || axis == "exclude" {
+                        let rules = parse_rules(v, errs);
+                        if axis == "include" { include = rules } else { exclude = rules }
+                        continue;
+                    }
+                    if RESERVED_VARS.contains(&axis) || !is_ident(axis) {
+                        errs.push(SpecError::new(k.pos.clone(), format!("`{axis}` cannot be an axis name"))
+                            .hint("axis names are identifiers (letters, digits, _), and `assets`, `env` are reserved"));
+                        continue;
+                    }
+                    match v.as_seq() {
+                        Some(items) if !items.is_empty() => {
+                            let values: Vec<Value> = items.iter().map(Node::to_json).collect();
+                            let mut seen = HashMap::new();
+                            for (item, val) in items.iter().zip(&values) {
+                                let label = value_label(val);
+                                if let Some(prev) = seen.insert(label.clone(), item.pos.line) {
+                                    errs.push(SpecError::new(item.pos.clone(), format!("axis `{axis}` has the value `{label}` twice"))
+                                        .hint(format!("first at line {prev}; give mapping values distinct `name`s")));
+                                }
+                            }
+                            axes.push(Axis { name: axis.to_string(), pos: k.pos.clone(), values });
+                        }
+                        _ => errs.push(SpecError::new(v.pos.clone(), format!("axis `{axis}` needs a non-empty list of values, found {}", v.describe()))),
+                    }
+                }
+            }
+        }
+    }
+    let axis_names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
+    for (pos, rule) in include.iter().chain(&exclude) {
+        for k in rule.keys() {
+            if !axis_names.contains(&k.as_str()) {
+                let h = suggest(k, axis_names.iter().copied()).unwrap_or_else(|| format!("axes: {}", axis_names.join(", ")));
+                errs.push(SpecError::new(pos.clone(), format!("rule names `{k}`, which is not a grid axis")).hint(h));
+            }
+        }
+    }
+
+    // Stages.
+    let mut stages = Vec::new();
+    match root.get("stages") {
+        None => errs.push(SpecError::new(root.pos.clone(), "the pipeline has no `stages:`")),
+        Some(s) => match s.as_map() {
+            None => errs.push(SpecError::new(s.pos.clone(), format!("`stages` must map stage names to stage definitions, found {}", s.describe()))),
+            Some(entries) => {
+                for (k, v) in entries {
+                    if let Some(st) = parse_stage(k, v, registry, &axis_names, errs) {
+                        stages.push(st);
+                    }
+                }
+            }
+        },
+    }
+
+    // Inputs: targets exist, slots known, required slots connected.
+    let names: Vec<String> = stages.iter().map(|s: &StageDecl| s.name.clone()).collect();
+    for st in &stages {
+        let Some(imp) = registry.get(&st.kind) else { continue };
+        let slots = imp.inputs();
+        for (slot, target, pos) in &st.inputs {
+            if !slots.iter().any(|s| s.name == slot) {
+                let h = suggest(slot, slots.iter().map(|s| s.name)).unwrap_or_else(|| {
+                    if slots.is_empty() { format!("`{}` takes no inputs", st.kind) } else { format!("`{}` takes: {}", st.kind, slots.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")) }
+                });
+                errs.push(SpecError::new(pos.clone(), format!("stage `{}` ({}) has no input slot `{slot}`", st.name, st.kind)).hint(h));
+            }
+            if !names.contains(target) {
+                let h = suggest(target, names.iter().map(String::as_str)).unwrap_or_else(|| format!("stages: {}", names.join(", ")));
+                errs.push(SpecError::new(pos.clone(), format!("input `{slot}` of `{}` names stage `{target}`, which does not exist", st.name)).hint(h));
+            }
+        }
+        for s in &slots {
+            if !st.inputs.iter().any(|(slot, _, _)| slot == s.name) {
+                errs.push(SpecError::new(st.pos.clone(), format!("stage `{}` ({}) needs input `{}` ({})", st.name, st.kind, s.name, s.doc))
+                    .hint(format!("add `inputs: {{{}: <stage>}}`", s.name)));
+            }
+        }
+    }
+    if !errs.is_empty() {
+        return None;
+    }
+
+    // Topological order; report a cycle with its members.
+    let stages = match topo_sort(stages) {
+        Ok(s) => s,
+        Err((cycle, pos)) => {
+            errs.push(SpecError::new(pos, format!("the stages form a cycle: {}", cycle.join(" → ")))
+                .hint("a stage cannot depend, directly or not, on itself"));
+            return None;
+        }
+    };
+
+    // Unused axes.
+    let used: BTreeSet<&str> = stages.iter().flat_map(|s| s.direct_axes.iter().map(String::as_str)).collect();
+    for a in &axes {
+        if !used.contains(a.name.as_str()) {
+            errs.push(SpecError::new(a.pos.clone(), format!("grid axis `{}` is not used by any stage", a.name))
+                .hint(format!("refer to it as `${{{}}}` in a stage's params, or remove it", a.name)));
+        }
+    }
+    if !errs.is_empty() {
+        return None;
+    }
+    Some(PipelineSpec { name, file: path.to_path_buf(), axes, include, exclude, stages })
+}
+
+fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {
+    let Some(items) = v.as_seq() else {
+        errs.push(SpecError::new(v.pos.clone(), format!("expected a list of {{axis: value}} mappings, found {}", v.describe())));
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for it in items {
+        match it.as_map() {
+            Some(m) if !m.is_empty() => out.push((
+                it.pos.clone(),
+                m.iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), v.to_json())).collect(),
+            )),
+            _ => errs.push(SpecError::new(it.pos.clone(), format!("a rule is a mapping of axis to value, found {}", it.describe()))),
+        }
+    }
+    out
+}
+
+fn parse_stage(k: &Node, v: &Node, registry: &Registry, axes: &[&str], errs: &mut Vec<SpecError>) -> Option<StageDecl> {
+    let name = k.as_str().unwrap_or_default().to_string();
+    if !is_ident(&name) {
+        errs.push(SpecError::new(k.pos.clone(), format!("`{name}` is not a valid stage name")).hint("use letters, digits, `_` and `-`"));
+    }
+    let Some(entries) = v.as_map() else {
+        errs.push(SpecError::new(v.pos.clone(), format!("stage `{name}` must be a mapping with `kind:`, found {}", v.describe())));
+        return None;
+    };
+    for (ek, _) in entries {
+        let key = ek.as_str().unwrap_or_default();
+        if !STAGE_KEYS.contains(&key) {
+            let h = suggest(key, STAGE_KEYS.iter().copied()).unwrap_or_else(|| format!("expected one of: {}", STAGE_KEYS.join(", ")));
+            errs.push(SpecError::new(ek.pos.clone(), format!("unknown key `{key}` in stage `{name}`")).hint(h));
+        }
+    }
+    let Some(kind_node) = v.get("kind") else {
+        errs.push(SpecError::new(k.pos.clone(), format!("stage `{name}` has no `kind:`"))
+            .hint(format!("known kinds: {}", registry.kinds().collect::<Vec<_>>().join(", "))));
+        return None;
+    };
+    let kind = kind_node.as_str().unwrap_or_default().to_string();
+    let Some(imp) = registry.get(&kind) else {
+        let h = suggest(&kind, registry.kinds()).unwrap_or_else(|| format!("known kinds: {}", registry.kinds().collect::<Vec<_>>().join(", ")));
+        errs.push(SpecError::new(kind_node.pos.clone(), format!("unknown stage kind `{kind}`")).hint(h));
+        return None;
+    };
+    let specs = imp.params();
+    let mut params = Vec::new();
+    let mut direct_axes = BTreeSet::new();
+    if let Some(p) = v.get("params") {
+        match p.as_map() {
+            None => errs.push(SpecError::new(p.pos.clone(), format!("`params` must be a mapping, found {}", p.describe()))),
+            Some(entries) => {
+                for (pk, pv) in entries {
+                    let pname = pk.as_str().unwrap_or_default();
+                    let Some(ps) = specs.iter().find(|s| s.name == pname) else {
+                        let h = suggest(pname, specs.iter().map(|s| s.name)).unwrap_or_else(|| {
+                            format!("`{kind}` takes: {}", specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "))
+                        });
+                        errs.push(SpecError::new(pk.pos.clone(), format!("stage `{name}`: `{kind}` has no parameter `{pname}`")).hint(h));
+                        continue;
+                    };
+                    let before = errs.len();
+                    collect_refs(pv, axes, &mut direct_axes, errs);
+                    // Values without references can be type-checked now.
+                    if errs.len() == before && !has_refs(pv) {
+                        if ps.ty.check(&pv.to_json()).is_none() {
+                            errs.push(SpecError::new(pv.pos.clone(), format!("stage `{name}`: `{pname}` must be {}, found {}", ps.ty.describe(), pv.describe())));
+                        }
+                    }
+                    params.push((pname.to_string(), pv.clone()));
+                }
+            }
+        }
+    }
+    for ps in &specs {
+        if ps.default.is_none() && !params.iter().any(|(n, _)| n == ps.name) {
+            errs.push(SpecError::new(k.pos.clone(), format!("stage `{name}` ({kind}) needs parameter `{}`: {}", ps.name, ps.doc))
+                .hint(format!("add `params: {{{}: ...}}` ({})", ps.name, ps.ty.describe())));
+        }
+    }
+    let mut inputs = Vec::new();
+    if let Some(i) = v.get("inputs") {
+        match i.as_map() {
+            None => errs.push(SpecError::new(i.pos.clone(), format!("`inputs` must map slots to stage names, found {}", i.describe()))),
+            Some(entries) => {
+                for (ik, iv) in entries {
+                    match iv.as_str() {
+                        Some(t) => inputs.push((ik.as_str().unwrap_or_default().to_string(), t.to_string(), iv.pos.clone())),
+                        None => errs.push(SpecError::new(iv.pos.clone(), "an input names one stage")),
+                    }
+                }
+            }
+        }
+    }
+    let resources = v.get("resources").map(Node::to_json).unwrap_or(Value::Null);
+    Some(StageDecl { name, pos: k.pos.clone(), kind, params, inputs, direct_axes, resources })
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A display label for an axis value: a mapping's `name`, else the scalar, else compact JSON.
+pub fn value_label(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => match m.get("name") {
+            Some(Value::String(s)) => s.clone(),
+            _ => v.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// `${...}` references inside a string: (start, end, inner text).
+pub(crate) fn refs_in(s: &str) -> Vec<(usize, usize, &str)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(start) = s[i..].find("${").map(|p| p + i) {
+        match s[start..].find('}') {
+            Some(len) => {
+                out.push((start, start + len + 1, &s[start + 2..start + len]));
+                i = start + len + 1;
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+fn has_refs(n: &Node) -> bool {
+    match &n.kind {
+        NodeKind::Scalar { text, .. } => text.contains("${"),
+        NodeKind::Seq(items) => items.iter().any(has_refs),
+        NodeKind::Map(m) => m.iter().any(|(_, v)| has_refs(v)),
+    }
+}
+
+fn collect_refs(n: &Node, axes: &[&str], out: &mut BTreeSet<String>, errs: &mut Vec<SpecError>) {
+    match &n.kind {
+        NodeKind::Scalar { text, .. } => {
+            for (_, _, inner) in refs_in(text) {
+                let head = inner.split(['.', ':']).next().unwrap_or_default();
+                if inner.starts_with("env:") || head == "assets" {
+                    continue;
+                }
+                if axes.contains(&head) {
+                    out.insert(head.to_string());
+                } else {
+                    let h = suggest(head, axes.iter().copied().chain(["assets"])).unwrap_or_else(|| {
+                        format!("grid axes: {}; also `${{assets}}`, `${{env:NAME}}`", if axes.is_empty() { "(none)".into() } else { axes.join(", ") })
+                    });
+                    errs.push(SpecError::new(n.pos.clone(), format!("`${{{inner}}}` refers to `{head}`, which is not a grid axis")).hint(h));
+                }
+            }
+        }
+        NodeKind::Seq(items) => items.iter().for_each(|i| collect_refs(i, axes, out, errs)),
+        NodeKind::Map(m) => m.iter().for_each(|(_, v)| collect_refs(v, axes, out, errs)),
+    }
+}
+
+fn topo_sort(stages: Vec<StageDecl>) -> Result<Vec<StageDecl>, (Vec<String>, Pos)> {
+    let idx: HashMap<String, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
+    let mut state = vec![0u8; stages.len()]; // 0 new, 1 on stack, 2 done
+    let mut order = Vec::new();
+    fn visit(i: usize, stages: &[StageDecl], idx: &HashMap<String, usize>, state: &mut [u8], order: &mut Vec<usize>, path: &mut Vec<usize>) -> Result<(), (Vec<String>, Pos)> {
+        if state[i] == 2 {
+            return Ok(());
+        }
+        if state[i] == 1 {
+            let from = path.iter().position(|&p| p == i).unwrap();
+            let mut cycle: Vec<String> = path[from..].iter().map(|&p| stages[p].name.clone()).collect();
+            cycle.push(stages[i].name.clone());
+            return Err((cycle, stages[i].pos.clone()));
+        }
+        state[i] = 1;
+        path.push(i);
+        for (_, t, _) in &stages[i].inputs {
+            visit(idx[t], stages, idx, state, order, path)?;
+        }
+        path.pop();
+        state[i] = 2;
+        order.push(i);
+        Ok(())
+    }
+    for i in 0..stages.len() {
+        visit(i, &stages, &idx, &mut state, &mut order, &mut vec![])?;
+    }
+    let mut slots: Vec<Option<StageDecl>> = stages.into_iter().map(Some).collect();
+    Ok(order.into_iter().map(|i| slots[i].take().unwrap()).collect())
+}

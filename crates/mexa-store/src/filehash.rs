@@ -1,0 +1,122 @@
+//! Content hashes of external input files and directories, cached by path, size, mtime and
+//! inode so a no-op rerun does not rehash gigabytes.
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    inode: u64,
+    hash: String,
+}
+
+/// Hashes files with blake3, remembering results in a JSON file (the store's
+/// `cache/file-hashes.json`). The cache is advisory: a lost or stale entry only costs a rehash.
+pub struct FileHasher {
+    cache_path: Option<PathBuf>,
+    entries: Mutex<BTreeMap<String, Stamp>>,
+    dirty: Mutex<bool>,
+}
+
+impl FileHasher {
+    /// A hasher backed by the cache file at `cache_path` (created on [`FileHasher::save`]).
+    pub fn new(cache_path: Option<PathBuf>) -> Self {
+        let entries = cache_path
+            .as_ref()
+            .and_then(|p| fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Self { cache_path, entries: Mutex::new(entries), dirty: Mutex::new(false) }
+    }
+
+    /// blake3 hex of a file's bytes, or for a directory, of the sorted list of its files'
+    /// relative paths and hashes (hidden files skipped). Symlinks are followed.
+    pub fn hash_path(&self, path: &Path) -> Result<String> {
+        let meta = fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        if meta.is_dir() {
+            let mut files = Vec::new();
+            collect_files(path, path, &mut files)?;
+            files.sort();
+            let mut h = blake3::Hasher::new();
+            h.update(b"dir\0");
+            for rel in files {
+                let fh = self.hash_path(&path.join(&rel))?;
+                h.update(rel.as_bytes());
+                h.update(b"\0");
+                h.update(fh.as_bytes());
+                h.update(b"\n");
+            }
+            return Ok(h.finalize().to_hex().to_string());
+        }
+        let abs = fs::canonicalize(path)?.to_string_lossy().into_owned();
+        let stamp = |hash: String| Stamp {
+            size: meta.size(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            inode: meta.ino(),
+            hash,
+        };
+        if let Some(s) = self.entries.lock().unwrap().get(&abs) {
+            if *s == stamp(s.hash.clone()) {
+                return Ok(s.hash.clone());
+            }
+        }
+        let hash = hash_file(path)?;
+        self.entries.lock().unwrap().insert(abs, stamp(hash.clone()));
+        *self.dirty.lock().unwrap() = true;
+        Ok(hash)
+    }
+
+    /// Writes the cache back (atomically) if anything was added.
+    pub fn save(&self) -> Result<()> {
+        let Some(p) = &self.cache_path else { return Ok(()) };
+        if !*self.dirty.lock().unwrap() {
+            return Ok(());
+        }
+        if let Some(dir) = p.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let tmp = p.with_extension(format!("tmp.{}", std::process::id()));
+        fs::write(&tmp, serde_json::to_vec(&*self.entries.lock().unwrap())?)?;
+        fs::rename(&tmp, p)?;
+        Ok(())
+    }
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    for e in fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let e = e?;
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let p = e.path();
+        if fs::metadata(&p)?.is_dir() {
+            collect_files(root, &p, out)?;
+        } else {
+            out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// blake3 hex of a file's bytes, streamed.
+pub fn hash_file(path: &Path) -> Result<String> {
+    let mut f = fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}

@@ -1,0 +1,36 @@
+//! Content-addressed artifact store.
+//!
+//! mexa-store owns everything on disk under a store directory (`artifacts/` by default):
+//! how artifact keys are computed ([`key`]), how an artifact is laid out and written
+//! atomically ([`Store::write`]), per-key locks that a crashed holder cannot leave stuck
+//! ([`Store::lock`]), integrity checks and quarantine ([`Store::verify`]), merging stores
+//! ([`Store::import_from`]), garbage collection and the hash cache for external files.
+//!
+//! Layout of a store (nothing in it records where the store itself lives, so a store can be
+//! copied with `cp -r`/rsync and used unchanged):
+//!
+//! ```text
+//! objects/ab/<key>/manifest.json   what produced the artifact (see [`Manifest`])
+//! objects/ab/<key>/data.parquet    the table, uncompressed Parquet
+//! refs/<node-id>.json              last key seen for a named pipeline node (plan reasons)
+//! locks/<key>.lock                 flock(2) per key while a runner computes it
+//! quarantine/<key>.<time>/         artifacts `verify` found corrupt
+//! tmp/                             partial writes; an object dir appears only by rename
+//! cache/file-hashes.json           content hashes of external files by path+size+mtime+inode
+//! ```
+//!
+//! Invariant: a directory under `objects/` is complete. It is created by renaming a fully
+//! written temporary directory, whose manifest records the blake3 of its data file.
+
+mod filehash;
+mod key;
+mod store;
+mod table;
+
+pub use filehash::FileHasher;
+pub use key::{canonical_json, key_of, KeySpec};
+pub use store::{KeyLock, Manifest, ObjectInfo, Store, VerifyReport, FORMAT_VERSION};
+pub use table::{format_rows, read_parquet, text_rows, to_csv, to_json_rows, write_parquet, TableSummary};
+
+/// An artifact key: 64 lowercase hex digits of a blake3 hash.
+pub type Key = String;

@@ -1,0 +1,485 @@
+//! The on-disk store: objects, refs, locks, verification, merging.
+use crate::filehash::hash_file;
+use crate::key::{key_of, KeySpec};
+use crate::table::{read_parquet, write_parquet, TableSummary};
+use anyhow::{bail, Context, Result};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Version of the on-disk layout and manifest format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What produced an artifact. Stored as `manifest.json` beside `data.parquet`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub key: String,
+    /// The exact key components; `key_of(&spec) == key` is checked by `verify`.
+    pub spec: KeySpec,
+    /// Human label of the node that produced it, e.g. `demo/align[model=gemma3]`.
+    pub label: String,
+    /// Arrow schema, one `name: type` per line.
+    pub schema: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// blake3 hex of `data.parquet`.
+    pub file_hash: String,
+    pub wall_time_s: f64,
+    pub tool_version: String,
+    pub host: String,
+    /// Seconds since the epoch when written (informational; never part of the key).
+    pub created_unix: u64,
+    /// Free-form facts the stage wants kept (for example the model's layer count).
+    #[serde(default)]
+    pub meta: Value,
+}
+
+/// One row of `Store::list`.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub manifest: Manifest,
+}
+
+/// Result of [`Store::verify`].
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub checked: usize,
+    /// (key, what was wrong, where it was moved)
+    pub corrupt: Vec<(String, String, PathBuf)>,
+}
+
+/// A store rooted at a directory. Cheap to clone; all state is on disk.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// An exclusive lock on one key, released on drop or when the holding process dies
+/// (flock(2) locks belong to the open file description, which the kernel closes on exit).
+pub struct KeyLock {
+    _file: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        for d in ["objects", "refs", "locks", "tmp", "cache"] {
+            fs::create_dir_all(root.join(d))
+                .with_context(|| format!("cannot create store directory {}", root.join(d).display()))?;
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn object_dir(&self, key: &str) -> PathBuf {
+        self.root.join("objects").join(&key[..2.min(key.len())]).join(key)
+    }
+
+    pub fn data_path(&self, key: &str) -> PathBuf {
+        self.object_dir(key).join("data.parquet")
+    }
+
+    /// True when a complete artifact with this key is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.object_dir(key).join("manifest.json").is_file()
+    }
+
+    pub fn manifest(&self, key: &str) -> Result<Manifest> {
+        let p = self.object_dir(key).join("manifest.json");
+        let bytes = fs::read(&p).with_context(|| format!("artifact {key} is not in the store {}", self.root.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: not a valid manifest", p.display()))
+    }
+
+    pub fn read(&self, key: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        if !self.contains(key) {
+            bail!("artifact {key} is not in the store {}", self.root.display());
+        }
+        read_parquet(&self.data_path(key))
+    }
+
+    /// Writes an artifact atomically: everything goes to `tmp/`, then one rename publishes it.
+    /// If another writer published the same key first, that artifact is kept and returned.
+    pub fn write(
+        &self,
+        spec: KeySpec,
+        label: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+        wall_time_s: f64,
+        meta: Value,
+    ) -> Result<Manifest> {
+        let key = key_of(&spec);
+        let tmp = self.temp_dir(&key)?;
+        let data = tmp.join("data.parquet");
+        let rows = write_parquet(&data, schema.clone(), batches)?;
+        let manifest = Manifest {
+            format: FORMAT_VERSION,
+            key: key.clone(),
+            spec,
+            label: label.to_string(),
+            schema: TableSummary::schema(&schema),
+            rows,
+            bytes: fs::metadata(&data)?.len(),
+            file_hash: hash_file(&data)?,
+            wall_time_s,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            host: hostname(),
+            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            meta,
+        };
+        write_json(&tmp.join("manifest.json"), &manifest)?;
+        File::open(&data)?.sync_all()?;
+        self.publish(&tmp, &key)?;
+        self.manifest(&key)
+    }
+
+    fn temp_dir(&self, key: &str) -> Result<PathBuf> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let tmp = self.root.join("tmp").join(format!("{key}.{}.{nanos}", std::process::id()));
+        fs::create_dir_all(&tmp)?;
+        Ok(tmp)
+    }
+
+    /// Renames a complete temporary object directory into place (or drops it if the key exists).
+    fn publish(&self, tmp: &Path, key: &str) -> Result<()> {
+        let dest = self.object_dir(key);
+        fs::create_dir_all(dest.parent().unwrap())?;
+        if self.contains(key) {
+            fs::remove_dir_all(tmp).ok();
+            return Ok(());
+        }
+        if dest.exists() {
+            // A directory without a manifest cannot come from `publish`; it is debris from a
+            // manual copy. Move it aside rather than trusting it.
+            self.quarantine(key, "incomplete object directory")?;
+        }
+        match fs::rename(tmp, &dest) {
+            Ok(()) => {
+                if let Ok(d) = File::open(dest.parent().unwrap()) {
+                    d.sync_all().ok();
+                }
+                Ok(())
+            }
+            Err(_) if self.contains(key) => {
+                fs::remove_dir_all(tmp).ok();
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| format!("publishing {}", dest.display())),
+        }
+    }
+
+    /// Takes the lock for `key`, waiting while another process (or thread) holds it.
+    /// `on_wait` is called once if the lock is busy.
+    pub fn lock(&self, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock> {
+        let p = self.root.join("locks").join(format!("{key}.lock"));
+        let file = File::options().create(true).truncate(false).write(true).open(&p)
+            .with_context(|| format!("cannot open lock {}", p.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock().with_context(|| format!("waiting for lock {}", p.display()))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", p.display())),
+        }
+        Ok(KeyLock { _file: file })
+    }
+
+    /// Every complete artifact, sorted by creation time then key.
+    pub fn list(&self) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        for key in self.keys()? {
+            match self.manifest(&key) {
+                Ok(manifest) => out.push(ObjectInfo { key, manifest }),
+                Err(e) => tracing::warn!("skipping {key}: {e:#}"),
+            }
+        }
+        out.sort_by(|a, b| (a.manifest.created_unix, &a.key).cmp(&(b.manifest.created_unix, &b.key)));
+        Ok(out)
+    }
+
+    /// Keys of all object directories that have a manifest.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let objects = self.root.join("objects");
+        for shard in fs::read_dir(&objects).with_context(|| format!("listing {}", objects.display()))? {
+            let shard = shard?.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            for e in fs::read_dir(&shard)? {
+                let e = e?;
+                if e.path().join("manifest.json").is_file() {
+                    keys.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Finds the one key starting with `prefix` (at least 4 hex digits).
+    pub fn resolve_prefix(&self, prefix: &str) -> Result<String> {
+        if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("{prefix:?} is not a key prefix (4 or more hex digits)");
+        }
+        let matches: Vec<String> = self.keys()?.into_iter().filter(|k| k.starts_with(prefix)).collect();
+        match matches.len() {
+            1 => Ok(matches.into_iter().next().unwrap()),
+            0 => bail!("no artifact key starts with {prefix} in {}", self.root.display()),
+            n => bail!("{n} artifact keys start with {prefix}; give more digits"),
+        }
+    }
+
+    /// Checks one artifact: manifest readable, key matches its spec, data hash matches.
+    pub fn check(&self, key: &str) -> std::result::Result<(), String> {
+        let m = self.manifest(key).map_err(|e| format!("{e:#}"))?;
+        if m.key != key {
+            return Err(format!("manifest names key {}", m.key));
+        }
+        if key_of(&m.spec) != key {
+            return Err("manifest's key spec does not hash to its key".into());
+        }
+        let h = hash_file(&self.data_path(key)).map_err(|e| format!("{e:#}"))?;
+        if h != m.file_hash {
+            return Err(format!("data.parquet hashes to {h}, manifest says {}", m.file_hash));
+        }
+        Ok(())
+    }
+
+    /// Rehashes every artifact; corrupt ones are moved to `quarantine/` so the next run
+    /// recomputes them.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let objects = self.root.join("objects");
+        let mut dirs = Vec::new();
+        for shard in fs::read_dir(&objects)? {
+            let shard = shard?.path();
+            if shard.is_dir() {
+                for e in fs::read_dir(&shard)? {
+                    dirs.push(e?.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        dirs.sort();
+        for key in dirs {
+            report.checked += 1;
+            if let Err(why) = self.check(&key) {
+                let to = self.quarantine(&key, &why)?;
+                report.corrupt.push((key, why, to));
+            }
+        }
+        Ok(report)
+    }
+
+    fn quarantine(&self, key: &str, why: &str) -> Result<PathBuf> {
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let q = self.root.join("quarantine");
+        fs::create_dir_all(&q)?;
+        let to = q.join(format!("{key}.{secs}.{}", std::process::id()));
+        fs::rename(self.object_dir(key), &to)?;
+        fs::write(to.join("QUARANTINED.txt"), format!("{why}\n")).ok();
+        tracing::warn!("quarantined {key}: {why}");
+        Ok(to)
+    }
+
+    /// Deletes an artifact (used by `gc`).
+    pub fn remove(&self, key: &str) -> Result<()> {
+        let d = self.object_dir(key);
+        // Rename first so readers never see a half-deleted object.
+        let tmp = self.temp_dir(key)?;
+        fs::remove_dir(&tmp)?;
+        fs::rename(&d, &tmp)?;
+        fs::remove_dir_all(&tmp)?;
+        Ok(())
+    }
+
+    /// Copies every artifact of `other` missing here, verifying each file's hash on the way
+    /// in. Returns (copied, already present, rejected with reasons).
+    pub fn import_from(&self, other: &Store) -> Result<(usize, usize, Vec<(String, String)>)> {
+        let (mut copied, mut present, mut rejected) = (0, 0, Vec::new());
+        for key in other.keys()? {
+            if self.contains(&key) {
+                let (a, b) = (self.manifest(&key)?, other.manifest(&key)?);
+                if a.file_hash != b.file_hash {
+                    tracing::warn!("{key}: both stores have it with different bytes (a non-deterministic stage?); keeping ours");
+                }
+                present += 1;
+                continue;
+            }
+            if let Err(why) = other.check(&key) {
+                rejected.push((key, why));
+                continue;
+            }
+            let tmp = self.temp_dir(&key)?;
+            for f in ["data.parquet", "manifest.json"] {
+                fs::copy(other.object_dir(&key).join(f), tmp.join(f))?;
+            }
+            let m: Manifest = serde_json::from_slice(&fs::read(tmp.join("manifest.json"))?)?;
+            if hash_file(&tmp.join("data.parquet"))? != m.file_hash {
+                fs::remove_dir_all(&tmp).ok();
+                rejected.push((key, "changed while being copied".into()));
+                continue;
+            }
+            self.publish(&tmp, &key)?;
+            copied += 1;
+        }
+        Ok((copied, present, rejected))
+    }
+
+    /// Remembers the last key a named pipeline node resolved to (for plan reasons).
+    pub fn write_ref(&self, node_id: &str, value: &Value) -> Result<()> {
+        let p = self.ref_path(node_id);
+        let tmp = p.with_extension(format!("tmp.{}", std::process::id()));
+        fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
+        fs::rename(&tmp, &p)?;
+        Ok(())
+    }
+
+    pub fn read_ref(&self, node_id: &str) -> Option<Value> {
+        fs::read(self.ref_path(node_id)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    fn ref_path(&self, node_id: &str) -> PathBuf {
+        let h = blake3::hash(node_id.as_bytes()).to_hex();
+        self.root.join("refs").join(format!("{}.json", &h[..32]))
+    }
+
+    /// Removes temporary directories older than `age` (debris of killed writers).
+    pub fn clean_tmp(&self, age: Duration) -> Result<usize> {
+        let mut n = 0;
+        for e in fs::read_dir(self.root.join("tmp"))? {
+            let e = e?;
+            let old = e.metadata()?.modified()?.elapsed().map(|d| d > age).unwrap_or(false);
+            if old {
+                fs::remove_dir_all(e.path()).ok();
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Path of the file-hash cache.
+    pub fn file_hash_cache(&self) -> PathBuf {
+        self.root.join("cache").join("file-hashes.json")
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let f = File::create(path)?;
+    serde_json::to_writer_pretty(&f, v)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn table(n: i64) -> (SchemaRef, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("text", DataType::Utf8, false),
+        ]));
+        let ids = Int64Array::from((0..n).collect::<Vec<_>>());
+        let texts = StringArray::from((0..n).map(|i| format!("row {i}")).collect::<Vec<_>>());
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(texts)]).unwrap();
+        (schema, vec![b])
+    }
+
+    fn spec(p: i64) -> KeySpec {
+        KeySpec { stage: "t".into(), version: 1, params: serde_json::json!({"p": p}), inputs: BTreeMap::new() }
+    }
+
+    #[test]
+    fn write_read_verify_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let (schema, batches) = table(10);
+        let m = s.write(spec(1), "t", schema, &batches, 0.0, Value::Null).unwrap();
+        assert!(s.contains(&m.key));
+        assert_eq!(m.rows, 10);
+        let (_, back) = s.read(&m.key).unwrap();
+        assert_eq!(back[0], batches[0]);
+        assert_eq!(s.verify().unwrap().corrupt.len(), 0);
+        assert_eq!(s.resolve_prefix(&m.key[..6]).unwrap(), m.key);
+    }
+
+    #[test]
+    fn equal_tables_give_equal_bytes() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sa, sb) = (Store::open(a.path()).unwrap(), Store::open(b.path()).unwrap());
+        let (schema, batches) = table(100);
+        let ma = sa.write(spec(1), "x", schema.clone(), &batches, 1.0, Value::Null).unwrap();
+        let mb = sb.write(spec(1), "y", schema, &batches, 2.0, Value::Null).unwrap();
+        assert_eq!(ma.key, mb.key);
+        assert_eq!(fs::read(sa.data_path(&ma.key)).unwrap(), fs::read(sb.data_path(&mb.key)).unwrap());
+    }
+
+    #[test]
+    fn verify_quarantines_a_flipped_byte_and_import_rejects_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let (schema, batches) = table(50);
+        let good = s.write(spec(1), "t", schema.clone(), &batches, 0.0, Value::Null).unwrap();
+        let bad = s.write(spec(2), "t", schema, &batches, 0.0, Value::Null).unwrap();
+        let p = s.data_path(&bad.key);
+        let mut bytes = fs::read(&p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(&p, bytes).unwrap();
+
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Store::open(other_dir.path()).unwrap();
+        let (copied, present, rejected) = other.import_from(&s).unwrap();
+        assert_eq!((copied, present), (1, 0));
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, bad.key);
+        assert!(other.contains(&good.key) && !other.contains(&bad.key));
+
+        let r = s.verify().unwrap();
+        assert_eq!(r.checked, 2);
+        assert_eq!(r.corrupt.len(), 1);
+        assert_eq!(r.corrupt[0].0, bad.key);
+        assert!(!s.contains(&bad.key) && s.contains(&good.key));
+        assert!(r.corrupt[0].2.join("QUARANTINED.txt").is_file());
+    }
+
+    #[test]
+    fn lock_is_exclusive_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let l = s.lock("abcd", || panic!("free lock reported busy")).unwrap();
+        let s2 = s.clone();
+        let waited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let w2 = waited.clone();
+        let t = std::thread::spawn(move || {
+            let _l = s2.lock("abcd", || w2.store(true, std::sync::atomic::Ordering::SeqCst)).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        drop(l);
+        t.join().unwrap();
+        assert!(waited.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}

@@ -1,0 +1,159 @@
+//! Parquet encoding of artifact tables: uncompressed, one row group per batch, deterministic
+//! bytes for equal input (the writer's `created_by` is fixed, no timestamps are written).
+use anyhow::{Context, Result};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use std::fs::File;
+use std::path::Path;
+
+/// Writes `batches` (all of `schema`) to `path` as Parquet; returns the row count.
+pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let props = WriterProperties::builder()
+        .set_created_by(format!("mexa {}", env!("CARGO_PKG_VERSION")))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build();
+    let mut w = ArrowWriter::try_new(file, schema, Some(props))?;
+    let mut rows = 0u64;
+    for b in batches {
+        rows += b.num_rows() as u64;
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(rows)
+}
+
+/// Reads a whole Parquet file into record batches.
+pub fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("reading Parquet footer of {}", path.display()))?;
+    let schema = builder.schema().clone();
+    let reader = builder.with_batch_size(8192).build()?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .with_context(|| format!("decoding {}", path.display()))?;
+    Ok((schema, batches))
+}
+
+/// A printable look at a table: its schema and first rows.
+pub struct TableSummary;
+
+impl TableSummary {
+    /// `name: type` per field, one per line.
+    pub fn schema(schema: &SchemaRef) -> String {
+        schema
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The first `n` rows as an aligned text table; long cells are cut to `width` characters.
+    pub fn head(schema: &SchemaRef, batches: &[RecordBatch], n: usize, width: usize) -> Result<String> {
+        let opts = FormatOptions::default();
+        let mut rows: Vec<Vec<String>> = vec![schema.fields().iter().map(|f| f.name().clone()).collect()];
+        'outer: for b in batches {
+            let fmts = b
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            for r in 0..b.num_rows() {
+                if rows.len() > n {
+                    break 'outer;
+                }
+                rows.push(
+                    fmts.iter()
+                        .map(|f| {
+                            let s = f.value(r).to_string();
+                            if s.chars().count() > width {
+                                let cut: String = s.chars().take(width.saturating_sub(1)).collect();
+                                format!("{cut}…")
+                            } else {
+                                s
+                            }
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Ok(format_rows(&rows))
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn format_rows(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, s)| format!("{s:<w$}", w = widths[c]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Every cell of a table as display text, row by row (header first).
+pub fn text_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
+    let opts = FormatOptions::default();
+    let mut rows: Vec<Vec<String>> = vec![schema.fields().iter().map(|f| f.name().clone()).collect()];
+    for b in batches {
+        let fmts = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<std::result::Result<Vec<_>, _>>()?;
+        for r in 0..b.num_rows() {
+            rows.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    Ok(rows)
+}
+
+/// RFC 4180 CSV of a table.
+pub fn to_csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
+    let mut out = String::new();
+    for row in text_rows(schema, batches)? {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|c| if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// One JSON object per row (numbers as numbers).
+pub fn to_json_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>> {
+    use arrow::datatypes::DataType as D;
+    let rows = text_rows(schema, batches)?;
+    let types: Vec<&D> = schema.fields().iter().map(|f| f.data_type()).collect();
+    Ok(rows[1..]
+        .iter()
+        .map(|r| {
+            let mut m = serde_json::Map::new();
+            for ((name, cell), ty) in rows[0].iter().zip(r).zip(&types) {
+                let v = match ty {
+                    D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64 => {
+                        cell.parse::<i64>().map(serde_json::Value::from).unwrap_or(serde_json::Value::Null)
+                    }
+                    D::Float32 | D::Float64 => cell.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f)).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+                    D::Boolean => serde_json::Value::Bool(cell == "true"),
+                    _ => serde_json::Value::String(cell.clone()),
+                };
+                m.insert(name.clone(), v);
+            }
+            serde_json::Value::Object(m)
+        })
+        .collect())
+}
