@@ -1,4 +1,22 @@
-//! Model runtime on libtorch (through tch): loads Hugging Face model folders and GGUF files,
-//! tokenizes, and returns every layer's hidden states pooled into sentence embeddings.
+//! Model runtime on libtorch (through tch): loads Hugging Face model folders (config.json,
+//! safetensors, tokenizer.json) and GGUF files (dequantised), and returns every layer's
+//! hidden states pooled into sentence embeddings.
+//!
+//! One file per architecture family, each with its config struct and forward:
+//! [`llama`] (Llama 1–3.1, Mistral, SmolLM, Qwen2), [`gemma`] (Gemma 1, 2, 3), [`bert`]
+//! (BERT, XLM-R). Shared pieces are in [`layers`]; [`model::Model::load`] picks the family.
+pub mod bert;
 pub mod device;
+pub mod embed;
+pub mod gemma;
+pub mod gguf;
+pub mod layers;
+pub mod llama;
+pub mod model;
+pub mod tokenizer;
+pub mod weights;
+
 pub use device::{parse_device, runtime_info};
+pub use embed::{embed, BatchOptions, Pooled, Pooling};
+pub use model::{load_network, parse_dtype, HiddenStates, LoadOptions, Model};
+pub use tokenizer::{BosPolicy, TextTokenizer};

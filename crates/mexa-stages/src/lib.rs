@@ -1,8 +1,18 @@
 //! The MEXA stages, registered for pipelines: load a parallel corpus, embed it with a model,
 //! align every language to the pivot per layer, pool over layers, correlate with task scores.
+//! Each stage is a thin adapter: tables in, a call into mexa-model / mexa-metrics /
+//! mexa-analysis, a table out.
+pub mod aggregate;
+pub mod align;
+pub mod corpus;
+pub mod embed;
+mod util;
+
 use mexa_pipeline::Registry;
 
 /// Every stage kind mexa ships.
 pub fn registry() -> Registry {
-    Registry::new()
+    let mut r = Registry::new();
+    r.add(corpus::LoadCorpus).add(embed::Embed).add(align::Align).add(aggregate::Aggregate);
+    r
 }

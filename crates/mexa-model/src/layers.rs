@@ -1,0 +1,216 @@
+//! Building blocks shared by the architecture files: norms, rotary embeddings, attention.
+use anyhow::{bail, Result};
+use tch::{Kind, Tensor};
+
+/// A linear layer `y = x Wᵀ + b`.
+pub struct Linear {
+    pub w: Tensor,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.w, self.b.as_ref())
+    }
+}
+
+/// RMSNorm as Llama computes it (in f32, then scaled): `x / rms(x) · w`, or with `offset`
+/// (Gemma) `x / rms(x) · (1 + w)`.
+pub struct RmsNorm {
+    pub w: Tensor,
+    pub eps: f64,
+    pub offset: bool,
+}
+
+impl RmsNorm {
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        let normed = &xf * (var + self.eps).rsqrt();
+        if self.offset {
+            // Gemma multiplies in f32 before casting back.
+            (normed * (self.w.to_kind(Kind::Float) + 1.0)).to_kind(kind)
+        } else {
+            // Llama casts back before multiplying by the weight.
+            &self.w * normed.to_kind(kind)
+        }
+    }
+}
+
+/// LayerNorm with weight and bias (BERT).
+pub struct LayerNorm {
+    pub w: Tensor,
+    pub b: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let d = *x.size().last().unwrap();
+        x.layer_norm([d], Some(&self.w), Some(&self.b), self.eps, false)
+    }
+}
+
+/// How rotary frequencies are scaled (Hugging Face's `rope_scaling`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.1's piecewise frequency scaling.
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position: f64 },
+}
+
+impl RopeScaling {
+    /// Reads `rope_scaling` from a Hugging Face config.
+    pub fn from_hf(v: &serde_json::Value) -> Result<Self> {
+        if v.is_null() {
+            return Ok(Self::None);
+        }
+        let ty = v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+        let f = |k: &str, d: f64| v.get(k).and_then(|x| x.as_f64()).unwrap_or(d);
+        Ok(match ty {
+            "default" => Self::None,
+            "linear" => Self::Linear { factor: f("factor", 1.0) },
+            "llama3" => Self::Llama3 {
+                factor: f("factor", 8.0),
+                low_freq_factor: f("low_freq_factor", 1.0),
+                high_freq_factor: f("high_freq_factor", 4.0),
+                original_max_position: f("original_max_position_embeddings", 8192.0),
+            },
+            other => bail!("rope_scaling type `{other}` is not supported (supported: default, linear, llama3)"),
+        })
+    }
+}
+
+/// Rotary position embedding tables, half-split ("NEOX") layout as in Hugging Face.
+pub struct Rope {
+    inv_freq: Vec<f64>,
+}
+
+impl Rope {
+    pub fn new(head_dim: usize, base: f64, scaling: &RopeScaling) -> Self {
+        let mut inv_freq: Vec<f64> = (0..head_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / head_dim as f64)).collect();
+        // Hugging Face computes inv_freq in f32: match it.
+        for f in inv_freq.iter_mut() {
+            *f = *f as f32 as f64;
+        }
+        match *scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear { factor } => inv_freq.iter_mut().for_each(|f| *f /= factor),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
+                let low_wavelen = original_max_position / low_freq_factor;
+                let high_wavelen = original_max_position / high_freq_factor;
+                for f in inv_freq.iter_mut() {
+                    let wavelen = 2.0 * std::f64::consts::PI / *f;
+                    *f = if wavelen < high_wavelen {
+                        *f
+                    } else if wavelen > low_wavelen {
+                        *f / factor
+                    } else {
+                        let smooth = (original_max_position / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        (1.0 - smooth) * *f / factor + smooth * *f
+                    };
+                }
+            }
+        }
+        Self { inv_freq }
+    }
+
+    /// (cos, sin) of shape [T, head_dim] for positions 0..t, in `kind`.
+    pub fn tables(&self, t: i64, kind: Kind, device: tch::Device) -> (Tensor, Tensor) {
+        let inv = Tensor::from_slice(&self.inv_freq.iter().map(|&f| f as f32).collect::<Vec<_>>()).to_device(device);
+        let pos = Tensor::arange(t, (Kind::Float, device));
+        let freqs = pos.unsqueeze(1) * inv.unsqueeze(0);
+        let emb = Tensor::cat(&[&freqs, &freqs], -1);
+        (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
+    }
+}
+
+fn rotate_half(x: &Tensor) -> Tensor {
+    let d = *x.size().last().unwrap();
+    let x1 = x.narrow(-1, 0, d / 2);
+    let x2 = x.narrow(-1, d / 2, d / 2);
+    Tensor::cat(&[&(-x2), &x1], -1)
+}
+
+/// Applies rotary embeddings to x of shape [B, H, T, D] with tables [T, D].
+pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+    x * cos + rotate_half(x) * sin
+}
+
+/// Additive attention mask [B, 1, T, T]: 0 where query i may see key j, a large negative
+/// number elsewhere. Causal models see keys j ≤ i (and i − j < window); every model sees
+/// only non-padding keys.
+pub fn attention_bias(pad_mask: &Tensor, causal: bool, window: Option<i64>, kind: Kind) -> Tensor {
+    let t = pad_mask.size()[1];
+    let device = pad_mask.device();
+    let keys_ok = pad_mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1); // [B,1,1,T]
+    let mut allowed = keys_ok.expand([-1, 1, t, t], false);
+    if causal {
+        let i = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(1);
+        let j = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(0);
+        let mut ok = j.le_tensor(&i);
+        if let Some(w) = window {
+            ok = ok.logical_and(&(&i - &j).lt(w));
+        }
+        allowed = allowed.logical_and(&ok.unsqueeze(0).unsqueeze(0));
+    }
+    let min = match kind {
+        Kind::Half => -65504.0,
+        _ => f32::MIN as f64,
+    };
+    Tensor::zeros(allowed.size(), (kind, device)).masked_fill(&allowed.logical_not(), min)
+}
+
+/// Scaled dot-product attention with an additive bias; optional tanh soft-capping of the
+/// logits (Gemma 2). q: [B,H,T,D], k/v: [B,KV,T,D] with H a multiple of KV.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, softcap: Option<f64>) -> Tensor {
+    let (h, kv) = (q.size()[1], k.size()[1]);
+    let (k, v) = if h != kv {
+        let rep = h / kv;
+        (repeat_kv(k, rep), repeat_kv(v, rep))
+    } else {
+        (k.shallow_clone(), v.shallow_clone())
+    };
+    let mut scores = q.matmul(&k.transpose(-2, -1)) * scale;
+    if let Some(c) = softcap {
+        scores = (scores / c).tanh() * c;
+    }
+    let probs = (scores + bias).softmax(-1, Kind::Float).to_kind(q.kind());
+    probs.matmul(&v)
+}
+
+/// Repeats each key/value head `n` times (grouped-query attention), as HF's `repeat_kv`.
+fn repeat_kv(x: &Tensor, n: i64) -> Tensor {
+    let s = x.size();
+    x.unsqueeze(2).expand([s[0], s[1], n, s[2], s[3]], false).reshape([s[0], s[1] * n, s[2], s[3]])
+}
+
+/// [B,T,H*D] → [B,H,T,D]
+pub fn split_heads(x: &Tensor, heads: i64, dim: i64) -> Tensor {
+    let s = x.size();
+    x.view([s[0], s[1], heads, dim]).transpose(1, 2)
+}
+
+/// [B,H,T,D] → [B,T,H*D]
+pub fn merge_heads(x: &Tensor) -> Tensor {
+    let s = x.size();
+    x.transpose(1, 2).contiguous().view([s[0], s[2], s[1] * s[3]])
+}
+
+/// Rotary base and scaling from a Hugging Face config, in either format: transformers 4's
+/// top-level `rope_theta` + `rope_scaling`, or transformers 5's `rope_parameters` (possibly
+/// one entry per layer type, e.g. `sliding_attention` / `full_attention`).
+pub fn rope_from_hf(v: &serde_json::Value, layer_type: Option<&str>, default_theta: f64) -> Result<(f64, RopeScaling)> {
+    if let Some(p) = v.get("rope_parameters").filter(|p| p.is_object()) {
+        let p = match layer_type.and_then(|t| p.get(t)) {
+            Some(sub) => sub,
+            None => p,
+        };
+        let theta = p["rope_theta"].as_f64().unwrap_or(default_theta);
+        return Ok((theta, RopeScaling::from_hf(p)?));
+    }
+    Ok((v["rope_theta"].as_f64().unwrap_or(default_theta), RopeScaling::from_hf(&v["rope_scaling"])?))
+}

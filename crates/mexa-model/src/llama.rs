@@ -1,0 +1,228 @@
+//! The Llama family: Llama 1/2/3/3.1, Mistral, SmolLM, Qwen2/2.5 (q/k/v biases).
+//! Pre-norm decoder: RMSNorm → attention (GQA, rotary) → residual → RMSNorm → SwiGLU → residual.
+use crate::gguf::Gguf;
+use crate::layers::{apply_rope, attention, attention_bias, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
+use crate::model::{HiddenStates, LoadOptions};
+use crate::weights::Weights;
+use anyhow::{Context, Result};
+use serde_json::Value;
+use tch::Tensor;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub intermediate_size: i64,
+    pub num_layers: i64,
+    pub num_heads: i64,
+    pub num_kv_heads: i64,
+    pub head_dim: i64,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_scaling: RopeScaling,
+    /// Qwen2: biases on the q, k and v projections.
+    pub attention_bias: bool,
+    /// Mistral: sliding window attention.
+    pub sliding_window: Option<i64>,
+}
+
+fn req(v: &Value, k: &str) -> Result<i64> {
+    v.get(k).and_then(Value::as_i64).with_context(|| format!("config.json: missing integer `{k}`"))
+}
+
+impl Config {
+    pub fn from_hf(v: &Value) -> Result<Self> {
+        let hidden = req(v, "hidden_size")?;
+        let heads = req(v, "num_attention_heads")?;
+        let arch = v["model_type"].as_str().unwrap_or("llama");
+        let (rope_theta, rope_scaling) = rope_from_hf(v, None, 10000.0)?;
+        Ok(Self {
+            vocab_size: req(v, "vocab_size")?,
+            hidden_size: hidden,
+            intermediate_size: req(v, "intermediate_size")?,
+            num_layers: req(v, "num_hidden_layers")?,
+            num_heads: heads,
+            num_kv_heads: v["num_key_value_heads"].as_i64().unwrap_or(heads),
+            head_dim: v["head_dim"].as_i64().unwrap_or(hidden / heads),
+            rms_norm_eps: v["rms_norm_eps"].as_f64().unwrap_or(1e-6),
+            rope_theta,
+            rope_scaling,
+            attention_bias: v["attention_bias"].as_bool().unwrap_or(arch == "qwen2"),
+            sliding_window: if v["use_sliding_window"].as_bool() == Some(false) { None } else { v["sliding_window"].as_i64() },
+        })
+    }
+
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.architecture()?.to_string();
+        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).with_context(|| format!("{}: missing `{arch}.{k}`", g.path.display()));
+        let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
+        let hidden = u("embedding_length")?;
+        let heads = u("attention.head_count")?;
+        let vocab = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len() as i64).or_else(|| u("vocab_size").ok()).unwrap_or(0);
+        let scaling = match g.get(&format!("{arch}.rope.scaling.type")).and_then(|v| v.as_str()) {
+            Some("linear") => RopeScaling::Linear { factor: f("rope.scaling.factor").unwrap_or(1.0) },
+            _ => RopeScaling::None,
+        };
+        Ok(Self {
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: u("feed_forward_length")?,
+            num_layers: u("block_count")?,
+            num_heads: heads,
+            num_kv_heads: u("attention.head_count_kv").unwrap_or(heads),
+            head_dim: u("attention.key_length").unwrap_or(hidden / heads),
+            rms_norm_eps: f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            rope_theta: f("rope.freq_base").unwrap_or(10000.0),
+            rope_scaling: scaling,
+            attention_bias: arch == "qwen2",
+            sliding_window: None,
+        })
+    }
+}
+
+/// llama.cpp names → Hugging Face names (prefix stripped).
+pub fn gguf_name(n: &str) -> Option<String> {
+    if n == "token_embd.weight" {
+        return Some("embed_tokens.weight".into());
+    }
+    if n == "output_norm.weight" {
+        return Some("norm.weight".into());
+    }
+    let rest = n.strip_prefix("blk.")?;
+    let (layer, tail) = rest.split_once('.')?;
+    let hf = match tail {
+        "attn_norm.weight" => "input_layernorm.weight",
+        "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "attn_q.weight" => "self_attn.q_proj.weight",
+        "attn_k.weight" => "self_attn.k_proj.weight",
+        "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_q.bias" => "self_attn.q_proj.bias",
+        "attn_k.bias" => "self_attn.k_proj.bias",
+        "attn_v.bias" => "self_attn.v_proj.bias",
+        "attn_output.weight" => "self_attn.o_proj.weight",
+        "ffn_gate.weight" => "mlp.gate_proj.weight",
+        "ffn_up.weight" => "mlp.up_proj.weight",
+        "ffn_down.weight" => "mlp.down_proj.weight",
+        _ => return None,
+    };
+    Some(format!("layers.{layer}.{hf}"))
+}
+
+/// llama.cpp's converter permutes Q and K rows of `llama` models into interleaved rotary
+/// pairs; this undoes it so the half-split rotary matches Hugging Face.
+pub fn unpermute(t: Tensor, heads: i64) -> Tensor {
+    let s = t.size();
+    let rows = s[0];
+    let rest: Vec<i64> = s[1..].to_vec();
+    let mut shape = vec![heads, rows / heads / 2, 2];
+    shape.extend(&rest);
+    t.reshape(&shape).transpose(1, 2).reshape(&s)
+}
+
+struct Block {
+    ln1: RmsNorm,
+    ln2: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+pub struct Llama {
+    cfg: Config,
+    embed: Tensor,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    rope: Rope,
+}
+
+impl Llama {
+    pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
+        let (d, h, kv, hd, ff) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
+        let eps = cfg.rms_norm_eps;
+        let norm = |n: &str| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[d])?, eps, offset: false }) };
+        let lin = |n: &str, out: i64, inp: i64, bias: bool| -> Result<Linear> {
+            Ok(Linear { w: w.shaped(&format!("{n}.weight"), &[out, inp])?, b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None } })
+        };
+        let mut blocks = Vec::new();
+        for i in 0..cfg.num_layers {
+            let p = format!("layers.{i}");
+            blocks.push(Block {
+                ln1: norm(&format!("{p}.input_layernorm.weight"))?,
+                ln2: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+                q: lin(&format!("{p}.self_attn.q_proj"), h * hd, d, cfg.attention_bias)?,
+                k: lin(&format!("{p}.self_attn.k_proj"), kv * hd, d, cfg.attention_bias)?,
+                v: lin(&format!("{p}.self_attn.v_proj"), kv * hd, d, cfg.attention_bias)?,
+                o: lin(&format!("{p}.self_attn.o_proj"), d, h * hd, false)?,
+                gate: lin(&format!("{p}.mlp.gate_proj"), ff, d, false)?,
+                up: lin(&format!("{p}.mlp.up_proj"), ff, d, false)?,
+                down: lin(&format!("{p}.mlp.down_proj"), d, ff, false)?,
+            });
+        }
+        let embed = w.get("embed_tokens.weight")?;
+        if embed.size()[1] != d {
+            anyhow::bail!("embed_tokens.weight has width {}, expected {d}", embed.size()[1]);
+        }
+        Ok(Self {
+            rope: Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling),
+            embed: embed.shallow_clone(),
+            norm: norm("norm.weight")?,
+            blocks,
+            cfg,
+        })
+    }
+
+    /// Loads a GGUF of architecture `llama` (or `qwen2`, `mistral`).
+    pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
+        let cfg = Config::from_gguf(g)?;
+        let permuted = g.architecture()? == "llama";
+        let (h, kv) = (cfg.num_heads, cfg.num_kv_heads);
+        let w = Weights::from_gguf(g, opts.kind, opts.device, gguf_name, |name, t| {
+            if permuted && name.ends_with("self_attn.q_proj.weight") {
+                unpermute(t, h)
+            } else if permuted && name.ends_with("self_attn.k_proj.weight") {
+                unpermute(t, kv)
+            } else {
+                t
+            }
+        })?;
+        Self::load(cfg, &w)
+    }
+}
+
+impl HiddenStates for Llama {
+    fn num_hidden_states(&self) -> usize {
+        self.cfg.num_layers as usize + 1
+    }
+    fn hidden_size(&self) -> usize {
+        self.cfg.hidden_size as usize
+    }
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
+        let c = &self.cfg;
+        let t = ids.size()[1];
+        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        let kind = x.kind();
+        let bias = attention_bias(mask, true, c.sliding_window, kind);
+        let (cos, sin) = self.rope.tables(t, kind, x.device());
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mut states = vec![x.shallow_clone()];
+        for (i, b) in self.blocks.iter().enumerate() {
+            let hsx = b.ln1.forward(&x);
+            let q = apply_rope(&split_heads(&b.q.forward(&hsx), c.num_heads, c.head_dim), &cos, &sin);
+            let k = apply_rope(&split_heads(&b.k.forward(&hsx), c.num_kv_heads, c.head_dim), &cos, &sin);
+            let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, c.head_dim);
+            let a = attention(&q, &k, &v, &bias, scale, None);
+            x = x + b.o.forward(&merge_heads(&a));
+            let hsx = b.ln2.forward(&x);
+            x = &x + b.down.forward(&(b.gate.forward(&hsx).silu() * b.up.forward(&hsx)));
+            if i + 1 < self.blocks.len() {
+                states.push(x.shallow_clone());
+            }
+        }
+        states.push(self.norm.forward(&x));
+        Ok(states)
+    }
+}

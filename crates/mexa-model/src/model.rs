@@ -1,0 +1,152 @@
+//! Loading a model from a path (Hugging Face folder or GGUF file) into a network plus its
+//! tokenizer, and the interface every architecture implements.
+use crate::bert::{self, Bert};
+use crate::gemma::{self, Gemma};
+use crate::gguf::Gguf;
+use crate::llama::{self, Llama};
+use crate::tokenizer::{BosPolicy, TextTokenizer};
+use crate::weights::Weights;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// What every architecture provides: all hidden states for a padded batch.
+pub trait HiddenStates: Send {
+    /// Embedding output plus one per layer.
+    fn num_hidden_states(&self) -> usize;
+    fn hidden_size(&self) -> usize;
+    /// Decoder (causal) or encoder.
+    fn causal(&self) -> bool {
+        true
+    }
+    /// `ids` and `mask` are [B, T] (int64; mask 1 for tokens, 0 for padding on the right).
+    /// Returns `num_hidden_states()` tensors of [B, T, D], as Hugging Face's
+    /// `output_hidden_states=True` (the last one after the final norm, for decoders).
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>>;
+}
+
+/// Where and how to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub kind: Kind,
+    pub device: Device,
+    /// A tokenizer.json to use instead of the model's own.
+    pub tokenizer: Option<PathBuf>,
+    pub bos: BosPolicy,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { kind: Kind::Float, device: Device::Cpu, tokenizer: None, bos: BosPolicy::Auto }
+    }
+}
+
+/// Parses `f32`, `f16`, `bf16`.
+pub fn parse_dtype(s: &str) -> Result<Kind> {
+    Ok(match s {
+        "f32" | "float32" => Kind::Float,
+        "f16" | "float16" => Kind::Half,
+        "bf16" | "bfloat16" => Kind::BFloat16,
+        other => bail!("unknown dtype `{other}`: expected f32, f16 or bf16"),
+    })
+}
+
+/// A loaded model: network, tokenizer, and a description.
+pub struct Model {
+    pub net: Box<dyn HiddenStates>,
+    pub tokenizer: TextTokenizer,
+    /// `llama (GGUF)`, `gemma3_text (safetensors)`, ...
+    pub architecture: String,
+    pub device: Device,
+}
+
+/// Architectures by Hugging Face `model_type`.
+pub const HF_TYPES: &[&str] = &["llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "gemma3_text", "bert", "roberta", "xlm-roberta"];
+/// Architectures by GGUF `general.architecture`.
+pub const GGUF_ARCHS: &[&str] = &["llama", "qwen2", "gemma", "gemma2", "gemma3"];
+
+/// Where a model's files are.
+enum Source {
+    Hf(PathBuf),
+    Gguf(PathBuf),
+}
+
+fn locate(path: &Path) -> Result<Source> {
+    if !path.exists() {
+        bail!("model path {} does not exist", path.display());
+    }
+    if path.is_file() {
+        return Ok(Source::Gguf(path.to_path_buf()));
+    }
+    if path.join("config.json").is_file() {
+        return Ok(Source::Hf(path.to_path_buf()));
+    }
+    let ggufs: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+    match ggufs.len() {
+        1 => Ok(Source::Gguf(ggufs[0].clone())),
+        0 => bail!("{}: neither a config.json (Hugging Face folder) nor a .gguf file", path.display()),
+        n => bail!("{}: {n} .gguf files; name one", path.display()),
+    }
+}
+
+/// Loads only the network (no tokenizer): a Hugging Face folder or a GGUF file. Returns it
+/// with a description such as `llama (GGUF)`.
+pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenStates>, String)> {
+    let _guard = tch::no_grad_guard();
+    match locate(path)? {
+        Source::Hf(dir) => {
+            let cfg_path = dir.join("config.json");
+            let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?).with_context(|| format!("{}: invalid JSON", cfg_path.display()))?;
+            let mt = cfg["model_type"].as_str().unwrap_or("").to_string();
+            let weights = || Weights::from_safetensors_dir(&dir, opts.kind, opts.device);
+            let net: Box<dyn HiddenStates> = match mt.as_str() {
+                "llama" | "mistral" | "qwen2" => Box::new(Llama::load(llama::Config::from_hf(&cfg)?, &weights()?)?),
+                "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Box::new(Gemma::load(gemma::Config::from_hf(&cfg)?, &weights()?)?),
+                "bert" | "roberta" | "xlm-roberta" => Box::new(Bert::load(bert::Config::from_hf(&cfg)?, &weights()?)?),
+                other => bail!("{}: model_type `{other}` is not supported (supported: {})", cfg_path.display(), HF_TYPES.join(", ")),
+            };
+            Ok((net, format!("{mt} (safetensors)")))
+        }
+        Source::Gguf(file) => {
+            let g = Gguf::open(&file)?;
+            Ok((gguf_network(&g, opts)?, format!("{} (GGUF)", g.architecture()?)))
+        }
+    }
+}
+
+fn gguf_network(g: &Gguf, opts: &LoadOptions) -> Result<Box<dyn HiddenStates>> {
+    Ok(match g.architecture()? {
+        "llama" | "qwen2" => Box::new(Llama::from_gguf(g, opts)?),
+        "gemma" | "gemma2" | "gemma3" => Box::new(Gemma::from_gguf(g, opts)?),
+        other => bail!("{}: GGUF architecture `{other}` is not supported (supported: {})", g.path.display(), GGUF_ARCHS.join(", ")),
+    })
+}
+
+impl Model {
+    /// Loads a model folder (config.json + safetensors + tokenizer.json) or a GGUF file (or a
+    /// folder holding one .gguf and optionally its tokenizer.json).
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        let _guard = tch::no_grad_guard();
+        match locate(path)? {
+            Source::Hf(dir) => {
+                let tok_path = opts.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json"));
+                if !tok_path.is_file() {
+                    bail!("{}: no tokenizer.json (give one with the `tokenizer` parameter)", dir.display());
+                }
+                let tokenizer = TextTokenizer::from_file(&tok_path, None, opts.bos)?;
+                let (net, architecture) = load_network(&dir, opts)?;
+                Ok(Self { net, tokenizer, architecture, device: opts.device })
+            }
+            Source::Gguf(file) => {
+                let g = Gguf::open(&file)?;
+                let beside = file.parent().map(|d| d.join("tokenizer.json")).filter(|p| p.is_file());
+                let tokenizer = match opts.tokenizer.clone().or(beside) {
+                    Some(t) => TextTokenizer::from_file(&t, Some(&g), opts.bos)?,
+                    None => TextTokenizer::from_gguf(&g, opts.bos)?,
+                };
+                let net = gguf_network(&g, opts)?;
+                Ok(Self { net, tokenizer, architecture: format!("{} (GGUF)", g.architecture()?), device: opts.device })
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Tokenizers: Hugging Face `tokenizer.json` (via the `tokenizers` crate), or a byte-level
+//! BPE rebuilt from a GGUF's own vocabulary and merges when no tokenizer.json is given.
+//!
+//! Special tokens follow the model's convention: `encode` applies the tokenizer's own
+//! post-processor (BOS for Llama/Gemma tokenizer.json, [CLS]…[SEP] for BERT) or, for a GGUF
+//! tokenizer, `tokenizer.ggml.add_bos_token`. `BosPolicy` can force BOS on or off.
+use crate::gguf::Gguf;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::Path;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
+
+/// Whether sentences start with the BOS token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BosPolicy {
+    /// As the tokenizer (or GGUF metadata) says.
+    Auto,
+    Always,
+    Never,
+}
+
+impl std::str::FromStr for BosPolicy {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => Self::Auto,
+            "true" | "always" => Self::Always,
+            "false" | "never" => Self::Never,
+            other => bail!("bos must be auto, always or never, not `{other}`"),
+        })
+    }
+}
+
+pub struct TextTokenizer {
+    tok: Tokenizer,
+    /// Add BOS ourselves (GGUF tokenizers, whose BPE has no post-processor).
+    add_bos: bool,
+    pub bos_id: Option<u32>,
+    pub pad_id: u32,
+    policy: BosPolicy,
+}
+
+impl TextTokenizer {
+    /// A tokenizer.json, with BOS/pad ids from the file's special tokens, an optional
+    /// tokenizer_config.json beside it, or the GGUF's metadata.
+    pub fn from_file(path: &Path, gguf: Option<&Gguf>, policy: BosPolicy) -> Result<Self> {
+        let tok = Tokenizer::from_file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let cfg: serde_json::Value = path
+            .parent()
+            .map(|d| d.join("tokenizer_config.json"))
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let token_str = |k: &str| -> Option<String> {
+            match &cfg[k] {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+                _ => None,
+            }
+        };
+        let meta_id = |k: &str| gguf.and_then(|g| g.get(k)).and_then(|v| v.as_u64()).map(|v| v as u32);
+        let bos_id = token_str("bos_token")
+            .and_then(|t| tok.token_to_id(&t))
+            .or_else(|| meta_id("tokenizer.ggml.bos_token_id"))
+            .or_else(|| ["<bos>", "<s>", "<|begin_of_text|>"].iter().find_map(|t| tok.token_to_id(t)));
+        let pad_id = token_str("pad_token")
+            .and_then(|t| tok.token_to_id(&t))
+            .or_else(|| meta_id("tokenizer.ggml.padding_token_id"))
+            .or_else(|| ["<pad>", "[PAD]", "<|endoftext|>"].iter().find_map(|t| tok.token_to_id(t)))
+            .unwrap_or(0);
+        Ok(Self { tok, add_bos: false, bos_id, pad_id, policy })
+    }
+
+    /// A byte-level BPE from the GGUF's `tokenizer.ggml.{tokens,merges}` (GPT-2 style
+    /// tokenizers: SmolLM, Llama 3, Qwen2). SentencePiece-style GGUF vocabularies need their
+    /// tokenizer.json.
+    pub fn from_gguf(g: &Gguf, policy: BosPolicy) -> Result<Self> {
+        let model = g.get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
+        if model != "gpt2" {
+            bail!(
+                "{}: the GGUF tokenizer is `{model}`; mexa rebuilds only byte-level BPE (`gpt2`) tokenizers from GGUF. Give the model's tokenizer.json (`tokenizer:` parameter)",
+                g.path.display()
+            );
+        }
+        let tokens = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).ok_or_else(|| anyhow!("{}: no tokenizer.ggml.tokens", g.path.display()))?;
+        let merges = g.get("tokenizer.ggml.merges").and_then(|v| v.as_array()).ok_or_else(|| anyhow!("{}: no tokenizer.ggml.merges", g.path.display()))?;
+        let types = g.get("tokenizer.ggml.token_type").and_then(|v| v.as_array());
+        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().filter_map(|(i, t)| t.as_str().map(|s| (s.to_string(), i as u32))).collect();
+        let merges: Vec<(String, String)> = merges
+            .iter()
+            .filter_map(|m| m.as_str())
+            .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| anyhow!("bad merge `{m}`")))
+            .collect::<Result<_>>()?;
+        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| anyhow!("building BPE: {e}"))?;
+        let mut tok = Tokenizer::new(bpe);
+        let pre = g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+        let byte_level = ByteLevel::new(false, true, true);
+        let pre_tok: PreTokenizerWrapper = if matches!(pre, "smollm" | "starcoder" | "refact") {
+            Sequence::new(vec![Digits::new(true).into(), byte_level.clone().into()]).into()
+        } else {
+            byte_level.clone().into()
+        };
+        tok.with_pre_tokenizer(Some(pre_tok));
+        tok.with_decoder(Some(byte_level));
+        // Control tokens (type 3) are special: never split, matched whole.
+        if let Some(types) = types {
+            let specials: Vec<AddedToken> = tokens
+                .iter()
+                .zip(types)
+                .filter(|(_, ty)| ty.as_u64() == Some(3))
+                .filter_map(|(t, _)| t.as_str().map(|s| AddedToken::from(s.to_string(), true)))
+                .collect();
+            let _ = tok.add_special_tokens(specials);
+        }
+        let id = |k: &str| g.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+        Ok(Self {
+            tok,
+            add_bos: g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false),
+            bos_id: id("tokenizer.ggml.bos_token_id"),
+            pad_id: id("tokenizer.ggml.padding_token_id").or_else(|| id("tokenizer.ggml.eos_token_id")).unwrap_or(0),
+            policy,
+        })
+    }
+
+    /// Token ids of one sentence, with the model's special tokens.
+    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
+        let enc = self.tok.encode(text, true).map_err(|e| anyhow!("tokenizing {text:?}: {e}"))?;
+        let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
+        let bos = self.bos_id.map(|b| b as i64);
+        let has_bos = bos.is_some() && ids.first().copied() == bos;
+        let want_bos = match self.policy {
+            BosPolicy::Auto => has_bos || self.add_bos,
+            BosPolicy::Always => true,
+            BosPolicy::Never => false,
+        };
+        match (want_bos, has_bos) {
+            (true, false) => ids.insert(0, bos.context("BOS asked for, but the tokenizer has no BOS token")?),
+            (false, true) => {
+                ids.remove(0);
+            }
+            _ => {}
+        }
+        Ok(ids)
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tok.decode(ids, false).map_err(|e| anyhow!("{e}"))
+    }
+}

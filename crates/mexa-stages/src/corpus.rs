@@ -1,0 +1,270 @@
+//! `load_corpus`: a line-parallel corpus (one file per language, line i parallel) into a
+//! table of (language, iso639_3, sentence_id, text).
+use crate::util::{col_i32, col_str, schema, utf8_col};
+use anyhow::{bail, Context, Result};
+use arrow::array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct LoadCorpus;
+
+/// Extensions of per-language files; FLORES-200 uses `.dev` and `.devtest`.
+const EXTS: &[&str] = &["txt", "dev", "devtest"];
+
+/// One language's sentences and where they came from.
+pub struct LangText {
+    pub code: String,
+    pub file: PathBuf,
+    pub lines: Vec<String>,
+}
+
+/// Reads a UTF-8 file of one sentence per line; names file and line for every problem.
+pub fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut lines = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line = std::str::from_utf8(raw).map_err(|e| anyhow::anyhow!("{}:{}: invalid UTF-8 at byte {} of the line", path.display(), i + 1, e.valid_up_to()))?;
+        lines.push(line.to_string());
+    }
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim().is_empty() {
+            bail!("{}:{}: empty line (every line is a sentence, parallel across files)", path.display(), i + 1);
+        }
+    }
+    Ok(lines)
+}
+
+/// Matches a language code against a pattern with `*` and `?`.
+pub fn glob_match(pat: &str, s: &str) -> bool {
+    fn m(p: &[char], s: &[char]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some('*'), _) => m(&p[1..], s) || (!s.is_empty() && m(p, &s[1..])),
+            (Some('?'), Some(_)) => m(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => m(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    m(&pat.chars().collect::<Vec<_>>(), &s.chars().collect::<Vec<_>>())
+}
+
+/// The per-language files of a corpus directory: `<code>.<ext>`, or FLORES's `<split>/`.
+fn language_files(dir: &Path, split: &str) -> Result<Vec<(String, PathBuf)>> {
+    let dir = if dir.join(split).is_dir() { dir.join(split) } else { dir.to_path_buf() };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let p = e?.path();
+        let (Some(stem), Some(ext)) = (p.file_stem().and_then(|s| s.to_str()), p.extension().and_then(|s| s.to_str())) else { continue };
+        if EXTS.contains(&ext) && p.is_file() {
+            out.push((stem.to_string(), p.clone()));
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        bail!("{}: no per-language files (*.txt, *.dev, *.devtest)", dir.display());
+    }
+    Ok(out)
+}
+
+/// Reads a table file (TSV with a header, or Parquet) with one column per language.
+fn read_columns(path: &Path) -> Result<Vec<LangText>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext == "parquet" {
+        let (_, batches) = mexa_store::read_parquet(path)?;
+        let mut cols: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for b in &batches {
+            for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+                let a = c.as_any().downcast_ref::<StringArray>().with_context(|| format!("{}: column `{}` is not text", path.display(), f.name()))?;
+                let v = cols.entry(f.name().clone()).or_default();
+                for i in 0..a.len() {
+                    if a.is_null(i) || a.value(i).trim().is_empty() {
+                        bail!("{}: column `{}`, row {}: empty sentence", path.display(), f.name(), v.len() + 1);
+                    }
+                    v.push(a.value(i).to_string());
+                }
+            }
+        }
+        return Ok(cols.into_iter().map(|(code, lines)| LangText { code, file: path.to_path_buf(), lines }).collect());
+    }
+    let lines = read_lines(path)?;
+    let header: Vec<&str> = lines.first().map(|h| h.split('\t').collect()).unwrap_or_default();
+    let mut cols: Vec<Vec<String>> = vec![vec![]; header.len()];
+    for (i, l) in lines.iter().enumerate().skip(1) {
+        let cells: Vec<&str> = l.split('\t').collect();
+        if cells.len() != header.len() {
+            bail!("{}:{}: {} fields, the header has {}", path.display(), i + 1, cells.len(), header.len());
+        }
+        for (c, v) in cells.iter().enumerate() {
+            if v.trim().is_empty() {
+                bail!("{}:{}: empty sentence in column `{}`", path.display(), i + 1, header[c]);
+            }
+            cols[c].push(v.to_string());
+        }
+    }
+    Ok(header.iter().zip(cols).map(|(h, lines)| LangText { code: h.to_string(), file: path.to_path_buf(), lines }).collect())
+}
+
+/// ISO 639-3 code of a corpus language label: FLORES `xxx_Scrp` → `xxx`; UDHR codes via the
+/// corpus's languages.tsv when present; a plain three-letter code as is.
+pub fn iso639_3(code: &str, table: &BTreeMap<String, String>) -> String {
+    if let Some(v) = table.get(code) {
+        return v.clone();
+    }
+    let head = code.split(['_', '-']).next().unwrap_or(code);
+    if head.len() == 3 && head.chars().all(|c| c.is_ascii_lowercase()) {
+        head.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Loads, selects and checks a corpus.
+pub fn load(path: &Path, split: &str, languages: &[String], pivot: &str, limit: usize) -> Result<Vec<LangText>> {
+    let mut langs: Vec<LangText> = if path.is_dir() {
+        let mut v = Vec::new();
+        for (code, file) in language_files(path, split)? {
+            if code == pivot || languages.is_empty() || languages.iter().any(|p| glob_match(p, &code)) {
+                v.push(LangText { lines: read_lines(&file)?, code, file });
+            }
+        }
+        v
+    } else {
+        read_columns(path)?.into_iter().filter(|l| l.code == pivot || languages.is_empty() || languages.iter().any(|p| glob_match(p, &l.code))).collect()
+    };
+    for p in languages {
+        if !p.contains(['*', '?']) && !langs.iter().any(|l| &l.code == p) {
+            bail!("{}: language `{p}` was asked for but has no file (expected {}/{p}.txt or similar)", path.display(), path.display());
+        }
+    }
+    let Some(pivot_lang) = langs.iter().position(|l| l.code == pivot) else {
+        bail!("{}: the pivot language `{pivot}` is missing", path.display());
+    };
+    let n_pivot = langs[pivot_lang].lines.len();
+    for l in &langs {
+        if l.lines.len() != n_pivot {
+            bail!(
+                "{}: {} lines, but the pivot {} has {n_pivot}: files must be line-parallel (ragged corpus)",
+                l.file.display(),
+                l.lines.len(),
+                langs[pivot_lang].file.display()
+            );
+        }
+    }
+    if limit > 0 {
+        for l in langs.iter_mut() {
+            l.lines.truncate(limit);
+        }
+    }
+    // Pivot first, then the rest by code.
+    langs.sort_by(|a, b| (a.code != pivot, &a.code).cmp(&(b.code != pivot, &b.code)));
+    Ok(langs)
+}
+
+fn udhr_table(dir: &Path) -> BTreeMap<String, String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("languages.tsv")) else { return BTreeMap::new() };
+    text.lines().skip(1).filter_map(|l| {
+        let mut it = l.split('\t');
+        Some((it.next()?.to_string(), it.next()?.to_string()))
+    }).collect()
+}
+
+impl Stage for LoadCorpus {
+    fn kind(&self) -> &'static str {
+        "load_corpus"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "A line-parallel corpus: a directory with one file per language (<code>.txt, FLORES-200's dev/ or devtest/ with .dev/.devtest), or one TSV/Parquet file with a column per language"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("path", ParamType::Path, "corpus directory or TSV/Parquet file"),
+            ParamSpec::optional("languages", ParamType::StrList, "[]", "language codes or globs (`*_Latn`); empty: all"),
+            ParamSpec::optional("pivot", ParamType::Str, "\"eng_Latn\"", "the language every other is aligned to"),
+            ParamSpec::optional("limit", ParamType::Int, "0", "keep the first n sentences (0: all)"),
+            ParamSpec::optional("split", ParamType::Str, "\"devtest\"", "subdirectory to read when the corpus has one (FLORES-200)"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![]
+    }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let path = PathBuf::from(ctx.str("path")?);
+        let limit = ctx.i64("limit")?;
+        if limit < 0 {
+            bail!("`limit` must be 0 or more");
+        }
+        let pivot = ctx.str("pivot")?;
+        let langs = load(&path, ctx.str("split")?, &ctx.strs("languages")?, pivot, limit as usize)?;
+        let table = if path.is_dir() { udhr_table(&path) } else { BTreeMap::new() };
+        let (mut lang, mut iso, mut id, mut text) = (vec![], vec![], vec![], vec![]);
+        for l in &langs {
+            let code = iso639_3(&l.code, &table);
+            for (i, s) in l.lines.iter().enumerate() {
+                lang.push(l.code.clone());
+                iso.push(code.clone());
+                id.push(i as i32);
+                text.push(s.clone());
+            }
+        }
+        let sch = schema(&[("language", DataType::Utf8), ("iso639_3", DataType::Utf8), ("sentence_id", DataType::Int32), ("text", DataType::Utf8)]);
+        let cols: Vec<ArrayRef> = vec![utf8_col(lang), utf8_col(iso), Arc::new(Int32Array::from(id)), utf8_col(text)];
+        let batch = RecordBatch::try_new(sch.clone(), cols)?;
+        let meta = serde_json::json!({
+            "pivot": pivot,
+            "languages": langs.iter().map(|l| &l.code).collect::<Vec<_>>(),
+            "sentences": langs.first().map(|l| l.lines.len()).unwrap_or(0),
+        });
+        Ok(Output { table: Table::new(sch, vec![batch]), meta })
+    }
+}
+
+/// The corpus as (language → sentences in order), pivot first.
+pub fn read_corpus(table: &Table) -> Result<(Vec<String>, BTreeMap<String, Vec<String>>)> {
+    let mut order = Vec::new();
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for b in &table.batches {
+        let (l, id, t) = (col_str(b, "language")?, col_i32(b, "sentence_id")?, col_str(b, "text")?);
+        for i in 0..b.num_rows() {
+            let v = map.entry(l.value(i).to_string()).or_insert_with(|| {
+                order.push(l.value(i).to_string());
+                vec![]
+            });
+            if id.value(i) as usize != v.len() {
+                bail!("corpus table out of order at {} sentence {}", l.value(i), id.value(i));
+            }
+            v.push(t.value(i).to_string());
+        }
+    }
+    Ok((order, map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*_Latn", "fra_Latn"));
+        assert!(!glob_match("*_Latn", "rus_Cyrl"));
+        assert!(glob_match("c?n_*", "cmn_hans"));
+        assert!(glob_match("*", "x"));
+    }
+
+    #[test]
+    fn iso_codes() {
+        let t = BTreeMap::from([("cmn_hans".to_string(), "cmn".to_string())]);
+        assert_eq!(iso639_3("fra_Latn", &t), "fra");
+        assert_eq!(iso639_3("cmn_hans", &t), "cmn");
+        assert_eq!(iso639_3("007", &t), "");
+    }
+}

@@ -1,0 +1,168 @@
+//! `embed`: runs a model over the corpus, one shard per language, storing every layer's
+//! pooled sentence embeddings (all requested poolings from one forward pass).
+use crate::corpus::read_corpus;
+use crate::util::{col_i32, col_str, schema};
+use anyhow::{anyhow, bail, Result};
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field};
+use mexa_model::{embed, parse_device, parse_dtype, BatchOptions, BosPolicy, LoadOptions, Model, Pooled, Pooling};
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub struct Embed;
+
+/// Models stay loaded for the life of the process, shared by every node that names them.
+fn model_cache() -> &'static Mutex<HashMap<String, Arc<Mutex<Model>>>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Mutex<Model>>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn load_model(path: &str, opts: &LoadOptions) -> Result<Arc<Mutex<Model>>> {
+    let id = format!("{path}|{:?}|{:?}|{:?}|{:?}", opts.kind, opts.device, opts.tokenizer, opts.bos);
+    let mut cache = model_cache().lock().unwrap();
+    if let Some(m) = cache.get(&id) {
+        return Ok(m.clone());
+    }
+    let t = std::time::Instant::now();
+    let m = Model::load(&PathBuf::from(path), opts)?;
+    tracing::info!("loaded {path} ({}) in {:.1}s", m.architecture, t.elapsed().as_secs_f64());
+    let m = Arc::new(Mutex::new(m));
+    cache.insert(id, m.clone());
+    Ok(m)
+}
+
+pub const POOLINGS: &[&str] = &["weighted", "last", "mean"];
+
+/// Schema of an embedding shard.
+pub fn embedding_batch(p: &[Pooled]) -> Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
+    let dim = p.first().map(|x| x.dim).unwrap_or(0);
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    let sch = schema(&[
+        ("pooling", DataType::Utf8),
+        ("layer", DataType::Int32),
+        ("sentence_id", DataType::Int32),
+        ("vector", DataType::FixedSizeList(item.clone(), dim as i32)),
+    ]);
+    let (mut pool, mut layer, mut sid, mut vals) = (vec![], vec![], vec![], vec![]);
+    for x in p {
+        for l in 0..x.layers {
+            for s in 0..x.n {
+                pool.push(x.pooling.name().to_string());
+                layer.push(l as i32);
+                sid.push(s as i32);
+                vals.extend_from_slice(x.vector(l, s));
+            }
+        }
+    }
+    let vectors = FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(vals)), None)?;
+    let cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(pool)), Arc::new(Int32Array::from(layer)), Arc::new(Int32Array::from(sid)), Arc::new(vectors)];
+    Ok((sch.clone(), RecordBatch::try_new(sch, cols)?))
+}
+
+/// Reads an embedding shard back: pooling → layer → matrix (sentences × dim).
+pub fn read_embeddings(t: &Table) -> Result<HashMap<String, Vec<mexa_metrics::Matrix>>> {
+    let mut out: HashMap<String, Vec<(usize, Vec<f32>)>> = HashMap::new();
+    let mut dim = 0;
+    let mut rows: HashMap<(String, usize), usize> = HashMap::new();
+    for b in &t.batches {
+        let (p, l, v) = (col_str(b, "pooling")?, col_i32(b, "layer")?, b.column_by_name("vector").ok_or_else(|| anyhow!("no vector column"))?);
+        let v = v.as_any().downcast_ref::<FixedSizeListArray>().ok_or_else(|| anyhow!("vector column is not a fixed-size list"))?;
+        dim = v.value_length() as usize;
+        let flat = v.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| anyhow!("vectors are not f32"))?;
+        let sid = col_i32(b, "sentence_id")?;
+        for i in 0..b.num_rows() {
+            let layers = out.entry(p.value(i).to_string()).or_default();
+            let li = l.value(i) as usize;
+            while layers.len() <= li {
+                layers.push((0, vec![]));
+            }
+            let r = rows.entry((p.value(i).to_string(), li)).or_insert(0);
+            if sid.value(i) as usize != *r {
+                bail!("embedding rows out of order");
+            }
+            *r += 1;
+            let off = (v.offset() + i) * dim;
+            layers[li].1.extend_from_slice(&flat.values()[off..off + dim]);
+            layers[li].0 += 1;
+        }
+    }
+    Ok(out.into_iter().map(|(k, ls)| (k, ls.into_iter().map(|(n, d)| mexa_metrics::Matrix::new(n, dim, d)).collect())).collect())
+}
+
+impl Stage for Embed {
+    fn kind(&self) -> &'static str {
+        "embed"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Runs a model (Hugging Face folder or GGUF) over every language of the corpus; stores each layer's pooled sentence embeddings, one shard per language"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("model", ParamType::Path, "a Hugging Face model folder or a .gguf file"),
+            ParamSpec::optional("tokenizer", ParamType::OptPath, "null", "a tokenizer.json to use instead of the model's"),
+            ParamSpec::optional("poolings", ParamType::EnumList(POOLINGS), "[\"weighted\", \"last\"]", "poolings computed in the same pass"),
+            ParamSpec::optional("dtype", ParamType::Enum(&["f32", "f16", "bf16"]), "\"f32\"", "weights and activations (f32 on CPU)"),
+            ParamSpec::optional("device", ParamType::Str, "\"auto\"", "auto, cpu, cuda or cuda:N"),
+            ParamSpec::optional("bos", ParamType::Enum(&["auto", "always", "never"]), "\"auto\"", "BOS token: as the tokenizer says, or forced"),
+            ParamSpec::optional("batch_tokens", ParamType::Int, "4096", "most padded tokens per batch"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![InputSpec { name: "corpus", doc: "a load_corpus table", gather: false }]
+    }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let corpus = ctx.read(ctx.input("corpus")?)?;
+        let (order, texts) = read_corpus(&corpus)?;
+        let poolings: Vec<Pooling> = ctx.strs("poolings")?.iter().map(|s| Pooling::parse(s)).collect::<Result<_>>()?;
+        if poolings.is_empty() {
+            bail!("`poolings` is empty");
+        }
+        let opts = LoadOptions {
+            kind: parse_dtype(ctx.str("dtype")?)?,
+            device: parse_device(ctx.str("device")?)?,
+            tokenizer: ctx.opt_str("tokenizer").map(PathBuf::from),
+            bos: ctx.str("bos")?.parse::<BosPolicy>()?,
+        };
+        let model_path = ctx.str("model")?;
+        let batch = BatchOptions { max_tokens: ctx.usize("batch_tokens")?.max(1), ..Default::default() };
+        let total: usize = texts.values().map(Vec::len).sum();
+        ctx.progress.set_length(total as u64);
+        let mut shards = Vec::new();
+        let mut info = serde_json::Value::Null;
+        for lang in &order {
+            let sents = &texts[lang];
+            let key = ctx.shard(lang, || {
+                let model = load_model(model_path, &opts)?;
+                let m = model.lock().unwrap();
+                ctx.progress.message(&format!("{lang} ({})", m.architecture));
+                let pooled = embed(&m, sents, &poolings, batch, |k| ctx.progress.inc(k as u64))?;
+                let tokens: usize = pooled[0].tokens.iter().sum();
+                let (sch, b) = embedding_batch(&pooled)?;
+                Ok(Output {
+                    table: Table::new(sch, vec![b]),
+                    meta: serde_json::json!({"language": lang, "tokens": tokens, "layers": pooled[0].layers, "dim": pooled[0].dim, "architecture": m.architecture}),
+                })
+            })?;
+            if info.is_null() {
+                info = ctx.store.manifest(&key)?.meta;
+            }
+            shards.push((lang.clone(), key));
+            if ctx.cancelled() {
+                bail!("cancelled");
+            }
+        }
+        let meta = serde_json::json!({
+            "pivot": order.first(),
+            "layers": info["layers"],
+            "dim": info["dim"],
+            "architecture": info["architecture"],
+            "poolings": poolings.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        });
+        Ctx::shard_index(&shards, meta)
+    }
+}
