@@ -1,0 +1,55 @@
+//! The bundled real models against Hugging Face transformers (tools/make_gguf_reference.py):
+//! SmolLM2-135M (GGUF Q4_1, tokenizer rebuilt from the GGUF) and Gemma 3 270M (GGUF Q4_K_M
+//! with its tokenizer.json). Token ids must be identical; pooled hidden states of every layer,
+//! computed here in one right-padded batch, must match transformers' one-sentence-at-a-time
+//! states. Needs the assets from scripts/fetch-assets.py (the test scripts fetch them).
+use mexa_model::{embed, BatchOptions, LoadOptions, Model, Pooling};
+use std::path::PathBuf;
+use tch::Tensor;
+
+fn assets() -> PathBuf {
+    std::env::var_os("MEXA_ASSETS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("MEXA_CACHE").map(|c| PathBuf::from(c).join("assets")))
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"))
+}
+
+fn check(name: &str, model_path: &str, tolerance: f64) {
+    let path = assets().join(model_path);
+    assert!(path.exists(), "{} is missing: run scripts/fetch-assets.py (scripts/test does)", path.display());
+    let fx = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/gguf"));
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{name}.reference.json"))).unwrap()).unwrap();
+    let reference: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(fx.join(format!("{name}.reference.safetensors"))).unwrap().into_iter().collect();
+    let sentences: Vec<String> = meta["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    let model = Model::load(&path, &LoadOptions::default()).unwrap();
+    for (i, s) in sentences.iter().enumerate() {
+        let want: Vec<i64> = meta["input_ids"][i].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        assert_eq!(model.tokenizer.encode(s).unwrap(), want, "{name}: token ids of sentence {i}");
+    }
+    let pooled = embed(&model, &sentences, &[Pooling::Weighted, Pooling::Last], BatchOptions::default(), |_| {}).unwrap();
+    assert_eq!(pooled[0].layers as i64, meta["hidden_states"].as_i64().unwrap());
+    let mut worst = 0f64;
+    for p in &pooled {
+        for s in 0..sentences.len() {
+            let want = &reference[&format!("{}_{s}", p.pooling.name())];
+            for l in 0..p.layers {
+                let got = Tensor::from_slice(p.vector(l, s));
+                let w = want.get(l as i64);
+                let rel = (&got - &w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]).max(1e-6);
+                worst = worst.max(rel);
+                assert!(rel < tolerance, "{name}: {} pooling, sentence {s}, hidden state {l}: relative difference {rel:.2e}", p.pooling.name());
+            }
+        }
+    }
+    eprintln!("{name}: worst relative difference {worst:.2e} over {} hidden states", pooled[0].layers);
+}
+
+#[test]
+fn smollm2_135m_gguf_matches_transformers() {
+    check("smollm2-135m", "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", 1e-4);
+}
+
+#[test]
+fn gemma3_270m_gguf_matches_transformers() {
+    check("gemma3-270m", "models/gemma3-270m/gemma-3-270m-q4_k_m.gguf", 1e-4);
+}
