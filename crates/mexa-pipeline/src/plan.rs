@@ -404,7 +404,9 @@ fn lookup(inner: &str, assign: &HashMap<&str, &Value>, assets: &Path, pos: &Pos)
     let mut v: Value = if head == "assets" {
         Value::String(assets.to_string_lossy().into_owned())
     } else {
-        (*assign.get(head).ok_or_else(|| SpecError::new(pos.clone(), format!("`{head}` is not bound here")))?).clone()
+        // Axis values may themselves use `${assets}` and `${env:...}` (not other axes).
+        let raw = (*assign.get(head).ok_or_else(|| SpecError::new(pos.clone(), format!("`{head}` is not bound here")))?).clone();
+        expand_builtins(&raw, assets, pos)?
     };
     for field in parts {
         v = match v.get(field) {
@@ -416,6 +418,32 @@ fn lookup(inner: &str, assign: &HashMap<&str, &Value>, assets: &Path, pos: &Pos)
         };
     }
     Ok(v)
+}
+
+/// Expands `${assets}` and `${env:...}` inside every string of an axis value.
+fn expand_builtins(v: &Value, assets: &Path, pos: &Pos) -> Result<Value, SpecError> {
+    Ok(match v {
+        Value::String(s) if s.contains("${") => {
+            let mut out = String::new();
+            let mut last = 0;
+            for (a, b, inner) in refs_in(s) {
+                out.push_str(&s[last..a]);
+                if inner != "assets" && !inner.starts_with("env:") {
+                    return Err(SpecError::new(pos.clone(), format!("grid value {s:?} refers to `${{{inner}}}`; grid values may use only `${{assets}}` and `${{env:NAME}}`")));
+                }
+                match lookup(inner, &HashMap::new(), assets, pos)? {
+                    Value::String(x) => out.push_str(&x),
+                    other => out.push_str(&other.to_string()),
+                }
+                last = b;
+            }
+            out.push_str(&s[last..]);
+            Value::String(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| expand_builtins(x, assets, pos)).collect::<Result<_, _>>()?),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| Ok((k.clone(), expand_builtins(x, assets, pos)?))).collect::<Result<_, SpecError>>()?),
+        other => other.clone(),
+    })
 }
 
 #[allow(dead_code)]
