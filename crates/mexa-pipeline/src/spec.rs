@@ -41,8 +41,10 @@ pub struct StageDecl {
     pub kind: String,
     /// Parameter name → its YAML node (substituted per grid cell at plan time).
     pub params: Vec<(String, Node)>,
-    /// Slot → (stage name, position).
+    /// (slot, stage name, position of the stage name); see `input_slot_pos` for the slot's.
     pub inputs: Vec<(String, String, Pos)>,
+    /// Position of each input's slot name, parallel to `inputs`.
+    pub input_slot_pos: Vec<Pos>,
     /// Axes this stage refers to directly.
     pub direct_axes: BTreeSet<String>,
     /// Executor options (for example `slurm:`), kept as JSON.
@@ -190,12 +192,12 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
     for st in &stages {
         let Some(imp) = registry.get(&st.kind) else { continue };
         let slots = imp.inputs();
-        for (slot, target, pos) in &st.inputs {
+        for ((slot, target, pos), slot_pos) in st.inputs.iter().zip(&st.input_slot_pos) {
             if !slots.iter().any(|s| s.name == slot) {
                 let h = suggest(slot, slots.iter().map(|s| s.name)).unwrap_or_else(|| {
                     if slots.is_empty() { format!("`{}` takes no inputs", st.kind) } else { format!("`{}` takes: {}", st.kind, slots.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")) }
                 });
-                errs.push(SpecError::new(pos.clone(), format!("stage `{}` ({}) has no input slot `{slot}`", st.name, st.kind)).hint(h));
+                errs.push(SpecError::new(slot_pos.clone(), format!("stage `{}` ({}) has no input slot `{slot}`", st.name, st.kind)).hint(h));
             }
             if !names.contains(target) {
                 let h = suggest(target, names.iter().map(String::as_str)).unwrap_or_else(|| format!("stages: {}", names.join(", ")));
@@ -318,13 +320,17 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, axes: &[&str], errs: &mu
         }
     }
     let mut inputs = Vec::new();
+    let mut input_slot_pos = Vec::new();
     if let Some(i) = v.get("inputs") {
         match i.as_map() {
             None => errs.push(SpecError::new(i.pos.clone(), format!("`inputs` must map slots to stage names, found {}", i.describe()))),
             Some(entries) => {
                 for (ik, iv) in entries {
                     match iv.as_str() {
-                        Some(t) => inputs.push((ik.as_str().unwrap_or_default().to_string(), t.to_string(), iv.pos.clone())),
+                        Some(t) => {
+                            inputs.push((ik.as_str().unwrap_or_default().to_string(), t.to_string(), iv.pos.clone()));
+                            input_slot_pos.push(ik.pos.clone());
+                        }
                         None => errs.push(SpecError::new(iv.pos.clone(), "an input names one stage")),
                     }
                 }
@@ -332,7 +338,7 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, axes: &[&str], errs: &mu
         }
     }
     let resources = v.get("resources").map(Node::to_json).unwrap_or(Value::Null);
-    Some(StageDecl { name, pos: k.pos.clone(), kind, params, inputs, direct_axes, resources })
+    Some(StageDecl { name, pos: k.pos.clone(), kind, params, inputs, input_slot_pos, direct_axes, resources })
 }
 
 fn is_ident(s: &str) -> bool {

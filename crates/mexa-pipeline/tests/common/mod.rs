@@ -1,0 +1,121 @@
+//! Placeholder stages for the runner's tests (real stages live in mexa-stages).
+#![allow(dead_code)]
+use anyhow::{bail, Result};
+use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use mexa_pipeline::stage::string_col;
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Registry, Stage, Table};
+use std::io::Write;
+use std::sync::Arc;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]))
+}
+
+pub fn lines_table(lines: Vec<String>) -> Table {
+    let b = RecordBatch::try_new(schema(), vec![Arc::new(StringArray::from(lines))]).unwrap();
+    Table::new(schema(), vec![b])
+}
+
+pub fn lines_of(t: &Table) -> Vec<String> {
+    t.batches.iter().flat_map(|b| {
+        let c = string_col(b, "line").unwrap();
+        (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
+    }).collect()
+}
+
+/// Appends "<pid> <key>" to $MEXA_TEST_LOG: who computed what.
+fn log_compute(key: &str) {
+    if let Ok(p) = std::env::var("MEXA_TEST_LOG") {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap();
+        writeln!(f, "{} {key}", std::process::id()).unwrap();
+    }
+}
+
+/// `source`: `copies` copies of `text`, one per line.
+pub struct Source;
+impl Stage for Source {
+    fn kind(&self) -> &'static str { "source" }
+    fn version(&self) -> u32 { 1 }
+    fn doc(&self) -> &'static str { "test: emits text" }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::required("text", ParamType::Str, "text"), ParamSpec::optional("copies", ParamType::Int, "1", "copies")]
+    }
+    fn inputs(&self) -> Vec<InputSpec> { vec![] }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        log_compute(ctx.key);
+        Ok(lines_table(vec![ctx.str("text")?.to_string(); ctx.usize("copies")?]).into())
+    }
+}
+
+/// `shout`: upper-cases its input in `shards` shards, hashing each line with the shard
+/// number; sleeps `sleep_ms` per shard; fails when `fail` is true.
+pub struct Shout(pub u32);
+impl Stage for Shout {
+    fn kind(&self) -> &'static str { "shout" }
+    fn version(&self) -> u32 { self.0 }
+    fn doc(&self) -> &'static str { "test: sharded transform" }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::optional("shards", ParamType::Int, "1", "shards"),
+            ParamSpec::optional("sleep_ms", ParamType::Int, "0", "sleep per shard"),
+            ParamSpec::optional("fail", ParamType::Bool, "false", "fail"),
+            ParamSpec::optional("rows", ParamType::Int, "1", "rows per input line"),
+            ParamSpec::optional("suffix", ParamType::Str, "\"\"", "appended"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputSpec> { vec![InputSpec { name: "src", doc: "lines", gather: false }] }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        if ctx.bool("fail")? {
+            bail!("asked to fail");
+        }
+        let lines = lines_of(&ctx.read(ctx.input("src")?)?);
+        let mut shards = Vec::new();
+        for s in 0..ctx.usize("shards")? {
+            let name = format!("s{s}");
+            let key = ctx.shard(&name, || {
+                log_compute(&format!("shard {} {name}", ctx.key));
+                std::thread::sleep(std::time::Duration::from_millis(ctx.usize("sleep_ms")? as u64));
+                let mut out = Vec::new();
+                for l in &lines {
+                    for r in 0..ctx.usize("rows")? {
+                        let h = blake3::hash(format!("{l}/{s}/{r}").as_bytes()).to_hex();
+                        out.push(format!("{}{} {}", l.to_uppercase(), ctx.str("suffix")?, &h[..16]));
+                    }
+                }
+                Ok(lines_table(out).into())
+            })?;
+            shards.push((name, key));
+        }
+        log_compute(ctx.key);
+        Ctx::shard_index(&shards, serde_json::Value::Null)
+    }
+}
+
+/// `collect`: gathers every matching input and concatenates them.
+pub struct Collect;
+impl Stage for Collect {
+    fn kind(&self) -> &'static str { "collect" }
+    fn version(&self) -> u32 { 1 }
+    fn doc(&self) -> &'static str { "test: gather" }
+    fn params(&self) -> Vec<ParamSpec> { vec![] }
+    fn inputs(&self) -> Vec<InputSpec> { vec![InputSpec { name: "parts", doc: "parts", gather: true }] }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        log_compute(ctx.key);
+        let mut all = Vec::new();
+        for i in ctx.gathered("parts") {
+            all.extend(lines_of(&ctx.read(i)?).into_iter().map(|l| format!("{}: {l}", i.label)));
+        }
+        Ok(lines_table(all).into())
+    }
+}
+
+pub fn registry() -> Registry {
+    registry_with_shout_version(1)
+}
+
+pub fn registry_with_shout_version(v: u32) -> Registry {
+    let mut r = Registry::new();
+    r.add(Source).add(Shout(v)).add(Collect);
+    r
+}
