@@ -1,13 +1,237 @@
 //! `mexa bench`: speed measured against a baseline in the same run, printed as ratios.
-use anyhow::Result;
+//!
+//! - `plan`:   expand and plan a 100,000-node grid (goal < 1 s); baseline: hashing the same
+//!             number of canonical key specs, the irreducible work of content addressing.
+//! - `cached`: a fully cached rerun of 10,000 nodes, plan + run (goal < 0.5 s); baseline:
+//!             one stat(2) of each of those artifacts' manifests.
+//! - `align`:  language-layer pairs per second at n = 100 and n = 1000 sentences, mexa's
+//!             aligner against a straightforward single-threaded loop.
+//! - `embed`:  tokens per second of mexa's batched extractor, and of Hugging Face
+//!             transformers batched and one sentence at a time (the published MEXA loop),
+//!             same model, sentences and threads (needs a Python with torch + transformers:
+//!             $MEXA_BENCH_PYTHON, default python3).
+//!
+//! The planning benchmarks use a bench-only `noop` stage kind (it writes a one-row table).
+use anyhow::{bail, Context, Result};
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
 use clap::Args;
+use mexa_metrics::{align, align_loop, Matrix};
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Registry, RunOptions, Stage, Table};
+use mexa_store::{key_of, FileHasher, KeySpec, Store};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Which benchmarks (default: all).
+    /// Which benchmarks: plan, cached, align, embed (default: all).
     which: Vec<String>,
+    /// The model for `embed` (default: the bundled SmolLM2-135M GGUF).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Sentences for `embed`: a text file, one per line (default: bundled UDHR, 5 languages).
+    #[arg(long)]
+    sentences: Option<PathBuf>,
+    /// Threads for `embed` and `align` (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
-pub fn bench(_a: BenchArgs) -> Result<i32> {
+struct Noop;
+impl Stage for Noop {
+    fn kind(&self) -> &'static str {
+        "noop"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "benchmark stage: a one-row table"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::optional("a", ParamType::Int, "0", ""), ParamSpec::optional("b", ParamType::Int, "0", ""), ParamSpec::optional("c", ParamType::Int, "0", "")]
+    }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![]
+    }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let v = ctx.i64("a")? * 1_000_000 + ctx.i64("b")? * 1000 + ctx.i64("c")?;
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![v]))])?;
+        Ok(Table::new(schema, vec![b]).into())
+    }
+}
+
+fn grid_pipeline(a: usize, b: usize, c: usize) -> String {
+    let list = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    format!("pipeline: bench\ngrid:\n  a: [{}]\n  b: [{}]\n  c: [{}]\nstages:\n  cell:\n    kind: noop\n    params: {{a: \"${{a}}\", b: \"${{b}}\", c: \"${{c}}\"}}\n", list(a), list(b), list(c))
+}
+
+fn plan_text(text: &str, reg: &Registry, store: &Store) -> Result<mexa_pipeline::Plan> {
+    let spec = mexa_pipeline::parse("bench.yaml", text, Path::new("bench.yaml"), reg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    mexa_pipeline::plan(&spec, reg, store, &FileHasher::new(None)).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn line(name: &str, ours: f64, base: f64, goal: &str) {
+    println!("{name:<44} mexa {:>9.3} s   baseline {:>9.3} s   ratio {:>6.2}×   {goal}", ours, base, ours / base.max(1e-12));
+}
+
+fn bench_plan() -> Result<()> {
+    let mut reg = Registry::new();
+    reg.add(Noop);
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let text = grid_pipeline(100, 100, 10);
+    let t = Instant::now();
+    let plan = plan_text(&text, &reg, &store)?;
+    let ours = t.elapsed().as_secs_f64();
+    assert_eq!(plan.nodes.len(), 100_000);
+    let t = Instant::now();
+    let mut acc = 0u8;
+    for n in &plan.nodes {
+        acc ^= key_of(&KeySpec { stage: n.spec.stage.clone(), version: 1, params: n.spec.params.clone(), inputs: Default::default() }).as_bytes()[0];
+    }
+    let base = t.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    line("plan: expand + plan 100,000 nodes", ours, base, &format!("(goal < 1 s: {})", if ours < 1.0 { "met" } else { "NOT met" }));
+    Ok(())
+}
+
+fn bench_cached() -> Result<()> {
+    let mut reg = Registry::new();
+    reg.add(Noop);
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let text = grid_pipeline(100, 100, 1);
+    let plan = plan_text(&text, &reg, &store)?;
+    let opts = RunOptions { jobs: 2, threads: 1, keep_going: false, progress: false };
+    eprintln!("cached: computing 10,000 nodes once (not timed)...");
+    let s = mexa_pipeline::run(&plan, &reg, &store, &opts, &AtomicBool::new(false));
+    if !s.ok() {
+        bail!("first run failed: {:?}", s.failed.first());
+    }
+    let t = Instant::now();
+    let plan = plan_text(&text, &reg, &store)?;
+    let s = mexa_pipeline::run(&plan, &reg, &store, &opts, &AtomicBool::new(false));
+    let ours = t.elapsed().as_secs_f64();
+    assert_eq!(s.cached, 10_000);
+    let t = Instant::now();
+    let mut present = 0;
+    for n in &plan.nodes {
+        present += store.object_dir(&n.key).join("manifest.json").is_file() as usize;
+    }
+    let base = t.elapsed().as_secs_f64();
+    assert_eq!(present, 10_000);
+    line("cached: plan + rerun of 10,000 cached nodes", ours, base, &format!("(goal < 0.5 s: {})", if ours < 0.5 { "met" } else { "NOT met" }));
+    Ok(())
+}
+
+fn random_matrix(n: usize, d: usize, seed: u64, base: Option<&Matrix>) -> Matrix {
+    let mut s = seed | 1;
+    let data = (0..n * d)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let noise = (s % 20_000) as f32 / 10_000.0 - 1.0;
+            base.map(|b| b.data[i] + 0.8 * noise).unwrap_or(noise)
+        })
+        .collect();
+    Matrix::new(n, d, data)
+}
+
+fn bench_align() -> Result<()> {
+    for (n, pairs, base_pairs) in [(100usize, 200usize, 20usize), (1000, 10, 1)] {
+        let d = 640;
+        let pivot = random_matrix(n, d, 1, None);
+        let langs: Vec<Matrix> = (0..pairs.max(base_pairs)).map(|i| random_matrix(n, d, 100 + i as u64, Some(&pivot))).collect();
+        let t = Instant::now();
+        let mut check = 0.0;
+        for l in &langs[..pairs] {
+            check += align(&pivot, l, 4).mexa;
+        }
+        let ours = t.elapsed().as_secs_f64() / pairs as f64;
+        let t = Instant::now();
+        let mut check_base = 0.0;
+        for l in &langs[..base_pairs] {
+            check_base += align_loop(&pivot, l).1;
+        }
+        let base = t.elapsed().as_secs_f64() / base_pairs as f64;
+        let ours_first: f64 = langs[..base_pairs].iter().map(|l| align(&pivot, l, 4).mexa).sum();
+        if (ours_first - check_base).abs() > 1e-12 {
+            bail!("align and the loop baseline disagree ({ours_first} vs {check_base})");
+        }
+        std::hint::black_box(check);
+        println!(
+            "align: n = {n:<5} d = {d}                   mexa {:>9.1} pairs/s   loop {:>9.1} pairs/s   speed-up {:>6.1}×  (all five scores vs μ alone)",
+            1.0 / ours,
+            1.0 / base,
+            base / ours
+        );
+    }
+    Ok(())
+}
+
+fn bench_embed(a: &BenchArgs, threads: usize) -> Result<()> {
+    let assets = mexa_pipeline::plan::assets_dir();
+    let model = a.model.clone().unwrap_or_else(|| assets.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let sentences: Vec<String> = match &a.sentences {
+        Some(p) => std::fs::read_to_string(p)?.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect(),
+        None => {
+            let mut v = Vec::new();
+            for lang in ["eng", "fra", "rus", "cmn_hans", "hin"] {
+                let p = assets.join(format!("corpora/udhr/{lang}.txt"));
+                v.extend(std::fs::read_to_string(&p).with_context(|| format!("{}: run scripts/fetch-assets.py", p.display()))?.lines().take(20).map(str::to_string));
+            }
+            v
+        }
+    };
+    let m = mexa_model::Model::load(&model, &mexa_model::LoadOptions::default())?;
+    let tokens: usize = sentences.iter().map(|s| m.tokenizer.encode(s).map(|t| t.len())).sum::<Result<usize>>()?;
+    let pool = [mexa_model::Pooling::Weighted, mexa_model::Pooling::Last];
+    mexa_model::embed(&m, &sentences[..4.min(sentences.len())], &pool, Default::default(), |_| {})?; // warm-up
+    let t = Instant::now();
+    mexa_model::embed(&m, &sentences, &pool, Default::default(), |_| {})?;
+    let ours = t.elapsed().as_secs_f64();
+    let mexa_tps = tokens as f64 / ours;
+    println!("embed: {} ({}), {} sentences, {tokens} tokens, {threads} threads", model.display(), m.architecture, sentences.len());
+    println!("  mexa batched                          {:>9.1} tokens/s", mexa_tps);
+    let py = std::env::var("MEXA_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/bench_hf.py");
+    let tmp = tempfile::NamedTempFile::new()?;
+    std::fs::write(tmp.path(), sentences.join("\n"))?;
+    let out = std::process::Command::new(&py).arg(&script).arg(&model).arg(tmp.path()).arg(threads.to_string()).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).context("bench_hf.py output")?;
+            let (hb, h1) = (v["batched_tokens_per_s"].as_f64().unwrap_or(f64::NAN), v["one_by_one_tokens_per_s"].as_f64().unwrap_or(f64::NAN));
+            println!("  transformers batched                  {hb:>9.1} tokens/s   mexa/HF = {:.2}×  (goal ≥ 1.5×)", mexa_tps / hb);
+            println!("  transformers one at a time (MEXA ref) {h1:>9.1} tokens/s   mexa/ref = {:.2}×  (goal ≥ 10×)", mexa_tps / h1);
+            if v["tokens"].as_u64() != Some(tokens as u64) {
+                println!("  note: transformers counted {} tokens", v["tokens"]);
+            }
+        }
+        Ok(o) => println!("  transformers: not measured ({py} {}: {})", script.display(), String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")),
+        Err(e) => println!("  transformers: not measured ({py}: {e}); set MEXA_BENCH_PYTHON to a Python with torch and transformers"),
+    }
+    Ok(())
+}
+
+pub fn bench(a: BenchArgs) -> Result<i32> {
+    let all = ["plan", "cached", "align", "embed"];
+    let which: Vec<String> = if a.which.is_empty() { all.iter().map(|s| s.to_string()).collect() } else { a.which.clone() };
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    tch::set_num_threads(threads as i32);
+    for w in &which {
+        match w.as_str() {
+            "plan" => bench_plan()?,
+            "cached" => bench_cached()?,
+            "align" => bench_align()?,
+            "embed" => bench_embed(&a, threads)?,
+            other => bail!("unknown benchmark `{other}` (known: {})", all.join(", ")),
+        }
+    }
     Ok(0)
 }

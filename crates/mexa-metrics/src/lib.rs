@@ -8,5 +8,5 @@ pub mod align;
 pub mod stats;
 
 pub use aggregate::{aggregate, Aggregate};
-pub use align::{align, align_naive, Alignment, Matrix};
+pub use align::{align, align_loop, align_naive, Alignment, Matrix};
 pub use stats::{bootstrap_ci, kendall, linear_fit, pearson, spearman, Correlation};

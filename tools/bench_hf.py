@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Hugging Face transformers baseline for `mexa bench embed`.
+
+usage: bench_hf.py MODEL SENTENCES_FILE THREADS
+MODEL is a Hugging Face folder or a .gguf file (a tokenizer.json beside it is used). Prints
+JSON: tokens, and tokens/s for (a) batches of up to 64 length-sorted sentences, right-padded,
+and (b) one sentence at a time, as the published MEXA extractor does; both with
+output_hidden_states=True in float32 under torch.no_grad(), after one warm-up call.
+"""
+import json
+import os
+import sys
+import time
+
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+
+def load(model):
+    if model.endswith(".gguf"):
+        d, f = os.path.dirname(model), os.path.basename(model)
+        m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+        tj = os.path.join(d, "tokenizer.json")
+        tok = PreTrainedTokenizerFast(tokenizer_file=tj) if os.path.exists(tj) else AutoTokenizer.from_pretrained(d, gguf_file=f)
+    else:
+        m = AutoModel.from_pretrained(model, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(model)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    tok.padding_side = "right"
+    return m.eval(), tok
+
+
+def main():
+    model, path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    torch.set_num_threads(threads)
+    sentences = [l for l in open(path, encoding="utf-8").read().split("\n") if l.strip()]
+    m, tok = load(model)
+    lens = [len(tok(s)["input_ids"]) for s in sentences]
+    tokens = sum(lens)
+    with torch.no_grad():
+        m(**tok(sentences[:2], return_tensors="pt", padding=True), output_hidden_states=True)
+        order = sorted(range(len(sentences)), key=lambda i: -lens[i])
+        t = time.perf_counter()
+        for i in range(0, len(order), 64):
+            batch = [sentences[j] for j in order[i:i + 64]]
+            m(**tok(batch, return_tensors="pt", padding=True), output_hidden_states=True)
+        batched = time.perf_counter() - t
+        t = time.perf_counter()
+        for s in sentences:
+            m(**tok(s, return_tensors="pt"), output_hidden_states=True)
+        single = time.perf_counter() - t
+    print(json.dumps({"tokens": tokens, "batched_tokens_per_s": tokens / batched, "one_by_one_tokens_per_s": tokens / single}))
+
+
+if __name__ == "__main__":
+    main()
