@@ -30,6 +30,8 @@ CASES = {
                           original_max_position_embeddings=16))),
     "mistral": (tf.MistralConfig, tf.MistralModel, dict(DEC, sliding_window=4)),
     "qwen2": (tf.Qwen2Config, tf.Qwen2Model, dict(DEC, use_sliding_window=False)),
+    "olmo": (tf.OlmoConfig, tf.OlmoModel, dict(DEC, clip_qkv=0.5)),
+    "olmo2": (tf.Olmo2Config, tf.Olmo2Model, dict(DEC, rms_norm_eps=1e-6)),
     "gemma": (tf.GemmaConfig, tf.GemmaModel, dict(DEC, head_dim=16, hidden_activation="gelu_pytorch_tanh")),
     "gemma2": (tf.Gemma2Config, tf.Gemma2Model, dict(DEC, head_dim=16, sliding_window=4,
         query_pre_attn_scalar=16, attn_logit_softcapping=50.0, final_logit_softcapping=30.0)),

@@ -3,7 +3,7 @@
 //! hidden states pooled into sentence embeddings.
 //!
 //! One file per architecture family, each with its config struct and forward:
-//! [`llama`] (Llama 1–3.1, Mistral, SmolLM, Qwen2), [`gemma`] (Gemma 1, 2, 3), [`bert`]
+//! [`llama`] (Llama 1–3.1, Mistral, SmolLM, Qwen2), [`olmo`] (OLMo, OLMo 2), [`gemma`] (Gemma 1, 2, 3), [`bert`]
 //! (BERT, XLM-R). Shared pieces are in [`layers`]; [`model::Model::load`] picks the family.
 pub mod bert;
 pub mod device;
@@ -13,6 +13,7 @@ pub mod gguf;
 pub mod layers;
 pub mod llama;
 pub mod model;
+pub mod olmo;
 pub mod tokenizer;
 pub mod weights;
 

@@ -4,6 +4,7 @@ use crate::bert::{self, Bert};
 use crate::gemma::{self, Gemma};
 use crate::gguf::Gguf;
 use crate::llama::{self, Llama};
+use crate::olmo::{self, Olmo};
 use crate::tokenizer::{BosPolicy, TextTokenizer};
 use crate::weights::Weights;
 use anyhow::{bail, Context, Result};
@@ -61,7 +62,7 @@ pub struct Model {
 }
 
 /// Architectures by Hugging Face `model_type`.
-pub const HF_TYPES: &[&str] = &["llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "gemma3_text", "bert", "roberta", "xlm-roberta"];
+pub const HF_TYPES: &[&str] = &["llama", "mistral", "qwen2", "olmo", "olmo2", "gemma", "gemma2", "gemma3", "gemma3_text", "bert", "roberta", "xlm-roberta"];
 /// Architectures by GGUF `general.architecture`.
 pub const GGUF_ARCHS: &[&str] = &["llama", "qwen2", "gemma", "gemma2", "gemma3"];
 
@@ -102,6 +103,7 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
             let net: Box<dyn HiddenStates> = match mt.as_str() {
                 "llama" | "mistral" | "qwen2" => Box::new(Llama::load(llama::Config::from_hf(&cfg)?, &weights()?)?),
                 "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Box::new(Gemma::load(gemma::Config::from_hf(&cfg)?, &weights()?)?),
+                "olmo" | "olmo2" => Box::new(Olmo::load(olmo::Config::from_hf(&cfg)?, &weights()?)?),
                 "bert" | "roberta" | "xlm-roberta" => Box::new(Bert::load(bert::Config::from_hf(&cfg)?, &weights()?)?),
                 other => bail!("{}: model_type `{other}` is not supported (supported: {})", cfg_path.display(), HF_TYPES.join(", ")),
             };

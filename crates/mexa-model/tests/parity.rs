@@ -46,6 +46,14 @@ fn qwen2_qkv_bias() {
     check("qwen2");
 }
 #[test]
+fn olmo_clip_qkv() {
+    check("olmo");
+}
+#[test]
+fn olmo2_post_norms_qk_norm() {
+    check("olmo2");
+}
+#[test]
 fn gemma1() {
     check("gemma");
 }

@@ -284,11 +284,12 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
     }
     let _ = hasher.save();
     let mut plan = Plan { pipeline: spec.name.clone(), nodes };
+    let refs = store.refs();
     for i in 0..plan.nodes.len() {
         if store.contains(&plan.nodes[i].key) {
             continue;
         }
-        let prev = store.read_ref(&plan.node_id(i));
+        let prev = refs.get(&plan.node_id(i));
         plan.nodes[i].status = Status::Run(reason(&plan.nodes[i], prev.as_ref(), &plan));
     }
     Ok(plan)

@@ -268,3 +268,17 @@ mod tests {
         assert_eq!(iso639_3("007", &t), "");
     }
 }
+
+/// The pivot (first language) and each language's ISO 639-3 code from a corpus table.
+pub fn read_corpus_iso(table: &Table) -> Result<(String, BTreeMap<String, String>)> {
+    let mut pivot = None;
+    let mut iso = BTreeMap::new();
+    for b in &table.batches {
+        let (l, c) = (col_str(b, "language")?, col_str(b, "iso639_3")?);
+        for i in 0..b.num_rows() {
+            pivot.get_or_insert_with(|| l.value(i).to_string());
+            iso.entry(l.value(i).to_string()).or_insert_with(|| c.value(i).to_string());
+        }
+    }
+    Ok((pivot.ok_or_else(|| anyhow::anyhow!("empty corpus"))?, iso))
+}

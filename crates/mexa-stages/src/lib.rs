@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod align;
 pub mod corpus;
+pub mod correlate;
 pub mod embed;
 mod util;
 
@@ -13,6 +14,6 @@ use mexa_pipeline::Registry;
 /// Every stage kind mexa ships.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    r.add(corpus::LoadCorpus).add(embed::Embed).add(align::Align).add(aggregate::Aggregate);
+    r.add(corpus::LoadCorpus).add(embed::Embed).add(align::Align).add(aggregate::Aggregate).add(correlate::JoinTasks).add(correlate::Correlate);
     r
 }

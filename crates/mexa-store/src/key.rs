@@ -38,12 +38,61 @@ pub fn canonical_json(v: &Value) -> String {
     serde_json::to_string(&sorted(v)).expect("JSON values always serialise")
 }
 
-/// The key of a [`KeySpec`]: blake3 of a domain tag and its canonical JSON.
+/// Writes the canonical JSON of `v` (what [`canonical_json`] returns) without building it.
+fn write_canonical(v: &Value, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.write_all(b"{")?;
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut *out, k)?;
+                out.write_all(b":")?;
+                write_canonical(&m[k], out)?;
+            }
+            out.write_all(b"}")
+        }
+        Value::Array(a) => {
+            out.write_all(b"[")?;
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                write_canonical(x, out)?;
+            }
+            out.write_all(b"]")
+        }
+        other => serde_json::to_writer(out, other).map_err(std::io::Error::other),
+    }
+}
+
+/// The key of a [`KeySpec`]: blake3 of a domain tag and the canonical JSON of
+/// `{"inputs": …, "params": …, "stage": …, "version": …}`, streamed into the hasher.
 pub fn key_of(spec: &KeySpec) -> String {
-    let v = serde_json::to_value(spec).expect("KeySpec serialises");
     let mut h = blake3::Hasher::new();
     h.update(b"mexa-artifact-v1\0");
-    h.update(canonical_json(&v).as_bytes());
+    let w = &mut h;
+    let io = (|| -> std::io::Result<()> {
+        use std::io::Write;
+        w.write_all(b"{\"inputs\":{")?;
+        for (i, (slot, keys)) in spec.inputs.iter().enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            serde_json::to_writer(&mut *w, slot)?;
+            w.write_all(b":")?;
+            serde_json::to_writer(&mut *w, keys)?;
+        }
+        w.write_all(b"},\"params\":")?;
+        write_canonical(&spec.params, w)?;
+        w.write_all(b",\"stage\":")?;
+        serde_json::to_writer(&mut *w, &spec.stage)?;
+        write!(w, ",\"version\":{}}}", spec.version)
+    })();
+    io.expect("hashing never fails");
     h.finalize().to_hex().to_string()
 }
 
@@ -61,6 +110,17 @@ mod tests {
         let a = spec(json!({"a": 1, "b": {"x": [1, 2], "y": "z"}}));
         let b = spec(json!({"b": {"y": "z", "x": [1, 2]}, "a": 1}));
         assert_eq!(key_of(&a), key_of(&b));
+    }
+
+    #[test]
+    fn streamed_encoding_equals_canonical_json_of_the_spec() {
+        let mut s = spec(json!({"z": [1, {"b": 2, "a": "x\"y"}], "a": 1.5, "m": null}));
+        s.inputs.insert("corpus".into(), vec!["ab".into(), "cd".into()]);
+        let v = serde_json::to_value(&s).unwrap();
+        let mut h = blake3::Hasher::new();
+        h.update(b"mexa-artifact-v1\0");
+        h.update(canonical_json(&v).as_bytes());
+        assert_eq!(key_of(&s), h.finalize().to_hex().to_string());
     }
 
     #[test]

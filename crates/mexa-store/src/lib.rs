@@ -29,7 +29,7 @@ mod table;
 
 pub use filehash::FileHasher;
 pub use key::{canonical_json, key_of, KeySpec};
-pub use store::{KeyLock, Manifest, ObjectInfo, Store, VerifyReport, FORMAT_VERSION};
+pub use store::{KeyLock, Manifest, ObjectInfo, Refs, Store, VerifyReport, FORMAT_VERSION};
 pub use table::{format_rows, read_parquet, text_rows, to_csv, to_json_rows, write_parquet, TableSummary};
 
 /// An artifact key: 64 lowercase hex digits of a blake3 hash.

@@ -54,6 +54,24 @@ pub struct VerifyReport {
     pub corrupt: Vec<(String, String, PathBuf)>,
 }
 
+/// A snapshot of which refs exist (see [`Store::refs`]).
+pub struct Refs<'a> {
+    store: &'a Store,
+    names: std::collections::HashSet<String>,
+}
+
+impl Refs<'_> {
+    pub fn get(&self, node_id: &str) -> Option<Value> {
+        let path = self.store.ref_path(node_id);
+        let name = path.file_name()?.to_string_lossy();
+        if self.names.contains(name.as_ref()) {
+            self.store.read_ref(node_id)
+        } else {
+            None
+        }
+    }
+}
+
 /// A store rooted at a directory. Cheap to clone; all state is on disk.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -348,6 +366,14 @@ impl Store {
 
     pub fn read_ref(&self, node_id: &str) -> Option<Value> {
         fs::read(self.ref_path(node_id)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// All refs, for looking many up: one directory listing instead of one open per node.
+    pub fn refs(&self) -> Refs<'_> {
+        let names = fs::read_dir(self.root.join("refs"))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect())
+            .unwrap_or_default();
+        Refs { store: self, names }
     }
 
     fn ref_path(&self, node_id: &str) -> PathBuf {

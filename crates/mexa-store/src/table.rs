@@ -71,7 +71,7 @@ impl TableSummary {
                 rows.push(
                     fmts.iter()
                         .map(|f| {
-                            let s = f.value(r).to_string();
+                            let s = display_number(f.value(r).to_string());
                             if s.chars().count() > width {
                                 let cut: String = s.chars().take(width.saturating_sub(1)).collect();
                                 format!("{cut}…")
@@ -84,6 +84,15 @@ impl TableSummary {
             }
         }
         Ok(format_rows(&rows))
+    }
+}
+
+/// Floats with more than four decimals are shown with four (for people; CSV/JSON keep all).
+fn display_number(s: String) -> String {
+    match (s.split_once('.'), s.parse::<f64>()) {
+        (Some((_, frac)), Ok(v)) if frac.len() > 4 && !frac.contains(['e', 'E']) && v.abs() >= 1e-3 => format!("{v:.4}"),
+        (_, Ok(v)) if s.contains(['e', 'E']) || (v != 0.0 && v.abs() < 1e-3) => format!("{v:.2e}"),
+        _ => s,
     }
 }
 

@@ -1,0 +1,195 @@
+//! `join_tasks` and `correlate`: alignment scores against downstream task accuracy.
+//!
+//! `join_tasks` reads task results (via mexa-analysis, polars), maps language labels
+//! (FLORES / ISO 639-3 / UDHR) and emits one point per language, task, pooling and layer
+//! pooling, with the mapping visible and the adjusted estimate (alignment × the model's
+//! pivot-language task score). `correlate` computes Pearson, Spearman and Kendall with
+//! p-values, a bootstrap confidence interval of Pearson's r, and the least-squares line.
+use crate::corpus::read_corpus_iso;
+use crate::util::{col_f64, col_str, f64_col, i32_col, schema, utf8_col};
+use anyhow::{anyhow, bail, Result};
+use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
+use mexa_analysis::{join_points, read_task_scores, Point, ScoreRow};
+use mexa_metrics::{bootstrap_ci, kendall, linear_fit, pearson, spearman};
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub struct JoinTasks;
+pub struct Correlate;
+
+fn points_table(points: &[(Point, f64)]) -> Result<Table> {
+    let sch = schema(&[
+        ("language", DataType::Utf8),
+        ("task_language", DataType::Utf8),
+        ("matched_by", DataType::Utf8),
+        ("task", DataType::Utf8),
+        ("pooling", DataType::Utf8),
+        ("layer_pool", DataType::Utf8),
+        ("alignment", DataType::Float64),
+        ("score", DataType::Float64),
+        ("adjusted", DataType::Float64),
+    ]);
+    let s = |f: fn(&Point) -> &String| utf8_col(points.iter().map(|(p, _)| f(p).clone()).collect());
+    let b = RecordBatch::try_new(
+        sch.clone(),
+        vec![
+            s(|p| &p.language),
+            s(|p| &p.task_language),
+            s(|p| &p.matched_by),
+            s(|p| &p.task),
+            s(|p| &p.pooling),
+            s(|p| &p.layer_pool),
+            f64_col(points.iter().map(|(p, _)| p.alignment).collect()),
+            f64_col(points.iter().map(|(p, _)| p.score).collect()),
+            f64_col(points.iter().map(|(_, a)| *a).collect()),
+        ],
+    )?;
+    Ok(Table::new(sch, vec![b]))
+}
+
+/// Reads a points table back.
+pub fn read_points(t: &Table) -> Result<Vec<(Point, f64)>> {
+    let mut out = Vec::new();
+    for b in &t.batches {
+        let s = |n: &str| col_str(b, n);
+        let (l, tl, mb, tk, p, lp) = (s("language")?, s("task_language")?, s("matched_by")?, s("task")?, s("pooling")?, s("layer_pool")?);
+        let (a, sc, adj) = (col_f64(b, "alignment")?, col_f64(b, "score")?, col_f64(b, "adjusted")?);
+        for i in 0..b.num_rows() {
+            out.push((
+                Point {
+                    language: l.value(i).into(),
+                    task_language: tl.value(i).into(),
+                    matched_by: mb.value(i).into(),
+                    task: tk.value(i).into(),
+                    pooling: p.value(i).into(),
+                    layer_pool: lp.value(i).into(),
+                    alignment: a.value(i),
+                    score: sc.value(i),
+                },
+                adj.value(i),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+impl Stage for JoinTasks {
+    fn kind(&self) -> &'static str {
+        "join_tasks"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Joins aggregated alignment with downstream task results (CSV/TSV/Parquet, long or wide, or lm-eval JSON), mapping language labels; adds the adjusted estimate (alignment × pivot task score)"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("tasks", ParamType::Path, "task results file"),
+            ParamSpec::optional("column", ParamType::Str, "\"\"", "the column of a wide table to use (e.g. a model's accuracies)"),
+            ParamSpec::optional("task", ParamType::Str, "\"\"", "task name (names a wide column's task, or filters a long table)"),
+            ParamSpec::optional("pivot_score", ParamType::Float, "-1.0", "the model's pivot-language score for the adjusted estimate (-1: take the pivot's row from the file)"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![
+            InputSpec { name: "scores", doc: "an aggregate table", gather: false },
+            InputSpec { name: "corpus", doc: "the load_corpus table (for ISO 639-3 codes)", gather: false },
+        ]
+    }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let (pivot, iso) = read_corpus_iso(&ctx.read(ctx.input("corpus")?)?)?;
+        let agg = ctx.read(ctx.input("scores")?)?;
+        let mut scores = Vec::new();
+        for b in &agg.batches {
+            let (l, p, mean, max) = (col_str(b, "language")?, col_str(b, "pooling")?, col_f64(b, "mean")?, col_f64(b, "max")?);
+            for i in 0..b.num_rows() {
+                let lang = l.value(i).to_string();
+                scores.push(ScoreRow { iso639_3: iso.get(&lang).cloned().unwrap_or_default(), language: lang, pooling: p.value(i).into(), mean: mean.value(i), max: max.value(i) });
+            }
+        }
+        let path = Path::new(ctx.str("tasks")?);
+        let tasks = read_task_scores(path, ctx.opt_str("column"), ctx.opt_str("task"))?;
+        let (points, unmatched) = join_points(&scores, &tasks)?;
+        if points.is_empty() {
+            bail!("no corpus language matched a language of {} (corpus: {}; unmatched: {})", path.display(), scores.len(), unmatched.join(", "));
+        }
+        // The pivot's own task score, per task.
+        let given = ctx.f64("pivot_score")?;
+        let pivot_rows = join_points(&[ScoreRow { language: pivot.clone(), iso639_3: iso.get(&pivot).cloned().unwrap_or_default(), pooling: String::new(), mean: 1.0, max: 1.0 }], &tasks)?.0;
+        let pivot_score: BTreeMap<String, f64> = pivot_rows.iter().map(|p| (p.task.clone(), p.score)).collect();
+        let mut with_adj = Vec::new();
+        for p in points {
+            let e = if given >= 0.0 { Some(given) } else { pivot_score.get(&p.task).copied() };
+            let adj = e.map(|e| p.alignment * e).unwrap_or(f64::NAN);
+            with_adj.push((p, adj));
+        }
+        let meta = serde_json::json!({"unmatched": unmatched, "pivot": pivot, "pivot_score": pivot_score});
+        if !unmatched.is_empty() {
+            tracing::info!("{}: no task result for {}", ctx.label, unmatched.join(", "));
+        }
+        Ok(Output { table: points_table(&with_adj)?, meta })
+    }
+}
+
+impl Stage for Correlate {
+    fn kind(&self) -> &'static str {
+        "correlate"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Correlation of alignment with task scores across languages: Pearson, Spearman, Kendall (p-values), bootstrap CI of Pearson's r, and the fitted line; one row per task, pooling and layer pooling"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::optional("bootstrap", ParamType::Int, "1000", "bootstrap resamples for the confidence interval (0: none)"),
+            ParamSpec::optional("level", ParamType::Float, "0.95", "confidence level"),
+            ParamSpec::optional("seed", ParamType::Int, "0", "bootstrap seed"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![InputSpec { name: "points", doc: "a join_tasks table", gather: false }]
+    }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let points = read_points(&ctx.read(ctx.input("points")?)?)?;
+        let (b, level, seed) = (ctx.usize("bootstrap")?, ctx.f64("level")?, ctx.i64("seed")? as u64);
+        if !(0.0..1.0).contains(&level) {
+            bail!("`level` must be between 0 and 1");
+        }
+        let mut groups: BTreeMap<(String, String, String), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        for (p, _) in &points {
+            let g = groups.entry((p.task.clone(), p.pooling.clone(), p.layer_pool.clone())).or_default();
+            g.0.push(p.alignment);
+            g.1.push(p.score);
+        }
+        let mut rows: Vec<(String, String, String, i32, [f64; 10])> = Vec::new();
+        for ((task, pooling, lp), (x, y)) in groups {
+            if x.len() < 3 {
+                return Err(anyhow!("{task}/{pooling}/{lp}: only {} languages; correlations need at least 3", x.len()));
+            }
+            let (pr, sr, kr) = (pearson(&x, &y), spearman(&x, &y), kendall(&x, &y));
+            let (lo, hi) = if b > 0 { bootstrap_ci(&x, &y, |a, c| pearson(a, c).r, b, level, seed) } else { (f64::NAN, f64::NAN) };
+            let (slope, intercept) = linear_fit(&x, &y);
+            rows.push((task, pooling, lp, x.len() as i32, [pr.r, pr.p, lo, hi, sr.r, sr.p, kr.r, kr.p, slope, intercept]));
+        }
+        let names = ["pearson", "pearson_p", "pearson_ci_lo", "pearson_ci_hi", "spearman", "spearman_p", "kendall", "kendall_p", "slope", "intercept"];
+        let mut fields = vec![("task", DataType::Utf8), ("pooling", DataType::Utf8), ("layer_pool", DataType::Utf8), ("n", DataType::Int32)];
+        fields.extend(names.iter().map(|n| (*n, DataType::Float64)));
+        let sch = schema(&fields);
+        let mut cols = vec![
+            utf8_col(rows.iter().map(|r| r.0.clone()).collect()),
+            utf8_col(rows.iter().map(|r| r.1.clone()).collect()),
+            utf8_col(rows.iter().map(|r| r.2.clone()).collect()),
+            i32_col(rows.iter().map(|r| r.3).collect()),
+        ];
+        for j in 0..names.len() {
+            cols.push(f64_col(rows.iter().map(|r| r.4[j]).collect()));
+        }
+        let batch = RecordBatch::try_new(sch.clone(), cols)?;
+        Ok(Table::new(sch, vec![batch]).into())
+    }
+}
