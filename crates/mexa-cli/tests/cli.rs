@@ -1,0 +1,109 @@
+//! The `mexa` binary end to end on real data: a small UDHR pipeline with the bundled
+//! Gemma 3 270M, then caching, show, lineage, verify, corruption and recovery, export.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mexa(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(store).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn assets() -> PathBuf {
+    std::env::var_os("MEXA_ASSETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"))
+}
+
+const PIPE: &str = "
+pipeline: e2e
+stages:
+  corpus:
+    kind: load_corpus
+    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra, spa, zul, amh], limit: 12}
+  embed:
+    kind: embed
+    inputs: {corpus: corpus}
+    params: {model: \"${assets}/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf\", poolings: [weighted, last, mean]}
+  align:
+    kind: align
+    inputs: {embeddings: embed}
+  summary:
+    kind: aggregate
+    inputs: {alignment: align}
+";
+
+#[test]
+fn demo_like_pipeline_end_to_end() {
+    assert!(assets().join("models/gemma3-270m").is_dir(), "run scripts/fetch-assets.py");
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pipe) = (dir.path().join("store"), dir.path().join("e2e.yaml"));
+    std::fs::write(&pipe, PIPE).unwrap();
+    let p = pipe.to_str().unwrap();
+
+    let o = mexa(&store, &["plan", p]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("4 nodes, 0 cached, 4 to run") && text(&o).contains("never run"), "{}", text(&o));
+
+    let o = mexa(&store, &["run", p]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("4 computed, 0 cached, 0 failed"), "{}", text(&o));
+
+    // Rerun: nothing to do.
+    let o = mexa(&store, &["run", p]);
+    assert!(text(&o).contains("0 computed, 4 cached"), "{}", text(&o));
+
+    // The scores: μ in [0, 1]; French and Spanish align far better than Zulu and Amharic.
+    let o = mexa(&store, &["show", "summary", "--format", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.len(), 4 * 3, "4 languages × 3 poolings");
+    let mean = |lang: &str| rows.iter().find(|r| r["language"] == lang && r["pooling"] == "weighted").unwrap()["mean"].as_f64().unwrap();
+    for r in &rows {
+        let (m, x) = (r["mean"].as_f64().unwrap(), r["max"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&m) && m <= x && x <= 1.0, "{r}");
+        assert_eq!(r["layers"], 19);
+    }
+    assert!(mean("fra") > mean("zul") + 0.1 && mean("spa") > mean("amh") + 0.1, "fra {} spa {} zul {} amh {}", mean("fra"), mean("spa"), mean("zul"), mean("amh"));
+
+    // Lineage reaches the model and corpus files by content hash.
+    let o = mexa(&store, &["lineage", "summary"]);
+    let l = text(&o);
+    assert!(l.contains("embeddings ← ") && l.contains("model: external content blake3") && l.contains("path: external content blake3"), "{l}");
+
+    // Corrupt one shard: verify finds and quarantines it; node artifacts stay cached.
+    let o = mexa(&store, &["ls", "--shards", "--json"]);
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let shard = all.iter().find(|a| a["label"].as_str().unwrap().ends_with("shard zul")).unwrap()["key"].as_str().unwrap().to_string();
+    let data = store.join("objects").join(&shard[..2]).join(&shard).join("data.parquet");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let k = bytes.len() / 3;
+    bytes[k] ^= 0x55;
+    std::fs::write(&data, bytes).unwrap();
+    let o = mexa(&store, &["verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("1 corrupt"), "{}", text(&o));
+    assert_eq!(mexa(&store, &["verify"]).status.code(), Some(0));
+    assert!(!data.exists());
+
+    // Export to another store; the copy reruns fully cached.
+    let other = dir.path().join("copy");
+    let o = mexa(&store, &["store", "export", other.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = mexa(&other, &["run", p]);
+    assert!(text(&o).contains("0 computed, 4 cached"), "{}", text(&o));
+}
+
+#[test]
+fn version_and_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--version").output().unwrap();
+    let v = text(&o);
+    assert!(v.contains(env!("CARGO_PKG_VERSION")) && v.contains("libtorch 2.13.0"), "{v}");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "stages:\n  a:\n    kind: load_corpus\n    params: {pth: x}\n").unwrap();
+    let o = mexa(&dir.path().join("s"), &["plan", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let t = text(&o);
+    assert!(t.contains("bad.yaml:4:14: error: stage `a`: `load_corpus` has no parameter `pth`") && t.contains("did you mean `path`"), "{t}");
+}
