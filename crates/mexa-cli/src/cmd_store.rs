@@ -16,7 +16,7 @@ pub struct LsArgs {
     json: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
 pub enum Format {
     Table,
     Csv,

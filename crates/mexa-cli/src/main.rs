@@ -4,6 +4,7 @@
 //! printing. See ARCHITECTURE.md for the map.
 mod bench;
 mod cmd_pipeline;
+mod cmd_report;
 mod cmd_store;
 
 use anyhow::Result;
@@ -22,6 +23,8 @@ Typical use:
   mexa run pipelines/demo.yaml       run what is missing (Ctrl-C stops; rerun resumes)
   mexa ls                            artifacts in the store
   mexa show align                    an artifact's manifest, schema and first rows
+  mexa report pipelines/demo.yaml    HTML page, Markdown and figures of the results
+  mexa compare A B                   two artifacts side by side
   mexa verify                        rehash everything, quarantine corrupt artifacts";
 
 #[derive(Parser)]
@@ -53,6 +56,10 @@ enum Command {
     Ls(cmd_store::LsArgs),
     /// Show an artifact: manifest, schema and first rows (by key prefix or node label).
     Show(cmd_store::ShowArgs),
+    /// Write an HTML page, a Markdown summary and PNG/SVG figures of a pipeline's results.
+    Report(cmd_report::ReportArgs),
+    /// Compare two artifacts of the same kind side by side (e.g. two models' aggregates).
+    Compare(cmd_report::CompareArgs),
     /// Show what produced an artifact, back to the corpus and model files.
     Lineage(cmd_store::LineageArgs),
     /// Delete artifacts that the given pipelines no longer reach (dry run unless --apply).
@@ -112,6 +119,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Ls(a) => cmd_store::ls(store, a),
         Command::Show(a) => cmd_store::show(store, a),
         Command::Lineage(a) => cmd_store::lineage(store, a),
+        Command::Report(a) => cmd_report::report(store, a),
+        Command::Compare(a) => cmd_report::compare(store, a),
         Command::Gc(a) => cmd_pipeline::gc(store, a),
         Command::Verify => cmd_store::verify(store),
         Command::Store(c) => cmd_store::store_cmd(store, c),

@@ -31,27 +31,45 @@ stages:
   summary:
     kind: aggregate
     inputs: {alignment: align}
+  tasks:
+    kind: join_tasks
+    inputs: {scores: summary, corpus: corpus}
+    params: {tasks: \"@BELEBELE@\", column: llama2_70b_5shot, task: belebele}
+  correlation:
+    kind: correlate
+    inputs: {points: tasks}
 ";
+
+fn pipeline_text() -> String {
+    let belebele = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/published/belebele_table7_llms.tsv");
+    PIPE.replace("@BELEBELE@", belebele)
+}
+
+/// (width, height) from a PNG's IHDR.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()))
+}
 
 #[test]
 fn demo_like_pipeline_end_to_end() {
     assert!(assets().join("models/gemma3-270m").is_dir(), "run scripts/fetch-assets.py");
     let dir = tempfile::tempdir().unwrap();
     let (store, pipe) = (dir.path().join("store"), dir.path().join("e2e.yaml"));
-    std::fs::write(&pipe, PIPE).unwrap();
+    std::fs::write(&pipe, pipeline_text()).unwrap();
     let p = pipe.to_str().unwrap();
 
     let o = mexa(&store, &["plan", p]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("4 nodes, 0 cached, 4 to run") && text(&o).contains("never run"), "{}", text(&o));
+    assert!(text(&o).contains("6 nodes, 0 cached, 6 to run") && text(&o).contains("never run"), "{}", text(&o));
 
     let o = mexa(&store, &["run", p]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("4 computed, 0 cached, 0 failed"), "{}", text(&o));
+    assert!(text(&o).contains("6 computed, 0 cached, 0 failed"), "{}", text(&o));
 
     // Rerun: nothing to do.
     let o = mexa(&store, &["run", p]);
-    assert!(text(&o).contains("0 computed, 4 cached"), "{}", text(&o));
+    assert!(text(&o).contains("0 computed, 6 cached"), "{}", text(&o));
 
     // The scores: μ in [0, 1]; French and Spanish align far better than Zulu and Amharic.
     let o = mexa(&store, &["show", "summary", "--format", "json"]);
@@ -91,7 +109,56 @@ fn demo_like_pipeline_end_to_end() {
     let o = mexa(&store, &["store", "export", other.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let o = mexa(&other, &["run", p]);
-    assert!(text(&o).contains("0 computed, 4 cached"), "{}", text(&o));
+    assert!(text(&o).contains("0 computed, 6 cached"), "{}", text(&o));
+
+    // The report: files, figure sizes, numbers equal to the artifacts', and a browser opens it.
+    let out = dir.path().join("report");
+    let o = mexa(&store, &["report", p, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| pooling |"));
+    for pooling in ["weighted", "last", "mean"] {
+        let heat = std::fs::read(out.join(format!("figures/heatmap-align-{pooling}.png"))).unwrap();
+        assert_eq!(png_size(&heat), (900, (90 + 22 * 4).max(260)), "heatmap of 4 languages, at least 260 px high");
+        assert_eq!(png_size(&std::fs::read(out.join(format!("figures/layers-align-{pooling}.png"))).unwrap()), (900, 420));
+        assert!(std::fs::metadata(out.join(format!("figures/heatmap-align-{pooling}.svg"))).unwrap().len() > 1000);
+        let sc = std::fs::read(out.join(format!("figures/scatter-tasks-belebele-{pooling}-mean.png"))).unwrap();
+        assert_eq!(png_size(&sc), (720, 520));
+        assert!(sc.len() > 5000, "a scatter with content");
+    }
+    // Every number of the per-language table equals the aggregate artifact's.
+    let table = &html[html.find("class=\"languages\"").unwrap()..];
+    let values: Vec<f64> = table.split("data-value=\"").skip(1).map(|s| s[..s.find('"').unwrap()].parse().unwrap()).collect();
+    let mut want: Vec<f64> = Vec::new();
+    for lang in ["amh", "fra", "spa", "zul"] {
+        for pooling in ["last", "mean", "weighted"] {
+            let r = rows.iter().find(|r| r["language"] == lang && r["pooling"] == pooling).unwrap();
+            want.push(r["mean"].as_f64().unwrap());
+            want.push(r["max"].as_f64().unwrap());
+        }
+    }
+    assert_eq!(values, want);
+    // The report is an artifact: a second call reuses it.
+    let o = mexa(&store, &["report", p, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    // Headless Chromium renders the page with its inline figures and no console errors.
+    let chromium = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
+    let chromium = chromium.expect("Chromium is needed for this test: scripts/setup-system.sh installs it");
+    let shot = dir.path().join("shot.png");
+    let o = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0", "--window-size=1200,1600"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", out.join("report.html").display()))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(!log.contains(":CONSOLE(") && !log.contains("Failed to load"), "browser reported problems:\n{log}");
+    assert_eq!(png_size(&std::fs::read(&shot).unwrap()), (1200, 1600));
+    let dom = Command::new(chromium).args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"]).arg(format!("file://{}", out.join("report.html").display())).output().unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(dom.matches("<figure").count(), 3 * 2 + 3 * 2, "heatmap and curves per pooling, 2 scatters per pooling");
+    assert!(dom.matches("<svg").count() >= 12 && dom.contains("<table id=\"grid\">"));
 }
 
 #[test]

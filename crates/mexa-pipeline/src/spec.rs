@@ -205,7 +205,7 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
             }
         }
         for s in &slots {
-            if !st.inputs.iter().any(|(slot, _, _)| slot == s.name) {
+            if !s.optional && !st.inputs.iter().any(|(slot, _, _)| slot == s.name) {
                 errs.push(SpecError::new(st.pos.clone(), format!("stage `{}` ({}) needs input `{}` ({})", st.name, st.kind, s.name, s.doc))
                     .hint(format!("add `inputs: {{{}: <stage>}}`", s.name)));
             }

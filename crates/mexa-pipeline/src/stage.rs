@@ -98,6 +98,23 @@ pub struct InputSpec {
     /// A gather slot receives every node of the named stage that agrees with this node's grid
     /// cell (for example a report over all models); a plain slot receives exactly one.
     pub gather: bool,
+    /// May be left unconnected.
+    pub optional: bool,
+}
+
+impl InputSpec {
+    /// A required slot fed by exactly one node.
+    pub const fn one(name: &'static str, doc: &'static str) -> Self {
+        Self { name, doc, gather: false, optional: false }
+    }
+    /// A required slot fed by every matching node of a stage.
+    pub const fn gather(name: &'static str, doc: &'static str) -> Self {
+        Self { name, doc, gather: true, optional: false }
+    }
+    pub const fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
 }
 
 /// A table: schema plus batches.

@@ -28,7 +28,7 @@ impl Stage for Aggregate {
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
-        vec![InputSpec { name: "alignment", doc: "an align table", gather: false }]
+        vec![InputSpec::one("alignment", "an align table")]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let rows = read_alignment(&ctx.read(ctx.input("alignment")?)?)?;

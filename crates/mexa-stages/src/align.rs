@@ -63,7 +63,7 @@ impl Stage for Align {
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
-        vec![InputSpec { name: "embeddings", doc: "an embed artifact", gather: false }]
+        vec![InputSpec::one("embeddings", "an embed artifact")]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let input = ctx.input("embeddings")?;

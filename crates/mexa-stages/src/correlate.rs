@@ -95,8 +95,8 @@ impl Stage for JoinTasks {
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![
-            InputSpec { name: "scores", doc: "an aggregate table", gather: false },
-            InputSpec { name: "corpus", doc: "the load_corpus table (for ISO 639-3 codes)", gather: false },
+            InputSpec::one("scores", "an aggregate table"),
+            InputSpec::one("corpus", "the load_corpus table (for ISO 639-3 codes)"),
         ]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
@@ -152,7 +152,7 @@ impl Stage for Correlate {
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
-        vec![InputSpec { name: "points", doc: "a join_tasks table", gather: false }]
+        vec![InputSpec::one("points", "a join_tasks table")]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let points = read_points(&ctx.read(ctx.input("points")?)?)?;

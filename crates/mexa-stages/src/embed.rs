@@ -113,7 +113,7 @@ impl Stage for Embed {
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
-        vec![InputSpec { name: "corpus", doc: "a load_corpus table", gather: false }]
+        vec![InputSpec::one("corpus", "a load_corpus table")]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let corpus = ctx.read(ctx.input("corpus")?)?;

@@ -7,6 +7,7 @@ pub mod align;
 pub mod corpus;
 pub mod correlate;
 pub mod embed;
+pub mod report;
 mod util;
 
 use mexa_pipeline::Registry;
@@ -14,6 +15,6 @@ use mexa_pipeline::Registry;
 /// Every stage kind mexa ships.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    r.add(corpus::LoadCorpus).add(embed::Embed).add(align::Align).add(aggregate::Aggregate).add(correlate::JoinTasks).add(correlate::Correlate);
+    r.add(corpus::LoadCorpus).add(embed::Embed).add(align::Align).add(aggregate::Aggregate).add(correlate::JoinTasks).add(correlate::Correlate).add(report::Report);
     r
 }

@@ -115,14 +115,29 @@ pub fn format_rows(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Every cell of a table as display text, row by row (header first).
+/// Every cell of a table as text, row by row (header first). Floats are written with Rust's
+/// shortest representation that reads back to the same value (arrow's display drops digits).
 pub fn text_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
+    use arrow::array::{Array, Float32Array, Float64Array};
     let opts = FormatOptions::default();
     let mut rows: Vec<Vec<String>> = vec![schema.fields().iter().map(|f| f.name().clone()).collect()];
     for b in batches {
-        let fmts = b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let cells: Vec<Box<dyn Fn(usize) -> String + '_>> = b
+            .columns()
+            .iter()
+            .map(|c| -> Result<Box<dyn Fn(usize) -> String + '_>> {
+                if let Some(a) = c.as_any().downcast_ref::<Float64Array>() {
+                    return Ok(Box::new(move |r| if a.is_null(r) { String::new() } else { a.value(r).to_string() }));
+                }
+                if let Some(a) = c.as_any().downcast_ref::<Float32Array>() {
+                    return Ok(Box::new(move |r| if a.is_null(r) { String::new() } else { a.value(r).to_string() }));
+                }
+                let f = ArrayFormatter::try_new(c.as_ref(), &opts)?;
+                Ok(Box::new(move |r| f.value(r).to_string()))
+            })
+            .collect::<Result<_>>()?;
         for r in 0..b.num_rows() {
-            rows.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
+            rows.push(cells.iter().map(|f| f(r)).collect());
         }
     }
     Ok(rows)
@@ -165,4 +180,25 @@ pub fn to_json_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<s
             serde_json::Value::Object(m)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Float64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn csv_and_json_keep_every_bit_of_floats() {
+        let vals = vec![0.44736842105263147, 1.0 / 3.0, 1e-300, -2.5];
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, false)]));
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Float64Array::from(vals.clone()))]).unwrap();
+        let json = to_json_rows(&schema, &[b.clone()]).unwrap();
+        let back: Vec<f64> = json.iter().map(|r| r["x"].as_f64().unwrap()).collect();
+        assert_eq!(back, vals);
+        let csv = to_csv(&schema, &[b]).unwrap();
+        let back: Vec<f64> = csv.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+        assert_eq!(back, vals);
+    }
 }

@@ -64,7 +64,7 @@ impl Stage for Shout {
             ParamSpec::optional("suffix", ParamType::Str, "\"\"", "appended"),
         ]
     }
-    fn inputs(&self) -> Vec<InputSpec> { vec![InputSpec { name: "src", doc: "lines", gather: false }] }
+    fn inputs(&self) -> Vec<InputSpec> { vec![InputSpec::one("src", "lines")] }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         if ctx.bool("fail")? {
             bail!("asked to fail");
@@ -99,7 +99,7 @@ impl Stage for Collect {
     fn version(&self) -> u32 { 1 }
     fn doc(&self) -> &'static str { "test: gather" }
     fn params(&self) -> Vec<ParamSpec> { vec![] }
-    fn inputs(&self) -> Vec<InputSpec> { vec![InputSpec { name: "parts", doc: "parts", gather: true }] }
+    fn inputs(&self) -> Vec<InputSpec> { vec![InputSpec::gather("parts", "parts")] }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         log_compute(ctx.key);
         let mut all = Vec::new();

@@ -1,0 +1,170 @@
+//! Figures drawn with plotters, each to PNG (bitmap backend) and SVG from the same code.
+use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::sync::Once;
+
+static FONT: Once = Once::new();
+const FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+
+fn register_font() {
+    FONT.call_once(|| {
+        for style in [FontStyle::Normal, FontStyle::Bold] {
+            plotters::style::register_font("sans-serif", style, FONT_BYTES).map_err(|_| ()).expect("bundled font loads");
+        }
+    });
+}
+
+/// A figure: a drawing function, its size, and a file stem.
+pub struct Figure<'a> {
+    pub stem: String,
+    pub size: (u32, u32),
+    pub draw: Box<dyn Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()> + 'a>,
+    pub draw_png: Box<dyn Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<()> + 'a>,
+}
+
+/// Renders a figure to (png bytes, svg text).
+pub fn render(f: &Figure) -> Result<(Vec<u8>, String)> {
+    register_font();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, f.size).into_drawing_area();
+        (f.draw)(&root)?;
+        root.present().map_err(|e| anyhow!("{e:?}"))?;
+    }
+    let mut rgb = vec![0u8; (f.size.0 * f.size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, f.size).into_drawing_area();
+        (f.draw_png)(&root)?;
+        root.present().map_err(|e| anyhow!("{e:?}"))?;
+    }
+    Ok((encode_png(&rgb, f.size)?, svg))
+}
+
+/// 8-bit RGB → PNG (deterministic for equal pixels).
+fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::Default);
+        let mut writer = enc.write_header()?;
+        writer.write_image_data(rgb)?;
+    }
+    Ok(out)
+}
+
+/// Viridis-like colour for v in [0, 1].
+pub fn colour(v: f64) -> RGBColor {
+    const STOPS: [(f64, (u8, u8, u8)); 5] = [(0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)), (1.0, (253, 231, 37))];
+    let v = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+    for w in STOPS.windows(2) {
+        let ((a, ca), (b, cb)) = (w[0], w[1]);
+        if v <= b {
+            let t = (v - a) / (b - a);
+            let mix = |x: u8, y: u8| (x as f64 + (y as f64 - x as f64) * t).round() as u8;
+            return RGBColor(mix(ca.0, cb.0), mix(ca.1, cb.1), mix(ca.2, cb.2));
+        }
+    }
+    RGBColor(253, 231, 37)
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+/// Heatmap: rows = languages, columns = hidden states, colour = score in [0, 1].
+pub fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, languages: &[String], grid: &[Vec<f64>]) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let layers = grid.first().map(Vec::len).unwrap_or(0);
+    let (main, legend) = root.split_horizontally(root.dim_in_pixel().0 - 90);
+    let mut chart = ChartBuilder::on(&main)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0..layers as i32, 0..languages.len() as i32)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("hidden state (0 = embeddings)")
+        .x_labels(layers.min(20))
+        .y_labels(languages.len())
+        .y_label_formatter(&|y| languages.get(*y as usize).cloned().unwrap_or_default())
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(grid.iter().enumerate().flat_map(|(r, row)| {
+            row.iter().enumerate().map(move |(c, &v)| Rectangle::new([(c as i32, r as i32), (c as i32 + 1, r as i32 + 1)], colour(v).filled()))
+        }))
+        .map_err(err)?;
+    // Colour bar.
+    let (_, h) = legend.dim_in_pixel();
+    let top = 40i32;
+    let bottom = h as i32 - 50;
+    for i in 0..100 {
+        let y0 = bottom - (bottom - top) * i / 100;
+        let y1 = bottom - (bottom - top) * (i + 1) / 100;
+        legend.draw(&Rectangle::new([(15, y1), (35, y0)], colour(i as f64 / 100.0).filled())).map_err(err)?;
+    }
+    for (v, y) in [(0.0, bottom), (0.5, (top + bottom) / 2), (1.0, top)] {
+        legend.draw(&Text::new(format!("{v:.1}"), (40, y - 6), ("sans-serif", 12))).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Scatter with a fitted line.
+#[allow(clippy::too_many_arguments)]
+pub fn scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, x_desc: &str, y_desc: &str, pts: &[(String, f64, f64)], line: Option<(f64, f64)>) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let (xs, ys): (Vec<f64>, Vec<f64>) = pts.iter().map(|p| (p.1, p.2)).unzip();
+    let pad = |lo: f64, hi: f64| {
+        let d = (hi - lo).abs().max(1e-6) * 0.08;
+        (lo - d, hi + d)
+    };
+    let (x0, x1) = pad(xs.iter().cloned().fold(f64::INFINITY, f64::min), xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+    let (y0, y1) = pad(ys.iter().cloned().fold(f64::INFINITY, f64::min), ys.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).label_style(("sans-serif", 12)).light_line_style(RGBColor(235, 235, 235)).draw().map_err(err)?;
+    if let Some((slope, intercept)) = line {
+        chart.draw_series(LineSeries::new([(x0, slope * x0 + intercept), (x1, slope * x1 + intercept)], RGBColor(200, 60, 60).stroke_width(2))).map_err(err)?;
+    }
+    chart.draw_series(pts.iter().map(|p| Circle::new((p.1, p.2), 4, RGBColor(33, 102, 172).filled()))).map_err(err)?;
+    chart
+        .draw_series(pts.iter().map(|p| Text::new(p.0.clone(), (p.1, p.2), ("sans-serif", 11).into_font().color(&RGBColor(60, 60, 60)))))
+        .map_err(err)?;
+    Ok(())
+}
+
+/// One line per language across hidden states.
+pub fn curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, lines: &[(String, Vec<f64>)]) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let layers = lines.iter().map(|l| l.1.len()).max().unwrap_or(1);
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..(layers.saturating_sub(1)).max(1) as f64, 0f64..1f64)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("hidden state").y_desc("MEXA μ").label_style(("sans-serif", 12)).light_line_style(RGBColor(235, 235, 235)).draw().map_err(err)?;
+    for (i, (lang, ys)) in lines.iter().enumerate() {
+        let c = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(ys.iter().enumerate().map(|(x, &y)| (x as f64, y)), c.stroke_width(2)))
+            .map_err(err)?
+            .label(lang.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).position(SeriesLabelPosition::UpperRight).draw().map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The report page (HTML with inline SVG), its Markdown twin, and the figure files.
+use crate::figures::{self, Figure};
+use crate::{slug, AggRow, CorrRow, File, Node, ReportData};
+use anyhow::Result;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+/// One row of the grid table.
+struct GridRow {
+    cell: Vec<String>,
+    pooling: String,
+    metric: String,
+    languages: usize,
+    mu_mean: f64,
+    mu_max: f64,
+    best_layer: Option<usize>,
+    /// Per task: (r with μMean and its CI, r with μMax and its CI).
+    corr: Vec<(String, Option<(f64, f64, f64)>, Option<(f64, f64, f64)>)>,
+}
+
+fn avg(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { f64::NAN } else { s / n as f64 }
+}
+
+fn same_cell<A, B>(a: &Node<A>, b: &Node<B>) -> bool {
+    a.cell.len() == b.cell.len() && a.agrees(b)
+}
+
+fn grid(d: &ReportData, axes: &[String], tasks: &[String]) -> Vec<GridRow> {
+    let mut out = Vec::new();
+    for s in &d.summaries {
+        let poolings: BTreeSet<&String> = s.rows.iter().map(|r| &r.pooling).collect();
+        for p in poolings {
+            let rows: Vec<&AggRow> = s.rows.iter().filter(|r| &r.pooling == p).collect();
+            let best_layer = d.alignments.iter().find(|a| s.agrees(a) && a.cell.iter().all(|c| s.cell.contains(c))).and_then(|a| {
+                let curves: Vec<&Vec<f64>> = a.rows.iter().filter(|c| &c.pooling == p).map(|c| &c.scores).collect();
+                let layers = curves.first()?.len();
+                let mean: Vec<f64> = (0..layers).map(|l| avg(curves.iter().map(|c| c[l]))).collect();
+                (0..layers).max_by(|&i, &j| mean[i].total_cmp(&mean[j]).then(j.cmp(&i)))
+            });
+            let corr_node = d.correlations.iter().find(|c| same_cell(c, s));
+            let corr = tasks
+                .iter()
+                .map(|t| {
+                    let get = |lp: &str| {
+                        corr_node.and_then(|c| c.rows.iter().find(|r: &&CorrRow| &r.task == t && &r.pooling == p && r.layer_pool == lp)).map(|r| (r.pearson, r.ci_lo, r.ci_hi))
+                    };
+                    (t.clone(), get("mean"), get("max"))
+                })
+                .collect();
+            out.push(GridRow {
+                cell: axes.iter().map(|a| s.cell.iter().find(|(k, _)| k == a).map(|(_, v)| v.clone()).unwrap_or_default()).collect(),
+                pooling: p.clone(),
+                metric: rows.first().map(|r| r.metric.clone()).unwrap_or_default(),
+                languages: rows.len(),
+                mu_mean: avg(rows.iter().map(|r| r.mean)),
+                mu_max: avg(rows.iter().map(|r| r.max)),
+                best_layer,
+                corr,
+            });
+        }
+    }
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn num(v: f64) -> String {
+    if v.is_finite() { format!("{v:.3}") } else { "–".into() }
+}
+
+fn td_num(v: f64) -> String {
+    format!("<td class=\"n\" data-value=\"{v}\">{}</td>", num(v))
+}
+
+fn corr_text(c: &Option<(f64, f64, f64)>) -> String {
+    match c {
+        Some((r, lo, hi)) if lo.is_finite() => format!("{} [{}, {}]", num(*r), num(*lo), num(*hi)),
+        Some((r, _, _)) => num(*r),
+        None => "–".into(),
+    }
+}
+
+/// Renders the report: report.html, report.md, figures/*.png and figures/*.svg.
+pub fn render(d: &ReportData) -> Result<Vec<File>> {
+    let mut files: Vec<File> = Vec::new();
+    let axes: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for s in &d.summaries {
+            for (a, _) in &s.cell {
+                if !v.contains(a) {
+                    v.push(a.clone());
+                }
+            }
+        }
+        v
+    };
+    let tasks: Vec<String> = d.correlations.iter().flat_map(|c| c.rows.iter().map(|r| r.task.clone())).collect::<BTreeSet<_>>().into_iter().collect();
+    let rows = grid(d, &axes, &tasks);
+
+    // Figures.
+    let mut sections: Vec<(String, Vec<(String, String, String)>)> = Vec::new(); // (title, [(stem, caption, svg)])
+    let mut add = |files: &mut Vec<File>, section: &str, fig: Figure, caption: String| -> Result<()> {
+        let (png, svg) = figures::render(&fig)?;
+        files.push((format!("figures/{}.png", fig.stem), png));
+        files.push((format!("figures/{}.svg", fig.stem), svg.clone().into_bytes()));
+        match sections.iter_mut().find(|(t, _)| t == section) {
+            Some((_, v)) => v.push((fig.stem, caption, svg)),
+            None => sections.push((section.to_string(), vec![(fig.stem, caption, svg)])),
+        }
+        Ok(())
+    };
+    for a in &d.alignments {
+        let poolings: BTreeSet<&String> = a.rows.iter().map(|c| &c.pooling).collect();
+        for p in poolings {
+            let mut curves: Vec<(&String, &Vec<f64>, f64)> = a.rows.iter().filter(|c| &c.pooling == p).map(|c| (&c.language, &c.scores, avg(c.scores.iter().copied()))).collect();
+            curves.sort_by(|x, y| y.2.total_cmp(&x.2).then(x.0.cmp(y.0)));
+            let langs: Vec<String> = curves.iter().map(|c| c.0.clone()).collect();
+            let grid_v: Vec<Vec<f64>> = curves.iter().map(|c| c.1.clone()).collect();
+            let title = format!("MEXA μ per layer — {} ({p} pooling)", a.label);
+            let h = (90 + 22 * langs.len() as u32).max(260);
+            let (t1, l1, g1) = (title.clone(), langs.clone(), grid_v.clone());
+            let (t2, l2, g2) = (title.clone(), langs.clone(), grid_v.clone());
+            add(
+                &mut files,
+                &a.label,
+                Figure {
+                    stem: format!("heatmap-{}-{p}", slug(&a.label)),
+                    size: (900, h),
+                    draw: Box::new(move |r| figures::heatmap(r, &t1, &l1, &g1)),
+                    draw_png: Box::new(move |r| figures::heatmap(r, &t2, &l2, &g2)),
+                },
+                format!("Alignment with the pivot at every hidden state, languages by mean μ ({p} pooling)."),
+            )?;
+            // Curves: all languages if few, else an even spread over the ranking.
+            let pick: Vec<usize> = if curves.len() <= 8 { (0..curves.len()).collect() } else { (0..8).map(|i| i * (curves.len() - 1) / 7).collect() };
+            let lines: Vec<(String, Vec<f64>)> = pick.iter().map(|&i| (curves[i].0.clone(), curves[i].1.clone())).collect();
+            let title = format!("Per-layer μ — {} ({p})", a.label);
+            let (t1, ln1, t2, ln2) = (title.clone(), lines.clone(), title, lines);
+            add(
+                &mut files,
+                &a.label,
+                Figure {
+                    stem: format!("layers-{}-{p}", slug(&a.label)),
+                    size: (900, 420),
+                    draw: Box::new(move |r| figures::curves(r, &t1, &ln1)),
+                    draw_png: Box::new(move |r| figures::curves(r, &t2, &ln2)),
+                },
+                format!("μ across hidden states for {} languages ({p} pooling).", pick.len()),
+            )?;
+        }
+    }
+    for pn in &d.points {
+        let combos: BTreeSet<(&String, &String, &String)> = pn.rows.iter().map(|r| (&r.task, &r.pooling, &r.layer_pool)).collect();
+        let corr = d.correlations.iter().find(|c| same_cell(c, pn));
+        for (task, pooling, lp) in combos {
+            let pts: Vec<(String, f64, f64)> = pn.rows.iter().filter(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp).map(|r| (r.language.clone(), r.alignment, r.score)).collect();
+            let c = corr.and_then(|c| c.rows.iter().find(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp));
+            let line = c.map(|c| (c.slope, c.intercept));
+            let r_text = c.map(|c| format!(", r = {:.3}", c.pearson)).unwrap_or_default();
+            let title = format!("{task} vs μ{} — {} ({pooling}){r_text}", if lp == "mean" { "Mean" } else { "Max" }, pn.label);
+            let xd = format!("μ{} ({pooling} pooling)", if lp == "mean" { "Mean" } else { "Max" });
+            let (t1, x1, p1, t2, x2, p2) = (title.clone(), xd.clone(), pts.clone(), title, xd, pts);
+            let (ta, tb) = (task.clone(), task.clone());
+            add(
+                &mut files,
+                &pn.label,
+                Figure {
+                    stem: format!("scatter-{}-{}-{pooling}-{lp}", slug(&pn.label), slug(task)),
+                    size: (720, 520),
+                    draw: Box::new(move |r| figures::scatter(r, &t1, &x1, &ta, &p1, line)),
+                    draw_png: Box::new(move |r| figures::scatter(r, &t2, &x2, &tb, &p2, line)),
+                },
+                format!("Each point is a language; the line is the least-squares fit{r_text}."),
+            )?;
+        }
+    }
+
+    // HTML.
+    let mut h = String::new();
+    let title = esc(&d.title);
+    write!(h, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>\
+body{{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}}\
+table{{border-collapse:collapse;margin:1em 0;font-size:14px}}th,td{{border:1px solid #ccc;padding:3px 8px}}\
+th{{background:#f3f3f3}}td.n{{text-align:right;font-variant-numeric:tabular-nums}}figure{{margin:1.5em 0}}\
+figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-bottom:4px}}</style></head><body>\n<h1>{title}</h1>\n")?;
+    writeln!(h, "<p>MEXA alignment of each language with the pivot (share of parallel sentences whose cosine beats every other in its row and column), pooled over layers; μMean and μMax are averages over languages. Correlations are Pearson's r across languages with a bootstrap 95% interval.</p>")?;
+    writeln!(h, "<h2>Grid</h2>\n<table id=\"grid\"><thead><tr>")?;
+    for a in &axes {
+        write!(h, "<th>{}</th>", esc(a))?;
+    }
+    let show_metric = !axes.iter().any(|a| a == "metric");
+    write!(h, "<th>pooling</th>{}<th>languages</th><th>μMean</th><th>μMax</th><th>best layer (μ)</th>", if show_metric { "<th>metric</th>" } else { "" })?;
+    for t in &tasks {
+        write!(h, "<th>r({}, μMean)</th><th>r({}, μMax)</th>", esc(t), esc(t))?;
+    }
+    writeln!(h, "</tr></thead><tbody>")?;
+    for r in &rows {
+        write!(h, "<tr>")?;
+        for c in &r.cell {
+            write!(h, "<td>{}</td>", esc(c))?;
+        }
+        let metric = if show_metric { format!("<td>{}</td>", esc(&r.metric)) } else { String::new() };
+        write!(h, "<td>{}</td>{metric}<td class=\"n\">{}</td>{}{}<td class=\"n\">{}</td>", esc(&r.pooling), r.languages, td_num(r.mu_mean), td_num(r.mu_max), r.best_layer.map(|b| b.to_string()).unwrap_or("–".into()))?;
+        for (_, m, x) in &r.corr {
+            write!(h, "<td class=\"n\">{}</td><td class=\"n\">{}</td>", corr_text(m), corr_text(x))?;
+        }
+        writeln!(h, "</tr>")?;
+    }
+    writeln!(h, "</tbody></table>")?;
+    for (section, figs) in &sections {
+        writeln!(h, "<h2>{}</h2>", esc(section))?;
+        for (stem, caption, svg) in figs {
+            writeln!(h, "<figure id=\"{stem}\">{svg}<figcaption>{} (<a href=\"figures/{stem}.png\">PNG</a>, <a href=\"figures/{stem}.svg\">SVG</a>)</figcaption></figure>", esc(caption))?;
+        }
+    }
+    writeln!(h, "<h2>Per language</h2>")?;
+    for s in &d.summaries {
+        let poolings: Vec<String> = s.rows.iter().map(|r| r.pooling.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let langs: Vec<String> = s.rows.iter().map(|r| r.language.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        writeln!(h, "<h3>{}</h3>\n<table class=\"languages\" data-key=\"{}\"><thead><tr><th>language</th>", esc(&s.label), s.key)?;
+        for p in &poolings {
+            write!(h, "<th>{p} mean</th><th>{p} max</th><th>{p} best layer</th>")?;
+        }
+        writeln!(h, "</tr></thead><tbody>")?;
+        for l in &langs {
+            write!(h, "<tr><td>{}</td>", esc(l))?;
+            for p in &poolings {
+                match s.rows.iter().find(|r| &r.language == l && &r.pooling == p) {
+                    Some(r) => write!(h, "{}{}<td class=\"n\">{}</td>", td_num(r.mean), td_num(r.max), r.best_layer)?,
+                    None => write!(h, "<td></td><td></td><td></td>")?,
+                }
+            }
+            writeln!(h, "</tr>")?;
+        }
+        writeln!(h, "</tbody></table>")?;
+    }
+    writeln!(h, "</body></html>")?;
+    files.push(("report.html".into(), h.into_bytes()));
+
+    // Markdown.
+    let mut m = format!("# {}\n\n## Grid\n\n", d.title);
+    let mut header: Vec<String> = axes.clone();
+    header.push("pooling".into());
+    if show_metric {
+        header.push("metric".into());
+    }
+    header.extend(["languages", "μMean", "μMax", "best layer (μ)"].map(String::from));
+    for t in &tasks {
+        header.push(format!("r({t}, μMean)"));
+        header.push(format!("r({t}, μMax)"));
+    }
+    writeln!(m, "| {} |\n|{}|", header.join(" | "), header.iter().map(|_| "---").collect::<Vec<_>>().join("|"))?;
+    for r in &rows {
+        let mut cells = r.cell.clone();
+        cells.push(r.pooling.clone());
+        if show_metric {
+            cells.push(r.metric.clone());
+        }
+        cells.extend([r.languages.to_string(), num(r.mu_mean), num(r.mu_max), r.best_layer.map(|b| b.to_string()).unwrap_or("–".into())]);
+        for (_, a, b) in &r.corr {
+            cells.push(corr_text(a));
+            cells.push(corr_text(b));
+        }
+        writeln!(m, "| {} |", cells.join(" | "))?;
+    }
+    for (section, figs) in &sections {
+        writeln!(m, "\n## {section}\n")?;
+        for (stem, caption, _) in figs {
+            writeln!(m, "![{caption}](figures/{stem}.png)\n")?;
+        }
+    }
+    files.push(("report.md".into(), m.into_bytes()));
+    Ok(files)
+}

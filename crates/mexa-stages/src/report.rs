@@ -1,0 +1,125 @@
+//! `report`: an HTML page, a Markdown summary and PNG/SVG figures of a pipeline's results,
+//! stored as an artifact (a table of file paths and bytes) so it is cached like the rest.
+use crate::align::{read_alignment, METRICS};
+use crate::correlate::read_points;
+use crate::util::{col_f64, col_i32, col_str, schema};
+use anyhow::{anyhow, Result};
+use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use mexa_report::{AggRow, CorrRow, Curve, Node, PointRow, ReportData};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct Report;
+
+fn aggregate_rows(t: &Table) -> Result<Vec<AggRow>> {
+    let mut out = Vec::new();
+    for b in &t.batches {
+        let (l, p, m, mean, max, best) = (col_str(b, "language")?, col_str(b, "pooling")?, col_str(b, "metric")?, col_f64(b, "mean")?, col_f64(b, "max")?, col_i32(b, "best_layer")?);
+        for i in 0..b.num_rows() {
+            out.push(AggRow { language: l.value(i).into(), pooling: p.value(i).into(), metric: m.value(i).into(), mean: mean.value(i), max: max.value(i), best_layer: best.value(i) });
+        }
+    }
+    Ok(out)
+}
+
+fn correlation_rows(t: &Table) -> Result<Vec<CorrRow>> {
+    let mut out = Vec::new();
+    for b in &t.batches {
+        let s = |n| col_str(b, n);
+        let f = |n| col_f64(b, n);
+        let (task, p, lp, n) = (s("task")?, s("pooling")?, s("layer_pool")?, col_i32(b, "n")?);
+        let (r, rp, lo, hi, sp, k, sl, ic) = (f("pearson")?, f("pearson_p")?, f("pearson_ci_lo")?, f("pearson_ci_hi")?, f("spearman")?, f("kendall")?, f("slope")?, f("intercept")?);
+        for i in 0..b.num_rows() {
+            out.push(CorrRow {
+                task: task.value(i).into(),
+                pooling: p.value(i).into(),
+                layer_pool: lp.value(i).into(),
+                n: n.value(i),
+                pearson: r.value(i),
+                pearson_p: rp.value(i),
+                ci_lo: lo.value(i),
+                ci_hi: hi.value(i),
+                spearman: sp.value(i),
+                kendall: k.value(i),
+                slope: sl.value(i),
+                intercept: ic.value(i),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The files of a report artifact.
+pub fn report_files(t: &Table) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for b in &t.batches {
+        let p = col_str(b, "path")?;
+        let c = b.column_by_name("content").and_then(|c| c.as_any().downcast_ref::<BinaryArray>()).ok_or_else(|| anyhow!("not a report artifact"))?;
+        for i in 0..b.num_rows() {
+            out.push((p.value(i).to_string(), c.value(i).to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+impl Stage for Report {
+    fn kind(&self) -> &'static str {
+        "report"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables, layer × language heatmaps, alignment-vs-task scatters, per-layer curves"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::optional("title", ParamType::Str, "\"MEXA report\"", "page title")]
+    }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![
+            InputSpec::gather("alignment", "align nodes").optional(),
+            InputSpec::gather("summary", "aggregate nodes").optional(),
+            InputSpec::gather("points", "join_tasks nodes").optional(),
+            InputSpec::gather("correlation", "correlate nodes").optional(),
+        ]
+    }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let mut d = ReportData { title: ctx.str("title")?.to_string(), ..Default::default() };
+        for i in ctx.gathered("alignment") {
+            let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
+            let mi = METRICS.iter().position(|m| *m == "mexa").unwrap();
+            for r in read_alignment(&ctx.read(i)?)? {
+                curves.entry((r.language, r.pooling)).or_default().push((r.layer, r.scores[mi]));
+            }
+            let rows = curves
+                .into_iter()
+                .map(|((language, pooling), mut v)| {
+                    v.sort_by_key(|x| x.0);
+                    Curve { language, pooling, scores: v.into_iter().map(|x| x.1).collect() }
+                })
+                .collect();
+            d.alignments.push(Node::new(&i.label, &i.key, rows));
+        }
+        for i in ctx.gathered("summary") {
+            d.summaries.push(Node::new(&i.label, &i.key, aggregate_rows(&ctx.read(i)?)?));
+        }
+        for i in ctx.gathered("points") {
+            let rows = read_points(&ctx.read(i)?)?
+                .into_iter()
+                .map(|(p, _)| PointRow { language: p.language, task: p.task, pooling: p.pooling, layer_pool: p.layer_pool, alignment: p.alignment, score: p.score })
+                .collect();
+            d.points.push(Node::new(&i.label, &i.key, rows));
+        }
+        for i in ctx.gathered("correlation") {
+            d.correlations.push(Node::new(&i.label, &i.key, correlation_rows(&ctx.read(i)?)?));
+        }
+        let files = mexa_report::render(&d)?;
+        let sch = schema(&[("path", DataType::Utf8), ("content", DataType::Binary)]);
+        let paths = StringArray::from(files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>());
+        let content = BinaryArray::from(files.iter().map(|f| f.1.as_slice()).collect::<Vec<_>>());
+        let b = RecordBatch::try_new(sch.clone(), vec![Arc::new(paths), Arc::new(content)])?;
+        Ok(Output { table: Table::new(sch, vec![b]), meta: serde_json::json!({"files": files.len()}) })
+    }
+}
