@@ -39,6 +39,49 @@ pub struct RunArgs {
     /// No progress bars (they are also off when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
+    /// Where nodes run: here, or as Slurm jobs (the store must be on a shared filesystem).
+    #[arg(long, value_enum, env = "MEXA_EXECUTOR", default_value_t = Executor::Local)]
+    executor: Executor,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq)]
+pub enum Executor {
+    Local,
+    Slurm,
+}
+
+/// Defaults for Slurm jobs; a stage's `resources: {slurm: {partition, time, cpus, mem, gpus,
+/// extra}}` overrides them.
+#[derive(Args)]
+#[command(next_help_heading = "Slurm executor")]
+pub struct SlurmArgs {
+    #[arg(long)]
+    slurm_partition: Option<String>,
+    /// Time limit per job, e.g. 02:00:00.
+    #[arg(long)]
+    slurm_time: Option<String>,
+    #[arg(long)]
+    slurm_cpus: Option<u32>,
+    /// Memory per job, e.g. 16G.
+    #[arg(long)]
+    slurm_mem: Option<String>,
+    /// GPUs per job (as --gres=gpu:N).
+    #[arg(long)]
+    slurm_gpus: Option<u32>,
+    /// Extra sbatch arguments (repeatable), e.g. --slurm-extra=--account=abc.
+    #[arg(long, allow_hyphen_values = true)]
+    slurm_extra: Vec<String>,
+    /// Most tasks per job array.
+    #[arg(long, default_value_t = 100)]
+    slurm_array_max: usize,
+    /// Resubmissions of a failed node.
+    #[arg(long, default_value_t = 1)]
+    retries: u32,
+    /// The mexa binary jobs run (default: this one; it must be on the shared filesystem).
+    #[arg(long)]
+    slurm_mexa: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -144,7 +187,26 @@ pub fn run(store: &Path, a: RunArgs, quiet: bool) -> Result<i32> {
         if !quiet {
             eprintln!("{}: {} nodes, {} cached, {} to run (store {})", plan.pipeline, plan.nodes.len(), plan.nodes.len() - to_run, to_run, store.root().display());
         }
-        let s = mexa_pipeline::run(&plan, &registry, &store, &opts, &CANCEL);
+        let s = match a.executor {
+            Executor::Local => mexa_pipeline::run(&plan, &registry, &store, &opts, &CANCEL),
+            Executor::Slurm => {
+                let sa = &a.slurm;
+                let so = mexa_pipeline::SlurmOptions {
+                    mexa: sa.slurm_mexa.clone().unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| "mexa".into())),
+                    partition: sa.slurm_partition.clone(),
+                    time: sa.slurm_time.clone(),
+                    cpus: sa.slurm_cpus,
+                    mem: sa.slurm_mem.clone(),
+                    gpus: sa.slurm_gpus,
+                    extra: sa.slurm_extra.clone(),
+                    max_array: sa.slurm_array_max,
+                    retries: sa.retries,
+                    keep_going: a.keep_going,
+                    ..Default::default()
+                };
+                mexa_pipeline::run_slurm(&plan, &store, &so, &CANCEL)?
+            }
+        };
         let line = format!(
             "{}: {} computed, {} cached, {} failed, {} not run, in {:.1}s",
             plan.pipeline,
