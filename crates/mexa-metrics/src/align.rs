@@ -173,6 +173,17 @@ fn margin_accuracy(c: &[f64], n: usize, k: usize) -> f64 {
     hits as f64 / n as f64
 }
 
+/// Cosine of two vectors computed from scratch (norms included), in f64.
+fn cosine_pair(x: &[f32], y: &[f32]) -> f64 {
+    let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
+    for (&a, &b) in x.iter().zip(y) {
+        xy += a as f64 * b as f64;
+        xx += a as f64 * a as f64;
+        yy += b as f64 * b as f64;
+    }
+    if xx == 0.0 || yy == 0.0 { 0.0 } else { xy / (xx.sqrt() * yy.sqrt()) }
+}
+
 /// A straightforward implementation, as one would first write it: a single-threaded double
 /// loop computing every cosine with its norms, then the row and column checks. The baseline
 /// of `mexa bench align`.
@@ -181,14 +192,7 @@ pub fn align_loop(pivot: &Matrix, lang: &Matrix) -> (usize, f64) {
     let mut c = vec![0f64; n * n];
     for i in 0..n {
         for j in 0..n {
-            let (x, y) = (pivot.row(i), lang.row(j));
-            let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
-            for (&a, &b) in x.iter().zip(y) {
-                xy += a as f64 * b as f64;
-                xx += a as f64 * a as f64;
-                yy += b as f64 * b as f64;
-            }
-            c[i * n + j] = if xx == 0.0 || yy == 0.0 { 0.0 } else { xy / (xx.sqrt() * yy.sqrt()) };
+            c[i * n + j] = cosine_pair(pivot.row(i), lang.row(j));
         }
     }
     let hits = (0..n).filter(|&i| (0..n).all(|j| j == i || (c[i * n + i] > c[i * n + j] && c[i * n + i] > c[j * n + i]))).count();
@@ -199,16 +203,7 @@ pub fn align_loop(pivot: &Matrix, lang: &Matrix) -> (usize, f64) {
 /// the oracle for tests. Computes every cosine from scratch.
 pub fn align_naive(pivot: &Matrix, lang: &Matrix) -> (usize, f64) {
     let n = pivot.rows.min(lang.rows);
-    let cos = |i: usize, j: usize| {
-        let (x, y) = (pivot.row(i), lang.row(j));
-        let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
-        for (&a, &b) in x.iter().zip(y) {
-            xy += a as f64 * b as f64;
-            xx += a as f64 * a as f64;
-            yy += b as f64 * b as f64;
-        }
-        if xx == 0.0 || yy == 0.0 { 0.0 } else { xy / (xx.sqrt() * yy.sqrt()) }
-    };
+    let cos = |i: usize, j: usize| cosine_pair(pivot.row(i), lang.row(j));
     let mut hits = 0;
     for i in 0..n {
         let d = cos(i, i);

@@ -2,9 +2,9 @@
 //! bidirectional attention over non-padding tokens. Hidden states: the embedding output and
 //! every layer's output (no final norm), as Hugging Face returns them.
 use crate::layers::{attention, attention_bias, merge_heads, split_heads, LayerNorm, Linear};
-use crate::model::HiddenStates;
+use crate::model::{req, HiddenStates};
 use crate::weights::Weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -20,10 +20,6 @@ pub struct Config {
     pub layer_norm_eps: f64,
     pub pad_token_id: i64,
     pub hidden_act: String,
-}
-
-fn req(v: &Value, k: &str) -> Result<i64> {
-    v.get(k).and_then(Value::as_i64).with_context(|| format!("config.json: missing integer `{k}`"))
 }
 
 impl Config {

@@ -4,7 +4,7 @@
 //! the MLP is gated GELU (tanh approximation).
 use crate::gguf::Gguf;
 use crate::layers::{apply_rope, attention, attention_bias, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
-use crate::model::{HiddenStates, LoadOptions};
+use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -38,10 +38,6 @@ pub struct Config {
     pub sliding_window: Option<i64>,
     /// Per layer: does it use the sliding window?
     pub sliding: Vec<bool>,
-}
-
-fn req(v: &Value, k: &str) -> Result<i64> {
-    v.get(k).and_then(Value::as_i64).with_context(|| format!("config.json: missing integer `{k}`"))
 }
 
 fn sliding_layers(version: Version, n: i64, pattern: i64, window: Option<i64>) -> Vec<bool> {

@@ -2,7 +2,7 @@
 //! Pre-norm decoder: RMSNorm → attention (GQA, rotary) → residual → RMSNorm → SwiGLU → residual.
 use crate::gguf::Gguf;
 use crate::layers::{apply_rope, attention, attention_bias, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
-use crate::model::{HiddenStates, LoadOptions};
+use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -24,10 +24,6 @@ pub struct Config {
     pub attention_bias: bool,
     /// Mistral: sliding window attention.
     pub sliding_window: Option<i64>,
-}
-
-fn req(v: &Value, k: &str) -> Result<i64> {
-    v.get(k).and_then(Value::as_i64).with_context(|| format!("config.json: missing integer `{k}`"))
 }
 
 impl Config {

@@ -26,6 +26,11 @@ pub trait HiddenStates: Send {
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>>;
 }
 
+/// A required integer of a Hugging Face config.json.
+pub(crate) fn req(v: &serde_json::Value, k: &str) -> Result<i64> {
+    v.get(k).and_then(serde_json::Value::as_i64).with_context(|| format!("config.json: missing integer `{k}`"))
+}
+
 /// Where and how to load.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {

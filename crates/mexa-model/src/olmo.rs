@@ -2,9 +2,9 @@
 //! clipping of q/k/v. OLMo 2: RMSNorm on the whole q and k projections, and norms after
 //! attention and MLP (not before) inside each residual branch.
 use crate::layers::{apply_rope, attention, attention_bias, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
-use crate::model::HiddenStates;
+use crate::model::{req, HiddenStates};
 use crate::weights::Weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -28,10 +28,6 @@ pub struct Config {
     pub rope_scaling: RopeScaling,
     pub attention_bias: bool,
     pub clip_qkv: Option<f64>,
-}
-
-fn req(v: &Value, k: &str) -> Result<i64> {
-    v.get(k).and_then(Value::as_i64).with_context(|| format!("config.json: missing integer `{k}`"))
 }
 
 impl Config {
