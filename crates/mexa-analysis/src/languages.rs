@@ -56,11 +56,12 @@ pub fn match_language(lang: &Lang, candidates: &[Lang]) -> Option<Match> {
     if lang.iso.is_empty() {
         return None;
     }
-    let same: Vec<&Lang> = candidates.iter().filter(|c| c.family() == lang.family()).collect();
+    let mut same: Vec<&Lang> = candidates.iter().filter(|c| c.family() == lang.family()).collect();
     if let Some(s) = &lang.script {
-        let scripted: Vec<&&Lang> = same.iter().filter(|c| c.script.as_ref() == Some(s)).collect();
-        if scripted.len() == 1 {
-            return Some(Match { task_label: scripted[0].label.clone(), how: "iso639-3+script" });
+        // A label that names its script never matches another script (Hans is not Hant).
+        same.retain(|c| c.script.is_none() || c.script.as_ref() == Some(s));
+        if let [one] = same[..] {
+            return Some(Match { task_label: one.label.clone(), how: "iso639-3+script" });
         }
     }
     match same.len() {
@@ -98,6 +99,8 @@ mod tests {
         assert_eq!(m("arb", None).as_deref(), Some("arb_Arab"));
         assert_eq!(m("swh", None).as_deref(), Some("swh_Latn"));
         assert_eq!(m("zho", None), None, "two non-Latin candidates: ambiguous");
+        let only_hant = vec![Lang::parse("zho_Hant", None)];
+        assert_eq!(match_language(&Lang::parse("cmn_hans", Some("cmn")), &only_hant), None, "Hans never matches Hant");
         assert_eq!(m("deu", None), None);
         assert_eq!(m("007", Some("")), None);
     }

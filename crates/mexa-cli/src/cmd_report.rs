@@ -7,7 +7,7 @@ use arrow::datatypes::DataType;
 use clap::Args;
 use mexa_pipeline::stage::NoProgress;
 use mexa_pipeline::{execute_node, NodeSpec, Stage, Status};
-use mexa_store::{format_rows, key_of, KeySpec, Store};
+use mexa_store::{format_rows_fit, key_of, terminal_width, KeySpec, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -134,7 +134,7 @@ pub fn compare(store_path: &Path, a: CompareArgs) -> Result<i32> {
     match a.format {
         Format::Table => {
             println!("A = {}  {}\nB = {}  {}\n", &ka[..12], store.manifest(&ka)?.label, &kb[..12], store.manifest(&kb)?.label);
-            print!("{}", format_rows(&rows));
+            print!("{}", format_rows_fit(&rows, terminal_width()));
         }
         Format::Csv | Format::Parquet => {
             for r in rows {

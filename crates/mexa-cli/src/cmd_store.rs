@@ -1,7 +1,7 @@
 //! `ls`, `show`, `lineage`, `verify`, `store import|export`.
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use mexa_store::{format_rows, to_csv, to_json_rows, Manifest, Store, TableSummary};
+use mexa_store::{format_rows_fit, terminal_width, to_csv, to_json_rows, Manifest, Store, TableSummary};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -79,7 +79,7 @@ pub fn ls(store: &Path, a: LsArgs) -> Result<i32> {
     } else if rows.len() == 1 {
         println!("the store {} is empty", store.root().display());
     } else {
-        print!("{}", format_rows(&rows));
+        print!("{}", format_rows_fit(&rows, terminal_width()));
     }
     Ok(0)
 }

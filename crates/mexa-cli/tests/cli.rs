@@ -174,3 +174,31 @@ fn version_and_errors_are_clear() {
     let t = text(&o);
     assert!(t.contains("bad.yaml:4:14: error: stage `a`: `load_corpus` has no parameter `pth`") && t.contains("did you mean `path`"), "{t}");
 }
+
+#[test]
+fn gc_keeps_what_pipelines_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let corpus = dir.path().join("c");
+    std::fs::create_dir(&corpus).unwrap();
+    std::fs::write(corpus.join("eng.txt"), "one\ntwo\nthree\n").unwrap();
+    std::fs::write(corpus.join("fra.txt"), "un\ndeux\ntrois\n").unwrap();
+    let write = |name: &str, limit: u32| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("stages:\n  corpus:\n    kind: load_corpus\n    params: {{path: c, pivot: eng, limit: {limit}}}\n")).unwrap();
+        p
+    };
+    let (a, b) = (write("a.yaml", 2), write("b.yaml", 3));
+    for p in [&a, &b] {
+        assert!(mexa(&store, &["run", p.to_str().unwrap()]).status.success());
+    }
+    // Dry run: lists b's artifact, deletes nothing.
+    let o = mexa(&store, &["gc", a.to_str().unwrap()]);
+    assert!(text(&o).contains("1 artifact(s)") && text(&o).contains("would delete"), "{}", text(&o));
+    assert!(text(&mexa(&store, &["run", b.to_str().unwrap()])).contains("0 computed, 1 cached"));
+    // Apply: b's artifact goes, a's stays.
+    let o = mexa(&store, &["gc", a.to_str().unwrap(), "--apply"]);
+    assert!(text(&o).contains("deleting"), "{}", text(&o));
+    assert!(text(&mexa(&store, &["run", a.to_str().unwrap()])).contains("0 computed, 1 cached"));
+    assert!(text(&mexa(&store, &["plan", b.to_str().unwrap()])).contains("artifact missing"));
+}

@@ -157,8 +157,11 @@ pub fn attention_bias(pad_mask: &Tensor, causal: bool, window: Option<i64>, kind
         }
         allowed = allowed.logical_and(&ok.unsqueeze(0).unsqueeze(0));
     }
+    // The dtype's own lowest value, as transformers uses torch.finfo(dtype).min.
     let min = match kind {
         Kind::Half => -65504.0,
+        Kind::BFloat16 => -3.389_531_389_251_535_5e38,
+        Kind::Double => f64::MIN,
         _ => f32::MIN as f64,
     };
     Tensor::zeros(allowed.size(), (kind, device)).masked_fill(&allowed.logical_not(), min)

@@ -96,3 +96,49 @@ fn unsupported_architecture_is_a_clear_error() {
     let msg = format!("{:#}", load_network(&tmp.path().join("nope"), &LoadOptions::default()).err().unwrap());
     assert!(msg.contains("does not exist"), "{msg}");
 }
+
+/// Sharded checkpoints (model.safetensors.index.json + shards) load to the same network.
+#[test]
+fn sharded_safetensors_with_index() {
+    let src = fixtures().join("llama");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
+    let tensors = Tensor::read_safetensors(src.join("model.safetensors")).unwrap();
+    let (a, b): (Vec<_>, Vec<_>) = tensors.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let strip = |v: Vec<(usize, (String, Tensor))>| v.into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+    let (a, b) = (strip(a), strip(b));
+    let mut map = serde_json::Map::new();
+    for (name, _) in &a {
+        map.insert(name.clone(), "model-00001-of-00002.safetensors".into());
+    }
+    for (name, _) in &b {
+        map.insert(name.clone(), "model-00002-of-00002.safetensors".into());
+    }
+    Tensor::write_safetensors(&a, tmp.path().join("model-00001-of-00002.safetensors")).unwrap();
+    Tensor::write_safetensors(&b, tmp.path().join("model-00002-of-00002.safetensors")).unwrap();
+    std::fs::write(tmp.path().join("model.safetensors.index.json"), serde_json::json!({"metadata": {}, "weight_map": map}).to_string()).unwrap();
+    let expected: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(src.join("expected.safetensors")).unwrap().into_iter().collect();
+    let (net, _) = load_network(tmp.path(), &LoadOptions::default()).unwrap();
+    let states = tch::no_grad(|| net.forward(&expected["input_ids"], &expected["attention_mask"])).unwrap();
+    let (one, _) = load_network(&src, &LoadOptions::default()).unwrap();
+    let same = tch::no_grad(|| one.forward(&expected["input_ids"], &expected["attention_mask"])).unwrap();
+    for (x, y) in states.iter().zip(&same) {
+        assert!(x.equal(y), "sharded and single-file checkpoints disagree");
+    }
+}
+
+/// bf16 weights and activations stay close to the f32 reference (bf16 keeps ~3 digits).
+#[test]
+fn bf16_is_close_to_f32() {
+    let dir = fixtures().join("llama");
+    let opts = LoadOptions { kind: Kind::BFloat16, ..LoadOptions::default() };
+    let (net, _) = load_network(&dir, &opts).unwrap();
+    let expected: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(dir.join("expected.safetensors")).unwrap().into_iter().collect();
+    let states = tch::no_grad(|| net.forward(&expected["input_ids"], &expected["attention_mask"])).unwrap();
+    let m = expected["attention_mask"].to_kind(Kind::Float).unsqueeze(-1);
+    let last = states.len() - 1;
+    assert_eq!(states[last].kind(), Kind::BFloat16);
+    let want = &expected[&format!("hidden_{last}")];
+    let rel = ((states[last].to_kind(Kind::Float) - want).abs() * &m).max().double_value(&[]) / (want.abs() * &m).max().double_value(&[]);
+    assert!(rel < 0.05, "bf16 relative difference {rel}");
+}

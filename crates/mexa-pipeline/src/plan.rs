@@ -1,7 +1,7 @@
 //! Grid expansion and planning: a [`PipelineSpec`] becomes a DAG of concrete nodes, each with
 //! its artifact key and, for nodes that must run, the reason.
 use crate::error::{Pos, SpecError, SpecErrors};
-use crate::spec::{refs_in, value_label, PipelineSpec, StageDecl};
+use crate::spec::{refs_in, value_label, PipelineSpec};
 use crate::stage::{ParamType, Registry};
 use crate::yaml::{Node, NodeKind};
 use mexa_store::{key_of, FileHasher, KeySpec, Store};
@@ -447,5 +447,3 @@ fn expand_builtins(v: &Value, assets: &Path, pos: &Pos) -> Result<Value, SpecErr
     })
 }
 
-#[allow(dead_code)]
-fn _unused(_: &StageDecl) {}

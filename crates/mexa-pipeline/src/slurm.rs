@@ -5,7 +5,7 @@
 //! head and every node share.
 use crate::plan::{Plan, Status};
 use crate::run::{NodeSpec, RunSummary};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use mexa_store::Store;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -303,9 +303,4 @@ fn chrono_like() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-#[allow(dead_code)]
-fn _unused() -> anyhow::Error {
-    anyhow!("")
 }

@@ -1,6 +1,6 @@
 //! Typed stages: what a stage declares (parameters, inputs, version) and what it gets to run.
 use anyhow::{anyhow, bail, Context, Result};
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use mexa_store::{KeySpec, Store};
 use serde_json::Value;
@@ -358,6 +358,3 @@ pub fn string_col<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b StringArray>
         .downcast_ref::<StringArray>()
         .ok_or_else(|| anyhow!("column `{name}` is not a string column"))
 }
-
-#[allow(dead_code)]
-fn _assert_object_safe(_: &dyn Stage, _: &dyn Array) {}

@@ -1,6 +1,6 @@
 //! Arrow helpers shared by the stages.
 use anyhow::{anyhow, Result};
-use arrow::array::{Array, ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 
@@ -37,9 +37,4 @@ pub fn col_i32<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b Int32Array> {
 }
 pub fn col_f64<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b Float64Array> {
     col(b, name)
-}
-
-#[allow(dead_code)]
-fn _unused(a: &dyn Array) -> usize {
-    a.len()
 }

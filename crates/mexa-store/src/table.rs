@@ -83,8 +83,42 @@ impl TableSummary {
                 );
             }
         }
-        Ok(format_rows(&rows))
+        Ok(format_rows_fit(&rows, terminal_width()))
     }
+}
+
+/// Width to format for: $COLUMNS, else 100.
+pub fn terminal_width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&w: &usize| w >= 40).unwrap_or(100)
+}
+
+/// Like [`format_rows`], but a table wider than `width` is printed as several blocks of
+/// columns, each repeating the first column so rows stay identifiable.
+pub fn format_rows_fit(rows: &[Vec<String>], width: usize) -> String {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    if widths.iter().map(|w| w + 2).sum::<usize>() <= width + 2 || cols < 3 {
+        return format_rows(rows);
+    }
+    let mut blocks: Vec<Vec<usize>> = Vec::new();
+    let mut c = 1;
+    while c < cols {
+        let mut block = vec![0];
+        let mut used = widths[0] + 2;
+        while c < cols && (block.len() == 1 || used + widths[c] + 2 <= width + 2) {
+            used += widths[c] + 2;
+            block.push(c);
+            c += 1;
+        }
+        blocks.push(block);
+    }
+    blocks
+        .iter()
+        .map(|b| format_rows(&rows.iter().map(|r| b.iter().map(|&c| r.get(c).cloned().unwrap_or_default()).collect()).collect::<Vec<_>>()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Floats with more than four decimals are shown with four (for people; CSV/JSON keep all).
@@ -188,6 +222,18 @@ mod tests {
     use arrow::array::Float64Array;
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
+
+    #[test]
+    fn wide_tables_fold_into_blocks_that_fit() {
+        let header: Vec<String> = (0..12).map(|i| format!("column_{i:02}")).collect();
+        let row: Vec<String> = (0..12).map(|i| format!("{}", i * 1000)).collect();
+        let out = format_rows_fit(&[header, row], 60);
+        assert!(out.lines().all(|l| l.chars().count() <= 60), "{out}");
+        assert_eq!(out.matches("column_00").count(), 3, "the first column starts every block:\n{out}");
+        assert!(out.contains("column_11") && out.contains("11000"));
+        let narrow = format_rows_fit(&[vec!["a".into(), "b".into(), "c".into()]], 60);
+        assert_eq!(narrow, format_rows(&[vec!["a".into(), "b".into(), "c".into()]]));
+    }
 
     #[test]
     fn csv_and_json_keep_every_bit_of_floats() {
