@@ -264,14 +264,19 @@ impl Gguf {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    /// Reads and dequantises one tensor to f32 values (row-major, PyTorch shape order).
-    pub fn read_f32(&self, t: &TensorInfo) -> Result<Vec<f32>> {
+    /// Reads one tensor's raw (quantised) bytes.
+    pub fn read_raw(&self, t: &TensorInfo) -> Result<Vec<u8>> {
         GgmlType::from_id(t.type_id).with_context(|| format!("tensor {}", t.name))?;
         let mut f = File::open(&self.path)?;
         f.seek(SeekFrom::Start(t.offset))?;
         let mut raw = vec![0u8; t.byte_len()];
         f.read_exact(&mut raw).with_context(|| format!("reading tensor {}", t.name))?;
-        dequantize(t.ty, &raw, t.numel())
+        Ok(raw)
+    }
+
+    /// Reads and dequantises one tensor to f32 values (row-major, PyTorch shape order).
+    pub fn read_f32(&self, t: &TensorInfo) -> Result<Vec<f32>> {
+        dequantize(t.ty, &self.read_raw(t)?, t.numel())
     }
 }
 
@@ -415,11 +420,18 @@ fn dequant_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
 
 /// Dequantises `numel` values of type `ty` from `raw`.
 pub fn dequantize(ty: GgmlType, raw: &[u8], numel: usize) -> Result<Vec<f32>> {
+    let mut out = vec![0f32; numel];
+    dequantize_into(ty, raw, &mut out)?;
+    Ok(out)
+}
+
+/// Dequantises into `out` (whose length is the number of values).
+pub fn dequantize_into(ty: GgmlType, raw: &[u8], out: &mut [f32]) -> Result<()> {
+    let numel = out.len();
     let (bv, bb) = ty.block();
     if numel % bv != 0 || raw.len() != numel / bv * bb {
         bail!("{ty:?}: {} bytes do not hold {numel} values", raw.len());
     }
-    let mut out = vec![0f32; numel];
     // Parallel over chunks of blocks.
     let per = 4096usize.div_ceil(bv).max(1);
     out.par_chunks_mut(per * bv).zip(raw.par_chunks(per * bb)).for_each(|(y, b)| {
@@ -427,7 +439,7 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], numel: usize) -> Result<Vec<f32>> {
             dequant_block(ty, bb_, yb);
         }
     });
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

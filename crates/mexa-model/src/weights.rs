@@ -68,9 +68,15 @@ impl Weights {
         let mut w = Self::new(g.path.display().to_string(), kind, device);
         for t in &g.tensors {
             let Some(name) = rename(&t.name) else { continue };
-            let values = g.read_f32(t)?;
+            let raw = g.read_raw(t)?;
             let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-            let tensor = Tensor::from_slice(&values).reshape(&shape);
+            // Dequantise straight into the tensor's memory: no second f32 copy of each tensor.
+            let tensor = Tensor::empty(&shape, (Kind::Float, Device::Cpu));
+            // SAFETY: `tensor` is a fresh, contiguous f32 CPU tensor of exactly numel elements,
+            // owned here and not aliased while the slice lives.
+            let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, t.numel()) };
+            crate::gguf::dequantize_into(t.ty, &raw, out)?;
+            drop(raw);
             let tensor = fix(&name, tensor);
             w.insert(&name, tensor);
         }
