@@ -202,3 +202,34 @@ fn gc_keeps_what_pipelines_reach() {
     assert!(text(&mexa(&store, &["run", a.to_str().unwrap()])).contains("0 computed, 1 cached"));
     assert!(text(&mexa(&store, &["plan", b.to_str().unwrap()])).contains("artifact missing"));
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pipe) = (dir.path().join("store"), dir.path().join("c.yaml"));
+    std::fs::write(
+        &pipe,
+        "stages:\n  corpus:\n    kind: load_corpus\n    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra, spa, rus, zul, amh, hin], limit: 30}\n  embed:\n    kind: embed\n    inputs: {corpus: corpus}\n    params: {model: \"${assets}/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf\"}\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(&store).args(["run", pipe.to_str().unwrap()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait until some language shards exist, then press Ctrl-C.
+    let t = std::time::Instant::now();
+    let shards = || std::fs::read_dir(store.join("objects")).map(|d| d.flat_map(|s| std::fs::read_dir(s.unwrap().path()).unwrap()).count()).unwrap_or(0);
+    while shards() < 3 {
+        assert!(t.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let t1 = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{t1}");
+    assert!(t1.contains("interrupted") && t1.contains("resumes"), "{t1}");
+    // Nothing half-written is readable, and the rerun reuses the finished shards.
+    assert_eq!(mexa(&store, &["verify"]).status.code(), Some(0));
+    let before = shards();
+    let o = mexa(&store, &["run", pipe.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("1 computed, 1 cached"), "{}", text(&o));
+    assert_eq!(shards(), 1 + 1 + 7, "corpus, the embed index and 7 language shards");
+    assert!(before >= 3);
+}

@@ -120,3 +120,43 @@ pub fn hash_file(path: &Path) -> Result<String> {
     }
     Ok(h.finalize().to_hex().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_hashes_are_reused_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, cache) = (dir.path().join("model.bin"), dir.path().join("cache.json"));
+        fs::write(&file, b"weights v1").unwrap();
+        let h = FileHasher::new(Some(cache.clone()));
+        let first = h.hash_path(&file).unwrap();
+        assert_eq!(first, blake3::hash(b"weights v1").to_hex().to_string());
+        h.save().unwrap();
+        // Plant a different hash in the cache: a reader that trusts the cache returns it,
+        // which shows the file was not read again.
+        let text = fs::read_to_string(&cache).unwrap().replace(&first, "planted");
+        fs::write(&cache, text).unwrap();
+        assert_eq!(FileHasher::new(Some(cache.clone())).hash_path(&file).unwrap(), "planted");
+        // A change of content (and so size and mtime) is noticed.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&file, b"weights v2!").unwrap();
+        assert_eq!(FileHasher::new(Some(cache)).hash_path(&file).unwrap(), blake3::hash(b"weights v2!").to_hex().to_string());
+    }
+
+    #[test]
+    fn directory_hash_covers_names_and_contents() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("eng.txt"), "a\n").unwrap();
+        fs::write(d.path().join("fra.txt"), "b\n").unwrap();
+        let h = FileHasher::new(None);
+        let a = h.hash_path(d.path()).unwrap();
+        fs::rename(d.path().join("fra.txt"), d.path().join("deu.txt")).unwrap();
+        assert_ne!(a, h.hash_path(d.path()).unwrap(), "a renamed file changes the hash");
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join("eng.txt"), "a\n").unwrap();
+        fs::write(other.path().join("deu.txt"), "b\n").unwrap();
+        assert_eq!(h.hash_path(d.path()).unwrap(), h.hash_path(other.path()).unwrap(), "the hash does not depend on where the directory is");
+    }
+}
