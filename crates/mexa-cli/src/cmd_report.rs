@@ -23,6 +23,9 @@ pub struct ReportArgs {
     /// Page title (default: "MEXA report: <pipeline>").
     #[arg(long)]
     title: Option<String>,
+    /// Languages for the per-layer curves, comma-separated (default: eight spread over the ranking).
+    #[arg(long, value_delimiter = ',')]
+    languages: Vec<String>,
 }
 
 #[derive(Args)]
@@ -78,7 +81,7 @@ pub fn report(store_path: &Path, a: ReportArgs) -> Result<i32> {
         v.sort_by(|x, y| x.1.cmp(&y.1));
     }
     let title = a.title.unwrap_or_else(|| format!("MEXA report: {}", plan.pipeline));
-    let params = serde_json::json!({ "title": title });
+    let params = serde_json::json!({ "title": title, "curve_languages": a.languages });
     let spec = KeySpec {
         stage: stage.kind().into(),
         version: stage.version(),

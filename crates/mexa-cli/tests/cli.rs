@@ -141,6 +141,13 @@ fn demo_like_pipeline_end_to_end() {
     // The report is an artifact: a second call reuses it.
     let o = mexa(&store, &["report", p, "--out", out.to_str().unwrap()]);
     assert!(o.status.success());
+    // Chosen languages for the curves: a different report artifact, only those lines.
+    let chosen = dir.path().join("chosen");
+    let o = mexa(&store, &["report", p, "--out", chosen.to_str().unwrap(), "--languages", "fra,zul"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let svg = std::fs::read_to_string(chosen.join("figures/layers-align-weighted.svg")).unwrap();
+    let labelled = |l: &str| svg.lines().any(|x| x.trim() == l);
+    assert!(labelled("fra") && labelled("zul") && !labelled("spa") && !labelled("amh"), "curves for fra and zul only");
     // Headless Chromium renders the page with its inline figures and no console errors.
     let chromium = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
     let chromium = chromium.expect("Chromium is needed for this test: scripts/setup-system.sh installs it");

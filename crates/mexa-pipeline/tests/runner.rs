@@ -149,3 +149,30 @@ stages:
     assert_eq!(s.computed, 2, "`a` and `good` still run");
     assert!(!s.ok());
 }
+
+#[test]
+fn pipelines_share_stages_through_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("common.yaml"), "grid:\n  word: [alpha, beta]\nstages:\n  src:\n    kind: source\n    params: {text: \"${word}\"}\n").unwrap();
+    let a = "pipeline: a\nimports: [common.yaml]\nstages:\n  loud:\n    kind: shout\n    inputs: {src: src}\n";
+    let b = "pipeline: b\nimports: [common.yaml]\nstages:\n  all:\n    kind: collect\n    inputs: {parts: src}\n";
+    let reg = registry();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let plan_of = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let spec = mexa_pipeline::load(&path, &reg).unwrap_or_else(|e| panic!("{e}"));
+        plan(&spec, &reg, &store, &FileHasher::new(None)).unwrap()
+    };
+    let pa = plan_of("a.yaml", a);
+    assert!(run(&pa, &reg, &store, &opts(), &AtomicBool::new(false)).ok());
+    // b reuses a's `src` artifacts: same stage, same key.
+    let pb = plan_of("b.yaml", b);
+    let src: Vec<&Status> = pb.nodes.iter().filter(|n| n.stage == "src").map(|n| &n.status).collect();
+    assert_eq!(src, vec![&Status::Cached, &Status::Cached]);
+    // A stage defined in both files is an error that names both places.
+    let dup = dir.path().join("dup.yaml");
+    std::fs::write(&dup, "imports: [common.yaml]\nstages:\n  src: {kind: source, params: {text: x}}\n").unwrap();
+    let e = mexa_pipeline::load(&dup, &reg).unwrap_err().to_string();
+    assert!(e.contains("dup.yaml:3:3: error: `src` is defined twice in `stages`") && e.contains("common.yaml:4:3"), "{e}");
+}

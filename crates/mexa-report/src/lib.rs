@@ -88,6 +88,8 @@ pub fn cell_of(label: &str) -> Vec<(String, String)> {
 #[derive(Debug, Clone, Default)]
 pub struct ReportData {
     pub title: String,
+    /// Languages for the per-layer curves (empty: an even spread over the ranking).
+    pub curve_languages: Vec<String>,
     pub alignments: Vec<Node<Curve>>,
     pub summaries: Vec<Node<AggRow>>,
     pub points: Vec<Node<PointRow>>,

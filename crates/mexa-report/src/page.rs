@@ -136,7 +136,13 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
                 format!("Alignment with the pivot at every hidden state, languages by mean μ ({p} pooling)."),
             )?;
             // Curves: all languages if few, else an even spread over the ranking.
-            let pick: Vec<usize> = if curves.len() <= 8 { (0..curves.len()).collect() } else { (0..8).map(|i| i * (curves.len() - 1) / 7).collect() };
+            let pick: Vec<usize> = if !d.curve_languages.is_empty() {
+                curves.iter().enumerate().filter(|(_, c)| d.curve_languages.contains(c.0)).map(|(i, _)| i).collect()
+            } else if curves.len() <= 8 {
+                (0..curves.len()).collect()
+            } else {
+                (0..8).map(|i| i * (curves.len() - 1) / 7).collect()
+            };
             let lines: Vec<(String, Vec<f64>)> = pick.iter().map(|&i| (curves[i].0.clone(), curves[i].1.clone())).collect();
             let title = format!("Per-layer μ — {} ({p})", a.label);
             let (t1, ln1, t2, ln2) = (title.clone(), lines.clone(), title, lines);

@@ -75,7 +75,10 @@ impl Stage for Report {
         "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables, layer × language heatmaps, alignment-vs-task scatters, per-layer curves"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::optional("title", ParamType::Str, "\"MEXA report\"", "page title")]
+        vec![
+            ParamSpec::optional("title", ParamType::Str, "\"MEXA report\"", "page title"),
+            ParamSpec::optional("curve_languages", ParamType::StrList, "[]", "languages drawn in the per-layer curves (empty: eight spread over the ranking)"),
+        ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![
@@ -86,7 +89,7 @@ impl Stage for Report {
         ]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
-        let mut d = ReportData { title: ctx.str("title")?.to_string(), ..Default::default() };
+        let mut d = ReportData { title: ctx.str("title")?.to_string(), curve_languages: ctx.strs("curve_languages")?, ..Default::default() };
         for i in ctx.gathered("alignment") {
             let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
             let mi = METRICS.iter().position(|m| *m == "mexa").unwrap();
