@@ -3,7 +3,7 @@
 //! five of every six layers). RMSNorms scale by (1 + w); embeddings are multiplied by √d;
 //! the MLP is gated GELU (tanh approximation).
 use crate::gguf::Gguf;
-use crate::layers::{apply_rope, attention, attention_bias, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
+use crate::layers::{apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::{bail, Context, Result};
@@ -256,47 +256,46 @@ impl HiddenStates for Gemma {
         let e = Tensor::embedding(&self.embed, ids, -1, false, false);
         let kind = e.kind();
         let normalizer = Tensor::from_slice(&[(c.hidden_size as f64).sqrt() as f32]).to_kind(kind).to_device(e.device());
-        let mut x = e * normalizer;
+        let x = e * normalizer;
         let full = attention_bias(mask, true, None, kind);
         let local = c.sliding_window.map(|w| attention_bias(mask, true, Some(w), kind));
         let (gcos, gsin) = self.rope_global.tables(t, kind, x.device());
         let (lcos, lsin) = self.rope_local.tables(t, kind, x.device());
         let scale = c.query_pre_attn_scalar.powf(-0.5);
-        let mut states = vec![x.shallow_clone()];
-        for (i, b) in self.blocks.iter().enumerate() {
-            let sliding = c.sliding[i];
-            let (cos, sin) = if sliding { (&lcos, &lsin) } else { (&gcos, &gsin) };
-            let bias = if sliding { local.as_ref().unwrap_or(&full) } else { &full };
-            let hsx = b.input_norm.forward(&x);
-            let (bs, hd) = (hsx.size()[0], c.head_dim);
-            let mut q = b.q.forward(&hsx).view([bs, t, c.num_heads, hd]);
-            let mut k = b.k.forward(&hsx).view([bs, t, c.num_kv_heads, hd]);
-            if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
-                q = qn.forward(&q);
-                k = kn.forward(&k);
-            }
-            let q = apply_rope(&q.transpose(1, 2), cos, sin);
-            let k = apply_rope(&k.transpose(1, 2), cos, sin);
-            let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, hd);
-            let a = b.o.forward(&merge_heads(&attention(&q, &k, &v, bias, scale, c.attn_softcap)));
-            match (&b.pre_ffn_norm, &b.post_ffn_norm) {
-                (Some(pre), Some(postn)) => {
-                    x = x + b.post_attn_norm.forward(&a);
-                    let hsx = pre.forward(&x);
-                    let m = b.down.forward(&(b.gate.forward(&hsx).gelu("tanh") * b.up.forward(&hsx)));
-                    x = &x + postn.forward(&m);
+        Ok(decoder_hidden_states(
+            x,
+            &self.blocks,
+            |i, b, x| {
+                let sliding = c.sliding[i];
+                let (cos, sin) = if sliding { (&lcos, &lsin) } else { (&gcos, &gsin) };
+                let bias = if sliding { local.as_ref().unwrap_or(&full) } else { &full };
+                let hsx = b.input_norm.forward(&x);
+                let (bs, hd) = (hsx.size()[0], c.head_dim);
+                let mut q = b.q.forward(&hsx).view([bs, t, c.num_heads, hd]);
+                let mut k = b.k.forward(&hsx).view([bs, t, c.num_kv_heads, hd]);
+                if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
+                    q = qn.forward(&q);
+                    k = kn.forward(&k);
                 }
-                _ => {
-                    x = x + a;
-                    let hsx = b.post_attn_norm.forward(&x);
-                    x = &x + b.down.forward(&(b.gate.forward(&hsx).gelu("tanh") * b.up.forward(&hsx)));
+                let q = apply_rope(&q.transpose(1, 2), cos, sin);
+                let k = apply_rope(&k.transpose(1, 2), cos, sin);
+                let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, hd);
+                let a = b.o.forward(&merge_heads(&attention(&q, &k, &v, bias, scale, c.attn_softcap)));
+                let mlp = |h: &Tensor| b.down.forward(&(b.gate.forward(h).gelu("tanh") * b.up.forward(h)));
+                match (&b.pre_ffn_norm, &b.post_ffn_norm) {
+                    // Gemma 2/3: norms after attention and around the MLP.
+                    (Some(pre), Some(post)) => {
+                        let x = x + b.post_attn_norm.forward(&a);
+                        &x + post.forward(&mlp(&pre.forward(&x)))
+                    }
+                    // Gemma 1: pre-norm only.
+                    _ => {
+                        let x = x + a;
+                        &x + mlp(&b.post_attn_norm.forward(&x))
+                    }
                 }
-            }
-            if i + 1 < self.blocks.len() {
-                states.push(x.shallow_clone());
-            }
-        }
-        states.push(self.norm.forward(&x));
-        Ok(states)
+            },
+            |x| self.norm.forward(x),
+        ))
     }
 }

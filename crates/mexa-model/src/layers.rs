@@ -217,3 +217,19 @@ pub fn rope_from_hf(v: &serde_json::Value, layer_type: Option<&str>, default_the
     }
     Ok((v["rope_theta"].as_f64().unwrap_or(default_theta), RopeScaling::from_hf(&v["rope_scaling"])?))
 }
+
+/// Runs a decoder's blocks and returns its hidden states as Hugging Face's
+/// `output_hidden_states=True` does: the embedding output, the output of every block but the
+/// last, and the final norm applied to the last block's output.
+pub fn decoder_hidden_states<B>(x: Tensor, blocks: &[B], mut block: impl FnMut(usize, &B, Tensor) -> Tensor, final_norm: impl Fn(&Tensor) -> Tensor) -> Vec<Tensor> {
+    let mut states = vec![x.shallow_clone()];
+    let mut x = x;
+    for (i, b) in blocks.iter().enumerate() {
+        x = block(i, b, x);
+        if i + 1 < blocks.len() {
+            states.push(x.shallow_clone());
+        }
+    }
+    states.push(final_norm(&x));
+    states
+}

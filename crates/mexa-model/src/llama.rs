@@ -1,7 +1,7 @@
 //! The Llama family: Llama 1/2/3/3.1, Mistral, SmolLM, Qwen2/2.5 (q/k/v biases).
 //! Pre-norm decoder: RMSNorm → attention (GQA, rotary) → residual → RMSNorm → SwiGLU → residual.
 use crate::gguf::Gguf;
-use crate::layers::{apply_rope, attention, attention_bias, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
+use crate::layers::{apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::{Context, Result};
@@ -199,26 +199,25 @@ impl HiddenStates for Llama {
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;
         let t = ids.size()[1];
-        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        let x = Tensor::embedding(&self.embed, ids, -1, false, false);
         let kind = x.kind();
         let bias = attention_bias(mask, true, c.sliding_window, kind);
         let (cos, sin) = self.rope.tables(t, kind, x.device());
         let scale = 1.0 / (c.head_dim as f64).sqrt();
-        let mut states = vec![x.shallow_clone()];
-        for (i, b) in self.blocks.iter().enumerate() {
-            let hsx = b.ln1.forward(&x);
-            let q = apply_rope(&split_heads(&b.q.forward(&hsx), c.num_heads, c.head_dim), &cos, &sin);
-            let k = apply_rope(&split_heads(&b.k.forward(&hsx), c.num_kv_heads, c.head_dim), &cos, &sin);
-            let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, c.head_dim);
-            let a = attention(&q, &k, &v, &bias, scale, None);
-            x = x + b.o.forward(&merge_heads(&a));
-            let hsx = b.ln2.forward(&x);
-            x = &x + b.down.forward(&(b.gate.forward(&hsx).silu() * b.up.forward(&hsx)));
-            if i + 1 < self.blocks.len() {
-                states.push(x.shallow_clone());
-            }
-        }
-        states.push(self.norm.forward(&x));
-        Ok(states)
+        Ok(decoder_hidden_states(
+            x,
+            &self.blocks,
+            |_, b, x| {
+                let hsx = b.ln1.forward(&x);
+                let q = apply_rope(&split_heads(&b.q.forward(&hsx), c.num_heads, c.head_dim), &cos, &sin);
+                let k = apply_rope(&split_heads(&b.k.forward(&hsx), c.num_kv_heads, c.head_dim), &cos, &sin);
+                let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, c.head_dim);
+                let a = attention(&q, &k, &v, &bias, scale, None);
+                let x = x + b.o.forward(&merge_heads(&a));
+                let hsx = b.ln2.forward(&x);
+                &x + b.down.forward(&(b.gate.forward(&hsx).silu() * b.up.forward(&hsx)))
+            },
+            |x| self.norm.forward(x),
+        ))
     }
 }

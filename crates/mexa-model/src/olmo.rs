@@ -1,7 +1,7 @@
 //! OLMo and OLMo 2. OLMo: Llama-like, but LayerNorms without weight or bias and optional
 //! clipping of q/k/v. OLMo 2: RMSNorm on the whole q and k projections, and norms after
 //! attention and MLP (not before) inside each residual branch.
-use crate::layers::{apply_rope, attention, attention_bias, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
+use crate::layers::{apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
 use crate::model::{req, HiddenStates};
 use crate::weights::Weights;
 use anyhow::{bail, Result};
@@ -130,7 +130,7 @@ impl HiddenStates for Olmo {
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;
         let t = ids.size()[1];
-        let mut x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        let x = Tensor::embedding(&self.embed, ids, -1, false, false);
         let bias = attention_bias(mask, true, None, x.kind());
         let (cos, sin) = self.rope.tables(t, x.kind(), x.device());
         let scale = 1.0 / (c.head_dim as f64).sqrt();
@@ -138,37 +138,36 @@ impl HiddenStates for Olmo {
             Some(v) => t.clamp(-v, v),
             None => t,
         };
-        let mut states = vec![x.shallow_clone()];
-        for (i, b) in self.blocks.iter().enumerate() {
-            let inp = if b.post_attn.is_some() { x.shallow_clone() } else { plain_ln(&x, c.eps) };
-            let (mut q, mut k) = (clip(b.q.forward(&inp)), clip(b.k.forward(&inp)));
-            let v = clip(b.v.forward(&inp));
-            if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
-                q = qn.forward(&q);
-                k = kn.forward(&k);
-            }
-            let q = apply_rope(&split_heads(&q, c.num_heads, c.head_dim), &cos, &sin);
-            let k = apply_rope(&split_heads(&k, c.num_kv_heads, c.head_dim), &cos, &sin);
-            let v = split_heads(&v, c.num_kv_heads, c.head_dim);
-            let a = b.o.forward(&merge_heads(&attention(&q, &k, &v, &bias, scale, None)));
-            x = match &b.post_attn {
-                Some(n) => &x + n.forward(&a),
-                None => &x + a,
-            };
-            let inp = if b.post_ffn.is_some() { x.shallow_clone() } else { plain_ln(&x, c.eps) };
-            let m = b.down.forward(&(b.gate.forward(&inp).silu() * b.up.forward(&inp)));
-            x = match &b.post_ffn {
-                Some(n) => &x + n.forward(&m),
-                None => &x + m,
-            };
-            if i + 1 < self.blocks.len() {
-                states.push(x.shallow_clone());
-            }
-        }
-        states.push(match &self.norm {
-            Some(n) => n.forward(&x),
-            None => plain_ln(&x, c.eps),
-        });
-        Ok(states)
+        Ok(decoder_hidden_states(
+            x,
+            &self.blocks,
+            |_, b, x| {
+                let inp = if b.post_attn.is_some() { x.shallow_clone() } else { plain_ln(&x, c.eps) };
+                let (mut q, mut k) = (clip(b.q.forward(&inp)), clip(b.k.forward(&inp)));
+                let v = clip(b.v.forward(&inp));
+                if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
+                    q = qn.forward(&q);
+                    k = kn.forward(&k);
+                }
+                let q = apply_rope(&split_heads(&q, c.num_heads, c.head_dim), &cos, &sin);
+                let k = apply_rope(&split_heads(&k, c.num_kv_heads, c.head_dim), &cos, &sin);
+                let v = split_heads(&v, c.num_kv_heads, c.head_dim);
+                let a = b.o.forward(&merge_heads(&attention(&q, &k, &v, &bias, scale, None)));
+                let x = match &b.post_attn {
+                    Some(n) => &x + n.forward(&a),
+                    None => &x + a,
+                };
+                let inp = if b.post_ffn.is_some() { x.shallow_clone() } else { plain_ln(&x, c.eps) };
+                let m = b.down.forward(&(b.gate.forward(&inp).silu() * b.up.forward(&inp)));
+                match &b.post_ffn {
+                    Some(n) => &x + n.forward(&m),
+                    None => &x + m,
+                }
+            },
+            |x| match &self.norm {
+                Some(n) => n.forward(x),
+                None => plain_ln(x, c.eps),
+            },
+        ))
     }
 }
