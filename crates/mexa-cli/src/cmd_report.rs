@@ -81,7 +81,7 @@ pub fn report(store_path: &Path, a: ReportArgs) -> Result<i32> {
         v.sort_by(|x, y| x.1.cmp(&y.1));
     }
     let title = a.title.unwrap_or_else(|| format!("MEXA report: {}", plan.pipeline));
-    let params = serde_json::json!({ "title": title, "curve_languages": a.languages });
+    let params = serde_json::json!({ "title": title, "description": plan.description, "curve_languages": a.languages });
     let spec = KeySpec {
         stage: stage.kind().into(),
         version: stage.version(),

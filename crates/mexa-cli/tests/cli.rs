@@ -17,6 +17,7 @@ fn assets() -> PathBuf {
 
 const PIPE: &str = "
 pipeline: e2e
+description: An end-to-end test & <check> of escaping.
 stages:
   corpus:
     kind: load_corpus
@@ -117,6 +118,7 @@ fn demo_like_pipeline_end_to_end() {
     assert!(o.status.success(), "{}", text(&o));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| pooling |"));
+    assert!(html.contains("<p class=\"description\">An end-to-end test &amp; &lt;check&gt; of escaping.</p>"), "the description, escaped");
     for pooling in ["weighted", "last", "mean"] {
         let heat = std::fs::read(out.join(format!("figures/heatmap-align-{pooling}.png"))).unwrap();
         assert_eq!(png_size(&heat), (900, (90 + 22 * 4).max(260)), "heatmap of 4 languages, at least 260 px high");

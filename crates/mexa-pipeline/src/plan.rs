@@ -65,6 +65,8 @@ pub struct PlanNode {
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub pipeline: String,
+    /// The pipeline's `description:`.
+    pub description: String,
     /// Nodes in topological order.
     pub nodes: Vec<PlanNode>,
 }
@@ -283,7 +285,7 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
         return Err(SpecErrors(errs));
     }
     let _ = hasher.save();
-    let mut plan = Plan { pipeline: spec.name.clone(), nodes };
+    let mut plan = Plan { pipeline: spec.name.clone(), description: spec.description.clone(), nodes };
     let refs = store.refs();
     for i in 0..plan.nodes.len() {
         if store.contains(&plan.nodes[i].key) {

@@ -55,6 +55,8 @@ pub struct StageDecl {
 #[derive(Debug, Clone)]
 pub struct PipelineSpec {
     pub name: String,
+    /// The file's `description:` (shown on reports).
+    pub description: String,
     pub file: PathBuf,
     pub axes: Vec<Axis>,
     pub include: Vec<Rule>,
@@ -307,7 +309,8 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
     if !errs.is_empty() {
         return None;
     }
-    Some(PipelineSpec { name, file: path.to_path_buf(), axes, include, exclude, stages })
+    let description = root.get("description").and_then(Node::as_str).unwrap_or_default().to_string();
+    Some(PipelineSpec { name, description, file: path.to_path_buf(), axes, include, exclude, stages })
 }
 
 fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {

@@ -88,6 +88,8 @@ pub fn cell_of(label: &str) -> Vec<(String, String)> {
 #[derive(Debug, Clone, Default)]
 pub struct ReportData {
     pub title: String,
+    /// Shown under the title (the pipeline's description).
+    pub description: String,
     /// Languages for the per-layer curves (empty: an even spread over the ranking).
     pub curve_languages: Vec<String>,
     pub alignments: Vec<Node<Curve>>,

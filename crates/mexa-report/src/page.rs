@@ -193,6 +193,9 @@ body{{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-wid
 table{{border-collapse:collapse;margin:1em 0;font-size:14px}}th,td{{border:1px solid #ccc;padding:3px 8px}}\
 th{{background:#f3f3f3}}td.n{{text-align:right;font-variant-numeric:tabular-nums}}figure{{margin:1.5em 0}}\
 figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-bottom:4px}}</style></head><body>\n<h1>{title}</h1>\n")?;
+    if !d.description.is_empty() {
+        writeln!(h, "<p class=\"description\">{}</p>", esc(&d.description))?;
+    }
     writeln!(h, "<p>MEXA alignment of each language with the pivot (share of parallel sentences whose cosine beats every other in its row and column), pooled over layers; μMean and μMax are averages over languages. Correlations are Pearson's r across languages with a bootstrap 95% interval.</p>")?;
     writeln!(h, "<h2>Grid</h2>\n<table id=\"grid\"><thead><tr>")?;
     for a in &axes {
@@ -248,7 +251,11 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
     files.push(("report.html".into(), h.into_bytes()));
 
     // Markdown.
-    let mut m = format!("# {}\n\n## Grid\n\n", d.title);
+    let mut m = format!("# {}\n\n", d.title);
+    if !d.description.is_empty() {
+        writeln!(m, "{}\n", d.description)?;
+    }
+    m.push_str("## Grid\n\n");
     let mut header: Vec<String> = axes.clone();
     header.push("pooling".into());
     if show_metric {

@@ -77,6 +77,7 @@ impl Stage for Report {
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::optional("title", ParamType::Str, "\"MEXA report\"", "page title"),
+            ParamSpec::optional("description", ParamType::Str, "\"\"", "a paragraph under the title"),
             ParamSpec::optional("curve_languages", ParamType::StrList, "[]", "languages drawn in the per-layer curves (empty: eight spread over the ranking)"),
         ]
     }
@@ -89,7 +90,7 @@ impl Stage for Report {
         ]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
-        let mut d = ReportData { title: ctx.str("title")?.to_string(), curve_languages: ctx.strs("curve_languages")?, ..Default::default() };
+        let mut d = ReportData { title: ctx.str("title")?.to_string(), description: ctx.str("description")?.to_string(), curve_languages: ctx.strs("curve_languages")?, ..Default::default() };
         for i in ctx.gathered("alignment") {
             let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
             let mi = METRICS.iter().position(|m| *m == "mexa").unwrap();
