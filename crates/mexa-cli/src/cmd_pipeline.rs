@@ -264,15 +264,8 @@ pub fn gc(store: &Path, a: GcArgs) -> Result<i32> {
     // Shards belong to their node.
     let mut shard_keys = Vec::new();
     for k in &keep {
-        if let Ok(m) = store.manifest(k) {
-            if m.meta.get("sharded").and_then(|v| v.as_bool()) == Some(true) {
-                let ctx_store = store.clone();
-                let (_, batches) = ctx_store.read(k)?;
-                for b in batches {
-                    let keys = mexa_pipeline::stage::string_col(&b, "shard_key")?;
-                    shard_keys.extend((0..b.num_rows()).map(|i| keys.value(i).to_string()));
-                }
-            }
+        if store.contains(k) {
+            shard_keys.extend(mexa_pipeline::stage::shards_of(&store, k)?.into_iter().map(|(_, key)| key));
         }
     }
     keep.extend(shard_keys);

@@ -99,40 +99,40 @@ fn home() -> PathBuf {
 /// The grid's cells: the product of the axes, less `exclude` matches, plus `include`s
 /// (an include that leaves an axis out is taken for every value of it).
 pub fn cells(spec: &PipelineSpec) -> Vec<Vec<Value>> {
-    let mut out: Vec<Vec<Value>> = vec![vec![]];
-    for a in &spec.axes {
-        out = out
-            .into_iter()
-            .flat_map(|c| a.values.iter().map(move |v| {
-                let mut c = c.clone();
-                c.push(v.clone());
-                c
-            }))
-            .collect();
-    }
+    let mut out = product(spec.axes.iter().map(|a| a.values.clone()));
     let matches = |cell: &[Value], rule: &BTreeMap<String, Value>| {
         spec.axes.iter().zip(cell).all(|(a, v)| rule.get(&a.name).is_none_or(|r| r == v || value_label(r) == value_label(v)))
     };
     out.retain(|c| !spec.exclude.iter().any(|(_, r)| matches(c, r)));
     let mut seen: std::collections::HashSet<Vec<String>> = out.iter().map(|c| c.iter().map(value_label).collect()).collect();
     for (_, rule) in &spec.include {
-        let mut partial: Vec<Vec<Value>> = vec![vec![]];
-        for a in &spec.axes {
-            let vals = match rule.get(&a.name) {
-                Some(v) => vec![v.clone()],
-                None => a.values.clone(),
-            };
-            partial = partial.into_iter().flat_map(|c| vals.iter().map(move |v| {
-                let mut c = c.clone();
-                c.push(v.clone());
-                c
-            })).collect();
-        }
+        let partial = product(spec.axes.iter().map(|a| match rule.get(&a.name) {
+            Some(v) => vec![v.clone()],
+            None => a.values.clone(),
+        }));
         for c in partial {
             if seen.insert(c.iter().map(value_label).collect()) {
                 out.push(c);
             }
         }
+    }
+    out
+}
+
+/// The cartesian product of value lists, first list varying slowest.
+fn product(lists: impl Iterator<Item = Vec<Value>>) -> Vec<Vec<Value>> {
+    let mut out: Vec<Vec<Value>> = vec![vec![]];
+    for vals in lists {
+        out = out
+            .into_iter()
+            .flat_map(|c| {
+                vals.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push(v.clone());
+                    c
+                })
+            })
+            .collect();
     }
     out
 }

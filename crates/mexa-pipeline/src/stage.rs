@@ -282,20 +282,7 @@ impl Ctx<'_> {
 
     /// (shard name, shard key) of a sharded artifact; empty for a plain one.
     pub fn shards_of(&self, input: &InputRef) -> Result<Vec<(String, String)>> {
-        let m = self.store.manifest(&input.key)?;
-        if m.meta.get("sharded").and_then(Value::as_bool) != Some(true) {
-            return Ok(vec![]);
-        }
-        let (_, batches) = self.store.read(&input.key)?;
-        let mut out = Vec::new();
-        for b in batches {
-            let names = string_col(&b, "shard")?;
-            let keys = string_col(&b, "shard_key")?;
-            for i in 0..b.num_rows() {
-                out.push((names.value(i).to_string(), keys.value(i).to_string()));
-            }
-        }
-        Ok(out)
+        shards_of(self.store, &input.key)
     }
 
     /// Reads one shard table by key.
@@ -348,6 +335,24 @@ impl Ctx<'_> {
     pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::SeqCst)
     }
+}
+
+/// (shard name, shard key) of a sharded artifact (`meta.sharded`); empty for a plain one.
+pub fn shards_of(store: &Store, key: &str) -> Result<Vec<(String, String)>> {
+    let m = store.manifest(key)?;
+    if m.meta.get("sharded").and_then(Value::as_bool) != Some(true) {
+        return Ok(vec![]);
+    }
+    let (_, batches) = store.read(key)?;
+    let mut out = Vec::new();
+    for b in batches {
+        let names = string_col(&b, "shard")?;
+        let keys = string_col(&b, "shard_key")?;
+        for i in 0..b.num_rows() {
+            out.push((names.value(i).to_string(), keys.value(i).to_string()));
+        }
+    }
+    Ok(out)
 }
 
 /// A named Utf8 column of a batch.
