@@ -24,11 +24,14 @@ pub fn lines_of(t: &Table) -> Vec<String> {
     }).collect()
 }
 
-/// Appends "<pid> <key>" to $MEXA_TEST_LOG: who computed what.
+/// Appends "<pid> <key>" to $MEXA_TEST_LOG: who computed what. Several processes append to
+/// the same file, so each line goes out in one `write` on an O_APPEND file (`writeln!` on a
+/// `File` issues one write per formatted piece, and two processes' pieces interleave).
 fn log_compute(key: &str) {
     if let Ok(p) = std::env::var("MEXA_TEST_LOG") {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap();
-        writeln!(f, "{} {key}", std::process::id()).unwrap();
+        let line = format!("{} {key}\n", std::process::id());
+        f.write_all(line.as_bytes()).unwrap();
     }
 }
 
