@@ -51,7 +51,8 @@ impl Stage for Align {
         "align"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: cosines as a tiled product with fused multiply-adds (last bits differ from 1).
+        2
     }
     fn doc(&self) -> &'static str {
         "Scores each language against the pivot per layer and pooling: MEXA μ (strict, n = min count), P@1 both ways, mean parallel cosine, margin (xsim) accuracy"
