@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Hugging Face transformers baseline for `mexa bench embed`.
 
-usage: bench_hf.py MODEL SENTENCES_FILE THREADS
+usage: bench_hf.py MODEL SENTENCES_FILE THREADS [DTYPE]
 MODEL is a Hugging Face folder or a .gguf file (a tokenizer.json beside it is used). Prints
 JSON: tokens, and tokens/s for (a) batches of up to 64 length-sorted sentences, right-padded,
 and (b) one sentence at a time, as the published MEXA extractor does; both with
-output_hidden_states=True in float32 under torch.no_grad(), after one warm-up call.
+output_hidden_states=True in DTYPE (f32, bf16 or f16; default f32) under torch.no_grad(),
+after one warm-up call.
 """
 import json
 import os
@@ -16,14 +17,17 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 
-def load(model):
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+
+
+def load(model, dtype):
     if model.endswith(".gguf"):
         d, f = os.path.dirname(model), os.path.basename(model)
-        m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32)
+        m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).to(dtype)
         tj = os.path.join(d, "tokenizer.json")
         tok = PreTrainedTokenizerFast(tokenizer_file=tj) if os.path.exists(tj) else AutoTokenizer.from_pretrained(d, gguf_file=f)
     else:
-        m = AutoModel.from_pretrained(model, dtype=torch.float32)
+        m = AutoModel.from_pretrained(model, dtype=dtype)
         tok = AutoTokenizer.from_pretrained(model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
@@ -33,9 +37,10 @@ def load(model):
 
 def main():
     model, path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    dtype = DTYPES[sys.argv[4] if len(sys.argv) > 4 else "f32"]
     torch.set_num_threads(threads)
     sentences = [l for l in open(path, encoding="utf-8").read().split("\n") if l.strip()]
-    m, tok = load(model)
+    m, tok = load(model, dtype)
     lens = [len(tok(s)["input_ids"]) for s in sentences]
     tokens = sum(lens)
     with torch.no_grad():

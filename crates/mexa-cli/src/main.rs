@@ -90,6 +90,7 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn main() {
+    mexa_model::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let code = match dispatch(cli) {

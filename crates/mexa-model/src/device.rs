@@ -41,3 +41,26 @@ pub fn runtime_info() -> String {
         tch::get_num_threads()
     )
 }
+
+/// Makes glibc's allocator keep freed memory for reuse instead of handing it back to the
+/// kernel. libtorch allocates every intermediate CPU tensor with `malloc`; by default a block
+/// over 128 KiB is a fresh `mmap`, so each [batch × tokens × hidden] activation (megabytes) is
+/// faulted in page by page and unmapped again when dropped. Measured on this project's 2-core
+/// VM: a fifth of an embed run went to page faults (sys time 7 s of 43 s), and embedding was
+/// 16 % faster with blocks up to 32 MiB (glibc's ceiling) served from the heap. Call once at
+/// process start, before other threads allocate.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes allocator parameters; both values are in range.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20);
+            mallopt(M_TRIM_THRESHOLD, 1 << 30);
+        }
+    }
+}

@@ -170,6 +170,11 @@ pub fn attention_bias(pad_mask: &Tensor, causal: bool, window: Option<i64>, kind
 /// Scaled dot-product attention with an additive bias; optional tanh soft-capping of the
 /// logits (Gemma 2). q: [B,H,T,D], k/v: [B,KV,T,D] with H a multiple of KV.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, softcap: Option<f64>) -> Tensor {
+    if softcap.is_none() {
+        // libtorch's fused kernel (flash attention on CPU): no [B,H,T,T] score tensor is
+        // written out, and grouped-query heads are read in place.
+        return Tensor::scaled_dot_product_attention(q, k, v, Some(bias), 0.0, false, scale, true);
+    }
     let (h, kv) = (q.size()[1], k.size()[1]);
     let (k, v) = if h != kv {
         let rep = h / kv;

@@ -17,7 +17,7 @@ pub mod olmo;
 pub mod tokenizer;
 pub mod weights;
 
-pub use device::{parse_device, runtime_info};
+pub use device::{parse_device, runtime_info, tune_allocator};
 pub use embed::{embed, BatchOptions, Pooled, Pooling};
 pub use model::{load_network, parse_dtype, HiddenStates, LoadOptions, Model};
 pub use tokenizer::{BosPolicy, TextTokenizer};
