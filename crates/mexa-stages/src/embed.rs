@@ -96,7 +96,8 @@ impl Stage for Embed {
         "embed"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: attention through libtorch's fused kernel (last bits of the states differ from 1).
+        2
     }
     fn doc(&self) -> &'static str {
         "Runs a model (Hugging Face folder or GGUF) over every language of the corpus; stores each layer's pooled sentence embeddings, one shard per language"
