@@ -110,9 +110,9 @@ pub struct ExecNodeArgs {
 
 /// Loads, validates and plans a pipeline; validation errors are printed as they are.
 pub fn load_plan(file: &Path, registry: &Registry, store: &Store) -> Result<Plan> {
-    let spec = mexa_pipeline::load(file, registry).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec = mexa_pipeline::load(file, registry)?;
     let hasher = FileHasher::new(Some(store.file_hash_cache()));
-    mexa_pipeline::plan(&spec, registry, store, &hasher).map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(mexa_pipeline::plan(&spec, registry, store, &hasher)?)
 }
 
 fn open_store(path: &Path) -> Result<Store> {

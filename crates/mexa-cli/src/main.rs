@@ -96,7 +96,12 @@ fn main() {
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Pipeline errors already read `file:line:col: error: …`, compiler style.
+            if e.chain().count() == 1 && e.is::<mexa_pipeline::SpecErrors>() {
+                eprintln!("{e}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             1
         }
     };

@@ -182,6 +182,10 @@ fn version_and_errors_are_clear() {
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
     assert!(t.contains("bad.yaml:4:14: error: stage `a`: `load_corpus` has no parameter `pth`") && t.contains("did you mean `path`"), "{t}");
+    assert!(t.lines().all(|l| !l.starts_with("error:")), "errors said once, compiler style: {t}");
+    let missing = dir.path().join("missing.yaml");
+    let t = text(&mexa(&dir.path().join("s"), &["run", missing.to_str().unwrap()]));
+    assert!(t.starts_with(&format!("{}: error: cannot read the pipeline file", missing.display())), "{t}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A place in a pipeline file (1-based line and column).
+/// A place in a pipeline file (1-based line and column; line 0 means the file as a whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pos {
     pub file: Arc<str>,
@@ -12,7 +12,11 @@ pub struct Pos {
 
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+        if self.line == 0 {
+            write!(f, "{}", self.file)
+        } else {
+            write!(f, "{}:{}:{}", self.file, self.line, self.col)
+        }
     }
 }
 
