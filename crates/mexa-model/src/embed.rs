@@ -128,13 +128,16 @@ pub fn embed(model: &Model, sentences: &[String], poolings: &[Pooling], opts: Ba
         if states.len() != layers {
             bail!("internal error: {} hidden states, expected {layers}", states.len());
         }
-        for (li, h) in states.iter().enumerate() {
-            for o in out.iter_mut() {
-                let v = pool(h, &mask_f, &lens_t, o.pooling).to_device(tch::Device::Cpu).contiguous();
-                let v: Vec<f32> = Vec::<f32>::try_from(v.view([-1]))?;
+        for o in out.iter_mut() {
+            // Every layer pooled on the model's device, then one copy to the host per pooling
+            // and batch (on a GPU, each copy is a synchronisation).
+            let pooled: Vec<Tensor> = states.iter().map(|h| pool(h, &mask_f, &lens_t, o.pooling)).collect();
+            let v = Tensor::stack(&pooled, 0).to_device(tch::Device::Cpu).contiguous(); // [L, B, D]
+            let v: Vec<f32> = Vec::<f32>::try_from(v.view([-1]))?;
+            for li in 0..layers {
                 for (r, &i) in batch.iter().enumerate() {
-                    let dst = (li * n + i) * dim;
-                    o.data[dst..dst + dim].copy_from_slice(&v[r * dim..(r + 1) * dim]);
+                    let (src, dst) = ((li * b + r) * dim, (li * n + i) * dim);
+                    o.data[dst..dst + dim].copy_from_slice(&v[src..src + dim]);
                 }
             }
         }

@@ -47,7 +47,13 @@ impl TextTokenizer {
     /// A tokenizer.json, with BOS/pad ids from the file's special tokens, an optional
     /// tokenizer_config.json beside it, or the GGUF's metadata.
     pub fn from_file(path: &Path, gguf: Option<&Gguf>, policy: BosPolicy) -> Result<Self> {
-        let tok = Tokenizer::from_file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let mut tok = Tokenizer::from_file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        // A tokenizer.json may carry padding and truncation settings (sentence-transformers
+        // folders pad every sentence to 128 tokens and cut there). transformers ignores them
+        // unless a call asks for them, and so does mexa: padding comes from the batcher, with
+        // its attention mask, and a sentence is never silently shortened.
+        tok.with_padding(None);
+        tok.with_truncation(None).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         let cfg: serde_json::Value = path
             .parent()
             .map(|d| d.join("tokenizer_config.json"))
@@ -148,5 +154,35 @@ impl TextTokenizer {
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tok.decode(ids, false).map_err(|e| anyhow!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_and_truncation_in_tokenizer_json_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        let json = serde_json::json!({
+            "version": "1.0",
+            "truncation": {"direction": "Right", "max_length": 2, "strategy": "LongestFirst", "stride": 0},
+            "padding": {"strategy": {"Fixed": 8}, "direction": "Right", "pad_to_multiple_of": null,
+                        "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"},
+            "added_tokens": [],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordLevel", "vocab": {"[PAD]": 0, "[UNK]": 1, "hello": 2, "world": 3}, "unk_token": "[UNK]"}
+        });
+        std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        // The file really does pad and truncate when used as is.
+        let raw = Tokenizer::from_file(&path).unwrap();
+        assert_eq!(raw.encode("hello world hello", true).unwrap().get_ids(), &[2, 3, 0, 0, 0, 0, 0, 0]);
+        let t = TextTokenizer::from_file(&path, None, BosPolicy::Auto).unwrap();
+        assert_eq!(t.encode("hello world hello").unwrap(), vec![2, 3, 2]);
+        assert_eq!(t.pad_id, 0);
     }
 }
