@@ -302,12 +302,14 @@ pub fn stages(a: StagesArgs) -> Result<i32> {
             continue;
         }
         println!("{} (v{}): {}", s.kind(), s.version(), s.doc());
-        for i in s.inputs() {
-            println!("  input  {:<14} {}{}", i.name, i.doc, if i.gather { " (gathers all matching nodes)" } else { "" });
+        let (inputs, params) = (s.inputs(), s.params());
+        let w = inputs.iter().map(|i| i.name.len()).chain(params.iter().map(|p| p.name.len())).max().unwrap_or(0);
+        for i in inputs {
+            println!("  input  {:<w$} {}{}", i.name, i.doc, if i.gather { " (gathers all matching nodes)" } else { "" });
         }
-        for p in s.params() {
+        for p in params {
             let d = p.default.map(|d| format!(" [default {d}]")).unwrap_or_else(|| " [required]".into());
-            println!("  param  {:<14} {}: {}{d}", p.name, p.ty.describe(), p.doc);
+            println!("  param  {:<w$} {}: {}{d}", p.name, p.ty.describe(), p.doc);
         }
         println!();
     }
