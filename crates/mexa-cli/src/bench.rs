@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Weight and activation dtype for `embed`, mexa and transformers alike: f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Device for `embed`, mexa and transformers alike: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 struct Noop;
@@ -192,21 +195,25 @@ fn bench_embed(a: &BenchArgs, threads: usize) -> Result<()> {
         }
     };
     let kind = mexa_model::parse_dtype(&a.dtype)?;
-    let m = mexa_model::Model::load(&model, &mexa_model::LoadOptions { kind, ..Default::default() })?;
+    let device = mexa_model::parse_device(&a.device)?;
+    let m = mexa_model::Model::load(&model, &mexa_model::LoadOptions { kind, device, ..Default::default() })?;
     let tokens: usize = sentences.iter().map(|s| m.tokenizer.encode(s).map(|t| t.len())).sum::<Result<usize>>()?;
     let pool = [mexa_model::Pooling::Weighted, mexa_model::Pooling::Last];
-    mexa_model::embed(&m, &sentences[..4.min(sentences.len())], &pool, Default::default(), |_| {})?; // warm-up
+    // Warm-up: a few sentences on the CPU; on a GPU a whole pass, which also picks kernels for
+    // every batch shape (bench_hf.py times its second pass there too).
+    let warm = if device.is_cuda() { sentences.len() } else { 4.min(sentences.len()) };
+    mexa_model::embed(&m, &sentences[..warm], &pool, Default::default(), |_| {})?;
     let t = Instant::now();
     mexa_model::embed(&m, &sentences, &pool, Default::default(), |_| {})?;
     let ours = t.elapsed().as_secs_f64();
     let mexa_tps = tokens as f64 / ours;
-    println!("embed: {} ({}), {} sentences, {tokens} tokens, {threads} threads, {}", model.display(), m.architecture, sentences.len(), a.dtype);
+    println!("embed: {} ({}), {} sentences, {tokens} tokens, {threads} threads, {} on {}", model.display(), m.architecture, sentences.len(), a.dtype, a.device);
     println!("  mexa batched                          {:>9.1} tokens/s", mexa_tps);
     let py = std::env::var("MEXA_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/bench_hf.py");
     let tmp = tempfile::NamedTempFile::new()?;
     std::fs::write(tmp.path(), sentences.join("\n"))?;
-    let out = std::process::Command::new(&py).arg(&script).arg(&model).arg(tmp.path()).arg(threads.to_string()).arg(&a.dtype).output();
+    let out = std::process::Command::new(&py).arg(&script).arg(&model).arg(tmp.path()).arg(threads.to_string()).arg(&a.dtype).arg(&a.device).output();
     match out {
         Ok(o) if o.status.success() => {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).context("bench_hf.py output")?;
