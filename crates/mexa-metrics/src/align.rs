@@ -28,10 +28,6 @@ impl Matrix {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
-    /// The first `n` rows.
-    pub fn head(&self, n: usize) -> Matrix {
-        Matrix::new(n, self.cols, self.data[..n * self.cols].to_vec())
-    }
     /// The first `n` rows scaled to unit L2 norm (a zero row stays zero), in f64 for exact
     /// comparisons, into `out`.
     fn normalized_into(&self, n: usize, out: &mut Vec<f64>) {
@@ -166,20 +162,22 @@ unsafe fn gram_rows_avx2(a: &[f64], b: &[f64], n: usize, d: usize, i0: usize, ro
         }
     }
     // The edges: the last n mod 4 columns of the paired rows, and all of an odd last row.
-    for r in 0..rows {
-        let x = &a[(i0 + r) * d..(i0 + r + 1) * d];
-        let from = if r < 2 * pairs { n4 } else { 0 };
-        for j in from..n {
-            out[r * n + j] = dot(x, &b[j * d..(j + 1) * d]);
-        }
-    }
+    dot_rows(a, b, n, d, i0, rows, out, |r| if r < 2 * pairs { n4 } else { 0 });
 }
 
 /// Rows `i0..i0 + rows` of `A·Bᵀ` into `out`, the portable way: one [`dot`] per entry.
 fn gram_rows(a: &[f64], b: &[f64], n: usize, d: usize, i0: usize, rows: usize, out: &mut [f64]) {
+    dot_rows(a, b, n, d, i0, rows, out, |_| 0);
+}
+
+/// Entries `from(r)..n` of rows `i0 + r` of `A·Bᵀ`, one [`dot`] each. Inlined, so inside
+/// [`gram_rows_avx2`] the dot products use the hardware's fused multiply-add.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dot_rows(a: &[f64], b: &[f64], n: usize, d: usize, i0: usize, rows: usize, out: &mut [f64], from: impl Fn(usize) -> usize) {
     for r in 0..rows {
         let x = &a[(i0 + r) * d..(i0 + r + 1) * d];
-        for j in 0..n {
+        for j in from(r)..n {
             out[r * n + j] = dot(x, &b[j * d..(j + 1) * d]);
         }
     }
@@ -267,7 +265,13 @@ fn top_k_mean(it: impl Iterator<Item = f64>, k: usize) -> f64 {
     let mut top = [f64::NEG_INFINITY; 16];
     let mut big = Vec::new();
     let k = k.max(1);
-    let (slots, mut len): (&mut [f64], usize) = if k <= 16 { (&mut top[..k], 0) } else { big.resize(k, f64::NEG_INFINITY); (&mut big[..], 0) };
+    let slots: &mut [f64] = if k <= 16 {
+        &mut top[..k]
+    } else {
+        big.resize(k, f64::NEG_INFINITY);
+        &mut big
+    };
+    let mut len = 0;
     for v in it {
         if len == slots.len() && v.total_cmp(&slots[len - 1]).is_le() {
             continue;
