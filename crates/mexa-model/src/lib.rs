@@ -10,6 +10,7 @@ pub mod device;
 pub mod embed;
 pub mod gemma;
 pub mod gguf;
+pub mod gguf_tokenizer;
 pub mod layers;
 pub mod llama;
 pub mod model;

@@ -1,5 +1,5 @@
-//! Tokenizers: Hugging Face `tokenizer.json` (via the `tokenizers` crate), or a byte-level
-//! BPE rebuilt from a GGUF's own vocabulary and merges when no tokenizer.json is given.
+//! Tokenizers: Hugging Face `tokenizer.json` (via the `tokenizers` crate), or the GGUF's own
+//! tokenizer rebuilt from its metadata ([`crate::gguf_tokenizer`]) when no tokenizer.json is given.
 //!
 //! Special tokens follow the model's convention: `encode` applies the tokenizer's own
 //! post-processor (BOS for Llama/Gemma tokenizer.json, [CLS]…[SEP] for BERT) or, for a GGUF
@@ -7,11 +7,7 @@
 use crate::gguf::Gguf;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
+use tokenizers::Tokenizer;
 
 /// Whether sentences start with the BOS token.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,6 +34,8 @@ pub struct TextTokenizer {
     tok: Tokenizer,
     /// Add BOS ourselves (GGUF tokenizers, whose BPE has no post-processor).
     add_bos: bool,
+    /// Append this EOS ourselves (a GGUF whose `tokenizer.ggml.add_eos_token` is set).
+    add_eos: Option<u32>,
     pub bos_id: Option<u32>,
     pub pad_id: u32,
     policy: BosPolicy,
@@ -77,56 +75,20 @@ impl TextTokenizer {
             .or_else(|| meta_id("tokenizer.ggml.padding_token_id"))
             .or_else(|| ["<pad>", "[PAD]", "<|endoftext|>"].iter().find_map(|t| tok.token_to_id(t)))
             .unwrap_or(0);
-        Ok(Self { tok, add_bos: false, bos_id, pad_id, policy })
+        Ok(Self { tok, add_bos: false, add_eos: None, bos_id, pad_id, policy })
     }
 
-    /// A byte-level BPE from the GGUF's `tokenizer.ggml.{tokens,merges}` (GPT-2 style
-    /// tokenizers: SmolLM, Llama 3, Qwen2). SentencePiece-style GGUF vocabularies need their
-    /// tokenizer.json.
+    /// The GGUF's own tokenizer, rebuilt from its metadata ([`crate::gguf_tokenizer`]): byte-level
+    /// BPE with the split rules its `tokenizer.ggml.pre` names, or a SentencePiece vocabulary.
     pub fn from_gguf(g: &Gguf, policy: BosPolicy) -> Result<Self> {
-        let model = g.get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
-        if model != "gpt2" {
-            bail!(
-                "{}: the GGUF tokenizer is `{model}`; mexa rebuilds only byte-level BPE (`gpt2`) tokenizers from GGUF. Give the model's tokenizer.json (`tokenizer:` parameter)",
-                g.path.display()
-            );
-        }
-        let tokens = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).ok_or_else(|| anyhow!("{}: no tokenizer.ggml.tokens", g.path.display()))?;
-        let merges = g.get("tokenizer.ggml.merges").and_then(|v| v.as_array()).ok_or_else(|| anyhow!("{}: no tokenizer.ggml.merges", g.path.display()))?;
-        let types = g.get("tokenizer.ggml.token_type").and_then(|v| v.as_array());
-        let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().filter_map(|(i, t)| t.as_str().map(|s| (s.to_string(), i as u32))).collect();
-        let merges: Vec<(String, String)> = merges
-            .iter()
-            .filter_map(|m| m.as_str())
-            .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| anyhow!("bad merge `{m}`")))
-            .collect::<Result<_>>()?;
-        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| anyhow!("building BPE: {e}"))?;
-        let mut tok = Tokenizer::new(bpe);
-        let pre = g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
-        let byte_level = ByteLevel::new(false, true, true);
-        let pre_tok: PreTokenizerWrapper = if matches!(pre, "smollm" | "starcoder" | "refact") {
-            Sequence::new(vec![Digits::new(true).into(), byte_level.clone().into()]).into()
-        } else {
-            byte_level.clone().into()
-        };
-        tok.with_pre_tokenizer(Some(pre_tok));
-        tok.with_decoder(Some(byte_level));
-        // Control tokens (type 3) are special: never split, matched whole.
-        if let Some(types) = types {
-            let specials: Vec<AddedToken> = tokens
-                .iter()
-                .zip(types)
-                .filter(|(_, ty)| ty.as_u64() == Some(3))
-                .filter_map(|(t, _)| t.as_str().map(|s| AddedToken::from(s.to_string(), true)))
-                .collect();
-            let _ = tok.add_special_tokens(specials);
-        }
-        let id = |k: &str| g.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+        let t = crate::gguf_tokenizer::from_gguf(g)?;
+        let eos = if t.add_eos { t.eos_id } else { None };
         Ok(Self {
-            tok,
-            add_bos: g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false),
-            bos_id: id("tokenizer.ggml.bos_token_id"),
-            pad_id: id("tokenizer.ggml.padding_token_id").or_else(|| id("tokenizer.ggml.eos_token_id")).unwrap_or(0),
+            tok: t.tokenizer,
+            add_bos: t.add_bos,
+            add_eos: eos,
+            bos_id: t.bos_id,
+            pad_id: t.pad_id.or(t.eos_id).unwrap_or(0),
             policy,
         })
     }
@@ -148,6 +110,9 @@ impl TextTokenizer {
                 ids.remove(0);
             }
             _ => {}
+        }
+        if let Some(eos) = self.add_eos {
+            ids.push(eos as i64);
         }
         Ok(ids)
     }

@@ -97,7 +97,8 @@ impl Stage for Embed {
     }
     fn version(&self) -> u32 {
         // 2: attention through libtorch's fused kernel (last bits of the states differ from 1).
-        2
+        // 3: GGUF tokenizers rebuilt exactly (Qwen2 and others were split as GPT-2 before).
+        3
     }
     fn doc(&self) -> &'static str {
         "Runs a model (Hugging Face folder or GGUF) over every language of the corpus; stores each layer's pooled sentence embeddings, one shard per language"
