@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Reference hidden states of the real bundled GGUF models from Hugging Face transformers.
 
-For SmolLM2-135M-Instruct (Q4_1) and Gemma 3 270M (Q4_K_M), transformers loads the GGUF
+For SmolLM2-135M-Instruct (Q4_1), Gemma 3 270M and Qwen2.5-Coder-0.5B/1.5B-Instruct (Q4_K_M), transformers loads the GGUF
 (dequantised to f32), tokenizes four UDHR sentences one at a time (as the published MEXA
 extractor does), and records the token ids and, for every hidden state, the position-weighted
 mean and last-token embeddings. Writes tests/fixtures/gguf/<model>.reference.safetensors and
 .json (sentences, ids). crates/mexa-model/tests/real_gguf.rs compares mexa against them.
+Usage: make_gguf_reference.py [OUT [MODEL ...]].
 
 Needs: torch, transformers, gguf, accelerate, and the assets from scripts/fetch-assets.py.
 """
@@ -19,11 +20,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 ASSETS = os.environ.get("MEXA_ASSETS") or os.path.expanduser("~/.cache/mexa/assets")
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/gguf"
+ONLY = sys.argv[2:]  # model names to (re)compute; default all
 LANGS = ["eng", "fra", "cmn_hans", "hin"]
 
 MODELS = {
     "smollm2-135m": ("models/smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf", None),
     "gemma3-270m": ("models/gemma3-270m", "gemma-3-270m-q4_k_m.gguf", "tokenizer.json"),
+    "qwen2.5-coder-0.5b": ("models/qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", None),
+    "qwen2.5-coder-1.5b": ("models/qwen2.5-coder-1.5b-instruct", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", None),
 }
 
 
@@ -33,6 +37,8 @@ def main():
         with open(os.path.join(ASSETS, "corpora/udhr", f"{lang}.txt"), encoding="utf-8") as f:
             sentences.append(f.readline().rstrip("\n"))
     for name, (rel, gguf, tok_json) in MODELS.items():
+        if ONLY and name not in ONLY:
+            continue
         d = os.path.join(ASSETS, rel)
         model = AutoModelForCausalLM.from_pretrained(d, gguf_file=gguf, torch_dtype=torch.float32).eval()
         if tok_json:

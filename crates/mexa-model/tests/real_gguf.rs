@@ -1,6 +1,6 @@
 //! The bundled real models against Hugging Face transformers (tools/make_gguf_reference.py):
-//! SmolLM2-135M (GGUF Q4_1, tokenizer rebuilt from the GGUF) and Gemma 3 270M (GGUF Q4_K_M
-//! with its tokenizer.json). Token ids must be identical; pooled hidden states of every layer,
+//! SmolLM2-135M (GGUF Q4_1) and Qwen2.5-Coder-0.5B/1.5B-Instruct (Q4_K_M), tokenizers rebuilt
+//! from the GGUF, and Gemma 3 270M (GGUF Q4_K_M with its tokenizer.json). Token ids must be identical; pooled hidden states of every layer,
 //! computed here in one right-padded batch, must match transformers' one-sentence-at-a-time
 //! states. Needs the assets from scripts/fetch-assets.py (the test scripts fetch them).
 use mexa_model::{embed, BatchOptions, LoadOptions, Model, Pooling};
@@ -52,4 +52,14 @@ fn smollm2_135m_gguf_matches_transformers() {
 #[test]
 fn gemma3_270m_gguf_matches_transformers() {
     check("gemma3-270m", "models/gemma3-270m/gemma-3-270m-q4_k_m.gguf", 1e-4);
+}
+
+#[test]
+fn qwen25_coder_05b_gguf_matches_transformers() {
+    check("qwen2.5-coder-0.5b", "models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 1e-4);
+}
+
+#[test]
+fn qwen25_coder_15b_gguf_matches_transformers() {
+    check("qwen2.5-coder-1.5b", "models/qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1e-4);
 }

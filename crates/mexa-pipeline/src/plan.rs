@@ -165,6 +165,7 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
     // Per stage: projection (value labels on its axes) → node index.
     let mut by_stage: HashMap<&str, (Vec<usize>, HashMap<Vec<String>, usize>)> = HashMap::new();
     let mut path_hashes: HashMap<PathBuf, String> = HashMap::new();
+    let mut model_refs: HashMap<String, (Value, Value)> = HashMap::new();
     let labels: Vec<Vec<String>> = cells.iter().map(|c| c.iter().map(value_label).collect()).collect();
 
     for st in &spec.stages {
@@ -204,6 +205,22 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                     continue;
                 };
                 let (run_v, key_v) = match (ps.ty, &value) {
+                    (ParamType::Model, Value::String(s)) => match model_refs.get(s) {
+                        Some(m) => m.clone(),
+                        None => match mexa_store::models::resolve(s, &base_dir, hasher) {
+                            Ok(m) => {
+                                let v = (Value::String(m.path.to_string_lossy().into_owned()), m.key);
+                                model_refs.insert(s.clone(), v.clone());
+                                v
+                            }
+                            Err(e) => {
+                                errs.push(SpecError::new(pos, format!("stage `{}`: `{}`: {e:#}", st.name, ps.name))
+                                    .hint("a model is a folder (config.json + safetensors + tokenizer.json), a .gguf file, or a Hugging Face id already in the local cache; fetch the bundled ones with scripts/fetch-assets.py"));
+                                ok = false;
+                                continue;
+                            }
+                        },
+                    },
                     (ParamType::Path | ParamType::OptPath, Value::String(s)) if !s.is_empty() => {
                         let p = resolve_path(s, &base_dir);
                         let h = match path_hashes.get(&p) {

@@ -21,6 +21,10 @@ pub enum ParamType {
     Path,
     /// A path that may also be empty or null (optional external input).
     OptPath,
+    /// A model: a folder or .gguf file, or a Hugging Face id (`owner/name[@revision]`) found
+    /// in the local Hugging Face cache. Keyed by the files the loader reads
+    /// (`mexa_store::models`).
+    Model,
     StrList,
     IntList,
     /// One of the listed strings.
@@ -39,6 +43,7 @@ impl ParamType {
             ParamType::Float => "a number".into(),
             ParamType::Bool => "true or false".into(),
             ParamType::Path | ParamType::OptPath => "a path".into(),
+            ParamType::Model => "a model folder, a .gguf file or a Hugging Face id (owner/name[@revision])".into(),
             ParamType::StrList => "a list of strings".into(),
             ParamType::IntList => "a list of integers".into(),
             ParamType::Enum(v) => format!("one of {}", v.join(", ")),
@@ -50,7 +55,7 @@ impl ParamType {
     /// Checks (and lightly coerces: an integer where a number is wanted) a value.
     pub fn check(&self, v: &Value) -> Option<Value> {
         let ok = match (self, v) {
-            (ParamType::Str | ParamType::Path, Value::String(_)) => true,
+            (ParamType::Str | ParamType::Path | ParamType::Model, Value::String(_)) => true,
             (ParamType::OptPath, Value::String(_) | Value::Null) => true,
             (ParamType::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
             (ParamType::Float, Value::Number(_)) => return Some(Value::from(v.as_f64()?)),

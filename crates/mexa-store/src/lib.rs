@@ -4,7 +4,8 @@
 //! how artifact keys are computed ([`key`]), how an artifact is laid out and written
 //! atomically ([`Store::write`]), per-key locks that a crashed holder cannot leave stuck
 //! ([`Store::lock`]), integrity checks and quarantine ([`Store::verify`]), merging stores
-//! ([`Store::import_from`]), garbage collection and the hash cache for external files.
+//! ([`Store::import_from`]), garbage collection and the hash cache for external files,
+//! and the identity of models ([`models`]: loader files, the Hugging Face cache).
 //!
 //! Layout of a store (nothing in it records where the store itself lives, so a store can be
 //! copied with `cp -r`/rsync and used unchanged):
@@ -24,6 +25,7 @@
 
 mod filehash;
 mod key;
+pub mod models;
 mod store;
 mod table;
 
