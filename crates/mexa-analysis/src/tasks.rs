@@ -3,8 +3,10 @@
 //!
 //! Accepted: CSV/TSV/Parquet in long form (`language`, `task`, `score`; `task` may be
 //! omitted when a task name is given), in wide form (a language column plus one column per
-//! system or task, `column` picks one — e.g. the Belebele paper's tables), or an
-//! lm-evaluation-harness results JSON (`results.<task>_<language>.acc[,none]`).
+//! system or task, `column` picks one — e.g. the Belebele paper's tables), or
+//! lm-evaluation-harness output as it writes it today: `results_<timestamp>.json` (or its
+//! output folder), `results.<task>_<language>.<metric>,none` with task names such as
+//! `belebele_fra_Latn`, `m_mmlu_fr`, `xcopa_it`, and the metric `acc` unless chosen.
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::*;
 use std::path::Path;
@@ -42,11 +44,12 @@ fn frame(language: Vec<String>, task: Vec<String>, score: Vec<f64>) -> Result<Da
     Ok(DataFrame::new(language.len(), vec![Column::new("language".into(), language), Column::new("task".into(), task), Column::new("score".into(), score)])?)
 }
 
-/// Reads task results. `column` picks a column of a wide table; `task` names the task when
-/// the file does not (and filters when it does).
+/// Reads task results. `column` picks a column of a wide table, or the metric of lm-eval
+/// results (`acc` when not given, or `acc_norm`); `task` names the task when the file does not
+/// (and filters when it does).
 pub fn read_task_scores(path: &Path, column: Option<&str>, task: Option<&str>) -> Result<DataFrame> {
-    if path.extension().is_some_and(|e| e == "json") {
-        return read_lm_eval(path, task);
+    if path.extension().is_some_and(|e| e == "json") || path.is_dir() {
+        return read_lm_eval(path, task, column);
     }
     let df = read_table(path)?;
     let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
@@ -90,25 +93,101 @@ pub fn read_task_scores(path: &Path, column: Option<&str>, task: Option<&str>) -
     frame(l, t, s)
 }
 
-fn read_lm_eval(path: &Path, task: Option<&str>) -> Result<DataFrame> {
+/// The results file of an lm-evaluation-harness output: the path itself when it is a file;
+/// for a folder, the newest `results_<timestamp>.json` in it or in its one model subfolder
+/// (lm-eval writes `<output_path>/<model>/results_<timestamp>.json`).
+pub fn lm_eval_results_file(path: &Path) -> Result<std::path::PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let results_in = |dir: &Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("results") && n.ends_with(".json")))
+            .collect();
+        v.sort();
+        v
+    };
+    let here = results_in(path);
+    if let Some(newest) = here.last() {
+        return Ok(newest.clone());
+    }
+    let subdirs: Vec<_> = std::fs::read_dir(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && !results_in(p).is_empty())
+        .collect();
+    match subdirs.as_slice() {
+        [one] => Ok(results_in(one).pop().expect("non-empty")),
+        [] => bail!("{}: no results_<timestamp>.json here or in a model subfolder (an lm-evaluation-harness --output_path?)", path.display()),
+        many => bail!(
+            "{}: results of {} models ({}); name one model's folder or results file",
+            path.display(),
+            many.len(),
+            many.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Splits an lm-eval task name into (task, language): after `task_` when the task is named
+/// (`m_mmlu` + `m_mmlu_fr`), else before the config's `dataset_name` when the name ends with it
+/// (`belebele_fra_Latn`, `xcopa_it`), else at the last `_` (two parts when the last is a
+/// script code such as `Latn`). Names without a language part (groups) give `None`.
+pub fn split_lm_eval_name<'a>(name: &'a str, task: Option<&str>, dataset_name: Option<&'a str>) -> Option<(&'a str, &'a str)> {
+    if let Some(t) = task {
+        return name.strip_prefix(t).and_then(|r| r.strip_prefix('_')).filter(|l| !l.is_empty()).map(|l| (&name[..t.len()], l));
+    }
+    if let Some(d) = dataset_name.filter(|d| !d.is_empty()) {
+        if let Some(t) = name.strip_suffix(d).and_then(|t| t.strip_suffix('_')).filter(|t| !t.is_empty()) {
+            return Some((t, d));
+        }
+    }
+    let (head, last) = name.rsplit_once('_')?;
+    let is_script = last.len() == 4 && last.starts_with(|c: char| c.is_ascii_uppercase()) && last[1..].chars().all(|c| c.is_ascii_lowercase());
+    if is_script {
+        if let Some((t, _)) = head.rsplit_once('_') {
+            return Some((t, &name[t.len() + 1..]));
+        }
+    }
+    (!head.is_empty() && !last.is_empty()).then_some((head, last))
+}
+
+/// An lm-evaluation-harness results file (or output folder). `metric` picks the score:
+/// `acc` (the default) or `acc_norm`, or any metric the file has; a selected task without it is
+/// an error listing what it has.
+fn read_lm_eval(path: &Path, task: Option<&str>, metric: Option<&str>) -> Result<DataFrame> {
+    let file = lm_eval_results_file(path)?;
+    let path = file.as_path();
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?)
         .with_context(|| format!("{}: invalid JSON", path.display()))?;
     let results = v["results"].as_object().ok_or_else(|| anyhow!("{}: no `results` object (an lm-evaluation-harness results file?)", path.display()))?;
+    let groups: std::collections::HashSet<&str> = v["groups"].as_object().map(|g| g.keys().map(String::as_str).collect()).unwrap_or_default();
+    let metric = metric.unwrap_or("acc");
     let (mut l, mut t, mut s) = (vec![], vec![], vec![]);
     for (name, metrics) in results {
-        let Some((tk, lang)) = name.split_once('_') else { continue };
-        if task.is_some_and(|want| want != tk) {
+        if groups.contains(name.as_str()) {
             continue;
         }
-        let score = ["acc,none", "acc", "acc_norm,none", "acc_norm"].iter().find_map(|k| metrics.get(*k).and_then(|x| x.as_f64()));
-        if let Some(sc) = score {
-            l.push(lang.to_string());
-            t.push(tk.to_string());
-            s.push(sc);
+        let dataset_name = v["configs"][name]["dataset_name"].as_str();
+        let Some((tk, lang)) = split_lm_eval_name(name, task, dataset_name) else { continue };
+        let Some(m) = metrics.as_object() else { continue };
+        let score = m.get(&format!("{metric},none")).or_else(|| m.get(metric)).or_else(|| m.iter().find(|(k, _)| k.split_once(',').is_some_and(|(a, _)| a == metric)).map(|(_, v)| v));
+        let Some(score) = score else {
+            let has: Vec<&str> = m.keys().filter(|k| *k != "alias" && !k.contains("_stderr")).map(|k| k.split(',').next().unwrap_or(k)).collect();
+            bail!("{}: results.{name} has no `{metric}` (it has: {}); choose the metric with the `column` parameter", path.display(), has.join(", "));
+        };
+        let score = score.as_f64().ok_or_else(|| anyhow!("{}: results.{name}.{metric} is {score}, not a number", path.display()))?;
+        if !score.is_finite() {
+            bail!("{}: results.{name}.{metric} is {score}", path.display());
         }
+        l.push(lang.to_string());
+        t.push(tk.to_string());
+        s.push(score);
     }
     if l.is_empty() {
-        bail!("{}: no `<task>_<language>` results with an accuracy", path.display());
+        bail!("{}: no `<task>_<language>` results{}", path.display(), task.map(|t| format!(" for task `{t}`")).unwrap_or_default());
     }
     frame(l, t, s)
 }

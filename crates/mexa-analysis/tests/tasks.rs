@@ -61,3 +61,79 @@ fn join_maps_udhr_codes_to_flores_labels_and_reports_the_rest() {
     let (_, unmatched) = join_points(&scores, &gpt).unwrap();
     assert_eq!(unmatched, vec!["cmn_hans".to_string(), "007".to_string()]);
 }
+
+/// A results file as lm-evaluation-harness 0.4 writes it: `--output_path out` gives
+/// `out/<model name with / as __>/results_<timestamp>.json`, with a group entry, per-language
+/// subtasks (`xcopa_it`, `belebele_fra_Latn`, `m_mmlu_fr`), `acc` and `acc_norm` with their
+/// stderr under the `none` filter, and each subtask's config naming its dataset.
+fn lm_eval_output(root: &std::path::Path) -> std::path::PathBuf {
+    let model = root.join("Qwen__Qwen2.5-1.5B");
+    std::fs::create_dir_all(&model).unwrap();
+    let old = r#"{"results": {"xcopa_it": {"alias": " - xcopa_it", "acc,none": 0.1, "acc_stderr,none": 0.02}}}"#;
+    std::fs::write(model.join("results_2024-05-01T09-00-00.000001.json"), old).unwrap();
+    let new = r#"{
+  "results": {
+    "xcopa": {"acc,none": 0.61, "acc_stderr,none": 0.01, "alias": "xcopa"},
+    "xcopa_it": {"alias": " - xcopa_it", "acc,none": 0.652, "acc_stderr,none": 0.0213},
+    "xcopa_sw": {"alias": " - xcopa_sw", "acc,none": 0.534, "acc_stderr,none": 0.0223},
+    "belebele_fra_Latn": {"alias": "belebele_fra_Latn", "acc,none": 0.71, "acc_stderr,none": 0.015, "acc_norm,none": 0.71, "acc_norm_stderr,none": 0.015},
+    "m_mmlu_fr": {"alias": "m_mmlu_fr", "acc,none": 0.44, "acc_stderr,none": 0.004, "acc_norm,none": 0.47, "acc_norm_stderr,none": 0.004}
+  },
+  "groups": {"xcopa": {"acc,none": 0.61, "acc_stderr,none": 0.01, "alias": "xcopa"}},
+  "group_subtasks": {"xcopa": ["xcopa_it", "xcopa_sw"]},
+  "configs": {
+    "xcopa_it": {"task": "xcopa_it", "tag": ["xcopa"], "dataset_path": "xcopa", "dataset_name": "it"},
+    "xcopa_sw": {"task": "xcopa_sw", "tag": ["xcopa"], "dataset_path": "xcopa", "dataset_name": "sw"},
+    "belebele_fra_Latn": {"task": "belebele_fra_Latn", "dataset_path": "facebook/belebele", "dataset_name": "fra_Latn"},
+    "m_mmlu_fr": {"task": "m_mmlu_fr", "dataset_path": "alexandrainst/m_mmlu", "dataset_name": "fr"}
+  },
+  "versions": {"xcopa_it": 1.0, "xcopa_sw": 1.0, "belebele_fra_Latn": 0.0, "m_mmlu_fr": 0.0},
+  "n-shot": {"xcopa_it": 0, "xcopa_sw": 0, "belebele_fra_Latn": 0, "m_mmlu_fr": 25},
+  "n-samples": {"xcopa_it": {"original": 500, "effective": 500}},
+  "config": {"model": "hf", "model_args": "pretrained=Qwen/Qwen2.5-1.5B", "batch_size": "auto"},
+  "git_hash": "4f8e479",
+  "date": 1714567890.0
+}"#;
+    std::fs::write(model.join("results_2024-05-02T10-11-12.345678.json"), new).unwrap();
+    root.to_path_buf()
+}
+
+#[test]
+fn lm_eval_output_folder_newest_results_and_underscored_task_names() {
+    let d = tempfile::tempdir().unwrap();
+    let out = lm_eval_output(d.path());
+    // The output folder: the newest results file of its one model, the group entry skipped.
+    let mut r = rows(&read_task_scores(&out, None, None).unwrap());
+    r.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        r,
+        vec![
+            ("fr".into(), "m_mmlu".into(), 0.44),
+            ("fra_Latn".into(), "belebele".into(), 0.71),
+            ("it".into(), "xcopa".into(), 0.652),
+            ("sw".into(), "xcopa".into(), 0.534),
+        ]
+    );
+    // A task with an underscore, named; and acc_norm chosen with `column`.
+    let f = read_task_scores(&out, Some("acc_norm"), Some("m_mmlu")).unwrap();
+    assert_eq!(rows(&f), vec![("fr".into(), "m_mmlu".into(), 0.47)]);
+    // A chosen metric a selected task lacks is an error naming the task and what it has.
+    let e = read_task_scores(&out, Some("acc_norm"), Some("xcopa")).unwrap_err().to_string();
+    assert!(e.contains("results.xcopa_it has no `acc_norm`") && e.contains("it has: acc"), "{e}");
+    // Two models' results in one folder: name one.
+    std::fs::create_dir_all(d.path().join("google__gemma-3-270m")).unwrap();
+    std::fs::copy(d.path().join("Qwen__Qwen2.5-1.5B/results_2024-05-01T09-00-00.000001.json"), d.path().join("google__gemma-3-270m/results_x.json")).unwrap();
+    let e = read_task_scores(&out, None, None).unwrap_err().to_string();
+    assert!(e.contains("results of 2 models") && e.contains("google__gemma-3-270m"), "{e}");
+}
+
+#[test]
+fn lm_eval_names_split_by_dataset_name_task_or_script() {
+    use mexa_analysis::tasks::split_lm_eval_name as split;
+    assert_eq!(split("m_mmlu_fr", Some("m_mmlu"), None), Some(("m_mmlu", "fr")));
+    assert_eq!(split("m_mmlu_fr", None, Some("fr")), Some(("m_mmlu", "fr")));
+    assert_eq!(split("belebele_fra_Latn", None, None), Some(("belebele", "fra_Latn")));
+    assert_eq!(split("xcopa_it", None, None), Some(("xcopa", "it")));
+    assert_eq!(split("arc_challenge_fr", Some("xcopa"), None), None);
+    assert_eq!(split("xcopa", None, None), None);
+}

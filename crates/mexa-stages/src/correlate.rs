@@ -87,8 +87,8 @@ impl Stage for JoinTasks {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("tasks", ParamType::Path, "task results file"),
-            ParamSpec::optional("column", ParamType::Str, "\"\"", "the column of a wide table to use (e.g. a model's accuracies)"),
+            ParamSpec::required("tasks", ParamType::Path, "task results: a CSV/TSV/Parquet table, or lm-evaluation-harness output (results_<timestamp>.json or its output folder)"),
+            ParamSpec::optional("column", ParamType::Str, "\"\"", "the column of a wide table to use (e.g. a model's accuracies); for lm-eval results the metric: acc (default) or acc_norm"),
             ParamSpec::optional("task", ParamType::Str, "\"\"", "task name (names a wide column's task, or filters a long table)"),
             ParamSpec::optional("pivot_score", ParamType::Float, "-1.0", "the model's pivot-language score for the adjusted estimate (-1: take the pivot's row from the file)"),
         ]
