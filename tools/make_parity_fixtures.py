@@ -16,6 +16,7 @@ import transformers as tf
 from safetensors.torch import save_file
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/parity"
+ONLY = sys.argv[2:]  # case names to (re)build; default all
 V = 96
 DEC = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
@@ -38,6 +39,15 @@ CASES = {
     "gemma3": (tf.Gemma3TextConfig, tf.Gemma3TextModel, dict(DEC, num_hidden_layers=3, head_dim=16, sliding_window=4,
         query_pre_attn_scalar=16, rope_theta=1000000.0, rope_local_base_freq=10000.0,
         layer_types=["sliding_attention", "sliding_attention", "full_attention"])),
+    "llama32": (tf.LlamaConfig, tf.LlamaModel, dict(DEC, rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=True,
+        rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                          original_max_position_embeddings=16))),
+    "mistral_nemo": (tf.MistralConfig, tf.MistralModel, dict(DEC, head_dim=24, sliding_window=None, rope_theta=1000000.0)),
+    "qwen3": (tf.Qwen3Config, tf.Qwen3Model, dict(DEC, head_dim=24, use_sliding_window=False, rms_norm_eps=1e-6)),
+    "phi3": (tf.Phi3Config, tf.Phi3Model, dict(DEC, sliding_window=None, rms_norm_eps=1e-5)),
+    "embeddinggemma": (tf.Gemma3TextConfig, tf.Gemma3TextModel, dict(DEC, num_hidden_layers=3, head_dim=16, sliding_window=4,
+        query_pre_attn_scalar=16, rope_theta=1000000.0, rope_local_base_freq=10000.0, use_bidirectional_attention=True,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"])),
     "bert": (tf.BertConfig, tf.BertModel, dict(ENC, pad_token_id=0)),
     "xlm_roberta": (tf.XLMRobertaConfig, tf.XLMRobertaModel, dict(ENC, pad_token_id=1)),
 }
@@ -48,6 +58,8 @@ def main():
     lengths = [7, 4]
     T = max(lengths)
     for name, (cfg_cls, model_cls, kw) in CASES.items():
+        if ONLY and name not in ONLY:
+            continue
         cfg = cfg_cls(**kw)
         cfg._attn_implementation = "eager"
         torch.manual_seed(zlib.crc32(name.encode()))

@@ -38,6 +38,10 @@ pub struct Config {
     pub sliding_window: Option<i64>,
     /// Per layer: does it use the sliding window?
     pub sliding: Vec<bool>,
+    /// Gemma 3 as a text encoder (EmbeddingGemma, `use_bidirectional_attention`): every token
+    /// sees every other; sliding layers see `|i - j| < sliding_window`, the window being
+    /// `config.sliding_window // 2 + 1` as transformers converts it.
+    pub bidirectional: bool,
 }
 
 fn sliding_layers(version: Version, n: i64, pattern: i64, window: Option<i64>) -> Vec<bool> {
@@ -65,7 +69,8 @@ impl Config {
         };
         let (hidden, heads, layers) = (req(v, "hidden_size")?, req(v, "num_attention_heads")?, req(v, "num_hidden_layers")?);
         let head_dim = v["head_dim"].as_i64().unwrap_or(hidden / heads);
-        let window = if version == Version::Gemma1 { None } else { v["sliding_window"].as_i64() };
+        let bidirectional = v["use_bidirectional_attention"].as_bool().unwrap_or(false);
+        let window = if version == Version::Gemma1 { None } else { v["sliding_window"].as_i64().map(|w| if bidirectional { w / 2 + 1 } else { w }) };
         let sliding = match v["layer_types"].as_array() {
             Some(types) => types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect(),
             None => sliding_layers(version, layers, v["sliding_window_pattern"].as_i64().unwrap_or(6), window),
@@ -92,6 +97,7 @@ impl Config {
             attn_softcap: v["attn_logit_softcapping"].as_f64(),
             sliding_window: window,
             sliding,
+            bidirectional,
         })
     }
 
@@ -130,6 +136,7 @@ impl Config {
             attn_softcap: f("attn_logit_softcapping").or(if version == Version::Gemma2 { Some(50.0) } else { None }),
             sliding_window: window,
             sliding: sliding_layers(version, layers, 6, window),
+            bidirectional: false,
         })
     }
 }
@@ -247,6 +254,9 @@ impl HiddenStates for Gemma {
     fn num_hidden_states(&self) -> usize {
         self.cfg.num_layers as usize + 1
     }
+    fn causal(&self) -> bool {
+        !self.cfg.bidirectional
+    }
     fn hidden_size(&self) -> usize {
         self.cfg.hidden_size as usize
     }
@@ -257,8 +267,8 @@ impl HiddenStates for Gemma {
         let kind = e.kind();
         let normalizer = Tensor::from_slice(&[(c.hidden_size as f64).sqrt() as f32]).to_kind(kind).to_device(e.device());
         let x = e * normalizer;
-        let full = attention_bias(mask, true, None, kind);
-        let local = c.sliding_window.map(|w| attention_bias(mask, true, Some(w), kind));
+        let full = attention_bias(mask, !c.bidirectional, None, kind);
+        let local = c.sliding_window.map(|w| attention_bias(mask, !c.bidirectional, Some(w), kind));
         let (gcos, gsin) = self.rope_global.tables(t, kind, x.device());
         let (lcos, lsin) = self.rope_local.tables(t, kind, x.device());
         let scale = c.query_pre_attn_scalar.powf(-0.5);

@@ -148,13 +148,16 @@ pub fn attention_bias(pad_mask: &Tensor, causal: bool, window: Option<i64>, kind
     let device = pad_mask.device();
     let keys_ok = pad_mask.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1); // [B,1,1,T]
     let mut allowed = keys_ok.expand([-1, 1, t, t], false);
-    if causal {
-        let i = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(1);
-        let j = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(0);
-        let mut ok = j.le_tensor(&i);
-        if let Some(w) = window {
-            ok = ok.logical_and(&(&i - &j).lt(w));
-        }
+    let i = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(1);
+    let j = Tensor::arange(t, (Kind::Int64, device)).unsqueeze(0);
+    let ok = match (causal, window) {
+        (true, None) => Some(j.le_tensor(&i)),
+        (true, Some(w)) => Some(j.le_tensor(&i).logical_and(&(&i - &j).lt(w))),
+        // A bidirectional window (EmbeddingGemma): |i - j| < w.
+        (false, Some(w)) => Some((&i - &j).abs().lt(w)),
+        (false, None) => None,
+    };
+    if let Some(ok) = ok {
         allowed = allowed.logical_and(&ok.unsqueeze(0).unsqueeze(0));
     }
     // The dtype's own lowest value, as transformers uses torch.finfo(dtype).min.

@@ -1,4 +1,6 @@
-//! The Llama family: Llama 1/2/3/3.1, Mistral, SmolLM, Qwen2/2.5 (q/k/v biases).
+//! The Llama family: Llama 1/2/3/3.1/3.2, Mistral (and Nemo's explicit head_dim), SmolLM,
+//! Qwen2/2.5 (q/k/v biases), Qwen3 (per-head q/k RMSNorm), Phi-3/3.5 (fused qkv and gate-up
+//! projections, split at load).
 //! Pre-norm decoder: RMSNorm → attention (GQA, rotary) → residual → RMSNorm → SwiGLU → residual.
 use crate::gguf::Gguf;
 use crate::layers::{apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
@@ -24,6 +26,8 @@ pub struct Config {
     pub attention_bias: bool,
     /// Mistral: sliding window attention.
     pub sliding_window: Option<i64>,
+    /// Qwen3: RMSNorm over each head's queries and keys before the rotary embedding.
+    pub qk_norm: bool,
 }
 
 impl Config {
@@ -32,6 +36,10 @@ impl Config {
         let heads = req(v, "num_attention_heads")?;
         let arch = v["model_type"].as_str().unwrap_or("llama");
         let (rope_theta, rope_scaling) = rope_from_hf(v, None, 10000.0)?;
+        let partial = v["partial_rotary_factor"].as_f64().or_else(|| v["rope_parameters"]["partial_rotary_factor"].as_f64()).unwrap_or(1.0);
+        if partial != 1.0 {
+            anyhow::bail!("config.json: partial_rotary_factor {partial} (rotary on part of each head) is not implemented for `{arch}`");
+        }
         Ok(Self {
             vocab_size: req(v, "vocab_size")?,
             hidden_size: hidden,
@@ -45,6 +53,7 @@ impl Config {
             rope_scaling,
             attention_bias: v["attention_bias"].as_bool().unwrap_or(arch == "qwen2"),
             sliding_window: if v["use_sliding_window"].as_bool() == Some(false) { None } else { v["sliding_window"].as_i64() },
+            qk_norm: arch == "qwen3",
         })
     }
 
@@ -72,8 +81,34 @@ impl Config {
             rope_scaling: scaling,
             attention_bias: arch == "qwen2",
             sliding_window: None,
+            qk_norm: arch == "qwen3",
         })
     }
+}
+
+/// Phi-3's fused projections (`qkv_proj`: q, k, v rows in that order; `gate_up_proj`: gate
+/// then up) split into the separate weights the other families have. Other weights are shared.
+fn split_fused(w: &Weights, cfg: &Config) -> Result<Weights> {
+    let mut out = Weights::new(String::new(), w.kind, w.device);
+    let (d, hd, ff) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+    let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+    for name in w.names() {
+        let t = w.get(name)?;
+        if let Some(p) = name.strip_suffix(".self_attn.qkv_proj.weight") {
+            let t = w.shaped(name, &[q + 2 * kv, d])?;
+            for (part, (start, len)) in ["q_proj", "k_proj", "v_proj"].iter().zip([(0, q), (q, kv), (q + kv, kv)]) {
+                out.insert(&format!("{p}.self_attn.{part}.weight"), t.narrow(0, start, len).contiguous());
+            }
+        } else if let Some(p) = name.strip_suffix(".mlp.gate_up_proj.weight") {
+            let t = w.shaped(name, &[2 * ff, d])?;
+            out.insert(&format!("{p}.mlp.gate_proj.weight"), t.narrow(0, 0, ff).contiguous());
+            out.insert(&format!("{p}.mlp.up_proj.weight"), t.narrow(0, ff, ff).contiguous());
+        } else {
+            out.insert(name, t.shallow_clone());
+        }
+    }
+    out.source = w.source.clone();
+    Ok(out)
 }
 
 /// llama.cpp names → Hugging Face names (prefix stripped).
@@ -96,6 +131,9 @@ pub fn gguf_name(n: &str) -> Option<String> {
         "attn_k.bias" => "self_attn.k_proj.bias",
         "attn_v.bias" => "self_attn.v_proj.bias",
         "attn_output.weight" => "self_attn.o_proj.weight",
+        "attn_q_norm.weight" => "self_attn.q_norm.weight",
+        "attn_k_norm.weight" => "self_attn.k_norm.weight",
+        "attn_qkv.weight" => "self_attn.qkv_proj.weight",
         "ffn_gate.weight" => "mlp.gate_proj.weight",
         "ffn_up.weight" => "mlp.up_proj.weight",
         "ffn_down.weight" => "mlp.down_proj.weight",
@@ -116,6 +154,8 @@ pub fn unpermute(t: Tensor, heads: i64) -> Tensor {
 }
 
 struct Block {
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
     ln1: RmsNorm,
     ln2: RmsNorm,
     q: Linear,
@@ -138,6 +178,7 @@ pub struct Llama {
 impl Llama {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
         let (d, h, kv, hd, ff) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
+        let w = &split_fused(w, &cfg)?;
         let eps = cfg.rms_norm_eps;
         let norm = |n: &str| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[d])?, eps, offset: false }) };
         let lin = |n: &str, out: i64, inp: i64, bias: bool| -> Result<Linear> {
@@ -146,7 +187,12 @@ impl Llama {
         let mut blocks = Vec::new();
         for i in 0..cfg.num_layers {
             let p = format!("layers.{i}");
+            let head_norm = |n: &str| -> Result<Option<RmsNorm>> {
+                Ok(if cfg.qk_norm { Some(RmsNorm { w: w.shaped(&format!("{p}.self_attn.{n}.weight"), &[hd])?, eps, offset: false }) } else { None })
+            };
             blocks.push(Block {
+                q_norm: head_norm("q_norm")?,
+                k_norm: head_norm("k_norm")?,
                 ln1: norm(&format!("{p}.input_layernorm.weight"))?,
                 ln2: norm(&format!("{p}.post_attention_layernorm.weight"))?,
                 q: lin(&format!("{p}.self_attn.q_proj"), h * hd, d, cfg.attention_bias)?,
@@ -174,9 +220,18 @@ impl Llama {
     /// Loads a GGUF of architecture `llama` (or `qwen2`, `mistral`).
     pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
         let cfg = Config::from_gguf(g)?;
-        let permuted = g.architecture()? == "llama";
+        let arch = g.architecture()?;
+        let permuted = arch == "llama";
+        if g.tensors.iter().any(|t| t.name.starts_with("rope_factors")) {
+            anyhow::bail!("{}: this GGUF carries long-context rotary factors (rope_factors_*, Phi-3.5 longrope), which mexa does not implement; use the Hugging Face folder of a model without them", g.path.display());
+        }
         let (h, kv) = (cfg.num_heads, cfg.num_kv_heads);
-        let w = Weights::from_gguf(g, opts.kind, opts.device, gguf_name, |name, t| {
+        // llama.cpp's phi3 stores the fused gate-up projection as `ffn_up`.
+        let rename = |n: &str| match (arch, n.strip_prefix("blk.").and_then(|r| r.split_once('.'))) {
+            ("phi3", Some((layer, "ffn_up.weight"))) => Some(format!("layers.{layer}.mlp.gate_up_proj.weight")),
+            _ => gguf_name(n),
+        };
+        let w = Weights::from_gguf(g, opts.kind, opts.device, rename, |name, t| {
             if permuted && name.ends_with("self_attn.q_proj.weight") {
                 unpermute(t, h)
             } else if permuted && name.ends_with("self_attn.k_proj.weight") {
@@ -209,8 +264,14 @@ impl HiddenStates for Llama {
             &self.blocks,
             |_, b, x| {
                 let hsx = b.ln1.forward(&x);
-                let q = apply_rope(&split_heads(&b.q.forward(&hsx), c.num_heads, c.head_dim), &cos, &sin);
-                let k = apply_rope(&split_heads(&b.k.forward(&hsx), c.num_kv_heads, c.head_dim), &cos, &sin);
+                let mut q = split_heads(&b.q.forward(&hsx), c.num_heads, c.head_dim);
+                let mut k = split_heads(&b.k.forward(&hsx), c.num_kv_heads, c.head_dim);
+                if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
+                    q = qn.forward(&q);
+                    k = kn.forward(&k);
+                }
+                let q = apply_rope(&q, &cos, &sin);
+                let k = apply_rope(&k, &cos, &sin);
                 let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, c.head_dim);
                 let a = attention(&q, &k, &v, &bias, scale, None);
                 let x = x + b.o.forward(&merge_heads(&a));

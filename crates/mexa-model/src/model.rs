@@ -67,9 +67,9 @@ pub struct Model {
 }
 
 /// Architectures by Hugging Face `model_type`.
-pub const HF_TYPES: &[&str] = &["llama", "mistral", "qwen2", "olmo", "olmo2", "gemma", "gemma2", "gemma3", "gemma3_text", "bert", "roberta", "xlm-roberta"];
+pub const HF_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "phi3", "olmo", "olmo2", "gemma", "gemma2", "gemma3", "gemma3_text", "bert", "roberta", "xlm-roberta"];
 /// Architectures by GGUF `general.architecture`.
-pub const GGUF_ARCHS: &[&str] = &["llama", "qwen2", "gemma", "gemma2", "gemma3"];
+pub const GGUF_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3"];
 
 /// Where a model's files are.
 enum Source {
@@ -106,7 +106,7 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
             let mt = cfg["model_type"].as_str().unwrap_or("").to_string();
             let weights = || Weights::from_safetensors_dir(&dir, opts.kind, opts.device);
             let net: Box<dyn HiddenStates> = match mt.as_str() {
-                "llama" | "mistral" | "qwen2" => Box::new(Llama::load(llama::Config::from_hf(&cfg)?, &weights()?)?),
+                "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => Box::new(Llama::load(llama::Config::from_hf(&cfg)?, &weights()?)?),
                 "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Box::new(Gemma::load(gemma::Config::from_hf(&cfg)?, &weights()?)?),
                 "olmo" | "olmo2" => Box::new(Olmo::load(olmo::Config::from_hf(&cfg)?, &weights()?)?),
                 "bert" | "roberta" | "xlm-roberta" => Box::new(Bert::load(bert::Config::from_hf(&cfg)?, &weights()?)?),
@@ -123,7 +123,7 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
 
 fn gguf_network(g: &Gguf, opts: &LoadOptions) -> Result<Box<dyn HiddenStates>> {
     Ok(match g.architecture()? {
-        "llama" | "qwen2" => Box::new(Llama::from_gguf(g, opts)?),
+        "llama" | "qwen2" | "qwen3" | "phi3" => Box::new(Llama::from_gguf(g, opts)?),
         "gemma" | "gemma2" | "gemma3" => Box::new(Gemma::from_gguf(g, opts)?),
         other => bail!("{}: GGUF architecture `{other}` is not supported (supported: {})", g.path.display(), GGUF_ARCHS.join(", ")),
     })

@@ -11,7 +11,7 @@ const PREFIXES: &[&str] = &["language_model.model.", "model.language_model.", "m
 
 pub struct Weights {
     map: HashMap<String, Tensor>,
-    source: String,
+    pub(crate) source: String,
     pub kind: Kind,
     pub device: Device,
 }

@@ -66,6 +66,26 @@ fn gemma3_qk_norm_local_global() {
     check("gemma3");
 }
 #[test]
+fn llama32_tied_embeddings_rope_scaling() {
+    check("llama32");
+}
+#[test]
+fn mistral_nemo_explicit_head_dim() {
+    check("mistral_nemo");
+}
+#[test]
+fn qwen3_qk_norm() {
+    check("qwen3");
+}
+#[test]
+fn phi3_fused_qkv_gate_up() {
+    check("phi3");
+}
+#[test]
+fn embeddinggemma_bidirectional_gemma3() {
+    check("embeddinggemma");
+}
+#[test]
 fn bert() {
     check("bert");
 }
