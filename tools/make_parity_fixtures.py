@@ -48,6 +48,13 @@ CASES = {
     "embeddinggemma": (tf.Gemma3TextConfig, tf.Gemma3TextModel, dict(DEC, num_hidden_layers=3, head_dim=16, sliding_window=4,
         query_pre_attn_scalar=16, rope_theta=1000000.0, rope_local_base_freq=10000.0, use_bidirectional_attention=True,
         layer_types=["sliding_attention", "sliding_attention", "full_attention"])),
+    "bloom": (tf.BloomConfig, tf.BloomModel, dict(vocab_size=V, hidden_size=64, n_layer=2, n_head=4, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2)),
+    "bloom_6heads": (tf.BloomConfig, tf.BloomModel, dict(vocab_size=V, hidden_size=48, n_layer=2, n_head=6, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2)),
+    "xglm": (tf.XGLMConfig, tf.XGLMModel, dict(vocab_size=V, d_model=64, ffn_dim=128, num_layers=2, attention_heads=4,
+        max_position_embeddings=64, pad_token_id=1, bos_token_id=0, eos_token_id=2)),
+    "cohere": (tf.CohereConfig, tf.CohereModel, dict(DEC, layer_norm_eps=1e-5, use_qk_norm=True, logit_scale=0.0625)),
     "bert": (tf.BertConfig, tf.BertModel, dict(ENC, pad_token_id=0)),
     "xlm_roberta": (tf.XLMRobertaConfig, tf.XLMRobertaModel, dict(ENC, pad_token_id=1)),
 }

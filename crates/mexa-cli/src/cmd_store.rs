@@ -177,6 +177,18 @@ pub fn lineage(store: &Path, a: LineageArgs) -> Result<i32> {
                         if let Some(h) = v.get("blake3").and_then(|h| h.as_str()) {
                             println!("{pad}    {name}: external content blake3 {}", &h[..16]);
                         }
+                        if let Some(files) = v.get("model_files").and_then(|f| f.as_object()) {
+                            let hub = v.get("hub").and_then(|h| h.as_str()).map(|h| format!(" of Hugging Face {h}")).unwrap_or_default();
+                            println!("{pad}    {name}: model files{hub} ({})", files.len());
+                            for (file, id) in files {
+                                let (how, h) = match (id.get("blob").and_then(|b| b.as_str()), id.as_str().or_else(|| id.get("blake3").and_then(|b| b.as_str()))) {
+                                    (Some(b), _) => ("blob", b),
+                                    (None, Some(h)) => ("blake3", h),
+                                    _ => ("?", ""),
+                                };
+                                println!("{pad}      {file}: {how} {}", &h[..h.len().min(16)]);
+                            }
+                        }
                     }
                 }
                 for (s, keys) in &m.spec.inputs {

@@ -3,9 +3,12 @@
 //! hidden states pooled into sentence embeddings.
 //!
 //! One file per architecture family, each with its config struct and forward:
-//! [`llama`] (Llama 1–3.1, Mistral, SmolLM, Qwen2), [`olmo`] (OLMo, OLMo 2), [`gemma`] (Gemma 1, 2, 3), [`bert`]
-//! (BERT, XLM-R). Shared pieces are in [`layers`]; [`model::Model::load`] picks the family.
+//! [`llama`] (Llama 1–3.2, Mistral, SmolLM, Qwen2/3, Phi-3), [`olmo`] (OLMo, OLMo 2), [`gemma`]
+//! (Gemma 1, 2, 3, EmbeddingGemma), [`bloom`] (BLOOM), [`xglm`] (XGLM), [`cohere`] (Command-R, Aya),
+//! [`bert`] (BERT, XLM-R). Shared pieces are in [`layers`]; [`model::Model::load`] picks the family.
 pub mod bert;
+pub mod bloom;
+pub mod cohere;
 pub mod device;
 pub mod embed;
 pub mod gemma;
@@ -17,6 +20,7 @@ pub mod model;
 pub mod olmo;
 pub mod tokenizer;
 pub mod weights;
+pub mod xglm;
 
 pub use device::{parse_device, runtime_info, tune_allocator};
 pub use embed::{embed, BatchOptions, Pooled, Pooling};

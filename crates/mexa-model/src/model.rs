@@ -1,6 +1,9 @@
 //! Loading a model from a path (Hugging Face folder or GGUF file) into a network plus its
 //! tokenizer, and the interface every architecture implements.
 use crate::bert::{self, Bert};
+use crate::bloom::{self, Bloom};
+use crate::cohere::{self, Cohere};
+use crate::xglm::{self, Xglm};
 use crate::gemma::{self, Gemma};
 use crate::gguf::Gguf;
 use crate::llama::{self, Llama};
@@ -67,7 +70,7 @@ pub struct Model {
 }
 
 /// Architectures by Hugging Face `model_type`.
-pub const HF_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "phi3", "olmo", "olmo2", "gemma", "gemma2", "gemma3", "gemma3_text", "bert", "roberta", "xlm-roberta"];
+pub const HF_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "phi3", "olmo", "olmo2", "bloom", "xglm", "cohere", "gemma", "gemma2", "gemma3", "gemma3_text", "bert", "roberta", "xlm-roberta"];
 /// Architectures by GGUF `general.architecture`.
 pub const GGUF_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3"];
 
@@ -109,6 +112,9 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
                 "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => Box::new(Llama::load(llama::Config::from_hf(&cfg)?, &weights()?)?),
                 "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Box::new(Gemma::load(gemma::Config::from_hf(&cfg)?, &weights()?)?),
                 "olmo" | "olmo2" => Box::new(Olmo::load(olmo::Config::from_hf(&cfg)?, &weights()?)?),
+                "bloom" => Box::new(Bloom::load(bloom::Config::from_hf(&cfg)?, &weights()?)?),
+                "xglm" => Box::new(Xglm::load(xglm::Config::from_hf(&cfg)?, &weights()?)?),
+                "cohere" => Box::new(Cohere::load(cohere::Config::from_hf(&cfg)?, &weights()?)?),
                 "bert" | "roberta" | "xlm-roberta" => Box::new(Bert::load(bert::Config::from_hf(&cfg)?, &weights()?)?),
                 other => bail!("{}: model_type `{other}` is not supported (supported: {})", cfg_path.display(), HF_TYPES.join(", ")),
             };

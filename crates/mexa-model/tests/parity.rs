@@ -86,6 +86,22 @@ fn embeddinggemma_bidirectional_gemma3() {
     check("embeddinggemma");
 }
 #[test]
+fn bloom_alibi_fused_qkv() {
+    check("bloom");
+}
+#[test]
+fn bloom_alibi_slopes_for_six_heads() {
+    check("bloom_6heads");
+}
+#[test]
+fn xglm_sinusoidal_positions() {
+    check("xglm");
+}
+#[test]
+fn cohere_parallel_block_interleaved_rope_qk_norm() {
+    check("cohere");
+}
+#[test]
 fn bert() {
     check("bert");
 }
