@@ -45,9 +45,9 @@ CASES = {
     "mistral_nemo": (tf.MistralConfig, tf.MistralModel, dict(DEC, head_dim=24, sliding_window=None, rope_theta=1000000.0)),
     "qwen3": (tf.Qwen3Config, tf.Qwen3Model, dict(DEC, head_dim=24, use_sliding_window=False, rms_norm_eps=1e-6)),
     "phi3": (tf.Phi3Config, tf.Phi3Model, dict(DEC, sliding_window=None, rms_norm_eps=1e-5)),
-    "embeddinggemma": (tf.Gemma3TextConfig, tf.Gemma3TextModel, dict(DEC, num_hidden_layers=3, head_dim=16, sliding_window=4,
-        query_pre_attn_scalar=16, rope_theta=1000000.0, rope_local_base_freq=10000.0, use_bidirectional_attention=True,
-        layer_types=["sliding_attention", "sliding_attention", "full_attention"])),
+    # Six layers in Gemma 3's own pattern (five sliding, one full), which a GGUF cannot override.
+    "embeddinggemma": (tf.Gemma3TextConfig, tf.Gemma3TextModel, dict(DEC, num_hidden_layers=6, head_dim=16, sliding_window=4,
+        query_pre_attn_scalar=16, rope_theta=1000000.0, rope_local_base_freq=10000.0, use_bidirectional_attention=True)),
     "bloom": (tf.BloomConfig, tf.BloomModel, dict(vocab_size=V, hidden_size=64, n_layer=2, n_head=4, pad_token_id=0,
         bos_token_id=1, eos_token_id=2)),
     "bloom_6heads": (tf.BloomConfig, tf.BloomModel, dict(vocab_size=V, hidden_size=48, n_layer=2, n_head=6, pad_token_id=0,

@@ -1,10 +1,11 @@
 //! BLOOM (BigScience, multilingual): LayerNorm after the word embeddings, pre-LN blocks with
 //! a fused, per-head interleaved query-key-value projection, ALiBi position biases instead
 //! of positional embeddings, and a tanh-GELU MLP.
+use crate::gguf::Gguf;
 use crate::layers::{attention, attention_bias, decoder_hidden_states, merge_heads, LayerNorm, Linear};
-use crate::model::{req, HiddenStates};
+use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -34,6 +35,50 @@ impl Config {
             residual_post_layernorm: v["apply_residual_connection_post_layernorm"].as_bool().unwrap_or(false),
         })
     }
+}
+
+impl Config {
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let u = |k: &str| g.get(&format!("bloom.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).with_context(|| format!("{}: missing `bloom.{k}`", g.path.display()));
+        let (hidden, heads) = (u("embedding_length")?, u("attention.head_count")?);
+        if heads <= 0 || hidden % heads != 0 {
+            bail!("{}: embedding_length {hidden} is not a multiple of head_count {heads}", g.path.display());
+        }
+        Ok(Self {
+            hidden_size: hidden,
+            num_layers: u("block_count")?,
+            num_heads: heads,
+            layer_norm_eps: g.get("bloom.attention.layer_norm_epsilon").and_then(|v| v.as_f64()).unwrap_or(1e-5),
+            residual_post_layernorm: false,
+        })
+    }
+}
+
+/// llama.cpp names → Hugging Face names for `bloom` GGUFs.
+fn gguf_name(n: &str) -> Option<String> {
+    let direct = match n {
+        "token_embd.weight" => Some("word_embeddings.weight"),
+        "token_embd_norm.weight" => Some("word_embeddings_layernorm.weight"),
+        "token_embd_norm.bias" => Some("word_embeddings_layernorm.bias"),
+        "output_norm.weight" => Some("ln_f.weight"),
+        "output_norm.bias" => Some("ln_f.bias"),
+        _ => None,
+    };
+    if let Some(d) = direct {
+        return Some(d.to_string());
+    }
+    let (layer, tail) = n.strip_prefix("blk.")?.split_once('.')?;
+    let (base, suffix) = tail.rsplit_once('.')?;
+    let hf = match base {
+        "attn_norm" => "input_layernorm",
+        "attn_qkv" => "self_attention.query_key_value",
+        "attn_output" => "self_attention.dense",
+        "ffn_norm" => "post_attention_layernorm",
+        "ffn_up" => "mlp.dense_h_to_4h",
+        "ffn_down" => "mlp.dense_4h_to_h",
+        _ => return None,
+    };
+    Some(format!("h.{layer}.{hf}.{suffix}"))
 }
 
 /// ALiBi slopes as BLOOM computes them (powers of 2^(-8/n), interleaved extra heads when the
@@ -92,6 +137,26 @@ impl Bloom {
             bail!("word_embeddings.weight has shape {:?}, expected [vocab, {d}]", embed.size());
         }
         Ok(Self { slopes: alibi_slopes(cfg.num_heads), embed: embed.shallow_clone(), embed_norm: ln("word_embeddings_layernorm")?, norm: ln("ln_f")?, blocks, cfg })
+    }
+}
+
+impl Bloom {
+    /// Loads a `bloom` GGUF. llama.cpp's converter stores the fused projection as [q; k; v]
+    /// blocks; it is put back into BLOOM's per-head [q | k | v] layout.
+    pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
+        let cfg = Config::from_gguf(g)?;
+        let (h, d) = (cfg.num_heads, cfg.hidden_size);
+        let hd = d / h;
+        let w = Weights::from_gguf(g, opts.kind, opts.device, gguf_name, |name, t| {
+            if name.ends_with("query_key_value.weight") {
+                t.view([3, h, hd, d]).transpose(0, 1).reshape([3 * d, d])
+            } else if name.ends_with("query_key_value.bias") {
+                t.view([3, h, hd]).transpose(0, 1).reshape([3 * d])
+            } else {
+                t
+            }
+        })?;
+        Self::load(cfg, &w)
     }
 }
 

@@ -2,10 +2,11 @@
 //! LayerNorm output and are added to the residual together), LayerNorm without bias,
 //! interleaved ("GPT-J") rotary pairs, optional per-head q/k LayerNorm. The logit scale only
 //! touches the LM head, which MEXA does not use.
+use crate::gguf::Gguf;
 use crate::layers::{attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, RopeScaling};
-use crate::model::{req, HiddenStates};
+use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -41,6 +42,28 @@ impl Config {
             rope_theta,
             attention_bias: v["attention_bias"].as_bool().unwrap_or(false),
             qk_norm: v["use_qk_norm"].as_bool().unwrap_or(false),
+        })
+    }
+}
+
+impl Config {
+    /// From a `command-r` (or `cohere2`-free) GGUF's metadata.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.architecture()?.to_string();
+        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).with_context(|| format!("{}: missing `{arch}.{k}`", g.path.display()));
+        let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
+        let (hidden, heads) = (u("embedding_length")?, u("attention.head_count")?);
+        Ok(Self {
+            hidden_size: hidden,
+            intermediate_size: u("feed_forward_length")?,
+            num_layers: u("block_count")?,
+            num_heads: heads,
+            num_kv_heads: u("attention.head_count_kv").unwrap_or(heads),
+            head_dim: u("attention.key_length").unwrap_or(hidden / heads),
+            layer_norm_eps: f("attention.layer_norm_epsilon").unwrap_or(1e-5),
+            rope_theta: f("rope.freq_base").unwrap_or(10000.0),
+            attention_bias: false,
+            qk_norm: g.tensors.iter().any(|t| t.name.ends_with("attn_q_norm.weight")),
         })
     }
 }
@@ -136,6 +159,15 @@ impl Cohere {
             bail!("embed_tokens.weight has shape {:?}, expected [vocab, {d}]", embed.size());
         }
         Ok(Self { embed: embed.shallow_clone(), norm: Norm { w: w.shaped("norm.weight", &[d])?, eps }, blocks, cfg })
+    }
+}
+
+impl Cohere {
+    /// Loads a `command-r` GGUF (names as llama.cpp writes them; weights as in the checkpoint).
+    pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
+        let cfg = Config::from_gguf(g)?;
+        let w = Weights::from_gguf(g, opts.kind, opts.device, crate::llama::gguf_name, |_, t| t)?;
+        Self::load(cfg, &w)
     }
 }
 

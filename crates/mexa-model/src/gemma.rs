@@ -106,14 +106,16 @@ impl Config {
         let version = match arch.as_str() {
             "gemma" => Version::Gemma1,
             "gemma2" => Version::Gemma2,
-            "gemma3" => Version::Gemma3,
+            "gemma3" | "gemma-embedding" => Version::Gemma3,
             other => bail!("GGUF architecture `{other}` is not a Gemma"),
         };
         let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).with_context(|| format!("{}: missing `{arch}.{k}`", g.path.display()));
         let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
         let (hidden, heads, layers) = (u("embedding_length")?, u("attention.head_count")?, u("block_count")?);
         let head_dim = u("attention.key_length").unwrap_or(hidden / heads);
-        let window = if version == Version::Gemma1 { None } else { u("attention.sliding_window").ok() };
+        // EmbeddingGemma: bidirectional, with transformers' window conversion.
+        let bidirectional = arch == "gemma-embedding";
+        let window = if version == Version::Gemma1 { None } else { u("attention.sliding_window").ok().map(|w| if bidirectional { w / 2 + 1 } else { w }) };
         let scaling = match g.get(&format!("{arch}.rope.scaling.type")).and_then(|v| v.as_str()) {
             Some("linear") => RopeScaling::Linear { factor: f("rope.scaling.factor").unwrap_or(1.0) },
             _ => RopeScaling::None,
@@ -136,7 +138,7 @@ impl Config {
             attn_softcap: f("attn_logit_softcapping").or(if version == Version::Gemma2 { Some(50.0) } else { None }),
             sliding_window: window,
             sliding: sliding_layers(version, layers, 6, window),
-            bidirectional: false,
+            bidirectional,
         })
     }
 }

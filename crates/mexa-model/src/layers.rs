@@ -60,6 +60,9 @@ pub enum RopeScaling {
     Linear { factor: f64 },
     /// Llama 3.1's piecewise frequency scaling.
     Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position: f64 },
+    /// One divisor per frequency, as llama.cpp stores Llama 3.1 scaling in GGUF files
+    /// (the `rope_freqs.weight` tensor).
+    Factors(Vec<f64>),
 }
 
 impl RopeScaling {
@@ -97,6 +100,7 @@ impl Rope {
             *f = *f as f32 as f64;
         }
         match *scaling {
+            RopeScaling::Factors(ref fs) => inv_freq.iter_mut().zip(fs).for_each(|(f, d)| *f /= d),
             RopeScaling::None => {}
             RopeScaling::Linear { factor } => inv_freq.iter_mut().for_each(|f| *f /= factor),
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {

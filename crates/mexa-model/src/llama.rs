@@ -217,9 +217,18 @@ impl Llama {
         })
     }
 
-    /// Loads a GGUF of architecture `llama` (or `qwen2`, `mistral`).
+    /// Loads a GGUF of architecture `llama` (or `qwen2`, `qwen3`, `phi3`).
     pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
-        let cfg = Config::from_gguf(g)?;
+        let mut cfg = Config::from_gguf(g)?;
+        // Llama 3.1-style scaling travels as one divisor per rotary frequency.
+        if let Some(t) = g.tensor("rope_freqs.weight") {
+            let mut f = vec![0f32; t.numel()];
+            crate::gguf::dequantize_into(t.ty, &g.read_raw(t)?, &mut f)?;
+            if f.len() as i64 != cfg.head_dim / 2 {
+                anyhow::bail!("{}: rope_freqs.weight has {} entries, expected head_dim/2 = {}", g.path.display(), f.len(), cfg.head_dim / 2);
+            }
+            cfg.rope_scaling = RopeScaling::Factors(f.iter().map(|&x| x as f64).collect());
+        }
         let arch = g.architecture()?;
         let permuted = arch == "llama";
         if g.tensors.iter().any(|t| t.name.starts_with("rope_factors")) {

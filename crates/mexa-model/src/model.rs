@@ -72,7 +72,7 @@ pub struct Model {
 /// Architectures by Hugging Face `model_type`.
 pub const HF_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "phi3", "olmo", "olmo2", "bloom", "xglm", "cohere", "gemma", "gemma2", "gemma3", "gemma3_text", "bert", "roberta", "xlm-roberta"];
 /// Architectures by GGUF `general.architecture`.
-pub const GGUF_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3"];
+pub const GGUF_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3", "gemma-embedding", "bloom", "command-r"];
 
 /// Where a model's files are.
 enum Source {
@@ -130,7 +130,9 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
 fn gguf_network(g: &Gguf, opts: &LoadOptions) -> Result<Box<dyn HiddenStates>> {
     Ok(match g.architecture()? {
         "llama" | "qwen2" | "qwen3" | "phi3" => Box::new(Llama::from_gguf(g, opts)?),
-        "gemma" | "gemma2" | "gemma3" => Box::new(Gemma::from_gguf(g, opts)?),
+        "gemma" | "gemma2" | "gemma3" | "gemma-embedding" => Box::new(Gemma::from_gguf(g, opts)?),
+        "bloom" => Box::new(Bloom::from_gguf(g, opts)?),
+        "command-r" => Box::new(Cohere::from_gguf(g, opts)?),
         other => bail!("{}: GGUF architecture `{other}` is not supported (supported: {})", g.path.display(), GGUF_ARCHS.join(", ")),
     })
 }

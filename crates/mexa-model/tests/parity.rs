@@ -10,8 +10,17 @@ fn fixtures() -> PathBuf {
 }
 
 fn check(name: &str) {
+    check_file(name, "")
+}
+
+/// The same checkpoint as llama.cpp's converter writes it (tools/make_gguf_arch_fixtures.py).
+fn check_gguf(name: &str) {
+    check_file(name, "model.gguf")
+}
+
+fn check_file(name: &str, file: &str) {
     let dir = fixtures().join(name);
-    let (net, _) = load_network(&dir, &LoadOptions::default()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    let (net, _) = load_network(&dir.join(file), &LoadOptions::default()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let expected: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(dir.join("expected.safetensors")).unwrap().into_iter().collect();
     let ids = &expected["input_ids"];
     let mask = &expected["attention_mask"];
@@ -100,6 +109,34 @@ fn xglm_sinusoidal_positions() {
 #[test]
 fn cohere_parallel_block_interleaved_rope_qk_norm() {
     check("cohere");
+}
+#[test]
+fn mistral_nemo_gguf_permuted_qk_head_dim() {
+    check_gguf("mistral_nemo");
+}
+#[test]
+fn llama32_gguf_rope_freqs_tensor() {
+    check_gguf("llama32");
+}
+#[test]
+fn qwen3_gguf() {
+    check_gguf("qwen3");
+}
+#[test]
+fn phi3_gguf_fused_qkv_and_ffn_up() {
+    check_gguf("phi3");
+}
+#[test]
+fn bloom_gguf_qkv_reordered() {
+    check_gguf("bloom");
+}
+#[test]
+fn command_r_gguf() {
+    check_gguf("cohere");
+}
+#[test]
+fn embeddinggemma_gguf_bidirectional() {
+    check_gguf("embeddinggemma");
 }
 #[test]
 fn bert() {
