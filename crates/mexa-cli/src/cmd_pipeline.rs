@@ -261,36 +261,21 @@ pub fn gc(store: &Path, a: GcArgs) -> Result<i32> {
             keep.insert(n.key.clone());
         }
     }
-    // Shards belong to their node.
-    let mut shard_keys = Vec::new();
-    for k in &keep {
-        if store.contains(k) {
-            shard_keys.extend(mexa_pipeline::stage::shards_of(&store, k)?.into_iter().map(|(_, key)| key));
-        }
-    }
-    keep.extend(shard_keys);
-    let mut doomed = Vec::new();
-    let mut bytes = 0u64;
-    for info in store.list()? {
-        if !keep.contains(&info.key) {
-            bytes += info.manifest.bytes;
-            doomed.push(info);
-        }
-    }
-    for d in &doomed {
+    let r = store.gc(&keep, a.apply)?;
+    for d in &r.unreachable {
         println!("{} {}  {}", if a.apply { "deleting" } else { "would delete" }, short(&d.key), d.manifest.label);
-        if a.apply {
-            store.remove(&d.key)?;
-        }
     }
-    let tmp = if a.apply { store.clean_tmp(std::time::Duration::from_secs(3600))? } else { 0 };
+    for d in &r.in_use {
+        println!("in use, kept {}  {}", short(&d.key), d.manifest.label);
+    }
     println!(
-        "{} artifact(s), {:.1} MB {}; {} kept{}",
-        doomed.len(),
-        bytes as f64 / 1e6,
+        "{} artifact(s), {:.1} MB {}; {} kept{}{}",
+        r.unreachable.len(),
+        r.bytes as f64 / 1e6,
         if a.apply { "deleted" } else { "unreachable (run with --apply to delete)" },
-        keep.len(),
-        if tmp > 0 { format!("; {tmp} stale temporary dir(s) removed") } else { String::new() }
+        r.kept,
+        if r.in_use.is_empty() { String::new() } else { format!("; {} in use by a running pipeline, kept", r.in_use.len()) },
+        if r.tmp_removed > 0 { format!("; {} stale temporary dir(s) removed", r.tmp_removed) } else { String::new() }
     );
     Ok(0)
 }

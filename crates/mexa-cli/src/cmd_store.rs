@@ -210,8 +210,22 @@ pub fn verify(store: &Path) -> Result<i32> {
     for (key, why, to) in &r.corrupt {
         println!("corrupt  {}  {why}\n         moved to {}", &key[..12.min(key.len())], to.display());
     }
-    println!("{} artifact(s) checked, {} corrupt{}", r.checked, r.corrupt.len(), if r.corrupt.is_empty() { "" } else { " (quarantined; the next run recomputes them)" });
-    Ok(if r.corrupt.is_empty() { 0 } else { 1 })
+    for s in &r.strays {
+        println!("stray    {}  (not an artifact; left alone)", s.display());
+    }
+    for (node, shard) in &r.incomplete {
+        println!("incomplete  {}  shard {} is missing; the next run recomputes it", &node[..12], &shard[..12]);
+    }
+    println!(
+        "{} artifact(s) checked, {} corrupt{}{}{}{}",
+        r.checked,
+        r.corrupt.len(),
+        if r.corrupt.is_empty() { "" } else { " (quarantined; the next run recomputes them)" },
+        if r.incomplete.is_empty() { String::new() } else { format!(", {} sharded node(s) incomplete", r.incomplete.len()) },
+        if r.strays.is_empty() { String::new() } else { format!(", {} stray entr{} skipped", r.strays.len(), if r.strays.len() == 1 { "y" } else { "ies" }) },
+        if r.unsealed == 0 { String::new() } else { format!(", {} without a manifest seal (written by an older mexa)", r.unsealed) }
+    );
+    Ok(if r.corrupt.is_empty() && r.incomplete.is_empty() { 0 } else { 1 })
 }
 
 pub fn store_cmd(store: &Path, c: StoreCmd) -> Result<i32> {

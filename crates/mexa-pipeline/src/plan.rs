@@ -17,6 +17,8 @@ pub enum Reason {
     NeverRun,
     /// The artifact this node had is gone (deleted, collected, or quarantined by verify).
     ArtifactMissing,
+    /// The node's index is cached but one of its shards is not.
+    ShardMissing,
     StageVersionChanged { from: u32, to: u32 },
     NewParameters(Vec<String>),
     InputChanged(Vec<String>),
@@ -27,6 +29,7 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::NeverRun => write!(f, "never run"),
             Reason::ArtifactMissing => write!(f, "artifact missing (deleted or quarantined)"),
+            Reason::ShardMissing => write!(f, "a shard is missing (deleted or quarantined); only missing shards are recomputed"),
             Reason::StageVersionChanged { from, to } => write!(f, "stage version changed (v{from} → v{to})"),
             Reason::NewParameters(p) => write!(f, "new parameters: {}", p.join("; ")),
             Reason::InputChanged(s) => write!(f, "input changed: {}", s.join(", ")),
@@ -305,7 +308,13 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
     let mut plan = Plan { pipeline: spec.name.clone(), description: spec.description.clone(), nodes };
     let refs = store.refs();
     for i in 0..plan.nodes.len() {
+        if store.complete(&plan.nodes[i].key) {
+            continue;
+        }
         if store.contains(&plan.nodes[i].key) {
+            // A sharded node whose index is cached but a shard is gone (quarantined, deleted):
+            // the run recomputes the missing shards only.
+            plan.nodes[i].status = Status::Run(Reason::ShardMissing);
             continue;
         }
         let prev = refs.get(&plan.node_id(i));

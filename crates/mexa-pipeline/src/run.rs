@@ -55,20 +55,20 @@ pub enum NodeOutcome {
 /// Computes one node and publishes its artifact (the unit of work of every executor).
 pub fn execute_node(node: &NodeSpec, registry: &Registry, store: &Store, cancel: &AtomicBool, progress: &dyn Progress, threads: usize) -> Result<NodeOutcome> {
     let stage = registry.get(&node.spec.stage).ok_or_else(|| anyhow!("unknown stage kind `{}`", node.spec.stage))?;
-    if store.contains(&node.key) {
+    if store.complete(&node.key) {
         return Ok(NodeOutcome::FoundDone);
     }
     let _lock = store.lock(&node.key, || {
         progress.message("waiting: another runner is computing this");
         tracing::info!("{}: another runner holds its lock; waiting", node.label);
     })?;
-    if store.contains(&node.key) {
+    if store.complete(&node.key) {
         return Ok(NodeOutcome::FoundDone);
     }
     for (slot, keys) in &node.inputs {
         for (k, l) in keys {
-            if !store.contains(k) {
-                return Err(anyhow!("input `{slot}` ({l}, {}) is missing from the store", &k[..12]));
+            if !store.complete(k) {
+                return Err(anyhow!("input `{slot}` ({l}, {}) is missing from the store (or one of its shards is)", &k[..12]));
             }
         }
     }
@@ -172,6 +172,8 @@ impl Progress for BarProgress {
 /// Runs every node of `plan` that is not cached.
 pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, cancel: &AtomicBool) -> RunSummary {
     let t0 = Instant::now();
+    // While this lives, `gc` spares everything written from now on (see mexa_store::gc).
+    let _registered = store.register_run().map_err(|e| tracing::warn!("cannot register the run for gc: {e:#}")).ok();
     let n = plan.nodes.len();
     let mut dependents: Vec<Vec<usize>> = vec![vec![]; n];
     let mut sh = Shared { state: vec![St::Waiting; n], missing: vec![0; n], ready: VecDeque::new(), running: 0, stop: false, summary: RunSummary { total: n, ..Default::default() } };

@@ -122,6 +122,7 @@ fn failure_reason(task: &str, log: &Path) -> String {
 /// Runs every node of `plan` that is not cached on Slurm.
 pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &AtomicBool) -> Result<RunSummary> {
     let t0 = Instant::now();
+    let _registered = store.register_run()?;
     let n = plan.nodes.len();
     let root = std::fs::canonicalize(store.root())?;
     let run_id = format!("{}-{}", chrono_like(), std::process::id());
@@ -238,7 +239,7 @@ pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &Atomi
         };
         for i in active {
             let St::Submitted { task, log, attempt, gone } = st[i].clone() else { continue };
-            if store.contains(&plan.nodes[i].key) {
+            if store.complete(&plan.nodes[i].key) {
                 st[i] = St::Done;
                 summary.computed += 1;
                 changed = true;

@@ -334,6 +334,9 @@ impl Ctx<'_> {
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(names), Arc::new(keys)])?;
         let mut meta = if meta.is_object() { meta } else { Value::Object(Default::default()) };
         meta["sharded"] = Value::Bool(true);
+        // The shard keys, also in the manifest, so completeness is checked without reading
+        // the index (Store::complete).
+        meta["shard_keys"] = Value::from(pairs.iter().map(|p| p.1.clone()).collect::<Vec<_>>());
         Ok(Output { table: Table::new(schema, vec![b]), meta })
     }
 

@@ -15,6 +15,7 @@
 //! objects/ab/<key>/data.parquet    the table, uncompressed Parquet
 //! refs/<node-id>.json              last key seen for a named pipeline node (plan reasons)
 //! locks/<key>.lock                 flock(2) per key while a runner computes it
+//! runs/<pid>.<start>.lock          flock(2) per live runner, so gc spares its fresh artifacts
 //! quarantine/<key>.<time>/         artifacts `verify` found corrupt
 //! tmp/                             partial writes; an object dir appears only by rename
 //! cache/file-hashes.json           content hashes of external files by path+size+mtime+inode
@@ -24,6 +25,7 @@
 //! written temporary directory, whose manifest records the blake3 of its data file.
 
 mod filehash;
+mod gc;
 mod key;
 pub mod models;
 mod store;
@@ -31,7 +33,8 @@ mod table;
 
 pub use filehash::FileHasher;
 pub use key::{canonical_json, key_of, KeySpec};
-pub use store::{KeyLock, Manifest, ObjectInfo, Refs, Store, VerifyReport, FORMAT_VERSION};
+pub use gc::{GcReport, RunGuard};
+pub use store::{is_key, read_regular, KeyLock, Manifest, ObjectInfo, Refs, Store, VerifyReport, FORMAT_VERSION};
 pub use table::{format_rows, format_rows_fit, read_parquet, terminal_width, text_rows, to_csv, to_json_rows, write_parquet, TableSummary};
 
 /// An artifact key: 64 lowercase hex digits of a blake3 hash.

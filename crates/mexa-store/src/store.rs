@@ -1,7 +1,7 @@
 //! The on-disk store: objects, refs, locks, verification, merging.
 use crate::filehash::hash_file;
 use crate::key::{key_of, KeySpec};
-use crate::table::{read_parquet, write_parquet, TableSummary};
+use crate::table::{write_parquet, TableSummary};
 use anyhow::{bail, Context, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -37,6 +37,40 @@ pub struct Manifest {
     /// Free-form facts the stage wants kept (for example the model's layer count).
     #[serde(default)]
     pub meta: Value,
+    /// blake3 of this manifest's canonical JSON without this field ([`Manifest::seal_of`]):
+    /// an edited label, row count or meta field is caught like a flipped data byte. Empty in
+    /// manifests written before seals existed (accepted, reported by `verify`).
+    #[serde(default)]
+    pub seal: String,
+}
+
+impl Manifest {
+    /// The seal this manifest should carry.
+    pub fn seal_of(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("a manifest serialises");
+        if let Some(o) = v.as_object_mut() {
+            o.remove("seal");
+        }
+        blake3::hash(crate::canonical_json(&v).as_bytes()).to_hex().to_string()
+    }
+
+    /// The node key a shard artifact belongs to (shards are keyed by node key and shard name).
+    pub fn shard_parent(&self) -> Option<&str> {
+        if !self.spec.stage.ends_with("#shard") {
+            return None;
+        }
+        self.spec.inputs.get("node").and_then(|v| v.first()).map(String::as_str)
+    }
+
+    /// Keys of the shards a sharded node's index lists (recorded in `meta.shard_keys`).
+    pub fn shard_keys(&self) -> Vec<&str> {
+        self.meta.get("shard_keys").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+    }
+}
+
+/// True for a well-formed artifact key: 64 lowercase hex digits.
+pub fn is_key(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// One row of `Store::list`.
@@ -52,6 +86,13 @@ pub struct VerifyReport {
     pub checked: usize,
     /// (key, what was wrong, where it was moved)
     pub corrupt: Vec<(String, String, PathBuf)>,
+    /// Entries under `objects/` that are not artifacts (stray files, odd names): left alone.
+    pub strays: Vec<PathBuf>,
+    /// Artifacts without a manifest seal (written by an older mexa).
+    pub unsealed: usize,
+    /// Sharded nodes with a missing shard: (node key, missing shard key). The node is
+    /// recomputed by the next run (its missing shards only).
+    pub incomplete: Vec<(String, String)>,
 }
 
 /// A snapshot of which refs exist (see [`Store::refs`]).
@@ -118,11 +159,32 @@ impl Store {
         serde_json::from_slice(&bytes).with_context(|| format!("{}: not a valid manifest", p.display()))
     }
 
+    /// Reads an artifact's table after checking its manifest seal and the data's blake3
+    /// against the manifest, so a corrupt artifact is never served or read downstream.
     pub fn read(&self, key: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         if !self.contains(key) {
             bail!("artifact {key} is not in the store {}", self.root.display());
         }
-        read_parquet(&self.data_path(key))
+        let m = self.manifest(key)?;
+        if !m.seal.is_empty() && m.seal != m.seal_of() {
+            bail!("artifact {key} ({}) is corrupt: its manifest was changed after it was written; run `mexa verify` to quarantine it", m.label);
+        }
+        let path = self.data_path(key);
+        let bytes = read_regular(&path)?;
+        let h = blake3::hash(&bytes).to_hex().to_string();
+        if h != m.file_hash {
+            bail!("artifact {key} ({}) is corrupt: data.parquet hashes to {}…, its manifest says {}…; run `mexa verify` to quarantine it (the next run recomputes it)", m.label, &h[..12], &m.file_hash[..m.file_hash.len().min(12)]);
+        }
+        crate::table::read_parquet_bytes(bytes, &path)
+    }
+
+    /// True when the artifact is present and, for a sharded node, every shard its index
+    /// lists is present too. Planning treats an incomplete node as not cached.
+    pub fn complete(&self, key: &str) -> bool {
+        match self.manifest(key) {
+            Ok(m) => m.shard_keys().iter().all(|k| self.contains(k)),
+            Err(_) => false,
+        }
     }
 
     /// Writes an artifact atomically: everything goes to `tmp/`, then one rename publishes it.
@@ -154,18 +216,28 @@ impl Store {
             host: hostname(),
             created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             meta,
+            seal: String::new(),
         };
+        let manifest = Manifest { seal: manifest.seal_of(), ..manifest };
         write_json(&tmp.join("manifest.json"), &manifest)?;
         File::open(&data)?.sync_all()?;
         self.publish(&tmp, &key)?;
         self.manifest(&key)
     }
 
+    /// A fresh, exclusively created directory under `tmp/` (never an existing path, so a
+    /// planted file or symlink of a guessed name cannot redirect the write).
     fn temp_dir(&self, key: &str) -> Result<PathBuf> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let tmp = self.root.join("tmp").join(format!("{key}.{}.{nanos}", std::process::id()));
-        fs::create_dir_all(&tmp)?;
-        Ok(tmp)
+        let parent = self.root.join("tmp");
+        for _ in 0..16 {
+            let tmp = parent.join(format!("{}.{}.{}", &key[..key.len().min(64)], std::process::id(), unique()));
+            match fs::create_dir(&tmp) {
+                Ok(()) => return Ok(tmp),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", tmp.display())),
+            }
+        }
+        bail!("could not create a fresh temporary directory under {}", parent.display())
     }
 
     /// Renames a complete temporary object directory into place (or drops it if the key exists).
@@ -200,8 +272,11 @@ impl Store {
     /// `on_wait` is called once if the lock is busy.
     pub fn lock(&self, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock> {
         let p = self.root.join("locks").join(format!("{key}.lock"));
-        let file = File::options().create(true).truncate(false).write(true).open(&p)
-            .with_context(|| format!("cannot open lock {}", p.display()))?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            File::options().create(true).truncate(false).write(true).custom_flags(libc_flags::O_NOFOLLOW).open(&p)
+        }
+        .with_context(|| format!("cannot open lock {} (a symlink is refused)", p.display()))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -230,20 +305,40 @@ impl Store {
     pub fn keys(&self) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         let objects = self.root.join("objects");
-        for shard in fs::read_dir(&objects).with_context(|| format!("listing {}", objects.display()))? {
-            let shard = shard?.path();
-            if !shard.is_dir() {
-                continue;
-            }
-            for e in fs::read_dir(&shard)? {
-                let e = e?;
-                if e.path().join("manifest.json").is_file() {
-                    keys.push(e.file_name().to_string_lossy().into_owned());
-                }
+        for (key, dir) in self.object_dirs(&objects)?.0 {
+            if dir.join("manifest.json").is_file() {
+                keys.push(key);
             }
         }
         keys.sort();
         Ok(keys)
+    }
+
+    /// Object directories `objects/<2 hex>/<key>/` that are real directories with a key name,
+    /// and every other entry (stray files, symlinks, odd names), which are skipped.
+    fn object_dirs(&self, objects: &Path) -> Result<(Vec<(String, PathBuf)>, Vec<PathBuf>)> {
+        let (mut dirs, mut strays) = (Vec::new(), Vec::new());
+        for prefix in fs::read_dir(objects).with_context(|| format!("listing {}", objects.display()))? {
+            let prefix = prefix?;
+            let p = prefix.path();
+            let name = prefix.file_name().to_string_lossy().into_owned();
+            let is_dir = fs::symlink_metadata(&p).map(|m| m.file_type().is_dir()).unwrap_or(false);
+            if !is_dir || name.len() != 2 || !name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                strays.push(p);
+                continue;
+            }
+            for e in fs::read_dir(&p)? {
+                let e = e?;
+                let key = e.file_name().to_string_lossy().into_owned();
+                let real_dir = fs::symlink_metadata(e.path()).map(|m| m.file_type().is_dir()).unwrap_or(false);
+                if real_dir && is_key(&key) && key.starts_with(&name) {
+                    dirs.push((key, e.path()));
+                } else {
+                    strays.push(e.path());
+                }
+            }
+        }
+        Ok((dirs, strays))
     }
 
     /// Finds the one key starting with `prefix` (at least 4 hex digits).
@@ -268,7 +363,16 @@ impl Store {
         if key_of(&m.spec) != key {
             return Err("manifest's key spec does not hash to its key".into());
         }
-        let h = hash_file(&self.data_path(key)).map_err(|e| format!("{e:#}"))?;
+        if !m.seal.is_empty() && m.seal != m.seal_of() {
+            return Err("manifest was edited after it was written (its seal does not match)".into());
+        }
+        let data = self.data_path(key);
+        match fs::symlink_metadata(&data) {
+            Ok(md) if md.file_type().is_file() => {}
+            Ok(_) => return Err("data.parquet is not a regular file".into()),
+            Err(e) => return Err(format!("data.parquet: {e}")),
+        }
+        let h = hash_file(&data).map_err(|e| format!("{e:#}"))?;
         if h != m.file_hash {
             return Err(format!("data.parquet hashes to {h}, manifest says {}", m.file_hash));
         }
@@ -279,22 +383,25 @@ impl Store {
     /// recomputes them.
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        let objects = self.root.join("objects");
-        let mut dirs = Vec::new();
-        for shard in fs::read_dir(&objects)? {
-            let shard = shard?.path();
-            if shard.is_dir() {
-                for e in fs::read_dir(&shard)? {
-                    dirs.push(e?.file_name().to_string_lossy().into_owned());
-                }
+        let (mut dirs, strays) = self.object_dirs(&self.root.join("objects"))?;
+        report.strays = strays;
+        dirs.sort();
+        for (key, _) in &dirs {
+            report.checked += 1;
+            if let Err(why) = self.check(key) {
+                let to = self.quarantine(key, &why)?;
+                report.corrupt.push((key.clone(), why, to));
             }
         }
-        dirs.sort();
-        for key in dirs {
-            report.checked += 1;
-            if let Err(why) = self.check(&key) {
-                let to = self.quarantine(&key, &why)?;
-                report.corrupt.push((key, why, to));
+        for (key, _) in &dirs {
+            let Ok(m) = self.manifest(key) else { continue };
+            if m.seal.is_empty() {
+                report.unsealed += 1;
+            }
+            for s in m.shard_keys() {
+                if !self.contains(s) {
+                    report.incomplete.push((key.clone(), s.to_string()));
+                }
             }
         }
         Ok(report)
@@ -304,9 +411,16 @@ impl Store {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let q = self.root.join("quarantine");
         fs::create_dir_all(&q)?;
-        let to = q.join(format!("{key}.{secs}.{}", std::process::id()));
+        let to = q.join(format!("{key}.{secs}.{}.{}", std::process::id(), unique()));
         fs::rename(self.object_dir(key), &to)?;
-        fs::write(to.join("QUARANTINED.txt"), format!("{why}\n")).ok();
+        // The note is created fresh: an existing QUARANTINED.txt (or a symlink planted under
+        // that name) is removed first, never written through.
+        let note = to.join("QUARANTINED.txt");
+        let _ = fs::remove_file(&note);
+        if let Ok(mut f) = File::options().write(true).create_new(true).open(&note) {
+            use std::io::Write;
+            let _ = writeln!(f, "{why}");
+        }
         tracing::warn!("quarantined {key}: {why}");
         Ok(to)
     }
@@ -340,8 +454,19 @@ impl Store {
                 continue;
             }
             let tmp = self.temp_dir(&key)?;
+            let mut symlinked = None;
             for f in ["data.parquet", "manifest.json"] {
-                fs::copy(other.object_dir(&key).join(f), tmp.join(f))?;
+                let src = other.object_dir(&key).join(f);
+                // A symlink in a shared store could point anywhere: never copy its target.
+                match read_regular(&src) {
+                    Ok(bytes) => write_new(&tmp.join(f), &bytes)?,
+                    Err(e) => symlinked = Some(format!("{e:#}")),
+                }
+            }
+            if let Some(why) = symlinked {
+                fs::remove_dir_all(&tmp).ok();
+                rejected.push((key, why));
+                continue;
             }
             let m: Manifest = serde_json::from_slice(&fs::read(tmp.join("manifest.json"))?)?;
             if hash_file(&tmp.join("data.parquet"))? != m.file_hash {
@@ -358,8 +483,8 @@ impl Store {
     /// Remembers the last key a named pipeline node resolved to (for plan reasons).
     pub fn write_ref(&self, node_id: &str, value: &Value) -> Result<()> {
         let p = self.ref_path(node_id);
-        let tmp = p.with_extension(format!("tmp.{}", std::process::id()));
-        fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
+        let tmp = p.with_extension(format!("tmp.{}.{}", std::process::id(), unique()));
+        write_new(&tmp, &serde_json::to_vec_pretty(value)?)?;
         fs::rename(&tmp, &p)?;
         Ok(())
     }
@@ -401,8 +526,50 @@ impl Store {
     }
 }
 
+/// A process-unique, hard-to-guess suffix for temporary names.
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let h = blake3::hash(format!("{nanos}.{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)).as_bytes()).to_hex();
+    h[..16].to_string()
+}
+
+/// The bytes of a regular file; a symlink, FIFO or directory is an error naming the path
+/// (opened with O_NOFOLLOW and O_NONBLOCK, so neither a link nor a FIFO is followed or waited on).
+pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = File::options()
+        .read(true)
+        .custom_flags(libc_flags::O_NOFOLLOW | libc_flags::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("{}: cannot open (a symlink is refused)", path.display()))?;
+    if !f.metadata()?.file_type().is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(v)
+}
+
+/// Writes a new file; fails if anything (a file or a symlink) already has that name.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = File::options().write(true).create_new(true).open(path).with_context(|| format!("{}: cannot create", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The two open(2) flags used here (Linux values; std does not export them).
+mod libc_flags {
+    pub const O_NOFOLLOW: i32 = 0o400000;
+    pub const O_NONBLOCK: i32 = 0o4000;
+}
+
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    let f = File::create(path)?;
+    let f = File::options().write(true).create_new(true).open(path).with_context(|| format!("{}: cannot create", path.display()))?;
     serde_json::to_writer_pretty(&f, v)?;
     f.sync_all()?;
     Ok(())
@@ -507,5 +674,131 @@ mod tests {
         drop(l);
         t.join().unwrap();
         assert!(waited.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
+
+#[cfg(test)]
+mod hardening {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::os::unix::fs::symlink;
+    use std::sync::Arc;
+
+    fn write(s: &Store, p: i64, meta: Value) -> Manifest {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![p, p + 1]))]).unwrap();
+        let spec = KeySpec { stage: "t".into(), version: 1, params: serde_json::json!({"p": p}), inputs: BTreeMap::new() };
+        s.write(spec, "t", schema, &[b], 0.0, meta).unwrap()
+    }
+
+    #[test]
+    fn a_flipped_data_byte_is_never_served() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let m = write(&s, 1, Value::Null);
+        let p = s.data_path(&m.key);
+        let mut bytes = fs::read(&p).unwrap();
+        let k = bytes.len() / 2;
+        bytes[k] ^= 1;
+        fs::write(&p, bytes).unwrap();
+        let e = format!("{:#}", s.read(&m.key).unwrap_err());
+        assert!(e.contains(&m.key) && e.contains("corrupt") && e.contains("mexa verify"), "{e}");
+    }
+
+    #[test]
+    fn an_edited_manifest_is_caught_by_read_and_verify() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let m = write(&s, 1, serde_json::json!({"pivot": "eng"}));
+        let p = s.object_dir(&m.key).join("manifest.json");
+        let text = fs::read_to_string(&p).unwrap().replace("\"eng\"", "\"fra\"");
+        fs::write(&p, text).unwrap();
+        assert!(format!("{:#}", s.read(&m.key).unwrap_err()).contains("manifest was changed"));
+        let r = s.verify().unwrap();
+        assert_eq!(r.corrupt.len(), 1, "{r:?}");
+        assert!(r.corrupt[0].1.contains("seal"));
+    }
+
+    #[test]
+    fn strays_under_objects_are_skipped_and_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let m = write(&s, 1, Value::Null);
+        fs::write(d.path().join("objects/README"), "x").unwrap();
+        fs::create_dir_all(d.path().join("objects/zz/not-a-key")).unwrap();
+        fs::create_dir_all(d.path().join("objects/ab/ümlaut")).unwrap();
+        assert_eq!(s.keys().unwrap(), vec![m.key.clone()]);
+        let r = s.verify().unwrap();
+        assert_eq!((r.checked, r.corrupt.len(), r.strays.len()), (1, 0, 3), "{r:?}");
+    }
+
+    #[test]
+    fn quarantine_never_writes_through_a_planted_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("victim.txt");
+        fs::write(&target, "precious").unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let m = write(&s, 1, Value::Null);
+        symlink(&target, s.object_dir(&m.key).join("QUARANTINED.txt")).unwrap();
+        fs::write(s.data_path(&m.key), "garbage").unwrap();
+        let r = s.verify().unwrap();
+        assert_eq!(r.corrupt.len(), 1);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious");
+        assert!(fs::symlink_metadata(r.corrupt[0].2.join("QUARANTINED.txt")).unwrap().file_type().is_file());
+    }
+
+    #[test]
+    fn import_rejects_symlinked_files_of_a_shared_store() {
+        let (a, b, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sa, sb) = (Store::open(a.path()).unwrap(), Store::open(b.path()).unwrap());
+        let m = write(&sa, 1, Value::Null);
+        // The data file replaced by a link to a file elsewhere with the same bytes.
+        let secret = outside.path().join("data.parquet");
+        fs::rename(sa.data_path(&m.key), &secret).unwrap();
+        symlink(&secret, sa.data_path(&m.key)).unwrap();
+        let (copied, _, rejected) = sb.import_from(&sa).unwrap();
+        assert_eq!((copied, rejected.len()), (0, 1), "{rejected:?}");
+        assert!(!sb.contains(&m.key));
+    }
+
+    #[test]
+    fn gc_spares_what_a_live_run_wrote_and_locked_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let old = write(&s, 1, Value::Null);
+        // Backdate the old artifact's creation so it predates the run.
+        let p = s.object_dir(&old.key).join("manifest.json");
+        let mut m: Manifest = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        m.created_unix -= 100;
+        m.seal = m.seal_of();
+        fs::remove_file(&p).unwrap();
+        write_json(&p, &m).unwrap();
+        let run = s.register_run().unwrap();
+        let fresh = write(&s, 2, Value::Null);
+        let r = s.gc(&BTreeSet::new(), true).unwrap();
+        assert_eq!(r.unreachable.iter().map(|i| i.key.clone()).collect::<Vec<_>>(), vec![old.key.clone()]);
+        assert_eq!(r.in_use.len(), 1);
+        assert!(s.contains(&fresh.key) && !s.contains(&old.key));
+        drop(run);
+        // A locked key is spared too.
+        let _l = s.lock(&fresh.key, || {}).unwrap();
+        let r = s.gc(&BTreeSet::new(), false).unwrap();
+        assert_eq!((r.unreachable.len(), r.in_use.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_node_with_a_missing_shard_is_incomplete() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let shard = write(&s, 1, Value::Null);
+        let node = write(&s, 2, serde_json::json!({"sharded": true, "shard_keys": [shard.key]}));
+        assert!(s.complete(&node.key));
+        s.remove(&shard.key).unwrap();
+        assert!(s.contains(&node.key) && !s.complete(&node.key));
+        let r = s.verify().unwrap();
+        assert_eq!(r.incomplete, vec![(node.key.clone(), shard.key.clone())]);
     }
 }

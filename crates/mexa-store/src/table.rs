@@ -28,6 +28,18 @@ pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
 }
 
 /// Reads a whole Parquet file into record batches.
+/// Decodes a Parquet file already read into memory (`path` only names it in errors).
+pub fn read_parquet_bytes(bytes: Vec<u8>, path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .with_context(|| format!("reading Parquet footer of {}", path.display()))?;
+    let schema = builder.schema().clone();
+    let reader = builder.with_batch_size(8192).build()?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .with_context(|| format!("decoding {}", path.display()))?;
+    Ok((schema, batches))
+}
+
 pub fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
