@@ -172,6 +172,9 @@ fn with_imports(root: Node, path: &Path, chain: &mut Vec<PathBuf>) -> Result<Nod
 const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "resources", "doc"];
 const RESERVED_VARS: &[&str] = &["assets", "env"];
 
+/// The most cells a grid may expand to.
+pub const MAX_GRID_CELLS: usize = 100_000;
+
 fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError>) -> Option<PipelineSpec> {
     let Some(top) = root.as_map() else {
         errs.push(SpecError::new(root.pos.clone(), format!("a pipeline file is a mapping, found {}", root.describe()))
@@ -232,6 +235,17 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
                     }
                 }
             }
+        }
+    }
+    // A grid is expanded in memory: refuse absurd products before anything is built.
+    if let Some(g) = root.get("grid") {
+        let cells = axes.iter().try_fold(1usize, |acc, a| acc.checked_mul(a.values.len()));
+        if cells.is_none_or(|c| c > MAX_GRID_CELLS) {
+            let sizes: Vec<String> = axes.iter().map(|a| format!("{} ({})", a.name, a.values.len())).collect();
+            let n = cells.map(|c| c.to_string()).unwrap_or_else(|| "more than 2^64".into());
+            errs.push(SpecError::new(g.pos.clone(), format!("the grid has {n} cells: {}; at most {MAX_GRID_CELLS} are allowed", sizes.join(" × ")))
+                .hint("split the sweep into several pipelines, or narrow it with `exclude`"));
+            axes.clear();
         }
     }
     let axis_names: Vec<&str> = axes.iter().map(|a| a.name.as_str()).collect();
