@@ -14,7 +14,9 @@ use std::path::Path;
 fn read_table(path: &Path) -> Result<DataFrame> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
-        "parquet" => Ok(ParquetReader::new(std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?).finish()?),
+        "parquet" => ParquetReader::new(std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?)
+            .finish()
+            .map_err(|e| anyhow!("{}: not a readable Parquet file: {e}", path.display())),
         "csv" | "tsv" | "txt" => {
             let sep = if ext == "csv" { b',' } else { b'\t' };
             let df = CsvReadOptions::default()
@@ -31,13 +33,29 @@ fn read_table(path: &Path) -> Result<DataFrame> {
 }
 
 fn str_col(df: &DataFrame, name: &str) -> Result<Vec<String>> {
-    let c = df.column(name)?.cast(&DataType::String)?;
+    let c = df.column(name)?.cast(&DataType::String).map_err(|e| anyhow!("column `{name}`: {e}"))?;
     Ok(c.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
 }
 
+/// A score column: numbers, or empty / `NA` / `N/A` / `-` for a missing score. Anything
+/// else (`8O.5`), and `nan` or `inf`, is an error naming the file, the line and the column.
 fn f64_col(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Option<f64>>> {
-    let c = df.column(name)?.cast(&DataType::Float64).map_err(|e| anyhow!("{}: column `{name}` is not numeric: {e}", path.display()))?;
-    Ok(c.f64()?.iter().collect())
+    let raw = str_col(df, name)?;
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let t = r.trim();
+        if t.is_empty() || ["NA", "N/A", "-", "null"].contains(&t) {
+            out.push(None);
+            continue;
+        }
+        let line = i + 2; // after the header line
+        match t.parse::<f64>() {
+            Ok(v) if v.is_finite() => out.push(Some(v)),
+            Ok(v) => bail!("{}: line {line}, column `{name}`: the score is {v}; give a finite number or leave it empty", path.display()),
+            Err(_) => bail!("{}: line {line}, column `{name}`: `{t}` is not a number (empty or NA marks a missing score)", path.display()),
+        }
+    }
+    Ok(out)
 }
 
 fn frame(language: Vec<String>, task: Vec<String>, score: Vec<f64>) -> Result<DataFrame> {
@@ -78,9 +96,15 @@ pub fn read_task_scores(path: &Path, column: Option<&str>, task: Option<&str>) -
         );
     };
     let (mut l, mut t, mut s) = (vec![], vec![], vec![]);
-    for ((lang, tk), sc) in languages.into_iter().zip(tasks).zip(scores) {
+    let mut seen: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
+    for (i, ((lang, tk), sc)) in languages.into_iter().zip(tasks).zip(scores).enumerate() {
+        // Labels are compared trimmed: `fra_Latn ` is `fra_Latn`.
+        let (lang, tk) = (lang.trim().to_string(), tk.trim().to_string());
         if let (Some(sc), false) = (sc, lang.is_empty()) {
             if task.is_none_or(|want| want == tk || column.is_some()) {
+                if let Some(first) = seen.insert((lang.clone(), tk.clone()), i + 2) {
+                    bail!("{}: line {}: language `{lang}` has a second `{tk}` score (first on line {first})", path.display(), i + 2);
+                }
                 l.push(lang);
                 t.push(tk);
                 s.push(sc);

@@ -160,7 +160,11 @@ fn install_ctrlc() {
             eprintln!("\ninterrupted: finishing the shards in flight, then stopping (Ctrl-C again to quit now; rerun resumes)");
         } else {
             eprintln!("\nquitting now; finished artifacts are kept, rerun resumes");
-            std::process::exit(130);
+            // _exit, not exit: running atexit handlers and static destructors while libtorch's
+            // worker threads still compute crashed the process. Nothing needs flushing: every
+            // artifact is published by rename or not at all.
+            // SAFETY: _exit only ends the process.
+            unsafe { libc::_exit(130) }
         }
     });
 }

@@ -41,11 +41,37 @@ fn write_files(key: &str, store: &Store, out: &Path) -> Result<()> {
     let (schema, batches) = store.read(key)?;
     let files = mexa_stages::report::report_files(&mexa_pipeline::Table::new(schema, batches))?;
     for (rel, bytes) in &files {
-        let p = out.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap())?;
-        std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
+        write_inside(out, rel, bytes)?;
     }
     println!("{} files in {}; open {}", files.len(), out.display(), out.join("report.html").display());
+    Ok(())
+}
+
+/// Writes `out/rel` (a plain relative path, checked by `report_files`) without following a
+/// symlink anywhere below `out`: existing links are refused, the file is replaced, not
+/// written through.
+fn write_inside(out: &Path, rel: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut dir = out.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len() - 1] {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => bail!("{}: exists and is not a folder (a symlink is refused)", dir.display()),
+            Err(_) => std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?,
+        }
+    }
+    let p = dir.join(parts[parts.len() - 1]);
+    if let Ok(m) = std::fs::symlink_metadata(&p) {
+        if m.file_type().is_dir() {
+            bail!("{}: is a folder", p.display());
+        }
+        std::fs::remove_file(&p).with_context(|| format!("replacing {}", p.display()))?;
+    }
+    let mut f = std::fs::File::options().write(true).create_new(true).open(&p).with_context(|| format!("writing {}", p.display()))?;
+    f.write_all(bytes).with_context(|| format!("writing {}", p.display()))?;
     Ok(())
 }
 

@@ -90,6 +90,12 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn main() {
+    // `mexa show … | head`: end quietly on a closed pipe, as other Unix tools do, instead of
+    // panicking in println!.
+    // SAFETY: setting a signal disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     mexa_model::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);

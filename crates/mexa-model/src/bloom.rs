@@ -39,7 +39,7 @@ impl Config {
 
 impl Config {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
-        let u = |k: &str| g.get(&format!("bloom.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).with_context(|| format!("{}: missing `bloom.{k}`", g.path.display()));
+        let u = |k: &str| g.get(&format!("bloom.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).filter(|&v| v > 0).with_context(|| format!("{}: missing or zero `bloom.{k}`", g.path.display()));
         let (hidden, heads) = (u("embedding_length")?, u("attention.head_count")?);
         if heads <= 0 || hidden % heads != 0 {
             bail!("{}: embedding_length {hidden} is not a multiple of head_count {heads}", g.path.display());

@@ -50,7 +50,7 @@ impl Config {
     /// From a `command-r` (or `cohere2`-free) GGUF's metadata.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.architecture()?.to_string();
-        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).with_context(|| format!("{}: missing `{arch}.{k}`", g.path.display()));
+        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).filter(|&v| v > 0).with_context(|| format!("{}: missing or zero `{arch}.{k}`", g.path.display()));
         let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
         let (hidden, heads) = (u("embedding_length")?, u("attention.head_count")?);
         Ok(Self {
@@ -130,6 +130,7 @@ pub struct Cohere {
 impl Cohere {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
         let (d, h, kv, hd, ff) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
+        crate::model::check_heads(&w.source, h, kv, hd)?;
         let eps = cfg.layer_norm_eps;
         let lin = |n: &str, out: i64, inp: i64, bias: bool| -> Result<Linear> {
             Ok(Linear { w: w.shaped(&format!("{n}.weight"), &[out, inp])?, b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None } })

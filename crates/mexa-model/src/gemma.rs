@@ -109,7 +109,7 @@ impl Config {
             "gemma3" | "gemma-embedding" => Version::Gemma3,
             other => bail!("GGUF architecture `{other}` is not a Gemma"),
         };
-        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).with_context(|| format!("{}: missing `{arch}.{k}`", g.path.display()));
+        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).filter(|&v| v > 0).with_context(|| format!("{}: missing or zero `{arch}.{k}`", g.path.display()));
         let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
         let (hidden, heads, layers) = (u("embedding_length")?, u("attention.head_count")?, u("block_count")?);
         let head_dim = u("attention.key_length").unwrap_or(hidden / heads);
@@ -200,6 +200,7 @@ pub struct Gemma {
 impl Gemma {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
         let (d, h, kv, hd, ff) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
+        crate::model::check_heads(&w.source, h, kv, hd)?;
         let eps = cfg.rms_norm_eps;
         let norm = |n: &str, dim: i64| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[dim])?, eps, offset: true }) };
         let lin = |n: &str, out: i64, inp: i64| -> Result<Linear> { Ok(Linear { w: w.shaped(&format!("{n}.weight"), &[out, inp])?, b: w.opt_shaped(&format!("{n}.bias"), &[out])? }) };

@@ -137,6 +137,8 @@ pub struct Gguf {
 
 struct Rd<R: Read> {
     r: R,
+    /// The file's size: no string or array can be longer (a corrupt length must not allocate).
+    limit: u64,
 }
 
 impl<R: Read> Rd<R> {
@@ -152,15 +154,19 @@ impl<R: Read> Rd<R> {
         Ok(u64::from_le_bytes(self.bytes()?))
     }
     fn string(&mut self) -> Result<String> {
-        let n = self.u64()? as usize;
-        if n > 1 << 30 {
-            bail!("string of {n} bytes: corrupt file");
+        let n = self.u64()?;
+        if n > self.limit {
+            bail!("a string of {n} bytes in a {}-byte file: corrupt file", self.limit);
         }
+        let n = n as usize;
         let mut b = vec![0u8; n];
         self.r.read_exact(&mut b)?;
         String::from_utf8(b).map_err(|e| anyhow!("invalid UTF-8 in a string: {e}"))
     }
     fn value(&mut self, ty: u32) -> Result<Value> {
+        self.value_at(ty, 0)
+    }
+    fn value_at(&mut self, ty: u32, depth: usize) -> Result<Value> {
         Ok(match ty {
             0 => Value::U64(self.bytes::<1>()?[0] as u64),
             1 => Value::I64(self.bytes::<1>()?[0] as i8 as i64),
@@ -173,13 +179,16 @@ impl<R: Read> Rd<R> {
             8 => Value::Str(self.string()?),
             9 => {
                 let ity = self.u32()?;
-                let n = self.u64()? as usize;
-                if n > 1 << 28 {
-                    bail!("array of {n} items: corrupt file");
+                let n = self.u64()?;
+                if n > self.limit {
+                    bail!("an array of {n} items in a {}-byte file: corrupt file", self.limit);
                 }
-                let mut v = Vec::with_capacity(n);
+                if depth >= 4 {
+                    bail!("arrays nested more than 4 deep: corrupt file");
+                }
+                let mut v = Vec::with_capacity((n as usize).min(1 << 16));
                 for _ in 0..n {
-                    v.push(self.value(ity)?);
+                    v.push(self.value_at(ity, depth + 1)?);
                 }
                 Value::Array(v)
             }
@@ -194,11 +203,22 @@ impl<R: Read> Rd<R> {
 impl Gguf {
     /// Reads the header, metadata and tensor directory.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::read_header(path).map_err(|e| {
+            let shown = path.display().to_string();
+            if format!("{e:#}").contains(&shown) {
+                e
+            } else {
+                e.context(format!("{shown}: not a complete GGUF file"))
+            }
+        })
+    }
+
+    fn read_header(path: &Path) -> Result<Self> {
         let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
         let file_len = f.metadata()?.len();
         let mut counted = CountingReader { r: BufReader::new(f), n: 0 };
         let (version, metadata, mut tensors) = {
-            let mut rd = Rd { r: &mut counted };
+            let mut rd = Rd { r: &mut counted, limit: file_len };
             let magic = rd.bytes::<4>()?;
             if &magic != b"GGUF" {
                 bail!("{}: not a GGUF file (magic {:?})", path.display(), String::from_utf8_lossy(&magic));

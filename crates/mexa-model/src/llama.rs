@@ -59,7 +59,7 @@ impl Config {
 
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.architecture()?.to_string();
-        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).with_context(|| format!("{}: missing `{arch}.{k}`", g.path.display()));
+        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).filter(|&v| v > 0).with_context(|| format!("{}: missing or zero `{arch}.{k}`", g.path.display()));
         let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
         let hidden = u("embedding_length")?;
         let heads = u("attention.head_count")?;
@@ -178,6 +178,7 @@ pub struct Llama {
 impl Llama {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
         let (d, h, kv, hd, ff) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
+        crate::model::check_heads(&w.source, h, kv, hd)?;
         let w = &split_fused(w, &cfg)?;
         let eps = cfg.rms_norm_eps;
         let norm = |n: &str| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[d])?, eps, offset: false }) };

@@ -30,8 +30,22 @@ pub trait HiddenStates: Send {
 }
 
 /// A required integer of a Hugging Face config.json.
+/// A required dimension of a Hugging Face config.json: a positive integer (a zero head count
+/// would otherwise divide by zero further on).
 pub(crate) fn req(v: &serde_json::Value, k: &str) -> Result<i64> {
-    v.get(k).and_then(serde_json::Value::as_i64).with_context(|| format!("config.json: missing integer `{k}`"))
+    match v.get(k).and_then(serde_json::Value::as_i64) {
+        Some(n) if n > 0 => Ok(n),
+        Some(n) => bail!("config.json: `{k}` is {n}; it must be a positive integer"),
+        None => bail!("config.json: missing integer `{k}`"),
+    }
+}
+
+/// Head counts that divide: `heads` a multiple of `kv_heads`, both positive.
+pub(crate) fn check_heads(source: &str, heads: i64, kv_heads: i64, head_dim: i64) -> Result<()> {
+    if heads <= 0 || kv_heads <= 0 || head_dim <= 0 || heads % kv_heads != 0 {
+        bail!("{source}: {heads} attention heads, {kv_heads} key/value heads, head size {head_dim}: heads must be positive and a multiple of the key/value heads");
+    }
+    Ok(())
 }
 
 /// Where and how to load.

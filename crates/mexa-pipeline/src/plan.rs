@@ -243,6 +243,12 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                         };
                         (Value::String(p.to_string_lossy().into_owned()), serde_json::json!({ "blake3": h }))
                     }
+                    // A value that came from the environment may be a secret: it enters the key
+                    // as a digest, so manifests and refs never hold it in clear.
+                    _ if given.is_some_and(|(_, node)| uses_env(node, &assign)) => {
+                        let digest = blake3::hash(mexa_store::canonical_json(&value).as_bytes()).to_hex().to_string();
+                        (value.clone(), serde_json::json!({ "from_env_blake3": digest }))
+                    }
                     _ => (value.clone(), value),
                 };
                 run_params.insert(ps.name.to_string(), run_v);
@@ -412,6 +418,18 @@ fn substitute(node: &Node, assign: &HashMap<&str, &Value>, assets: &Path) -> Res
             }
             Ok(Value::Object(out))
         }
+    }
+}
+
+/// Whether a parameter's value takes anything from `${env:…}`, directly or through a grid
+/// value that does.
+fn uses_env(node: &Node, assign: &HashMap<&str, &Value>) -> bool {
+    match &node.kind {
+        NodeKind::Scalar { text, .. } => refs_in(text).iter().any(|(_, _, inner)| {
+            inner.starts_with("env:") || assign.get(inner.split('.').next().unwrap_or_default()).is_some_and(|v| v.to_string().contains("${env:"))
+        }),
+        NodeKind::Seq(items) => items.iter().any(|i| uses_env(i, assign)),
+        NodeKind::Map(m) => m.iter().any(|(_, v)| uses_env(v, assign)),
     }
 }
 

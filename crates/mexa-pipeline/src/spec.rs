@@ -172,6 +172,11 @@ fn with_imports(root: Node, path: &Path, chain: &mut Vec<PathBuf>) -> Result<Nod
 const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "resources", "doc"];
 const RESERVED_VARS: &[&str] = &["assets", "env"];
 
+/// A pipeline name: it becomes a folder name (report/<name>), so no separators or dot-names.
+pub fn is_pipeline_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 100 && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// The most cells a grid may expand to.
 pub const MAX_GRID_CELLS: usize = 100_000;
 
@@ -191,7 +196,12 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
     }
     let name = match root.get("pipeline") {
         Some(n) => match n.as_str() {
-            Some(s) if !s.is_empty() => s.to_string(),
+            Some(s) if is_pipeline_name(s) => s.to_string(),
+            Some(s) if !s.is_empty() => {
+                errs.push(SpecError::new(n.pos.clone(), format!("`pipeline: {s}` is not a plain name"))
+                    .hint("a pipeline name is letters, digits, `-`, `_` and `.` (not first): it names folders such as report/<name>"));
+                String::new()
+            }
             _ => {
                 errs.push(SpecError::new(n.pos.clone(), "`pipeline` must be a non-empty name"));
                 String::new()

@@ -58,7 +58,17 @@ pub fn report_files(t: &Table) -> Result<Vec<(String, Vec<u8>)>> {
         let p = col_str(b, "path")?;
         let c = b.column_by_name("content").and_then(|c| c.as_any().downcast_ref::<BinaryArray>()).ok_or_else(|| anyhow!("not a report artifact"))?;
         for i in 0..b.num_rows() {
-            out.push((p.value(i).to_string(), c.value(i).to_vec()));
+            let rel = p.value(i);
+            // A report artifact may come from someone else's store: its paths must stay inside
+            // the output folder.
+            let safe = !rel.is_empty()
+                && !rel.contains('\0')
+                && !rel.contains('\\')
+                && std::path::Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !safe {
+                anyhow::bail!("report artifact names the file `{}`, which is not a plain relative path: refused", rel.escape_debug());
+            }
+            out.push((rel.to_string(), c.value(i).to_vec()));
         }
     }
     Ok(out)
