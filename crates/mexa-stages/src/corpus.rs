@@ -21,12 +21,23 @@ pub struct LangText {
     pub lines: Vec<String>,
 }
 
+/// The longest line accepted as one sentence (FLORES and UDHR lines are under 2 KB): a file
+/// that is not sentence-per-line must not be tokenized as one giant sentence.
+pub const MAX_SENTENCE_BYTES: usize = 100_000;
+
 /// Reads a UTF-8 file of one sentence per line; names file and line for every problem.
 pub fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read (a dangling symlink?)", path.display()))?;
+    if !meta.is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut lines = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.len() > MAX_SENTENCE_BYTES {
+            bail!("{}:{}: a line of {} bytes (at most {MAX_SENTENCE_BYTES}); corpus files hold one sentence per line", path.display(), i + 1, raw.len());
+        }
         let line = std::str::from_utf8(raw).map_err(|e| anyhow::anyhow!("{}:{}: invalid UTF-8 at byte {} of the line", path.display(), i + 1, e.valid_up_to()))?;
         lines.push(line.to_string());
     }
@@ -62,11 +73,19 @@ fn language_files(dir: &Path, split: &str) -> Result<Vec<(String, PathBuf)>> {
     for e in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
         let p = e?.path();
         let (Some(stem), Some(ext)) = (p.file_stem().and_then(|s| s.to_str()), p.extension().and_then(|s| s.to_str())) else { continue };
-        if EXTS.contains(&ext) && p.is_file() {
+        if EXTS.contains(&ext) {
+            if !p.is_file() {
+                bail!("{}: not a readable regular file (a dangling symlink, a folder or a FIFO?)", p.display());
+            }
             out.push((stem.to_string(), p.clone()));
         }
     }
     out.sort();
+    for w in out.windows(2) {
+        if w[0].0 == w[1].0 {
+            bail!("{}: language `{}` has two files, {} and {}; keep one", dir.display(), w[0].0, w[0].1.display(), w[1].1.display());
+        }
+    }
     if out.is_empty() {
         bail!("{}: no per-language files (*.txt, *.dev, *.devtest)", dir.display());
     }
@@ -147,6 +166,12 @@ pub fn load(path: &Path, split: &str, languages: &[String], pivot: &str, limit: 
         bail!("{}: the pivot language `{pivot}` is missing", path.display());
     };
     let n_pivot = langs[pivot_lang].lines.len();
+    if n_pivot == 0 {
+        bail!("{}: the pivot {} has no sentences", path.display(), langs[pivot_lang].file.display());
+    }
+    if langs.len() < 2 {
+        bail!("{}: only the pivot `{pivot}` was found; a corpus needs at least one other language", path.display());
+    }
     for l in &langs {
         if l.lines.len() != n_pivot {
             bail!(

@@ -1,6 +1,6 @@
 //! Content hashes of external input files and directories, cached by path, size, mtime and
 //! inode so a no-op rerun does not rehash gigabytes.
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -97,10 +97,13 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
             continue;
         }
         let p = e.path();
-        if fs::metadata(&p)?.is_dir() {
+        let meta = fs::metadata(&p).with_context(|| format!("{}: cannot read (a dangling symlink?)", p.display()))?;
+        if meta.is_dir() {
             collect_files(root, &p, out)?;
-        } else {
+        } else if meta.is_file() {
             out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+        } else {
+            bail!("{}: not a regular file (a FIFO, socket or device cannot be input)", p.display());
         }
     }
     Ok(())
@@ -108,7 +111,12 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 
 /// blake3 hex of a file's bytes, streamed.
 pub fn hash_file(path: &Path) -> Result<String> {
-    let mut f = fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is then refused below.
+    let mut f = fs::File::options().read(true).custom_flags(0o4000).open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    if !f.metadata()?.is_file() {
+        bail!("{}: not a regular file (a FIFO, socket or device cannot be input)", path.display());
+    }
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
