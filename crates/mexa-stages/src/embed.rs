@@ -105,7 +105,7 @@ impl Stage for Embed {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("model", ParamType::Model, "a Hugging Face model folder, a .gguf file, or a Hugging Face id (owner/name[@revision]) in the local Hugging Face cache"),
+            ParamSpec::required("model", ParamType::Model, "the model to run (a Hugging Face id is looked up in the local cache, never downloaded)"),
             ParamSpec::optional("tokenizer", ParamType::OptPath, "null", "a tokenizer.json to use instead of the model's"),
             ParamSpec::optional("poolings", ParamType::EnumList(POOLINGS), "[\"weighted\", \"last\"]", "poolings computed in the same pass"),
             ParamSpec::optional("dtype", ParamType::Enum(&["f32", "f16", "bf16"]), "\"f32\"", "weights and activations (f32 on CPU)"),
