@@ -246,3 +246,63 @@ fn ctrl_c_stops_cleanly_and_the_rerun_resumes() {
     assert_eq!(shards(), 1 + 1 + 7, "corpus, the embed index and 7 language shards");
     assert!(before >= 3);
 }
+
+/// Starts `mexa run` on a Gemma 3 embed over seven UDHR languages and waits until at least
+/// `n` artifacts exist (corpus, then language shards).
+fn start_embed_run(store: &Path, pipe: &Path, n: usize) -> std::process::Child {
+    std::fs::write(
+        pipe,
+        "stages:\n  corpus:\n    kind: load_corpus\n    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra, spa, rus, zul, amh, hin], limit: 30}\n  embed:\n    kind: embed\n    inputs: {corpus: corpus}\n    params: {model: \"${assets}/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf\"}\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(store).args(["run", pipe.to_str().unwrap()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let t = std::time::Instant::now();
+    let count = || std::fs::read_dir(store.join("objects")).map(|d| d.flat_map(|s| std::fs::read_dir(s.unwrap().path()).unwrap()).count()).unwrap_or(0);
+    while count() < n {
+        assert!(t.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
+#[test]
+fn gc_during_a_run_spares_its_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pipe) = (dir.path().join("store"), dir.path().join("c.yaml"));
+    let child = start_embed_run(&store, &pipe, 3);
+    // gc told about an unrelated pipeline only: everything of the running one is unreachable,
+    // but it was written by a live run (or is locked), so nothing may be deleted.
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, "pipeline: other\nstages: {}\n").unwrap();
+    let g = mexa(&store, &["gc", other.to_str().unwrap(), "--apply"]);
+    assert!(g.status.success(), "{}", text(&g));
+    assert!(text(&g).contains("0 artifact(s)") && text(&g).contains("in use by a running pipeline"), "{}", text(&g));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(mexa(&store, &["verify"]).status.code(), Some(0));
+    let o = mexa(&store, &["run", pipe.to_str().unwrap()]);
+    assert!(text(&o).contains("0 computed, 2 cached"), "{}", text(&o));
+    // Once no run is live, the same gc deletes them.
+    let g = mexa(&store, &["gc", other.to_str().unwrap(), "--apply"]);
+    assert!(text(&g).contains("9 artifact(s)") && text(&g).contains("deleted"), "{}", text(&g));
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once_and_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pipe) = (dir.path().join("store"), dir.path().join("c.yaml"));
+    let child = start_embed_run(&store, &pipe, 2);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let t = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(t.elapsed().as_secs() < 10, "took {:?} to quit", t.elapsed());
+    // 130, not a signal (a segfault or abort has no exit code).
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(text(&out).contains("quitting now"), "{}", text(&out));
+    assert_eq!(mexa(&store, &["verify"]).status.code(), Some(0));
+    let o = mexa(&store, &["run", pipe.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+}
