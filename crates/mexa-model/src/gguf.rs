@@ -255,16 +255,30 @@ impl Gguf {
             (version, metadata, tensors)
         };
         let align = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32);
+        if align == 0 || !align.is_power_of_two() {
+            bail!("{}: general.alignment is {align}, not a power of two: corrupt file", path.display());
+        }
         let data_start = counted.n.div_ceil(align) * align;
         let tensors = tensors
             .drain(..)
             .map(|(name, shape, type_id, off)| {
                 let ty = GgmlType::from_id(type_id).unwrap_or(GgmlType::F32);
-                TensorInfo { name, shape, ty, offset: data_start + off, type_id }
+                let offset = data_start.checked_add(off).filter(|&o| o <= file_len).ok_or_else(|| anyhow!("{}: tensor {name} starts past the end of the file: corrupt file", path.display()))?;
+                Ok(TensorInfo { name, shape, ty, offset, type_id })
             })
-            .collect::<Vec<_>>();
+            .collect::<Result<Vec<_>>>()?;
         for t in &tensors {
-            if GgmlType::from_id(t.type_id).is_ok() && t.offset + t.byte_len() as u64 > file_len {
+            // A corrupt directory can give dimensions whose product overflows: check it before
+            // anything multiplies them (numel, byte_len).
+            let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let Some(numel) = numel.filter(|&n| n as u64 <= file_len.saturating_mul(8)) else {
+                bail!("{}: tensor {} has shape {:?}, larger than the file could hold: corrupt file", path.display(), t.name, t.shape);
+            };
+            let (bv, bb) = t.ty.block();
+            if GgmlType::from_id(t.type_id).is_ok() && numel % bv != 0 {
+                bail!("{}: tensor {} has {numel} values, not a multiple of its {}-value blocks: corrupt file", path.display(), t.name, bv);
+            }
+            if GgmlType::from_id(t.type_id).is_ok() && t.offset.checked_add((numel / bv * bb) as u64).is_none_or(|end| end > file_len) {
                 bail!("{}: tensor {} extends past the end of the file (truncated download?)", path.display(), t.name);
             }
         }
