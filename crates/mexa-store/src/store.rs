@@ -130,8 +130,13 @@ impl Store {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         for d in ["objects", "refs", "locks", "tmp", "cache"] {
-            fs::create_dir_all(root.join(d))
-                .with_context(|| format!("cannot create store directory {}", root.join(d).display()))?;
+            let p = root.join(d);
+            fs::create_dir_all(&p).with_context(|| format!("cannot create store directory {}", p.display()))?;
+            // Everything mexa writes stays inside the store: a store folder that is a link
+            // elsewhere (planted in a shared store) is refused.
+            if fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+                bail!("{}: a store folder is a symlink; refused (everything mexa writes must stay inside the store)", p.display());
+            }
         }
         Ok(Self { root })
     }
@@ -243,7 +248,12 @@ impl Store {
     /// Renames a complete temporary object directory into place (or drops it if the key exists).
     fn publish(&self, tmp: &Path, key: &str) -> Result<()> {
         let dest = self.object_dir(key);
-        fs::create_dir_all(dest.parent().unwrap())?;
+        let prefix = dest.parent().unwrap();
+        match fs::symlink_metadata(prefix) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => bail!("{}: not a folder (a symlink?); refused, nothing is written outside the store", prefix.display()),
+            Err(_) => fs::create_dir(prefix).or_else(|e| if prefix.is_dir() { Ok(()) } else { Err(e) }).with_context(|| format!("creating {}", prefix.display()))?,
+        }
         if self.contains(key) {
             fs::remove_dir_all(tmp).ok();
             return Ok(());
@@ -800,5 +810,28 @@ mod hardening {
         assert!(s.contains(&node.key) && !s.complete(&node.key));
         let r = s.verify().unwrap();
         assert_eq!(r.incomplete, vec![(node.key.clone(), shard.key.clone())]);
+    }
+}
+
+#[cfg(test)]
+mod links {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinked_store_folders_are_refused() {
+        let (d, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::create_dir_all(d.path().join("s")).unwrap();
+        symlink(outside.path(), d.path().join("s/locks")).unwrap();
+        let e = format!("{:#}", Store::open(d.path().join("s")).unwrap_err());
+        assert!(e.contains("symlink"), "{e}");
+        // A symlinked objects/<prefix> folder: publishing there is refused.
+        let s = Store::open(d.path().join("t")).unwrap();
+        let spec = KeySpec { stage: "t".into(), version: 1, params: serde_json::json!({}), inputs: Default::default() };
+        let key = key_of(&spec);
+        symlink(outside.path(), s.root().join("objects").join(&key[..2])).unwrap();
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
+        assert!(s.write(spec, "t", schema, &[], 0.0, Value::Null).is_err());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside the store");
     }
 }
