@@ -225,7 +225,8 @@ pub fn verify(store: &Path) -> Result<i32> {
         if r.strays.is_empty() { String::new() } else { format!(", {} stray entr{} skipped", r.strays.len(), if r.strays.len() == 1 { "y" } else { "ies" }) },
         if r.unsealed == 0 { String::new() } else { format!(", {} without a manifest seal (written by an older mexa)", r.unsealed) }
     );
-    Ok(if r.corrupt.is_empty() && r.incomplete.is_empty() { 0 } else { 1 })
+    // Exit 1 only for corruption; an incomplete node is a consistent state the next run fixes.
+    Ok(if r.corrupt.is_empty() { 0 } else { 1 })
 }
 
 pub fn store_cmd(store: &Path, c: StoreCmd) -> Result<i32> {

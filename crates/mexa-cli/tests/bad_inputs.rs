@@ -351,6 +351,27 @@ fn bad_models_and_task_files_are_located_errors() {
         with("tasks_lm_eval_invalid_json", &[("r.json", "{\"results\": ")], pipe(&m, "r.json", ""), &["r.json", "invalid JSON"]),
         with("tasks_no_language_matches", &[("t.csv", "language,task,score\nzul,x,0.3\n")], pipe(&m, "t.csv", ""), &["no corpus language matched"]),
     ];
+    // The real weights with the word-embedding table transposed, or cut to 100 rows (so the
+    // tokenizer's ids run past it).
+    let edited = |f: &dyn Fn(tch::Tensor) -> tch::Tensor| -> Vec<u8> {
+        let tensors = tch::Tensor::read_safetensors(minilm.join("model.safetensors")).unwrap();
+        let tensors: Vec<(String, tch::Tensor)> = tensors.into_iter().map(|(n, t)| if n.ends_with("word_embeddings.weight") { (n, f(t)) } else { (n, t) }).collect();
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        tch::Tensor::write_safetensors(&tensors, tmp.path()).unwrap();
+        std::fs::read(tmp.path()).unwrap()
+    };
+    let config = std::fs::read_to_string(minilm.join("config.json")).unwrap();
+    for (name, bytes, expect) in [
+        ("model_transposed_embedding", edited(&|t| t.transpose(0, 1).contiguous()), "transposed"),
+        ("model_vocab_smaller_than_tokenizer", edited(&|t| t.narrow(0, 0, 100).contiguous()), "past the model's 100-row embedding table"),
+    ] {
+        let mut c = with(name, &[("bad/config.json", &config)], pipe("bad", "t.csv", ""), &[expect]);
+        c.files.push(("bad/model.safetensors".into(), bytes));
+        for f in ["tokenizer.json", "tokenizer_config.json"] {
+            c.files.push((format!("bad/{f}"), std::fs::read(minilm.join(f)).unwrap()));
+        }
+        cases.push(c);
+    }
     for c in cases.iter_mut().filter(|c| c.name.starts_with("model_zero") || c.name.starts_with("model_unknown")) {
         // The weights and tokenizer of the real model, linked in beside the edited config.
         for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {

@@ -90,7 +90,8 @@ fn demo_like_pipeline_end_to_end() {
     let l = text(&o);
     assert!(l.contains("embeddings ← ") && l.contains("model: external content blake3") && l.contains("path: external content blake3"), "{l}");
 
-    // Corrupt one shard: verify finds and quarantines it; node artifacts stay cached.
+    // Corrupt one shard: verify finds and quarantines it; its node is then incomplete, and a
+    // rerun recomputes that one shard.
     let o = mexa(&store, &["ls", "--shards", "--json"]);
     let all: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     let shard = all.iter().find(|a| a["label"].as_str().unwrap().ends_with("shard zul")).unwrap()["key"].as_str().unwrap().to_string();
@@ -102,7 +103,9 @@ fn demo_like_pipeline_end_to_end() {
     let o = mexa(&store, &["verify"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("1 corrupt"), "{}", text(&o));
-    assert_eq!(mexa(&store, &["verify"]).status.code(), Some(0));
+    let o = mexa(&store, &["verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("1 sharded node(s) incomplete"), "{}", text(&o));
     assert!(!data.exists());
 
     // Export to another store; the copy reruns fully cached.
@@ -110,7 +113,14 @@ fn demo_like_pipeline_end_to_end() {
     let o = mexa(&store, &["store", "export", other.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let o = mexa(&other, &["run", p]);
+    assert!(text(&o).contains("1 computed, 5 cached"), "the embed node recomputes its missing shard: {}", text(&o));
+    assert!(data.exists() || other.join("objects").join(&shard[..2]).join(&shard).join("data.parquet").exists());
+    let o = mexa(&other, &["run", p]);
     assert!(text(&o).contains("0 computed, 6 cached"), "{}", text(&o));
+
+    // The original store recomputes its quarantined shard too.
+    let o = mexa(&store, &["run", p]);
+    assert!(text(&o).contains("1 computed, 5 cached"), "{}", text(&o));
 
     // The report: files, figure sizes, numbers equal to the artifacts', and a browser opens it.
     let out = dir.path().join("report");

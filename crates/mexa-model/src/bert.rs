@@ -89,9 +89,16 @@ impl Bert {
                 out_ln: ln(&format!("{p}.output.LayerNorm"))?,
             });
         }
+        let table = |n: &str| -> Result<Tensor> {
+            let t = w.get(n)?;
+            if t.size().len() != 2 || t.size()[1] != d {
+                anyhow::bail!("weight `{n}` has shape {:?}, expected [rows, {d}] (transposed?)", t.size());
+            }
+            Ok(t.shallow_clone())
+        };
         Ok(Self {
-            word: w.get("embeddings.word_embeddings.weight")?.shallow_clone(),
-            pos: w.get("embeddings.position_embeddings.weight")?.shallow_clone(),
+            word: table("embeddings.word_embeddings.weight")?,
+            pos: table("embeddings.position_embeddings.weight")?,
             token_type: w.opt("embeddings.token_type_embeddings.weight").map(Tensor::shallow_clone),
             emb_ln: ln("embeddings.LayerNorm")?,
             layers,
@@ -114,6 +121,9 @@ impl HiddenStates for Bert {
     }
     fn hidden_size(&self) -> usize {
         self.cfg.hidden_size as usize
+    }
+    fn vocab_rows(&self) -> Option<i64> {
+        Some(self.word.size()[0])
     }
     fn causal(&self) -> bool {
         false

@@ -167,6 +167,9 @@ impl HiddenStates for Bloom {
     fn hidden_size(&self) -> usize {
         self.cfg.hidden_size as usize
     }
+    fn vocab_rows(&self) -> Option<i64> {
+        Some(self.embed.size()[0])
+    }
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;
         let (b, t) = (ids.size()[0], ids.size()[1]);

@@ -179,6 +179,9 @@ impl HiddenStates for Cohere {
     fn hidden_size(&self) -> usize {
         self.cfg.hidden_size as usize
     }
+    fn vocab_rows(&self) -> Option<i64> {
+        Some(self.embed.size()[0])
+    }
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;
         let (bs, t) = (ids.size()[0], ids.size()[1]);

@@ -120,11 +120,23 @@ pub fn embed(model: &Model, sentences: &[String], poolings: &[Pooling], opts: Ba
             m[r * longest..r * longest + ids[i].len()].iter_mut().for_each(|v| *v = 1.0);
             lens[r] = ids[i].len() as i64;
         }
+        if let (Some(rows), Some(&max)) = (model.net.vocab_rows(), flat.iter().max()) {
+            if max >= rows {
+                bail!("token id {max} is past the model's {rows}-row embedding table: the tokenizer does not belong to these weights");
+            }
+        }
         let dev = model.device;
         let ids_t = Tensor::from_slice(&flat).view([b as i64, longest as i64]).to_device(dev);
         let mask_f = Tensor::from_slice(&m).view([b as i64, longest as i64]).to_device(dev);
         let lens_t = Tensor::from_slice(&lens).to_device(dev);
-        let states = model.net.forward(&ids_t, &mask_f.to_kind(Kind::Int64))?;
+        // tch turns libtorch exceptions (a token id past the embedding table, a shape the
+        // weights do not fit) into panics; they become errors here, with the model named.
+        let states = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.net.forward(&ids_t, &mask_f.to_kind(Kind::Int64))))
+            .map_err(|p| {
+                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                let first = msg.lines().next().unwrap_or("").to_string();
+                anyhow::anyhow!("the {} model failed on a batch (do the tokenizer and the weights belong together?): {first}", model.architecture)
+            })??;
         if states.len() != layers {
             bail!("internal error: {} hidden states, expected {layers}", states.len());
         }

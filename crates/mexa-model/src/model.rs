@@ -19,6 +19,10 @@ pub trait HiddenStates: Send {
     /// Embedding output plus one per layer.
     fn num_hidden_states(&self) -> usize;
     fn hidden_size(&self) -> usize;
+    /// Rows of the token-embedding table: every token id must be below it.
+    fn vocab_rows(&self) -> Option<i64> {
+        None
+    }
     /// Decoder (causal) or encoder.
     fn causal(&self) -> bool {
         true

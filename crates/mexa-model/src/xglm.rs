@@ -108,6 +108,9 @@ impl HiddenStates for Xglm {
     fn hidden_size(&self) -> usize {
         self.cfg.d_model as usize
     }
+    fn vocab_rows(&self) -> Option<i64> {
+        Some(self.embed.size()[0])
+    }
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;
         let t = ids.size()[1];
