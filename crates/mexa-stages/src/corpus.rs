@@ -15,6 +15,7 @@ pub struct LoadCorpus;
 const EXTS: &[&str] = &["txt", "dev", "devtest"];
 
 /// One language's sentences and where they came from.
+#[derive(Debug)]
 pub struct LangText {
     pub code: String,
     pub file: PathBuf,
@@ -144,9 +145,110 @@ pub fn iso639_3(code: &str, table: &BTreeMap<String, String>) -> String {
     }
 }
 
+/// The per-language files of an id-keyed corpus (SIB-200's layout: `<lang>/<split>.tsv` with an
+/// id column and a text column), or `None` when the folder is not laid out that way.
+fn id_keyed_files(dir: &Path, split: &str) -> Result<Option<Vec<(String, PathBuf)>>> {
+    let mut langs = Vec::new();
+    let mut splits = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let p = e?.path();
+        if !p.is_dir() {
+            continue;
+        }
+        let Some(code) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        let mut has_tsv = false;
+        for f in std::fs::read_dir(&p).with_context(|| format!("{}: cannot list", p.display()))? {
+            let f = f?.path();
+            if f.extension().is_some_and(|x| x == "tsv") {
+                has_tsv = true;
+                if let Some(s) = f.file_stem().and_then(|s| s.to_str()) {
+                    splits.insert(s.to_string());
+                }
+            }
+        }
+        if has_tsv {
+            langs.push((code, p.join(format!("{split}.tsv"))));
+        }
+    }
+    if langs.is_empty() {
+        return Ok(None);
+    }
+    if !splits.contains(split) {
+        bail!("{}: an id-keyed corpus (<language>/<split>.tsv) without a `{split}` split; set `split` to one of: {}", dir.display(), splits.into_iter().collect::<Vec<_>>().join(", "));
+    }
+    langs.sort();
+    Ok(Some(langs))
+}
+
+/// One language's rows of an id-keyed TSV: (id, text, line number), with a located error for a
+/// missing column, a row of the wrong width, an empty text or a repeated id.
+fn read_id_rows(path: &Path) -> Result<Vec<(String, String, usize)>> {
+    if !path.is_file() {
+        bail!("{}: missing (every language folder needs the same split files)", path.display());
+    }
+    let lines = read_lines(path)?;
+    let header: Vec<&str> = lines.first().map(|h| h.split('\t').collect()).unwrap_or_default();
+    let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.trim()));
+    let (Some(id_col), Some(text_col)) = (col(&["index_id", "id", "sentence_id"]), col(&["text", "sentence"])) else {
+        bail!("{}:1: expected an id column (index_id or id) and a text column, found: {}", path.display(), header.join(", "));
+    };
+    let mut rows = Vec::with_capacity(lines.len());
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, l) in lines.iter().enumerate().skip(1) {
+        let cells: Vec<&str> = l.split('\t').collect();
+        if cells.len() != header.len() {
+            bail!("{}:{}: {} fields, the header has {}", path.display(), i + 1, cells.len(), header.len());
+        }
+        let (id, text) = (cells[id_col].trim().to_string(), cells[text_col]);
+        if text.trim().is_empty() {
+            bail!("{}:{}: empty text", path.display(), i + 1);
+        }
+        if let Some(first) = seen.insert(id.clone(), i + 1) {
+            bail!("{}:{}: id `{id}` again (first on line {first})", path.display(), i + 1);
+        }
+        rows.push((id, text.to_string(), i + 1));
+    }
+    Ok(rows)
+}
+
+/// Joins id-keyed languages on the pivot's ids, in the pivot's order. An id missing from a
+/// language, or one the pivot does not have, is an error naming both places.
+fn join_by_id(files: &[(String, PathBuf)], pivot: &str) -> Result<Vec<LangText>> {
+    let Some((_, pivot_file)) = files.iter().find(|(c, _)| c == pivot) else { return Ok(vec![]) };
+    let pivot_rows = read_id_rows(pivot_file)?;
+    let mut out = Vec::new();
+    for (code, file) in files {
+        if code == pivot {
+            out.push(LangText { code: code.clone(), file: file.clone(), lines: pivot_rows.iter().map(|r| r.1.clone()).collect() });
+            continue;
+        }
+        let rows = read_id_rows(file)?;
+        let by_id: std::collections::HashMap<&str, (&str, usize)> = rows.iter().map(|(id, t, l)| (id.as_str(), (t.as_str(), *l))).collect();
+        let mut lines = Vec::with_capacity(pivot_rows.len());
+        for (id, _, pl) in &pivot_rows {
+            match by_id.get(id.as_str()) {
+                Some((t, _)) => lines.push(t.to_string()),
+                None => bail!("{}: no row with id `{id}` (the pivot has it: {}:{pl})", file.display(), pivot_file.display()),
+            }
+        }
+        if rows.len() != pivot_rows.len() {
+            let pivot_ids: std::collections::HashSet<&str> = pivot_rows.iter().map(|r| r.0.as_str()).collect();
+            let (id, _, l) = rows.iter().find(|r| !pivot_ids.contains(r.0.as_str())).expect("an extra id");
+            bail!("{}:{l}: id `{id}` is not in the pivot's {}", file.display(), pivot_file.display());
+        }
+        out.push(LangText { code: code.clone(), file: file.clone(), lines });
+    }
+    Ok(out)
+}
+
 /// Loads, selects and checks a corpus.
 pub fn load(path: &Path, split: &str, languages: &[String], pivot: &str, limit: usize) -> Result<Vec<LangText>> {
-    let mut langs: Vec<LangText> = if path.is_dir() {
+    let wanted = |code: &str| code == pivot || languages.is_empty() || languages.iter().any(|p| glob_match(p, code));
+    let id_keyed = if path.is_dir() { id_keyed_files(path, split)? } else { None };
+    let mut langs: Vec<LangText> = if let Some(files) = id_keyed {
+        let selected: Vec<(String, PathBuf)> = files.into_iter().filter(|(c, _)| wanted(c)).collect();
+        join_by_id(&selected, pivot)?
+    } else if path.is_dir() {
         let mut v = Vec::new();
         for (code, file) in language_files(path, split)? {
             if code == pivot || languages.is_empty() || languages.iter().any(|p| glob_match(p, &code)) {
@@ -208,7 +310,7 @@ impl Stage for LoadCorpus {
         1
     }
     fn doc(&self) -> &'static str {
-        "A line-parallel corpus: a directory with one file per language (<code>.txt, FLORES-200's dev/ or devtest/ with .dev/.devtest), or one TSV/Parquet file with a column per language"
+        "A parallel corpus: a directory with one file per language (<code>.txt, FLORES-200's dev/ or devtest/ with .dev/.devtest), SIB-200's <language>/<split>.tsv files joined on their id column, or one TSV/Parquet file with a column per language"
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
@@ -216,7 +318,7 @@ impl Stage for LoadCorpus {
             ParamSpec::optional("languages", ParamType::StrList, "[]", "language codes or globs (`*_Latn`); empty: all"),
             ParamSpec::optional("pivot", ParamType::Str, "\"eng_Latn\"", "the language every other is aligned to"),
             ParamSpec::optional("limit", ParamType::Int, "0", "keep the first n sentences (0: all)"),
-            ParamSpec::optional("split", ParamType::Str, "\"devtest\"", "subdirectory to read when the corpus has one (FLORES-200)"),
+            ParamSpec::optional("split", ParamType::Str, "\"devtest\"", "which part to read when the corpus has several: FLORES-200's dev/devtest folders, SIB-200's train/dev/test files"),
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {

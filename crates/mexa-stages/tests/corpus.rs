@@ -81,3 +81,55 @@ fn flores_layout_and_tsv() {
     let m = format!("{:#}", load(&t, "devtest", &[], "eng_Latn", 0).err().unwrap());
     assert!(m.contains("corpus.tsv:3: empty sentence in column `fra_Latn`"), "{m}");
 }
+
+fn sib200() -> PathBuf {
+    let p = udhr().parent().unwrap().join("sib200");
+    assert!(p.is_dir(), "{} missing: run scripts/fetch-assets.py", p.display());
+    p
+}
+
+#[test]
+fn real_sib200_is_joined_on_index_id() {
+    let c = load(&sib200(), "test", &["fra_Latn".into(), "*_Deva".into()], "eng_Latn", 0).unwrap();
+    let codes: Vec<&str> = c.iter().map(|l| l.code.as_str()).collect();
+    assert_eq!(codes[0], "eng_Latn");
+    assert!(codes.contains(&"fra_Latn") && codes.contains(&"hin_Deva") && codes.contains(&"npi_Deva"), "{codes:?}");
+    assert!(c.iter().all(|l| l.lines.len() == 204), "SIB-200's test split has 204 sentences per language");
+    // Row 1 of every file is index_id 1523 (FLORES: mutation and genetic variation).
+    assert!(c[0].lines[0].starts_with("Mutation adds new genetic variation"));
+    let all = load(&sib200(), "dev", &[], "eng_Latn", 10).unwrap();
+    assert_eq!(all.len(), 205);
+    assert!(all.iter().all(|l| l.lines.len() == 10));
+    let e = format!("{:#}", load(&sib200(), "devtest", &[], "eng_Latn", 0).unwrap_err());
+    assert!(e.contains("without a `devtest` split") && e.contains("dev, test, train"), "{e}");
+}
+
+#[test]
+fn id_keyed_corpora_never_shift_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let mk = |lang: &str, body: &str| {
+        fs::create_dir_all(d.path().join(lang)).unwrap();
+        fs::write(d.path().join(lang).join("test.tsv"), format!("index_id\tcategory\ttext\n{body}")).unwrap();
+    };
+    mk("eng", "1\ta\tone\n2\ta\ttwo\n3\tb\tthree\n");
+    // Another order is joined by id, not by position.
+    mk("fra", "3\tb\ttrois\n1\ta\tun\n2\ta\tdeux\n");
+    let c = load(d.path(), "test", &[], "eng", 0).unwrap();
+    assert_eq!(c[1].lines, vec!["un", "deux", "trois"]);
+    // A missing id names the file and the pivot's line.
+    mk("deu", "1\ta\teins\n3\tb\tdrei\n");
+    let e = format!("{:#}", load(d.path(), "test", &[], "eng", 0).unwrap_err());
+    assert!(e.contains("deu/test.tsv: no row with id `2`") && e.contains("eng/test.tsv:3"), "{e}");
+    // An id the pivot lacks, and a repeated id.
+    mk("deu", "1\ta\teins\n2\ta\tzwei\n3\tb\tdrei\n9\tb\tneun\n");
+    let e = format!("{:#}", load(d.path(), "test", &[], "eng", 0).unwrap_err());
+    assert!(e.contains("deu/test.tsv:5: id `9` is not in the pivot"), "{e}");
+    mk("deu", "1\ta\teins\n2\ta\tzwei\n2\tb\tdrei\n");
+    let e = format!("{:#}", load(d.path(), "test", &[], "eng", 0).unwrap_err());
+    assert!(e.contains("deu/test.tsv:4: id `2` again (first on line 3)"), "{e}");
+    // No id column.
+    mk("deu", "x\n");
+    fs::write(d.path().join("deu/test.tsv"), "category\ttext\na\teins\n").unwrap();
+    let e = format!("{:#}", load(d.path(), "test", &[], "eng", 0).unwrap_err());
+    assert!(e.contains("deu/test.tsv:1: expected an id column"), "{e}");
+}
