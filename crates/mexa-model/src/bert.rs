@@ -116,15 +116,7 @@ impl Bert {
 }
 
 impl HiddenStates for Bert {
-    fn num_hidden_states(&self) -> usize {
-        self.cfg.num_layers as usize + 1
-    }
-    fn hidden_size(&self) -> usize {
-        self.cfg.hidden_size as usize
-    }
-    fn vocab_rows(&self) -> Option<i64> {
-        Some(self.word.size()[0])
-    }
+    crate::model::hidden_dims!(num_layers, hidden_size, word);
     fn causal(&self) -> bool {
         false
     }

@@ -254,17 +254,9 @@ impl Gemma {
 }
 
 impl HiddenStates for Gemma {
-    fn num_hidden_states(&self) -> usize {
-        self.cfg.num_layers as usize + 1
-    }
+    crate::model::hidden_dims!(num_layers, hidden_size, embed);
     fn causal(&self) -> bool {
         !self.cfg.bidirectional
-    }
-    fn hidden_size(&self) -> usize {
-        self.cfg.hidden_size as usize
-    }
-    fn vocab_rows(&self) -> Option<i64> {
-        Some(self.embed.size()[0])
     }
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;

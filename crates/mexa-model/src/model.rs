@@ -14,6 +14,23 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
+/// The dimension methods of [`HiddenStates`] that every family answers the same way: hidden
+/// states = layers + 1 (the embedding output), the width, and the embedding table's rows.
+macro_rules! hidden_dims {
+    ($layers:ident, $hidden:ident, $table:ident) => {
+        fn num_hidden_states(&self) -> usize {
+            self.cfg.$layers as usize + 1
+        }
+        fn hidden_size(&self) -> usize {
+            self.cfg.$hidden as usize
+        }
+        fn vocab_rows(&self) -> Option<i64> {
+            Some(self.$table.size()[0])
+        }
+    };
+}
+pub(crate) use hidden_dims;
+
 /// What every architecture provides: all hidden states for a padded batch.
 pub trait HiddenStates: Send {
     /// Embedding output plus one per layer.

@@ -121,15 +121,7 @@ impl Olmo {
 }
 
 impl HiddenStates for Olmo {
-    fn num_hidden_states(&self) -> usize {
-        self.cfg.num_layers as usize + 1
-    }
-    fn hidden_size(&self) -> usize {
-        self.cfg.hidden_size as usize
-    }
-    fn vocab_rows(&self) -> Option<i64> {
-        Some(self.embed.size()[0])
-    }
+    crate::model::hidden_dims!(num_layers, hidden_size, embed);
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;
         let t = ids.size()[1];

@@ -102,15 +102,7 @@ impl Xglm {
 }
 
 impl HiddenStates for Xglm {
-    fn num_hidden_states(&self) -> usize {
-        self.cfg.num_layers as usize + 1
-    }
-    fn hidden_size(&self) -> usize {
-        self.cfg.d_model as usize
-    }
-    fn vocab_rows(&self) -> Option<i64> {
-        Some(self.embed.size()[0])
-    }
+    crate::model::hidden_dims!(num_layers, d_model, embed);
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;
         let t = ids.size()[1];

@@ -27,7 +27,6 @@ pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
     Ok(rows)
 }
 
-/// Reads a whole Parquet file into record batches.
 /// Decodes a Parquet file already read into memory (`path` only names it in errors).
 pub fn read_parquet_bytes(bytes: Vec<u8>, path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
@@ -40,16 +39,10 @@ pub fn read_parquet_bytes(bytes: Vec<u8>, path: &Path) -> Result<(SchemaRef, Vec
     Ok((schema, batches))
 }
 
+/// Reads a whole Parquet file into record batches.
 pub fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("reading Parquet footer of {}", path.display()))?;
-    let schema = builder.schema().clone();
-    let reader = builder.with_batch_size(8192).build()?;
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .with_context(|| format!("decoding {}", path.display()))?;
-    Ok((schema, batches))
+    let bytes = std::fs::read(path).with_context(|| format!("opening {}", path.display()))?;
+    read_parquet_bytes(bytes, path)
 }
 
 /// A printable look at a table: its schema and first rows.
