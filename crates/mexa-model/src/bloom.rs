@@ -5,7 +5,7 @@ use crate::gguf::Gguf;
 use crate::layers::{attention, attention_bias, decoder_hidden_states, merge_heads, LayerNorm, Linear};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -39,14 +39,13 @@ impl Config {
 
 impl Config {
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
-        let u = |k: &str| g.get(&format!("bloom.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).filter(|&v| v > 0).with_context(|| format!("{}: missing or zero `bloom.{k}`", g.path.display()));
-        let (hidden, heads) = (u("embedding_length")?, u("attention.head_count")?);
+        let (hidden, heads) = (g.arch_u("embedding_length")?, g.arch_u("attention.head_count")?);
         if heads <= 0 || hidden % heads != 0 {
             bail!("{}: embedding_length {hidden} is not a multiple of head_count {heads}", g.path.display());
         }
         Ok(Self {
             hidden_size: hidden,
-            num_layers: u("block_count")?,
+            num_layers: g.arch_u("block_count")?,
             num_heads: heads,
             layer_norm_eps: g.get("bloom.attention.layer_norm_epsilon").and_then(|v| v.as_f64()).unwrap_or(1e-5),
             residual_post_layernorm: false,

@@ -6,7 +6,7 @@ use crate::gguf::Gguf;
 use crate::layers::{attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, RopeScaling};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -49,19 +49,16 @@ impl Config {
 impl Config {
     /// From a `command-r` (or `cohere2`-free) GGUF's metadata.
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
-        let arch = g.architecture()?.to_string();
-        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).filter(|&v| v > 0).with_context(|| format!("{}: missing or zero `{arch}.{k}`", g.path.display()));
-        let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
-        let (hidden, heads) = (u("embedding_length")?, u("attention.head_count")?);
+        let (hidden, heads, num_kv_heads, head_dim) = g.attention_dims()?;
         Ok(Self {
             hidden_size: hidden,
-            intermediate_size: u("feed_forward_length")?,
-            num_layers: u("block_count")?,
+            intermediate_size: g.arch_u("feed_forward_length")?,
+            num_layers: g.arch_u("block_count")?,
             num_heads: heads,
-            num_kv_heads: u("attention.head_count_kv").unwrap_or(heads),
-            head_dim: u("attention.key_length").unwrap_or(hidden / heads),
-            layer_norm_eps: f("attention.layer_norm_epsilon").unwrap_or(1e-5),
-            rope_theta: f("rope.freq_base").unwrap_or(10000.0),
+            num_kv_heads,
+            head_dim,
+            layer_norm_eps: g.arch_f("attention.layer_norm_epsilon").unwrap_or(1e-5),
+            rope_theta: g.arch_f("rope.freq_base").unwrap_or(10000.0),
             attention_bias: false,
             qk_norm: g.tensors.iter().any(|t| t.name.ends_with("attn_q_norm.weight")),
         })

@@ -6,7 +6,7 @@ use crate::gguf::Gguf;
 use crate::layers::{apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
 use tch::Tensor;
 
@@ -109,10 +109,9 @@ impl Config {
             "gemma3" | "gemma-embedding" => Version::Gemma3,
             other => bail!("GGUF architecture `{other}` is not a Gemma"),
         };
-        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).filter(|&v| v > 0).with_context(|| format!("{}: missing or zero `{arch}.{k}`", g.path.display()));
-        let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
-        let (hidden, heads, layers) = (u("embedding_length")?, u("attention.head_count")?, u("block_count")?);
-        let head_dim = u("attention.key_length").unwrap_or(hidden / heads);
+        let (u, f) = (|k: &str| g.arch_u(k), |k: &str| g.arch_f(k));
+        let (hidden, heads, kv_heads, head_dim) = g.attention_dims()?;
+        let layers = u("block_count")?;
         // EmbeddingGemma: bidirectional, with transformers' window conversion.
         let bidirectional = arch == "gemma-embedding";
         let window = if version == Version::Gemma1 { None } else { u("attention.sliding_window").ok().map(|w| if bidirectional { w / 2 + 1 } else { w }) };
@@ -127,7 +126,7 @@ impl Config {
             intermediate_size: u("feed_forward_length")?,
             num_layers: layers,
             num_heads: heads,
-            num_kv_heads: u("attention.head_count_kv").unwrap_or(heads),
+            num_kv_heads: kv_heads,
             head_dim,
             rms_norm_eps: f("attention.layer_norm_rms_epsilon").unwrap_or(1e-6),
             rope_theta: f("rope.freq_base").unwrap_or(if version == Version::Gemma3 { 1e6 } else { 1e4 }),

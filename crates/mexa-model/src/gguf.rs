@@ -289,6 +289,30 @@ impl Gguf {
         self.metadata.get(key)
     }
 
+    /// A positive integer `<architecture>.<key>` (a dimension or count); missing or zero is
+    /// an error naming the file and key.
+    pub fn arch_u(&self, key: &str) -> Result<i64> {
+        let arch = self.architecture()?;
+        self.get(&format!("{arch}.{key}"))
+            .and_then(Value::as_u64)
+            .map(|v| v as i64)
+            .filter(|&v| v > 0)
+            .with_context(|| format!("{}: missing or zero `{arch}.{key}`", self.path.display()))
+    }
+
+    /// A number `<architecture>.<key>`, if present.
+    pub fn arch_f(&self, key: &str) -> Option<f64> {
+        let arch = self.architecture().ok()?;
+        self.get(&format!("{arch}.{key}")).and_then(Value::as_f64)
+    }
+
+    /// The attention shape every architecture states: (hidden size, heads, key/value heads,
+    /// head size), the last two defaulting as llama.cpp does.
+    pub fn attention_dims(&self) -> Result<(i64, i64, i64, i64)> {
+        let (hidden, heads) = (self.arch_u("embedding_length")?, self.arch_u("attention.head_count")?);
+        Ok((hidden, heads, self.arch_u("attention.head_count_kv").unwrap_or(heads), self.arch_u("attention.key_length").unwrap_or(hidden / heads)))
+    }
+
     /// `general.architecture`.
     pub fn architecture(&self) -> Result<&str> {
         self.get("general.architecture").and_then(Value::as_str).ok_or_else(|| anyhow!("{}: no general.architecture", self.path.display()))

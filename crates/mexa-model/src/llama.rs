@@ -6,7 +6,7 @@ use crate::gguf::Gguf;
 use crate::layers::{apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 use tch::Tensor;
 
@@ -59,10 +59,8 @@ impl Config {
 
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.architecture()?.to_string();
-        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as i64).filter(|&v| v > 0).with_context(|| format!("{}: missing or zero `{arch}.{k}`", g.path.display()));
-        let f = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_f64());
-        let hidden = u("embedding_length")?;
-        let heads = u("attention.head_count")?;
+        let (u, f) = (|k: &str| g.arch_u(k), |k: &str| g.arch_f(k));
+        let (hidden, heads, kv_heads, head_dim) = g.attention_dims()?;
         let vocab = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len() as i64).or_else(|| u("vocab_size").ok()).unwrap_or(0);
         let scaling = match g.get(&format!("{arch}.rope.scaling.type")).and_then(|v| v.as_str()) {
             Some("linear") => RopeScaling::Linear { factor: f("rope.scaling.factor").unwrap_or(1.0) },
@@ -74,8 +72,8 @@ impl Config {
             intermediate_size: u("feed_forward_length")?,
             num_layers: u("block_count")?,
             num_heads: heads,
-            num_kv_heads: u("attention.head_count_kv").unwrap_or(heads),
-            head_dim: u("attention.key_length").unwrap_or(hidden / heads),
+            num_kv_heads: kv_heads,
+            head_dim,
             rms_norm_eps: f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             rope_theta: f("rope.freq_base").unwrap_or(10000.0),
             rope_scaling: scaling,
