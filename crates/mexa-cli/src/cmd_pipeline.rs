@@ -297,7 +297,10 @@ pub fn stages(a: StagesArgs) -> Result<i32> {
             println!("  input  {:<w$} {}{}", i.name, i.doc, if i.gather { " (gathers all matching nodes)" } else { "" });
         }
         for p in params {
-            let d = p.default.map(|d| format!(" [default {d}]")).unwrap_or_else(|| " [required]".into());
+            let mut d = p.default.map(|d| format!(" [default {d}]")).unwrap_or_else(|| " [required]".into());
+            if p.execution {
+                d.push_str(" [execution setting: not in the key]");
+            }
             println!("  param  {:<w$} {}: {}{d}", p.name, p.ty.describe(), p.doc);
         }
         println!();

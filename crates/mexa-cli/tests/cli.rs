@@ -72,6 +72,12 @@ fn demo_like_pipeline_end_to_end() {
     let o = mexa(&store, &["run", p]);
     assert!(text(&o).contains("0 computed, 6 cached"), "{}", text(&o));
 
+    // Execution settings (batching, device) are not part of keys: still all cached.
+    let tuned = dir.path().join("tuned.yaml");
+    std::fs::write(&tuned, pipeline_text().replace("poolings: [weighted, last, mean]}", "poolings: [weighted, last, mean], batch_tokens: 512, batch_sentences: 3, device: cpu}")).unwrap();
+    let o = mexa(&store, &["plan", tuned.to_str().unwrap()]);
+    assert!(text(&o).contains("6 nodes, 6 cached, 0 to run"), "{}", text(&o));
+
     // The scores: μ in [0, 1]; French and Spanish align far better than Zulu and Amharic.
     let o = mexa(&store, &["show", "summary", "--format", "json"]);
     assert!(o.status.success(), "{}", text(&o));

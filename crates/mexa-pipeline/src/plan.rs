@@ -252,7 +252,10 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                     _ => (value.clone(), value),
                 };
                 run_params.insert(ps.name.to_string(), run_v);
-                key_params.insert(ps.name.to_string(), key_v);
+                // Execution settings change speed, not results: not part of the key.
+                if !ps.execution {
+                    key_params.insert(ps.name.to_string(), key_v);
+                }
             }
             // Inputs.
             let mut deps = BTreeMap::new();

@@ -81,14 +81,22 @@ pub struct ParamSpec {
     /// Default as JSON text; `None` means required.
     pub default: Option<&'static str>,
     pub doc: &'static str,
+    /// An execution setting (device, batch sizes): it changes speed, never results, so it
+    /// is left out of the artifact key; changing it leaves nodes cached.
+    pub execution: bool,
 }
 
 impl ParamSpec {
     pub const fn required(name: &'static str, ty: ParamType, doc: &'static str) -> Self {
-        Self { name, ty, default: None, doc }
+        Self { name, ty, default: None, doc, execution: false }
     }
     pub const fn optional(name: &'static str, ty: ParamType, default: &'static str, doc: &'static str) -> Self {
-        Self { name, ty, default: Some(default), doc }
+        Self { name, ty, default: Some(default), doc, execution: false }
+    }
+    /// Marks the parameter as an execution setting (see [`ParamSpec::execution`]).
+    pub const fn execution(mut self) -> Self {
+        self.execution = true;
+        self
     }
     pub fn default_value(&self) -> Option<Value> {
         self.default.map(|d| serde_json::from_str(d).expect("param defaults are valid JSON"))

@@ -96,6 +96,12 @@ fn plan_gives_reasons() {
     let loud = r.iter().find(|(l, _)| l == "loud[word=alpha,rows=1]").unwrap();
     assert_eq!(loud.1, Status::Run(Reason::InputChanged(vec!["src (from src[word=alpha])".into()])));
 
+    // An execution setting (how long each shard sleeps) changes no key: everything cached.
+    let slower = PIPE.replace("params: {shards: 3,", "params: {sleep_ms: 5, shards: 3,");
+    assert_ne!(slower, PIPE, "the test pipeline has a shout stage");
+    let p = planned(&slower, &reg, &store);
+    assert!(p.nodes.iter().all(|n| n.status == Status::Cached), "{:?}", reasons(&p));
+
     // A new stage version.
     let reg2 = registry_with_shout_version(2);
     let p = planned(PIPE, &reg2, &store);

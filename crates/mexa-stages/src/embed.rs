@@ -109,10 +109,10 @@ impl Stage for Embed {
             ParamSpec::optional("tokenizer", ParamType::OptPath, "null", "a tokenizer.json to use instead of the model's"),
             ParamSpec::optional("poolings", ParamType::EnumList(POOLINGS), "[\"weighted\", \"last\"]", "poolings computed in the same pass"),
             ParamSpec::optional("dtype", ParamType::Enum(&["f32", "f16", "bf16"]), "\"f32\"", "weights and activations (f32 on CPU)"),
-            ParamSpec::optional("device", ParamType::Str, "\"auto\"", "auto, cpu, cuda or cuda:N"),
+            ParamSpec::optional("device", ParamType::Str, "\"auto\"", "auto, cpu, cuda or cuda:N").execution(),
             ParamSpec::optional("bos", ParamType::Enum(&["auto", "always", "never"]), "\"auto\"", "BOS token: as the tokenizer says, or forced"),
-            ParamSpec::optional("batch_tokens", ParamType::Int, "4096", "most padded tokens per batch (on a GPU, 16384 was fastest on an H200)"),
-            ParamSpec::optional("batch_sentences", ParamType::Int, "64", "most sentences per batch (raise with batch_tokens on a GPU)"),
+            ParamSpec::optional("batch_tokens", ParamType::Int, "4096", "most padded tokens per batch (on a GPU, 16384 was fastest on an H200)").execution(),
+            ParamSpec::optional("batch_sentences", ParamType::Int, "64", "most sentences per batch (raise with batch_tokens on a GPU)").execution(),
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {

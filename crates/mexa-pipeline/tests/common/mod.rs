@@ -61,7 +61,7 @@ impl Stage for Shout {
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::optional("shards", ParamType::Int, "1", "shards"),
-            ParamSpec::optional("sleep_ms", ParamType::Int, "0", "sleep per shard"),
+            ParamSpec::optional("sleep_ms", ParamType::Int, "0", "sleep per shard").execution(),
             ParamSpec::optional("fail", ParamType::Bool, "false", "fail"),
             ParamSpec::optional("rows", ParamType::Int, "1", "rows per input line"),
             ParamSpec::optional("suffix", ParamType::Str, "\"\"", "appended"),
