@@ -86,12 +86,46 @@ fn kendall_tau_b_against_pair_counting() {
     let k = kendall(&x, &y);
     assert!((k.r - expected).abs() < 1e-12, "{} vs {expected}", k.r);
     assert!(k.p > 0.0 && k.p < 0.05);
-    // Without ties the variance is n(n−1)(2n+5)/18.
+    // Without ties and n ≤ 33 the p-value is exact: the share of all 9! orderings whose
+    // |concordant − discordant| is at least the observed one, counted here by brute force.
     let k = kendall(&BELEBELE, &MU_MAX);
-    let n = 9.0;
-    let s = k.r * n * (n - 1.0) / 2.0;
-    let z = s / (n * (n - 1.0) * (2.0 * n + 5.0) / 18.0_f64).sqrt();
-    assert!((k.p - erfc(z.abs() / 2f64.sqrt())).abs() < 1e-12);
+    let n = 9usize;
+    let observed = (k.r * (n * (n - 1) / 2) as f64).round().abs() as i64;
+    let mut perm: Vec<usize> = (0..n).collect();
+    let (mut extreme, mut total) = (0u64, 0u64);
+    let mut c = vec![0usize; n];
+    let mut visit = |p: &[usize]| {
+        let mut s = 0i64;
+        for i in 0..n {
+            for j in i + 1..n {
+                s += if p[i] < p[j] { 1 } else { -1 };
+            }
+        }
+        total += 1;
+        if s.abs() >= observed {
+            extreme += 1;
+        }
+    };
+    // Heap's algorithm: every permutation once.
+    visit(&perm);
+    let mut i = 0;
+    while i < n {
+        if c[i] < i {
+            if i % 2 == 0 { perm.swap(0, i) } else { perm.swap(c[i], i) }
+            visit(&perm);
+            c[i] += 1;
+            i = 0;
+        } else {
+            c[i] = 0;
+            i += 1;
+        }
+    }
+    assert_eq!(total, 362_880);
+    let brute = extreme as f64 / total as f64;
+    assert!((k.p - brute).abs() < 1e-12, "exact p {} vs brute force {brute}", k.p);
+    // The normal approximation, which the exact value replaces for small samples, differs.
+    let z = observed as f64 / ((n * (n - 1) * (2 * n + 5)) as f64 / 18.0).sqrt();
+    assert!((k.p - erfc(z / 2f64.sqrt())).abs() > 1e-4);
 }
 
 #[test]

@@ -139,7 +139,8 @@ impl Stage for Correlate {
         "correlate"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: Kendall p-values exact for untied samples of n ≤ 33 (SciPy's method='auto').
+        2
     }
     fn doc(&self) -> &'static str {
         "Correlation of alignment with task scores across languages: Pearson, Spearman, Kendall (p-values), bootstrap CI of Pearson's r, and the fitted line; one row per task, pooling and layer pooling"
