@@ -112,7 +112,7 @@ fn bench_cached() -> Result<()> {
     let store = Store::open(dir.path())?;
     let text = grid_pipeline(100, 100, 1);
     let plan = plan_text(&text, &reg, &store)?;
-    let opts = RunOptions { jobs: 2, threads: 1, keep_going: false, progress: false };
+    let opts = RunOptions { jobs: 2, threads: 1, keep_going: false, progress: mexa_pipeline::run::ProgressMode::None };
     eprintln!("cached: computing 10,000 nodes once (not timed)...");
     let s = mexa_pipeline::run(&plan, &reg, &store, &opts, &AtomicBool::new(false));
     if !s.ok() {

@@ -181,7 +181,11 @@ pub fn run(store: &Path, a: RunArgs, quiet: bool) -> Result<i32> {
         jobs: a.jobs.unwrap_or((cpus() / 2).max(1)),
         threads: a.threads.unwrap_or(cpus()),
         keep_going: a.keep_going,
-        progress: !a.no_progress && !quiet && std::io::stderr().is_terminal(),
+        progress: match (a.no_progress || quiet, std::io::stderr().is_terminal()) {
+            (true, _) => mexa_pipeline::run::ProgressMode::None,
+            (false, true) => mexa_pipeline::run::ProgressMode::Bars,
+            (false, false) => mexa_pipeline::run::ProgressMode::Lines,
+        },
     };
     tch::set_num_threads(opts.threads as i32);
     let mut code = 0;

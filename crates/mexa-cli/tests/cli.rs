@@ -322,3 +322,25 @@ fn a_second_ctrl_c_quits_at_once_and_cleanly() {
     let o = mexa(&store, &["run", pipe.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn progress_lines_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("eng.txt"), "one\ntwo\nthree\n").unwrap();
+    std::fs::write(c.join("fra.txt"), "un\ndeux\ntrois\n").unwrap();
+    let pipe = dir.path().join("p.yaml");
+    let minilm = assets().join("models/all-minilm-l6-v2");
+    std::fs::write(&pipe, format!("pipeline: lines\nstages:\n  corpus:\n    kind: load_corpus\n    params: {{path: c, pivot: eng}}\n  embed:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: {}}}\n", minilm.display())).unwrap();
+    // Output captured through pipes: stderr is not a terminal, as under Slurm or nohup.
+    let o = mexa(&dir.path().join("store"), &["run", pipe.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("] start corpus") && err.contains("] done corpus in "), "{err}");
+    assert!(err.contains("(1/2 nodes; about ") && err.contains("(2/2 nodes)"), "an ETA after the first node: {err}");
+    assert!(err.contains("embed: fra: 3 sentences, ") && err.contains(" tokens/s)"), "{err}");
+    // --no-progress silences them.
+    let o = mexa(&dir.path().join("store2"), &["run", "--no-progress", pipe.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("] start"));
+}

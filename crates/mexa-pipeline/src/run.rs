@@ -111,8 +111,20 @@ pub struct RunOptions {
     pub threads: usize,
     /// Keep running independent nodes after a failure.
     pub keep_going: bool,
-    /// Draw progress bars (on a terminal).
-    pub progress: bool,
+    /// How progress is shown.
+    pub progress: ProgressMode,
+}
+
+/// How a run shows progress on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// Nothing until the summary.
+    None,
+    /// Live bars (an interactive terminal).
+    Bars,
+    /// One line per node and shard started or finished, with elapsed time and an ETA: for
+    /// logs nobody watches live (Slurm, nohup, CI).
+    Lines,
 }
 
 /// What a run did.
@@ -152,6 +164,24 @@ struct Shared {
     running: usize,
     stop: bool,
     summary: RunSummary,
+}
+
+/// Progress as log lines: each message of a running node becomes one line.
+struct LineProgress<'a> {
+    label: &'a str,
+    t0: Instant,
+}
+
+impl Progress for LineProgress<'_> {
+    fn message(&self, msg: &str) {
+        eprintln!("[{}] {}: {msg}", clock(self.t0.elapsed()), self.label);
+    }
+}
+
+/// `h:mm:ss` of a duration.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 struct BarProgress(ProgressBar);
@@ -203,7 +233,8 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
     }
     let to_run = n - sh.summary.cached;
 
-    let mp = MultiProgress::with_draw_target(if opts.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let lines = opts.progress == ProgressMode::Lines;
+    let mp = MultiProgress::with_draw_target(if opts.progress == ProgressMode::Bars { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
     let main = mp.add(ProgressBar::new(to_run as u64));
     main.set_style(ProgressStyle::with_template("{prefix:.bold} [{bar:30.cyan}] {pos}/{len} nodes {msg} ({elapsed})").unwrap().progress_chars("=> "));
     main.set_prefix(plan.pipeline.clone());
@@ -245,8 +276,14 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
                 bar.set_prefix(node.label.clone());
                 bar.enable_steady_tick(Duration::from_millis(200));
                 let spec = NodeSpec::from_plan(plan, i);
-                let prog = BarProgress(bar.clone());
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_node(&spec, registry, store, cancel, &prog, opts.threads)))
+                let bars = BarProgress(bar.clone());
+                let logged = LineProgress { label: &node.label, t0 };
+                let prog: &dyn Progress = if lines { &logged } else { &bars };
+                let node_t0 = Instant::now();
+                if lines {
+                    eprintln!("[{}] start {}", clock(t0.elapsed()), node.label);
+                }
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_node(&spec, registry, store, cancel, prog, opts.threads)))
                     .unwrap_or_else(|p| Err(anyhow!("the stage panicked: {}", panic_text(&p))));
                 bar.finish_and_clear();
                 mp.remove(&bar);
@@ -300,6 +337,13 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
                     }
                 }
                 let s = &g.summary;
+                if lines {
+                    let done = s.computed + s.found_done + s.failed.len();
+                    let elapsed = t0.elapsed();
+                    let eta = if done > 0 && done < to_run { format!("; about {} left", clock(elapsed.mul_f64((to_run - done) as f64 / done as f64))) } else { String::new() };
+                    let what = if matches!(g.state[i], St::Failed) { "failed" } else { "done" };
+                    eprintln!("[{}] {what} {} in {:.1}s ({done}/{to_run} nodes{eta})", clock(elapsed), node.label, node_t0.elapsed().as_secs_f64());
+                }
                 main.set_position((s.computed + s.found_done + s.failed.len()) as u64);
                 main.set_message(format!("computed {}, cached {}, failed {}", s.computed + s.found_done, s.cached, s.failed.len()));
                 drop(g);

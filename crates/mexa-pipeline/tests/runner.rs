@@ -32,7 +32,7 @@ fn planned(text: &str, reg: &Registry, store: &Store) -> Plan {
 }
 
 fn opts() -> RunOptions {
-    RunOptions { jobs: 2, threads: 1, keep_going: false, progress: false }
+    RunOptions { jobs: 2, threads: 1, keep_going: false, progress: mexa_pipeline::run::ProgressMode::None }
 }
 
 fn reasons(p: &Plan) -> Vec<(String, Status)> {

@@ -143,8 +143,11 @@ impl Stage for Embed {
                 let model = load_model(model_path, &opts)?;
                 let m = model.lock().unwrap();
                 ctx.progress.message(&format!("{lang} ({})", m.architecture));
+                let t = std::time::Instant::now();
                 let pooled = embed(&m, sents, &poolings, batch, |k| ctx.progress.inc(k as u64))?;
                 let tokens: usize = pooled[0].tokens.iter().sum();
+                let secs = t.elapsed().as_secs_f64();
+                ctx.progress.message(&format!("{lang}: {} sentences, {tokens} tokens in {secs:.1}s ({:.0} tokens/s)", sents.len(), tokens as f64 / secs.max(1e-9)));
                 let (sch, b) = embedding_batch(&pooled)?;
                 Ok(Output {
                     table: Table::new(sch, vec![b]),
