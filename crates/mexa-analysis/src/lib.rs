@@ -8,4 +8,5 @@ pub mod tasks;
 
 pub use join::{join_points, Point, ScoreRow};
 pub use languages::{match_language, Lang, Match};
-pub use tasks::read_task_scores;
+pub use polars::prelude::DataFrame;
+pub use tasks::{read_task_scores, task_scores};

@@ -58,6 +58,11 @@ fn f64_col(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Option<f64>>> 
     Ok(out)
 }
 
+/// Task scores from plain rows (for results mexa measured itself, such as a probe's).
+pub fn task_scores(language: Vec<String>, task: Vec<String>, score: Vec<f64>) -> Result<DataFrame> {
+    frame(language, task, score)
+}
+
 fn frame(language: Vec<String>, task: Vec<String>, score: Vec<f64>) -> Result<DataFrame> {
     Ok(DataFrame::new(language.len(), vec![Column::new("language".into(), language), Column::new("task".into(), task), Column::new("score".into(), score)])?)
 }

@@ -344,3 +344,74 @@ fn progress_lines_when_stderr_is_not_a_terminal() {
     let o = mexa(&dir.path().join("store2"), &["run", "--no-progress", pipe.to_str().unwrap()]);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("] start"));
 }
+
+/// SIB-200 end to end with a model's own accuracy: a probe trained on English topic labels
+/// and tested in every language, joined with the same model's alignment and correlated.
+const PROBE_PIPE: &str = "
+pipeline: own-accuracy
+stages:
+  train_corpus:
+    kind: load_corpus
+    params: {path: \"${assets}/corpora/sib200\", split: train, pivot: eng_Latn, languages: [fra_Latn], limit: 210}
+  test_corpus:
+    kind: load_corpus
+    params: {path: \"${assets}/corpora/sib200\", split: test, pivot: eng_Latn, languages: [fra_Latn, deu_Latn, zho_Hans], limit: 80}
+  train:
+    kind: embed
+    inputs: {corpus: train_corpus}
+    params: {model: \"${assets}/models/all-minilm-l6-v2\", poolings: [mean]}
+  test:
+    kind: embed
+    inputs: {corpus: test_corpus}
+    params: {model: \"${assets}/models/all-minilm-l6-v2\", poolings: [mean]}
+  topics:
+    kind: probe
+    inputs: {train: train, test: test}
+    params: {labels: \"${assets}/corpora/sib200\", pooling: mean}
+  align:
+    kind: align
+    inputs: {embeddings: test}
+  summary:
+    kind: aggregate
+    inputs: {alignment: align}
+  points:
+    kind: join_tasks
+    inputs: {scores: summary, corpus: test_corpus, accuracy: topics}
+  correlation:
+    kind: correlate
+    inputs: {points: points}
+";
+
+#[test]
+fn a_models_own_probe_accuracy_is_correlated_with_its_alignment() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipe = dir.path().join("p.yaml");
+    std::fs::write(&pipe, PROBE_PIPE).unwrap();
+    let (s1, s2) = (dir.path().join("s1"), dir.path().join("s2"));
+    let o = mexa(&s1, &["run", pipe.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = mexa(&s1, &["show", "topics", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let acc = |lang: &str, layer: i64| rows.iter().find(|r| r["language"] == lang && r["layer"] == layer).unwrap()["accuracy"].as_f64().unwrap();
+    let last = rows.iter().map(|r| r["layer"].as_i64().unwrap()).max().unwrap();
+    assert_eq!(rows.len() as i64, 4 * (last + 1), "4 test languages × every hidden state");
+    // MiniLM is an English model: its English topic accuracy is far above chance (1/7), and
+    // transfer to Chinese is worse than to English.
+    assert!(acc("eng_Latn", last) > 0.6, "{}", acc("eng_Latn", last));
+    assert!(acc("zho_Hans", last) < acc("eng_Latn", last));
+    for r in &rows {
+        let (a, lo, hi) = (r["accuracy"].as_f64().unwrap(), r["ci_low"].as_f64().unwrap(), r["ci_high"].as_f64().unwrap());
+        assert!(lo <= a && a <= hi && r["n"] == 80, "{r}");
+    }
+    let o = mexa(&s1, &["show", "correlation", "--format", "json"]);
+    let corr: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(corr.iter().all(|c| c["task"] == format!("topics@layer{last}") && c["n"] == 3), "{corr:?}");
+    // Deterministic: another store computes the same bytes.
+    let o = mexa(&s2, &["run", pipe.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let hash = |s: &Path| -> String {
+        let o = mexa(s, &["show", "topics", "--format", "json"]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(hash(&s1), hash(&s2));
+}

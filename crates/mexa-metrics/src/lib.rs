@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod align;
+pub mod probe;
 pub mod stats;
 
 pub use aggregate::{aggregate, Aggregate};

@@ -10,7 +10,7 @@ use crate::util::{col_f64, col_str, f64_col, i32_col, schema, utf8_col};
 use anyhow::{anyhow, bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
-use mexa_analysis::{join_points, read_task_scores, Point, ScoreRow};
+use mexa_analysis::{join_points, read_task_scores, task_scores, Point, ScoreRow};
 use mexa_metrics::{bootstrap_ci, kendall, linear_fit, pearson, spearman};
 use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
 use std::collections::BTreeMap;
@@ -75,6 +75,27 @@ pub fn read_points(t: &Table) -> Result<Vec<(Point, f64)>> {
     Ok(out)
 }
 
+/// A probe's accuracies at one layer as task scores (task `<probe label>`).
+fn probe_scores(ctx: &Ctx, input: &mexa_pipeline::InputRef) -> Result<mexa_analysis::DataFrame> {
+    let t = ctx.read(input)?;
+    let want = ctx.i64("probe_layer")?;
+    let mut rows: Vec<(String, i32, f64)> = Vec::new();
+    for b in &t.batches {
+        let (l, layer, acc) = (col_str(b, "language")?, crate::util::col_i32(b, "layer")?, col_f64(b, "accuracy")?);
+        for i in 0..b.num_rows() {
+            rows.push((l.value(i).to_string(), layer.value(i), acc.value(i)));
+        }
+    }
+    let last = rows.iter().map(|r| r.1).max().ok_or_else(|| anyhow::anyhow!("{}: an empty probe table", input.label))?;
+    let layer = if want < 0 { last } else { want as i32 };
+    if layer > last {
+        bail!("`probe_layer` is {want}, but {} has layers 0..={last}", input.label);
+    }
+    let task = ctx.store.manifest(&input.key)?.label.rsplit('/').next().unwrap_or("probe").to_string();
+    let picked: Vec<&(String, i32, f64)> = rows.iter().filter(|r| r.1 == layer).collect();
+    task_scores(picked.iter().map(|r| r.0.clone()).collect(), vec![format!("{task}@layer{layer}"); picked.len()], picked.iter().map(|r| r.2).collect())
+}
+
 impl Stage for JoinTasks {
     fn kind(&self) -> &'static str {
         "join_tasks"
@@ -87,16 +108,18 @@ impl Stage for JoinTasks {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("tasks", ParamType::Path, "task results: a CSV/TSV/Parquet table, or lm-evaluation-harness output (results_<timestamp>.json or its output folder)"),
+            ParamSpec::optional("tasks", ParamType::OptPath, "null", "task results: a CSV/TSV/Parquet table, or lm-evaluation-harness output (results_<timestamp>.json or its output folder); or connect the `accuracy` input instead"),
             ParamSpec::optional("column", ParamType::Str, "\"\"", "the column of a wide table to use (e.g. a model's accuracies); for lm-eval results the metric: acc (default) or acc_norm"),
             ParamSpec::optional("task", ParamType::Str, "\"\"", "task name (names a wide column's task, or filters a long table)"),
             ParamSpec::optional("pivot_score", ParamType::Float, "-1.0", "the model's pivot-language score for the adjusted estimate (-1: take the pivot's row from the file)"),
+            ParamSpec::optional("probe_layer", ParamType::Int, "-1", "with the `accuracy` input: the probe layer whose accuracy is the task score (-1: the last; layers count from 0, the embedding output)"),
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![
             InputSpec::one("scores", "an aggregate table"),
             InputSpec::one("corpus", "the load_corpus table (for ISO 639-3 codes)"),
+            InputSpec::one("accuracy", "a probe table: the model's own accuracy per language, instead of a `tasks` file").optional(),
         ]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
@@ -110,8 +133,14 @@ impl Stage for JoinTasks {
                 scores.push(ScoreRow { iso639_3: iso.get(&lang).cloned().unwrap_or_default(), language: lang, pooling: p.value(i).into(), mean: mean.value(i), max: max.value(i) });
             }
         }
-        let path = Path::new(ctx.str("tasks")?);
-        let tasks = read_task_scores(path, ctx.opt_str("column"), ctx.opt_str("task"))?;
+        let measured = ctx.gathered("accuracy").first().cloned();
+        let (tasks, source) = match (ctx.opt_str("tasks").filter(|s| !s.is_empty()), measured) {
+            (Some(_), Some(_)) => bail!("give either the `tasks` file or the `accuracy` input, not both"),
+            (None, None) => bail!("no task results: set `tasks` to a results file, or connect a probe to the `accuracy` input"),
+            (Some(p), None) => (read_task_scores(Path::new(p), ctx.opt_str("column"), ctx.opt_str("task"))?, p.to_string()),
+            (None, Some(input)) => (probe_scores(ctx, &input)?, input.label.clone()),
+        };
+        let path = Path::new(&source);
         let (points, unmatched) = join_points(&scores, &tasks)?;
         if points.is_empty() {
             bail!("no corpus language matched a language of {} (corpus: {}; unmatched: {})", path.display(), scores.len(), unmatched.join(", "));

@@ -1,5 +1,6 @@
 //! The MEXA stages, registered for pipelines: load a parallel corpus, embed it with a model,
-//! align every language to the pivot per layer, pool over layers, correlate with task scores.
+//! align every language to the pivot per layer, pool over layers, measure the model's own
+//! accuracy per language with a probe, correlate with task scores.
 //! Each stage is a thin adapter: tables in, a call into mexa-model / mexa-metrics /
 //! mexa-analysis, a table out.
 pub mod aggregate;
@@ -7,6 +8,7 @@ pub mod align;
 pub mod corpus;
 pub mod correlate;
 pub mod embed;
+pub mod probe;
 pub mod report;
 mod util;
 
@@ -15,6 +17,6 @@ use mexa_pipeline::Registry;
 /// Every stage kind mexa ships.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    r.add(corpus::LoadCorpus).add(embed::Embed).add(align::Align).add(aggregate::Aggregate).add(correlate::JoinTasks).add(correlate::Correlate).add(report::Report);
+    r.add(corpus::LoadCorpus).add(embed::Embed).add(align::Align).add(aggregate::Aggregate).add(correlate::JoinTasks).add(correlate::Correlate).add(probe::ProbeStage).add(report::Report);
     r
 }

@@ -1,0 +1,135 @@
+//! `probe`: a model's own accuracy per language and layer on a labelled task, measured from
+//! the same `embed` artifacts alignment uses. A multinomial logistic regression is trained per
+//! layer on the training language's embeddings (the pivot of the `train` embeddings) and
+//! tested on every language of the `test` embeddings: cross-lingual transfer, the SIB-200
+//! paper's protocol. Labels come from the id-keyed corpus files (`<language>/<split>.tsv`,
+//! a label column), in the order load_corpus reads them (the pivot's id order).
+use crate::embed::{read_embeddings, POOLINGS};
+use crate::util::{f64_col, i32_col, schema, utf8_col};
+use anyhow::{anyhow, bail, Context, Result};
+use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
+use mexa_metrics::probe::{wilson, Probe, ProbeOptions};
+use mexa_metrics::Matrix;
+use mexa_pipeline::{Ctx, InputRef, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::Path;
+
+pub struct ProbeStage;
+
+/// The label column of `<dir>/<language>/<split>.tsv`, in file order.
+pub fn read_labels(dir: &Path, language: &str, split: &str, column: &str) -> Result<Vec<String>> {
+    let path = dir.join(language).join(format!("{split}.tsv"));
+    let lines = crate::corpus::read_lines(&path)?;
+    let header: Vec<&str> = lines.first().map(|h| h.split('\t').collect()).unwrap_or_default();
+    let col = header.iter().position(|h| h.trim() == column).ok_or_else(|| anyhow!("{}:1: no `{column}` column (columns: {})", path.display(), header.join(", ")))?;
+    lines
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, l)| {
+            let cells: Vec<&str> = l.split('\t').collect();
+            let v = cells.get(col).map(|s| s.trim()).unwrap_or("");
+            if v.is_empty() {
+                bail!("{}:{}: no label in column `{column}`", path.display(), i + 1);
+            }
+            Ok(v.to_string())
+        })
+        .collect()
+}
+
+/// The pivot's embeddings of one pooling, per layer, and the pivot's code.
+fn pivot_layers(ctx: &Ctx, input: &InputRef, pooling: &str) -> Result<(String, Vec<Matrix>)> {
+    let pivot = ctx.store.manifest(&input.key)?.meta["pivot"].as_str().ok_or_else(|| anyhow!("{}: no pivot recorded", input.label))?.to_string();
+    let shards = ctx.shards_of(input)?;
+    let key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("{}: no shard for its pivot {pivot}", input.label))?.1;
+    let mut emb = read_embeddings(&ctx.read_key(key)?)?;
+    let layers = emb.remove(pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", input.label))?;
+    Ok((pivot, layers))
+}
+
+impl Stage for ProbeStage {
+    fn kind(&self) -> &'static str {
+        "probe"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "A model's own accuracy per language and layer on a labelled task (SIB-200 topics): a logistic-regression probe per layer, trained on the train embeddings' pivot, tested on every language of the test embeddings; accuracy, n and a 95% Wilson interval"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("labels", ParamType::Path, "the id-keyed corpus folder the embeddings were read from (<language>/<split>.tsv with a label column)"),
+            ParamSpec::optional("train_split", ParamType::Str, "\"train\"", "split of the training embeddings"),
+            ParamSpec::optional("test_split", ParamType::Str, "\"test\"", "split of the test embeddings"),
+            ParamSpec::optional("label_column", ParamType::Str, "\"category\"", "the label column"),
+            ParamSpec::optional("pooling", ParamType::Enum(POOLINGS), "\"weighted\"", "which sentence embedding to probe"),
+            ParamSpec::optional("steps", ParamType::Int, "300", "full-batch training steps per layer"),
+            ParamSpec::optional("learning_rate", ParamType::Float, "0.05", "Adam step size"),
+            ParamSpec::optional("l2", ParamType::Float, "0.001", "L2 penalty on the weights"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![InputSpec::one("train", "embeddings of the training split (its pivot is the training language)"), InputSpec::one("test", "embeddings of the test split, every language")]
+    }
+    fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let dir = Path::new(ctx.str("labels")?);
+        let (column, pooling) = (ctx.str("label_column")?, ctx.str("pooling")?);
+        let (train_in, test_in) = (ctx.input("train")?, ctx.input("test")?);
+        let (train_lang, train_layers) = pivot_layers(ctx, train_in, pooling)?;
+        let (test_pivot, _) = pivot_layers(ctx, test_in, pooling)?;
+        // Labels in corpus order, cut to the sentences embedded (load_corpus's `limit`).
+        let mut train_labels = read_labels(dir, &train_lang, ctx.str("train_split")?, column)?;
+        let n_train = train_layers.first().map(|m| m.rows).unwrap_or(0);
+        if train_labels.len() < n_train {
+            bail!("{}: {} labels for {n_train} training sentences", dir.join(&train_lang).display(), train_labels.len());
+        }
+        train_labels.truncate(n_train);
+        let mut classes: Vec<String> = train_labels.clone();
+        classes.sort();
+        classes.dedup();
+        if classes.len() < 2 {
+            bail!("the training labels have {} class(es); a probe needs at least two", classes.len());
+        }
+        let index: HashMap<&str, usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+        let y: Vec<usize> = train_labels.iter().map(|l| index[l.as_str()]).collect();
+        let opts = ProbeOptions { steps: ctx.usize("steps")?, learning_rate: ctx.f64("learning_rate")?, l2: ctx.f64("l2")? };
+        ctx.progress.message(&format!("training {} probes on {train_lang} ({n_train} sentences, {} classes)", train_layers.len(), classes.len()));
+        let probes: Vec<Probe> = train_layers.par_iter().map(|x| Probe::fit(x, &y, classes.len(), opts)).collect();
+
+        let test_labels = read_labels(dir, &test_pivot, ctx.str("test_split")?, column)?;
+        let shards = ctx.shards_of(test_in)?;
+        ctx.progress.set_length(shards.len() as u64);
+        let (mut lang, mut layer, mut n, mut acc, mut lo, mut hi) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (code, key) in &shards {
+            let emb = read_embeddings(&ctx.read_key(key)?).with_context(|| format!("{}: shard {code}", test_in.label))?;
+            let layers = emb.get(pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", test_in.label))?;
+            if layers.len() != probes.len() {
+                bail!("{} has {} hidden states, {} has {}: train and test embeddings must come from the same model", train_in.label, probes.len(), test_in.label, layers.len());
+            }
+            for (l, (x, probe)) in layers.iter().zip(&probes).enumerate() {
+                if test_labels.len() < x.rows {
+                    bail!("{}: {} labels for {} test sentences", dir.join(&test_pivot).display(), test_labels.len(), x.rows);
+                }
+                let predicted = probe.predict(x);
+                // A test label unseen in training can never be predicted: it counts as a miss.
+                let right = predicted.iter().zip(&test_labels).filter(|(p, t)| classes[**p] == **t).count();
+                let (a, b) = wilson(right, x.rows, 1.96);
+                lang.push(code.clone());
+                layer.push(l as i32);
+                n.push(x.rows as i32);
+                acc.push(right as f64 / x.rows as f64);
+                lo.push(a);
+                hi.push(b);
+            }
+            ctx.progress.inc(1);
+        }
+        let sch = schema(&[("language", DataType::Utf8), ("pooling", DataType::Utf8), ("layer", DataType::Int32), ("n", DataType::Int32), ("accuracy", DataType::Float64), ("ci_low", DataType::Float64), ("ci_high", DataType::Float64)]);
+        let rows = lang.len();
+        let b = RecordBatch::try_new(sch.clone(), vec![utf8_col(lang), utf8_col(vec![pooling.to_string(); rows]), i32_col(layer), i32_col(n), f64_col(acc), f64_col(lo), f64_col(hi)])?;
+        let meta = serde_json::json!({"train_language": train_lang, "train_sentences": n_train, "classes": classes, "pooling": pooling, "chance": 1.0 / classes.len() as f64});
+        Ok(Output { table: Table::new(sch, vec![b]), meta })
+    }
+}
