@@ -271,8 +271,11 @@ pub fn load(path: &Path, split: &str, languages: &[String], pivot: &str, limit: 
     if n_pivot == 0 {
         bail!("{}: the pivot {} has no sentences", path.display(), langs[pivot_lang].file.display());
     }
-    if langs.len() < 2 {
-        bail!("{}: only the pivot `{pivot}` was found; a corpus needs at least one other language", path.display());
+    // A corpus of the pivot alone is an error unless asked for by name (a probe's training
+    // corpus: `languages: [<pivot>]`).
+    let only_pivot_asked = !languages.is_empty() && languages.iter().all(|l| l == pivot);
+    if langs.len() < 2 && !only_pivot_asked {
+        bail!("{}: only the pivot `{pivot}` was found; a corpus needs at least one other language (or ask for the pivot alone: `languages: [{pivot}]`)", path.display());
     }
     for l in &langs {
         if l.lines.len() != n_pivot {

@@ -75,25 +75,43 @@ pub fn read_points(t: &Table) -> Result<Vec<(Point, f64)>> {
     Ok(out)
 }
 
-/// A probe's accuracies at one layer as task scores (task `<probe label>`).
+/// A probe's accuracies, pooled over layers or at one layer, as task scores (task
+/// `<probe stage>@<layer choice>`).
 fn probe_scores(ctx: &Ctx, input: &mexa_pipeline::InputRef) -> Result<mexa_analysis::DataFrame> {
     let t = ctx.read(input)?;
-    let want = ctx.i64("probe_layer")?;
-    let mut rows: Vec<(String, i32, f64)> = Vec::new();
+    let mut by_lang: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
     for b in &t.batches {
         let (l, layer, acc) = (col_str(b, "language")?, crate::util::col_i32(b, "layer")?, col_f64(b, "accuracy")?);
         for i in 0..b.num_rows() {
-            rows.push((l.value(i).to_string(), layer.value(i), acc.value(i)));
+            by_lang.entry(l.value(i).to_string()).or_default().push((layer.value(i), acc.value(i)));
         }
     }
-    let last = rows.iter().map(|r| r.1).max().ok_or_else(|| anyhow::anyhow!("{}: an empty probe table", input.label))?;
-    let layer = if want < 0 { last } else { want as i32 };
-    if layer > last {
-        bail!("`probe_layer` is {want}, but {} has layers 0..={last}", input.label);
+    if by_lang.is_empty() {
+        bail!("{}: an empty probe table", input.label);
     }
-    let task = ctx.store.manifest(&input.key)?.label.rsplit('/').next().unwrap_or("probe").to_string();
-    let picked: Vec<&(String, i32, f64)> = rows.iter().filter(|r| r.1 == layer).collect();
-    task_scores(picked.iter().map(|r| r.0.clone()).collect(), vec![format!("{task}@layer{layer}"); picked.len()], picked.iter().map(|r| r.2).collect())
+    let choice = ctx.str("probe_layer")?;
+    let pick = |v: &[(i32, f64)]| -> Result<f64> {
+        Ok(match choice {
+            "mean" => v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64,
+            "max" => v.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max),
+            "last" => v.iter().max_by_key(|x| x.0).map(|x| x.1).unwrap_or(f64::NAN),
+            n => {
+                let n: i32 = n.parse().map_err(|_| anyhow::anyhow!("`probe_layer` is `{n}`: expected mean, max, last or a layer number"))?;
+                v.iter().find(|x| x.0 == n).map(|x| x.1).ok_or_else(|| anyhow::anyhow!("`probe_layer` is {n}, but {} has layers 0..={}", input.label, v.iter().map(|x| x.0).max().unwrap_or(0)))?
+            }
+        })
+    };
+    let label = ctx.store.manifest(&input.key)?.label;
+    // The probe stage's name, without the grid cell (`topics[model=x]` → `topics`).
+    let stage = label.rsplit('/').next().unwrap_or("probe").split('[').next().unwrap_or("probe").to_string();
+    let task = if choice.parse::<i32>().is_ok() { format!("{stage}@layer{choice}") } else { format!("{stage}@{choice}") };
+    let (mut langs, mut scores) = (Vec::new(), Vec::new());
+    for (lang, v) in &by_lang {
+        langs.push(lang.clone());
+        scores.push(pick(v)?);
+    }
+    let n = langs.len();
+    task_scores(langs, vec![task; n], scores)
 }
 
 impl Stage for JoinTasks {
@@ -101,7 +119,8 @@ impl Stage for JoinTasks {
         "join_tasks"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: task scores may come from a probe (`accuracy` input), named `<probe stage>@layer<n>`.
+        2
     }
     fn doc(&self) -> &'static str {
         "Joins aggregated alignment with downstream task results (CSV/TSV/Parquet, long or wide, or lm-eval JSON), mapping language labels; adds the adjusted estimate (alignment × pivot task score)"
@@ -112,7 +131,7 @@ impl Stage for JoinTasks {
             ParamSpec::optional("column", ParamType::Str, "\"\"", "the column of a wide table to use (e.g. a model's accuracies); for lm-eval results the metric: acc (default) or acc_norm"),
             ParamSpec::optional("task", ParamType::Str, "\"\"", "task name (names a wide column's task, or filters a long table)"),
             ParamSpec::optional("pivot_score", ParamType::Float, "-1.0", "the model's pivot-language score for the adjusted estimate (-1: take the pivot's row from the file)"),
-            ParamSpec::optional("probe_layer", ParamType::Int, "-1", "with the `accuracy` input: the probe layer whose accuracy is the task score (-1: the last; layers count from 0, the embedding output)"),
+            ParamSpec::optional("probe_layer", ParamType::Str, "\"mean\"", "with the `accuracy` input, which accuracy is the task score: `mean` or `max` over the layers (as MEXA pools alignment), `last`, or a layer number (0 is the embedding output)"),
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
