@@ -317,13 +317,13 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
     let mut plan = Plan { pipeline: spec.name.clone(), description: spec.description.clone(), nodes };
     let refs = store.refs();
     for i in 0..plan.nodes.len() {
-        if store.complete(&plan.nodes[i].key) {
-            continue;
-        }
+        // A stat first: the manifest is read only for nodes that are there.
         if store.contains(&plan.nodes[i].key) {
-            // A sharded node whose index is cached but a shard is gone (quarantined, deleted):
-            // the run recomputes the missing shards only.
-            plan.nodes[i].status = Status::Run(Reason::ShardMissing);
+            if !store.complete(&plan.nodes[i].key) {
+                // A sharded node whose index is cached but a shard is gone (quarantined,
+                // deleted): the run recomputes the missing shards only.
+                plan.nodes[i].status = Status::Run(Reason::ShardMissing);
+            }
             continue;
         }
         let prev = refs.get(&plan.node_id(i));

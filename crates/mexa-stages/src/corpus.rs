@@ -53,6 +53,22 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+/// A tab-separated file with a header line: the header's cells, and each further line's cells
+/// with its line number. A line of another width is an error naming file and line.
+pub fn read_tsv(path: &Path) -> Result<(Vec<String>, Vec<(usize, Vec<String>)>)> {
+    let lines = read_lines(path)?;
+    let header: Vec<String> = lines.first().map(|h| h.split('\t').map(str::to_string).collect()).unwrap_or_default();
+    let mut rows = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate().skip(1) {
+        let cells: Vec<String> = l.split('\t').map(str::to_string).collect();
+        if cells.len() != header.len() {
+            bail!("{}:{}: {} fields, the header has {}", path.display(), i + 1, cells.len(), header.len());
+        }
+        rows.push((i + 1, cells));
+    }
+    Ok((header, rows))
+}
+
 /// Matches a language code against a pattern with `*` and `?`.
 pub fn glob_match(pat: &str, s: &str) -> bool {
     fn m(p: &[char], s: &[char]) -> bool {
@@ -113,22 +129,17 @@ fn read_columns(path: &Path) -> Result<Vec<LangText>> {
         }
         return Ok(cols.into_iter().map(|(code, lines)| LangText { code, file: path.to_path_buf(), lines }).collect());
     }
-    let lines = read_lines(path)?;
-    let header: Vec<&str> = lines.first().map(|h| h.split('\t').collect()).unwrap_or_default();
+    let (header, rows) = read_tsv(path)?;
     let mut cols: Vec<Vec<String>> = vec![vec![]; header.len()];
-    for (i, l) in lines.iter().enumerate().skip(1) {
-        let cells: Vec<&str> = l.split('\t').collect();
-        if cells.len() != header.len() {
-            bail!("{}:{}: {} fields, the header has {}", path.display(), i + 1, cells.len(), header.len());
-        }
-        for (c, v) in cells.iter().enumerate() {
+    for (line, cells) in rows {
+        for (c, v) in cells.into_iter().enumerate() {
             if v.trim().is_empty() {
-                bail!("{}:{}: empty sentence in column `{}`", path.display(), i + 1, header[c]);
+                bail!("{}:{line}: empty sentence in column `{}`", path.display(), header[c]);
             }
-            cols[c].push(v.to_string());
+            cols[c].push(v);
         }
     }
-    Ok(header.iter().zip(cols).map(|(h, lines)| LangText { code: h.to_string(), file: path.to_path_buf(), lines }).collect())
+    Ok(header.into_iter().zip(cols).map(|(code, lines)| LangText { code, file: path.to_path_buf(), lines }).collect())
 }
 
 /// ISO 639-3 code of a corpus language label: FLORES `xxx_Scrp` → `xxx`; UDHR codes via the
@@ -186,27 +197,23 @@ fn read_id_rows(path: &Path) -> Result<Vec<(String, String, usize)>> {
     if !path.is_file() {
         bail!("{}: missing (every language folder needs the same split files)", path.display());
     }
-    let lines = read_lines(path)?;
-    let header: Vec<&str> = lines.first().map(|h| h.split('\t').collect()).unwrap_or_default();
+    let (header, lines) = read_tsv(path)?;
     let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.trim()));
     let (Some(id_col), Some(text_col)) = (col(&["index_id", "id", "sentence_id"]), col(&["text", "sentence"])) else {
         bail!("{}:1: expected an id column (index_id or id) and a text column, found: {}", path.display(), header.join(", "));
     };
     let mut rows = Vec::with_capacity(lines.len());
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for (i, l) in lines.iter().enumerate().skip(1) {
-        let cells: Vec<&str> = l.split('\t').collect();
-        if cells.len() != header.len() {
-            bail!("{}:{}: {} fields, the header has {}", path.display(), i + 1, cells.len(), header.len());
-        }
-        let (id, text) = (cells[id_col].trim().to_string(), cells[text_col]);
+    for (line, mut cells) in lines {
+        let text = std::mem::take(&mut cells[text_col]);
+        let id = cells[id_col].trim().to_string();
         if text.trim().is_empty() {
-            bail!("{}:{}: empty text", path.display(), i + 1);
+            bail!("{}:{line}: empty text", path.display());
         }
-        if let Some(first) = seen.insert(id.clone(), i + 1) {
-            bail!("{}:{}: id `{id}` again (first on line {first})", path.display(), i + 1);
+        if let Some(first) = seen.insert(id.clone(), line) {
+            bail!("{}:{line}: id `{id}` again (first on line {first})", path.display());
         }
-        rows.push((id, text.to_string(), i + 1));
+        rows.push((id, text, line));
     }
     Ok(rows)
 }

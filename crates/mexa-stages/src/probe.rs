@@ -21,18 +21,13 @@ pub struct ProbeStage;
 /// The label column of `<dir>/<language>/<split>.tsv`, in file order.
 pub fn read_labels(dir: &Path, language: &str, split: &str, column: &str) -> Result<Vec<String>> {
     let path = dir.join(language).join(format!("{split}.tsv"));
-    let lines = crate::corpus::read_lines(&path)?;
-    let header: Vec<&str> = lines.first().map(|h| h.split('\t').collect()).unwrap_or_default();
+    let (header, rows) = crate::corpus::read_tsv(&path)?;
     let col = header.iter().position(|h| h.trim() == column).ok_or_else(|| anyhow!("{}:1: no `{column}` column (columns: {})", path.display(), header.join(", ")))?;
-    lines
-        .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(i, l)| {
-            let cells: Vec<&str> = l.split('\t').collect();
-            let v = cells.get(col).map(|s| s.trim()).unwrap_or("");
+    rows.into_iter()
+        .map(|(line, cells)| {
+            let v = cells[col].trim();
             if v.is_empty() {
-                bail!("{}:{}: no label in column `{column}`", path.display(), i + 1);
+                bail!("{}:{line}: no label in column `{column}`", path.display());
             }
             Ok(v.to_string())
         })

@@ -54,6 +54,12 @@ impl Manifest {
         blake3::hash(crate::canonical_json(&v).as_bytes()).to_hex().to_string()
     }
 
+    /// False when the manifest was edited after it was written. A manifest without a seal
+    /// (written before seals existed) is accepted.
+    pub fn seal_ok(&self) -> bool {
+        self.seal.is_empty() || self.seal == self.seal_of()
+    }
+
     /// The node key a shard artifact belongs to (shards are keyed by node key and shard name).
     pub fn shard_parent(&self) -> Option<&str> {
         if !self.spec.stage.ends_with("#shard") {
@@ -167,11 +173,8 @@ impl Store {
     /// Reads an artifact's table after checking its manifest seal and the data's blake3
     /// against the manifest, so a corrupt artifact is never served or read downstream.
     pub fn read(&self, key: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        if !self.contains(key) {
-            bail!("artifact {key} is not in the store {}", self.root.display());
-        }
         let m = self.manifest(key)?;
-        if !m.seal.is_empty() && m.seal != m.seal_of() {
+        if !m.seal_ok() {
             bail!("artifact {key} ({}) is corrupt: its manifest was changed after it was written; run `mexa verify` to quarantine it", m.label);
         }
         let path = self.data_path(key);
@@ -364,8 +367,9 @@ impl Store {
         }
     }
 
-    /// Checks one artifact: manifest readable, key matches its spec, data hash matches.
-    pub fn check(&self, key: &str) -> std::result::Result<(), String> {
+    /// Checks one artifact: manifest readable and sealed, key matches its spec, data hash
+    /// matches. Returns the manifest.
+    pub fn check(&self, key: &str) -> std::result::Result<Manifest, String> {
         let m = self.manifest(key).map_err(|e| format!("{e:#}"))?;
         if m.key != key {
             return Err(format!("manifest names key {}", m.key));
@@ -373,7 +377,7 @@ impl Store {
         if key_of(&m.spec) != key {
             return Err("manifest's key spec does not hash to its key".into());
         }
-        if !m.seal.is_empty() && m.seal != m.seal_of() {
+        if !m.seal_ok() {
             return Err("manifest was edited after it was written (its seal does not match)".into());
         }
         let data = self.data_path(key);
@@ -386,7 +390,7 @@ impl Store {
         if h != m.file_hash {
             return Err(format!("data.parquet hashes to {h}, manifest says {}", m.file_hash));
         }
-        Ok(())
+        Ok(m)
     }
 
     /// Rehashes every artifact; corrupt ones are moved to `quarantine/` so the next run
@@ -396,15 +400,19 @@ impl Store {
         let (mut dirs, strays) = self.object_dirs(&self.root.join("objects"))?;
         report.strays = strays;
         dirs.sort();
-        for (key, _) in &dirs {
+        let mut sound = Vec::with_capacity(dirs.len());
+        for (key, _) in dirs {
             report.checked += 1;
-            if let Err(why) = self.check(key) {
-                let to = self.quarantine(key, &why)?;
-                report.corrupt.push((key.clone(), why, to));
+            match self.check(&key) {
+                Ok(m) => sound.push((key, m)),
+                Err(why) => {
+                    let to = self.quarantine(&key, &why)?;
+                    report.corrupt.push((key, why, to));
+                }
             }
         }
-        for (key, _) in &dirs {
-            let Ok(m) = self.manifest(key) else { continue };
+        // After the quarantines, so a shard moved aside just now counts as missing.
+        for (key, m) in &sound {
             if m.seal.is_empty() {
                 report.unsealed += 1;
             }
