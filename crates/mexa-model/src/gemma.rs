@@ -3,7 +3,7 @@
 //! five of every six layers). RMSNorms scale by (1 + w); embeddings are multiplied by √d;
 //! the MLP is gated GELU (tanh approximation).
 use crate::gguf::Gguf;
-use crate::layers::{apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
+use crate::layers::{apply_rope, attention, decoder_hidden_states, Layout, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::{bail, Result};
@@ -35,6 +35,8 @@ pub struct Config {
     pub rope_scaling: RopeScaling,
     pub query_pre_attn_scalar: f64,
     pub attn_softcap: Option<f64>,
+    /// Gemma 2: the LM head's logits are soft-capped, `c · tanh(logits / c)`.
+    pub final_softcap: Option<f64>,
     pub sliding_window: Option<i64>,
     /// Per layer: does it use the sliding window?
     pub sliding: Vec<bool>,
@@ -95,6 +97,7 @@ impl Config {
             rope_scaling,
             query_pre_attn_scalar: if version == Version::Gemma1 { head_dim as f64 } else { v["query_pre_attn_scalar"].as_f64().unwrap_or(head_dim as f64) },
             attn_softcap: v["attn_logit_softcapping"].as_f64(),
+            final_softcap: v["final_logit_softcapping"].as_f64(),
             sliding_window: window,
             sliding,
             bidirectional,
@@ -135,6 +138,7 @@ impl Config {
             // llama.cpp: 1/sqrt(head_dim) for every size but Gemma 2/3 27B.
             query_pre_attn_scalar: head_dim as f64,
             attn_softcap: f("attn_logit_softcapping").or(if version == Version::Gemma2 { Some(50.0) } else { None }),
+            final_softcap: f("final_logit_softcapping").or(if version == Version::Gemma2 { Some(30.0) } else { None }),
             sliding_window: window,
             sliding: sliding_layers(version, layers, 6, window),
             bidirectional,
@@ -252,24 +256,21 @@ impl Gemma {
     }
 }
 
-impl HiddenStates for Gemma {
-    crate::model::hidden_dims!(num_layers, hidden_size, embed);
-    fn causal(&self) -> bool {
-        !self.cfg.bidirectional
-    }
-    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
+impl Gemma {
+    /// Hidden states for any [`Layout`]: a padded batch or a packed prompt tree.
+    fn hidden(&self, ids: &Tensor, layout: &Layout) -> Vec<Tensor> {
         let c = &self.cfg;
         let t = ids.size()[1];
         let e = Tensor::embedding(&self.embed, ids, -1, false, false);
         let kind = e.kind();
         let normalizer = Tensor::from_slice(&[(c.hidden_size as f64).sqrt() as f32]).to_kind(kind).to_device(e.device());
         let x = e * normalizer;
-        let full = attention_bias(mask, !c.bidirectional, None, kind);
-        let local = c.sliding_window.map(|w| attention_bias(mask, !c.bidirectional, Some(w), kind));
-        let (gcos, gsin) = self.rope_global.tables(t, kind, x.device());
-        let (lcos, lsin) = self.rope_local.tables(t, kind, x.device());
+        let full = layout.bias(!c.bidirectional, None, kind);
+        let local = c.sliding_window.map(|w| layout.bias(!c.bidirectional, Some(w), kind));
+        let (gcos, gsin) = layout.rope(&self.rope_global, t, kind, x.device());
+        let (lcos, lsin) = layout.rope(&self.rope_local, t, kind, x.device());
         let scale = c.query_pre_attn_scalar.powf(-0.5);
-        Ok(decoder_hidden_states(
+        decoder_hidden_states(
             x,
             &self.blocks,
             |i, b, x| {
@@ -303,6 +304,36 @@ impl HiddenStates for Gemma {
                 }
             },
             |x| self.norm.forward(x),
-        ))
+        )
+    }
+}
+
+impl HiddenStates for Gemma {
+    crate::model::hidden_dims!(num_layers, hidden_size, embed);
+    fn causal(&self) -> bool {
+        !self.cfg.bidirectional
+    }
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(self.hidden(ids, &Layout::Padded(mask)))
+    }
+    fn packs(&self) -> bool {
+        !self.cfg.bidirectional
+    }
+    fn forward_packed(&self, ids: &Tensor, positions: &Tensor, allowed: &Tensor) -> Result<Vec<Tensor>> {
+        if self.cfg.bidirectional {
+            bail!("a bidirectional encoder (EmbeddingGemma) has no next-token predictions to score");
+        }
+        Ok(self.hidden(ids, &Layout::Packed { positions, allowed }))
+    }
+    /// Gemma ties its LM head to the token embeddings (unscaled).
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        if self.cfg.bidirectional {
+            bail!("a bidirectional encoder (EmbeddingGemma) has no LM head");
+        }
+        let logits = hidden.matmul(&self.embed.tr());
+        Ok(match self.cfg.final_softcap {
+            Some(c) => (logits / c).tanh() * c,
+            None => logits,
+        })
     }
 }

@@ -124,11 +124,53 @@ impl Rope {
 
     /// (cos, sin) of shape [T, head_dim] for positions 0..t, in `kind`.
     pub fn tables(&self, t: i64, kind: Kind, device: tch::Device) -> (Tensor, Tensor) {
-        let inv = Tensor::from_slice(&self.inv_freq.iter().map(|&f| f as f32).collect::<Vec<_>>()).to_device(device);
-        let pos = Tensor::arange(t, (Kind::Float, device));
-        let freqs = pos.unsqueeze(1) * inv.unsqueeze(0);
+        self.tables_for(&Tensor::arange(t, (Kind::Float, device)), kind)
+    }
+
+    /// (cos, sin) for explicit positions: [T] gives [T, head_dim]; [B, T] gives
+    /// [B, 1, T, head_dim], which broadcasts over the heads of [B, H, T, head_dim].
+    pub fn tables_for(&self, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
+        let inv = Tensor::from_slice(&self.inv_freq.iter().map(|&f| f as f32).collect::<Vec<_>>()).to_device(positions.device());
+        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv;
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
+        let emb = if positions.dim() == 2 { emb.unsqueeze(1) } else { emb };
         (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
+    }
+}
+
+/// Where each token of a batch sits and which tokens it may attend to.
+pub enum Layout<'a> {
+    /// A right-padded batch: positions 0..T; `mask` [B, T] is 1 for tokens, 0 for padding.
+    Padded(&'a Tensor),
+    /// A packed prompt tree (a shared prompt followed by several continuations, each seeing
+    /// the prompt and itself only): each token's position [B, T] (int64) and the keys each
+    /// query may see, `allowed` [B, T, T] (bool, query × key). Causality is in `allowed`.
+    Packed { positions: &'a Tensor, allowed: &'a Tensor },
+}
+
+impl Layout<'_> {
+    /// The additive attention bias [B, 1, T, T] (see [`attention_bias`]); `window` limits a
+    /// causal query to keys less than `window` positions back.
+    pub fn bias(&self, causal: bool, window: Option<i64>, kind: Kind) -> Tensor {
+        match self {
+            Layout::Padded(mask) => attention_bias(mask, causal, window, kind),
+            Layout::Packed { positions, allowed } => {
+                let mut ok = allowed.to_kind(Kind::Bool);
+                if let Some(w) = window {
+                    let dist = positions.unsqueeze(2) - positions.unsqueeze(1); // [B, Tq, Tk]
+                    ok = ok.logical_and(&dist.lt(w));
+                }
+                bias_from_allowed(&ok.unsqueeze(1), kind)
+            }
+        }
+    }
+
+    /// Rotary (cos, sin) tables for this layout's positions.
+    pub fn rope(&self, rope: &Rope, t: i64, kind: Kind, device: tch::Device) -> (Tensor, Tensor) {
+        match self {
+            Layout::Padded(_) => rope.tables(t, kind, device),
+            Layout::Packed { positions, .. } => rope.tables_for(positions, kind),
+        }
     }
 }
 
@@ -164,6 +206,11 @@ pub fn attention_bias(pad_mask: &Tensor, causal: bool, window: Option<i64>, kind
     if let Some(ok) = ok {
         allowed = allowed.logical_and(&ok.unsqueeze(0).unsqueeze(0));
     }
+    bias_from_allowed(&allowed, kind)
+}
+
+/// 0 where `allowed` (bool) is true, the dtype's lowest value elsewhere.
+fn bias_from_allowed(allowed: &Tensor, kind: Kind) -> Tensor {
     // The dtype's own lowest value, as transformers uses torch.finfo(dtype).min.
     let min = match kind {
         Kind::Half => -65504.0,
@@ -171,7 +218,7 @@ pub fn attention_bias(pad_mask: &Tensor, causal: bool, window: Option<i64>, kind
         Kind::Double => f64::MIN,
         _ => f32::MIN as f64,
     };
-    Tensor::zeros(allowed.size(), (kind, device)).masked_fill(&allowed.logical_not(), min)
+    Tensor::zeros(allowed.size(), (kind, allowed.device())).masked_fill(&allowed.logical_not(), min)
 }
 
 /// Scaled dot-product attention with an additive bias; optional tanh soft-capping of the

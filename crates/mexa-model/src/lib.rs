@@ -18,11 +18,13 @@ pub mod layers;
 pub mod llama;
 pub mod model;
 pub mod olmo;
+pub mod score;
 pub mod tokenizer;
 pub mod weights;
 pub mod xglm;
 
 pub use device::{parse_device, runtime_info, tune_allocator};
 pub use embed::{embed, BatchOptions, Pooled, Pooling};
+pub use score::{encode_request, score, IdRequest, ScoreOptions, Scored};
 pub use model::{load_network, parse_dtype, HiddenStates, LoadOptions, Model};
 pub use tokenizer::{BosPolicy, TextTokenizer};

@@ -3,7 +3,7 @@
 //! projections, split at load).
 //! Pre-norm decoder: RMSNorm → attention (GQA, rotary) → residual → RMSNorm → SwiGLU → residual.
 use crate::gguf::Gguf;
-use crate::layers::{apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
+use crate::layers::{apply_rope, attention, decoder_hidden_states, Layout, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::Result;
@@ -28,6 +28,8 @@ pub struct Config {
     pub sliding_window: Option<i64>,
     /// Qwen3: RMSNorm over each head's queries and keys before the rotary embedding.
     pub qk_norm: bool,
+    /// The LM head is the token-embedding table (no `lm_head.weight`).
+    pub tie_word_embeddings: bool,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
             attention_bias: v["attention_bias"].as_bool().unwrap_or(arch == "qwen2"),
             sliding_window: if v["use_sliding_window"].as_bool() == Some(false) { None } else { v["sliding_window"].as_i64() },
             qk_norm: arch == "qwen3",
+            tie_word_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(false),
         })
     }
 
@@ -80,6 +83,8 @@ impl Config {
             attention_bias: arch == "qwen2",
             sliding_window: None,
             qk_norm: arch == "qwen3",
+            // llama.cpp writes `output.weight` only when the head is not tied.
+            tie_word_embeddings: g.tensor("output.weight").is_none(),
         })
     }
 }
@@ -116,6 +121,9 @@ pub fn gguf_name(n: &str) -> Option<String> {
     }
     if n == "output_norm.weight" {
         return Some("norm.weight".into());
+    }
+    if n == "output.weight" {
+        return Some("lm_head.weight".into());
     }
     let rest = n.strip_prefix("blk.")?;
     let (layer, tail) = rest.split_once('.')?;
@@ -168,6 +176,8 @@ struct Block {
 pub struct Llama {
     cfg: Config,
     embed: Tensor,
+    /// An untied LM head, when the weights carried one.
+    lm_head: Option<Tensor>,
     blocks: Vec<Block>,
     norm: RmsNorm,
     rope: Rope,
@@ -210,6 +220,7 @@ impl Llama {
         Ok(Self {
             rope: Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling),
             embed: embed.shallow_clone(),
+            lm_head: w.opt("lm_head.weight").map(|t| t.shallow_clone()),
             norm: norm("norm.weight")?,
             blocks,
             cfg,
@@ -237,6 +248,7 @@ impl Llama {
         // llama.cpp's phi3 stores the fused gate-up projection as `ffn_up`.
         let rename = |n: &str| match (arch, n.strip_prefix("blk.").and_then(|r| r.split_once('.'))) {
             ("phi3", Some((layer, "ffn_up.weight"))) => Some(format!("layers.{layer}.mlp.gate_up_proj.weight")),
+            _ if n == "output.weight" && !opts.lm_head => None,
             _ => gguf_name(n),
         };
         let w = Weights::from_gguf(g, opts.kind, opts.device, rename, |name, t| {
@@ -252,17 +264,17 @@ impl Llama {
     }
 }
 
-impl HiddenStates for Llama {
-    crate::model::hidden_dims!(num_layers, hidden_size, embed);
-    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
+impl Llama {
+    /// Hidden states for any [`Layout`]: a padded batch or a packed prompt tree.
+    fn hidden(&self, ids: &Tensor, layout: &Layout) -> Vec<Tensor> {
         let c = &self.cfg;
         let t = ids.size()[1];
         let x = Tensor::embedding(&self.embed, ids, -1, false, false);
         let kind = x.kind();
-        let bias = attention_bias(mask, true, c.sliding_window, kind);
-        let (cos, sin) = self.rope.tables(t, kind, x.device());
+        let bias = layout.bias(true, c.sliding_window, kind);
+        let (cos, sin) = layout.rope(&self.rope, t, kind, x.device());
         let scale = 1.0 / (c.head_dim as f64).sqrt();
-        Ok(decoder_hidden_states(
+        decoder_hidden_states(
             x,
             &self.blocks,
             |_, b, x| {
@@ -282,6 +294,27 @@ impl HiddenStates for Llama {
                 &x + b.down.forward(&(b.gate.forward(&hsx).silu() * b.up.forward(&hsx)))
             },
             |x| self.norm.forward(x),
-        ))
+        )
+    }
+}
+
+impl HiddenStates for Llama {
+    crate::model::hidden_dims!(num_layers, hidden_size, embed);
+    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(self.hidden(ids, &Layout::Padded(mask)))
+    }
+    fn packs(&self) -> bool {
+        true
+    }
+    fn forward_packed(&self, ids: &Tensor, positions: &Tensor, allowed: &Tensor) -> Result<Vec<Tensor>> {
+        Ok(self.hidden(ids, &Layout::Packed { positions, allowed }))
+    }
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = match (&self.lm_head, self.cfg.tie_word_embeddings) {
+            (Some(h), _) => h,
+            (None, true) => &self.embed,
+            (None, false) => anyhow::bail!("the weights have no lm_head.weight (and tie_word_embeddings is false); was the model loaded with its LM head?"),
+        };
+        Ok(hidden.matmul(&head.tr()))
     }
 }

@@ -48,6 +48,22 @@ pub trait HiddenStates: Send {
     /// Returns `num_hidden_states()` tensors of [B, T, D], as Hugging Face's
     /// `output_hidden_states=True` (the last one after the final norm, for decoders).
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>>;
+    /// The hidden states of a packed prompt tree: explicit `positions` [B, T] (int64) and the
+    /// keys each query may see, `allowed` [B, T, T] (bool). A shared prompt is run once for
+    /// all its continuations this way ([`crate::score`]).
+    /// Whether [`HiddenStates::forward_packed`] is implemented.
+    fn packs(&self) -> bool {
+        false
+    }
+    fn forward_packed(&self, _ids: &Tensor, _positions: &Tensor, _allowed: &Tensor) -> Result<Vec<Tensor>> {
+        bail!("this architecture does not run packed prompts")
+    }
+    /// Next-token logits [.., V] from final hidden states [.., D] (the last of `forward`'s
+    /// states, after the final norm). Needs the model loaded with `LoadOptions::lm_head`
+    /// when its head is not tied to the embeddings.
+    fn logits(&self, _hidden: &Tensor) -> Result<Tensor> {
+        bail!("mexa has no LM head for this architecture (log-likelihoods need a Llama-family or Gemma decoder)")
+    }
 }
 
 /// A required integer of a Hugging Face config.json.
@@ -77,11 +93,14 @@ pub struct LoadOptions {
     /// A tokenizer.json to use instead of the model's own.
     pub tokenizer: Option<PathBuf>,
     pub bos: BosPolicy,
+    /// Keep an untied LM head (`lm_head.weight`, GGUF `output.weight`) for
+    /// [`HiddenStates::logits`]; embeddings do not need it, and it can be a large matrix.
+    pub lm_head: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { kind: Kind::Float, device: Device::Cpu, tokenizer: None, bos: BosPolicy::Auto }
+        Self { kind: Kind::Float, device: Device::Cpu, tokenizer: None, bos: BosPolicy::Auto, lm_head: false }
     }
 }
 
@@ -142,7 +161,13 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
             let cfg_path = dir.join("config.json");
             let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?).with_context(|| format!("{}: invalid JSON", cfg_path.display()))?;
             let mt = cfg["model_type"].as_str().unwrap_or("").to_string();
-            let weights = || Weights::from_safetensors_dir(&dir, opts.kind, opts.device);
+            let weights = || -> Result<Weights> {
+                let mut w = Weights::from_safetensors_dir(&dir, opts.kind, opts.device)?;
+                if !opts.lm_head {
+                    w.remove("lm_head.weight");
+                }
+                Ok(w)
+            };
             let net: Box<dyn HiddenStates> = match mt.as_str() {
                 "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => Box::new(Llama::load(llama::Config::from_hf(&cfg)?, &weights()?)?),
                 "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Box::new(Gemma::load(gemma::Config::from_hf(&cfg)?, &weights()?)?),

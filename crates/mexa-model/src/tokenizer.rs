@@ -93,6 +93,18 @@ impl TextTokenizer {
         })
     }
 
+    /// Token ids of one sentence, with the model's special tokens but never a trailing EOS
+    /// (a text to be continued, as lm-evaluation-harness encodes contexts).
+    pub fn encode_without_eos(&self, text: &str) -> Result<Vec<i64>> {
+        let mut ids = self.encode(text)?;
+        if let Some(eos) = self.add_eos {
+            if ids.last() == Some(&(eos as i64)) {
+                ids.pop();
+            }
+        }
+        Ok(ids)
+    }
+
     /// Token ids of one sentence, with the model's special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
         let enc = self.tok.encode(text, true).map_err(|e| anyhow!("tokenizing {text:?}: {e}"))?;

@@ -107,6 +107,11 @@ impl Weights {
         }
     }
 
+    /// Drops a tensor (a part the caller will not use).
+    pub fn remove(&mut self, name: &str) -> Option<Tensor> {
+        self.map.remove(name)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.map.keys()
     }

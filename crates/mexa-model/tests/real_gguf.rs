@@ -63,3 +63,44 @@ fn qwen25_coder_05b_gguf_matches_transformers() {
 fn qwen25_coder_15b_gguf_matches_transformers() {
     check("qwen2.5-coder-1.5b", "models/qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1e-4);
 }
+
+/// XCOPA log-likelihoods against tools/make_xcopa_reference.py (lm-evaluation-harness's
+/// xcopa prompts and pair encoding, transformers' forward per continuation): the context and
+/// continuation ids must be identical, and mexa's packed scores (each context run once for
+/// both choices) within `tolerance` of transformers' sums.
+fn check_xcopa(name: &str, model_path: &str, tolerance: f64) {
+    let path = assets().join(model_path);
+    assert!(path.exists(), "{} is missing: run scripts/fetch-assets.py (scripts/test does)", path.display());
+    let fx = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/gguf"));
+    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{name}.xcopa.json"))).unwrap()).unwrap();
+    let model = Model::load(&path, &LoadOptions { lm_head: true, ..Default::default() }).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<i64> { v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect() };
+    let items = reference["items"].as_array().unwrap();
+    let mut requests = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let conts: Vec<String> = item["choices"].as_array().unwrap().iter().map(|c| format!(" {}", c.as_str().unwrap())).collect();
+        let r = mexa_model::encode_request(&model, item["context"].as_str().unwrap(), &conts).unwrap();
+        assert_eq!(r.context, ids(&item["context_ids"]), "{name}: item {i} context ids");
+        for (k, c) in item["continuation_ids"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(r.continuations[k], ids(c), "{name}: item {i} continuation {k} ids");
+        }
+        requests.push(r);
+    }
+    let scored = mexa_model::score(&model, &requests, mexa_model::ScoreOptions::default(), |_| {}).unwrap();
+    for (i, item) in items.iter().enumerate() {
+        for (k, want) in item["logprob"].as_array().unwrap().iter().enumerate() {
+            let (got, want) = (scored[i][k].logprob, want.as_f64().unwrap());
+            assert!((got - want).abs() <= tolerance * want.abs().max(1.0), "{name}: item {i} ({}) choice {k}: {got} vs transformers {want}", item["language"]);
+        }
+    }
+}
+
+#[test]
+fn gemma3_270m_xcopa_loglikelihoods_match_lm_eval_conventions() {
+    check_xcopa("gemma3-270m", "models/gemma3-270m/gemma-3-270m-q4_k_m.gguf", 1e-4);
+}
+
+#[test]
+fn qwen25_coder_05b_xcopa_loglikelihoods_match_lm_eval_conventions() {
+    check_xcopa("qwen2.5-coder-0.5b", "models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 1e-4);
+}

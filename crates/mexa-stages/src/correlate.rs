@@ -75,10 +75,40 @@ pub fn read_points(t: &Table) -> Result<Vec<(Point, f64)>> {
     Ok(out)
 }
 
-/// A probe's accuracies, pooled over layers or at one layer, as task scores (task
-/// `<probe stage>@<layer choice>`).
-fn probe_scores(ctx: &Ctx, input: &mexa_pipeline::InputRef) -> Result<mexa_analysis::DataFrame> {
+/// The stage name of a node's label, without its grid cell (`topics[model=x]` → `topics`).
+fn stage_name(ctx: &Ctx, input: &mexa_pipeline::InputRef, fallback: &str) -> Result<String> {
+    let label = ctx.store.manifest(&input.key)?.label;
+    Ok(label.rsplit('/').next().unwrap_or(fallback).split('[').next().unwrap_or(fallback).to_string())
+}
+
+/// A model's own accuracies as task scores: a probe's (a `layer` column), pooled over layers
+/// or at one layer (task `<probe stage>@<layer choice>`), or a `choice` node's (task
+/// `<choice stage>`, or `<choice stage>@acc_norm` with `column: acc_norm`).
+fn measured_scores(ctx: &Ctx, input: &mexa_pipeline::InputRef) -> Result<mexa_analysis::DataFrame> {
     let t = ctx.read(input)?;
+    let is_probe = t.schema.field_with_name("layer").is_ok();
+    if !is_probe {
+        let norm = match ctx.opt_str("column") {
+            None | Some("acc") => false,
+            Some("acc_norm") => true,
+            Some(other) => bail!("`column` is `{other}`; a choice node's accuracy is `acc` or `acc_norm`"),
+        };
+        let (mut langs, mut scores) = (Vec::new(), Vec::new());
+        for b in &t.batches {
+            let (l, acc) = (col_str(b, "language")?, col_f64(b, if norm { "accuracy_norm" } else { "accuracy" })?);
+            for i in 0..b.num_rows() {
+                langs.push(l.value(i).to_string());
+                scores.push(acc.value(i));
+            }
+        }
+        if langs.is_empty() {
+            bail!("{}: an empty accuracy table", input.label);
+        }
+        let stage = stage_name(ctx, input, "choice")?;
+        let task = if norm { format!("{stage}@acc_norm") } else { stage };
+        let n = langs.len();
+        return task_scores(langs, vec![task; n], scores);
+    }
     let mut by_lang: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
     for b in &t.batches {
         let (l, layer, acc) = (col_str(b, "language")?, crate::util::col_i32(b, "layer")?, col_f64(b, "accuracy")?);
@@ -101,9 +131,7 @@ fn probe_scores(ctx: &Ctx, input: &mexa_pipeline::InputRef) -> Result<mexa_analy
             }
         })
     };
-    let label = ctx.store.manifest(&input.key)?.label;
-    // The probe stage's name, without the grid cell (`topics[model=x]` → `topics`).
-    let stage = label.rsplit('/').next().unwrap_or("probe").split('[').next().unwrap_or("probe").to_string();
+    let stage = stage_name(ctx, input, "probe")?;
     let task = if choice.parse::<i32>().is_ok() { format!("{stage}@layer{choice}") } else { format!("{stage}@{choice}") };
     let (mut langs, mut scores) = (Vec::new(), Vec::new());
     for (lang, v) in &by_lang {
@@ -128,7 +156,7 @@ impl Stage for JoinTasks {
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::optional("tasks", ParamType::OptPath, "null", "task results: a CSV/TSV/Parquet table, or lm-evaluation-harness output (results_<timestamp>.json or its output folder); or connect the `accuracy` input instead"),
-            ParamSpec::optional("column", ParamType::Str, "\"\"", "the column of a wide table to use (e.g. a model's accuracies); for lm-eval results the metric: acc (default) or acc_norm"),
+            ParamSpec::optional("column", ParamType::Str, "\"\"", "the column of a wide table to use (e.g. a model's accuracies); for lm-eval results or a choice node the metric: acc (default) or acc_norm"),
             ParamSpec::optional("task", ParamType::Str, "\"\"", "task name (names a wide column's task, or filters a long table)"),
             ParamSpec::optional("pivot_score", ParamType::Float, "-1.0", "the model's pivot-language score for the adjusted estimate (-1: take the pivot's row from the file)"),
             ParamSpec::optional("probe_layer", ParamType::Str, "\"mean\"", "with the `accuracy` input, which accuracy is the task score: `mean` or `max` over the layers (as MEXA pools alignment), `last`, or a layer number (0 is the embedding output)"),
@@ -138,7 +166,7 @@ impl Stage for JoinTasks {
         vec![
             InputSpec::one("scores", "an aggregate table"),
             InputSpec::one("corpus", "the load_corpus table (for ISO 639-3 codes)"),
-            InputSpec::one("accuracy", "a probe table: the model's own accuracy per language, instead of a `tasks` file").optional(),
+            InputSpec::one("accuracy", "a probe or choice node: the model's own accuracy per language, instead of a `tasks` file").optional(),
         ]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
@@ -155,9 +183,9 @@ impl Stage for JoinTasks {
         let measured = ctx.gathered("accuracy").first().cloned();
         let (tasks, source) = match (ctx.opt_str("tasks").filter(|s| !s.is_empty()), measured) {
             (Some(_), Some(_)) => bail!("give either the `tasks` file or the `accuracy` input, not both"),
-            (None, None) => bail!("no task results: set `tasks` to a results file, or connect a probe to the `accuracy` input"),
+            (None, None) => bail!("no task results: set `tasks` to a results file, or connect a probe or choice node to the `accuracy` input"),
             (Some(p), None) => (read_task_scores(Path::new(p), ctx.opt_str("column"), ctx.opt_str("task"))?, p.to_string()),
-            (None, Some(input)) => (probe_scores(ctx, &input)?, input.label.clone()),
+            (None, Some(input)) => (measured_scores(ctx, &input)?, input.label.clone()),
         };
         let path = Path::new(&source);
         let (points, unmatched) = join_points(&scores, &tasks)?;

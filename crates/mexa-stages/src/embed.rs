@@ -19,7 +19,7 @@ fn model_cache() -> &'static Mutex<HashMap<String, Arc<Mutex<Model>>>> {
     CACHE.get_or_init(Default::default)
 }
 
-fn load_model(path: &str, opts: &LoadOptions) -> Result<Arc<Mutex<Model>>> {
+pub(crate) fn load_model(path: &str, opts: &LoadOptions) -> Result<Arc<Mutex<Model>>> {
     let id = format!("{path}|{:?}|{:?}|{:?}|{:?}", opts.kind, opts.device, opts.tokenizer, opts.bos);
     let mut cache = model_cache().lock().unwrap();
     if let Some(m) = cache.get(&id) {
@@ -130,6 +130,7 @@ impl Stage for Embed {
             device: parse_device(ctx.str("device")?)?,
             tokenizer: ctx.opt_str("tokenizer").map(PathBuf::from),
             bos: ctx.str("bos")?.parse::<BosPolicy>()?,
+            lm_head: false,
         };
         let model_path = ctx.str("model")?;
         let batch = BatchOptions { max_tokens: ctx.usize("batch_tokens")?.max(1), max_sentences: ctx.usize("batch_sentences")?.max(1) };
