@@ -180,10 +180,19 @@ pub fn score_ids(net: &dyn HiddenStates, device: Device, pad: i64, requests: &[I
         let index: Vec<i64> = reads.iter().map(|(r, x)| (r * t + x.2) as i64).collect();
         let targets: Vec<i64> = reads.iter().map(|(_, x)| x.3).collect();
         let h = last.view([-1, d]).index_select(0, &Tensor::from_slice(&index).to_device(device));
-        let logp = net.logits(&h)?.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
         let tgt = Tensor::from_slice(&targets).to_device(device).unsqueeze(1);
-        let lp: Vec<f32> = Vec::try_from(logp.gather(1, &tgt, false).squeeze_dim(1).to_device(Device::Cpu))?;
-        let top: Vec<i64> = Vec::try_from(logp.argmax(-1, false).to_device(Device::Cpu))?;
+        let (mut lp, mut top) = (Vec::with_capacity(index.len()), Vec::with_capacity(index.len()));
+        // Rows of logits in chunks: a vocabulary of 262k makes [rows, V] large, and
+        // log p(target) = logit(target) − logsumexp(logits) needs no log-softmax copy of it.
+        const CHUNK: i64 = 128;
+        let rows = index.len() as i64;
+        for at in (0..rows).step_by(CHUNK as usize) {
+            let n = CHUNK.min(rows - at);
+            let logits = net.logits(&h.narrow(0, at, n))?.to_kind(Kind::Float);
+            let picked = logits.gather(1, &tgt.narrow(0, at, n), false).squeeze_dim(1) - logits.logsumexp([-1i64].as_slice(), false);
+            lp.extend(Vec::<f32>::try_from(picked.to_device(Device::Cpu))?);
+            top.extend(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?);
+        }
         for (i, (_, &(q, k, _, tok))) in reads.iter().enumerate() {
             let s = &mut out[q][k];
             s.logprob += lp[i] as f64;

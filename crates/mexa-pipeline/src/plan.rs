@@ -183,6 +183,19 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
             if index.contains_key(&proj) {
                 continue;
             }
+            // `when:` restricts the stage to some cells; a stage fed (plainly) by a restricted
+            // one exists only where its inputs do.
+            if !st.when.iter().all(|(a, vals)| vals.contains(&labels[ci][axis_index[a.as_str()]])) {
+                continue;
+            }
+            let inputs_here = st.inputs.iter().all(|(slot, target, _)| {
+                let gather = islots.iter().any(|s| s.name == slot && s.gather);
+                let (tax, tindex) = &by_stage[target.as_str()];
+                gather || tindex.contains_key(&tax.iter().map(|&a| labels[ci][a].clone()).collect::<Vec<_>>())
+            });
+            if !inputs_here {
+                continue;
+            }
             let assign: HashMap<&str, &Value> = ax.iter().map(|&a| (spec.axes[a].name.as_str(), &cell[a])).collect();
             // Parameters: substitute, fill defaults, check types, resolve paths.
             let mut run_params = serde_json::Map::new();

@@ -49,6 +49,9 @@ pub struct StageDecl {
     pub direct_axes: BTreeSet<String>,
     /// Executor options (for example `slurm:`), kept as JSON.
     pub resources: Value,
+    /// `when:`: the stage runs only in grid cells whose axis takes one of these values
+    /// (value labels); stages fed by it exist only in those cells too.
+    pub when: Vec<(String, Vec<String>)>,
 }
 
 /// A validated pipeline.
@@ -169,7 +172,7 @@ fn with_imports(root: Node, path: &Path, chain: &mut Vec<PathBuf>) -> Result<Nod
     }
     Ok(Node { pos: root.pos.clone(), kind: NodeKind::Map(top) })
 }
-const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "resources", "doc"];
+const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "resources", "doc", "when"];
 const RESERVED_VARS: &[&str] = &["assets", "env"];
 
 /// A pipeline name: it becomes a folder name (report/<name>), so no separators or dot-names.
@@ -276,7 +279,7 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
             None => errs.push(SpecError::new(s.pos.clone(), format!("`stages` must map stage names to stage definitions, found {}", s.describe()))),
             Some(entries) => {
                 for (k, v) in entries {
-                    if let Some(st) = parse_stage(k, v, registry, &axis_names, errs) {
+                    if let Some(st) = parse_stage(k, v, registry, &axes, errs) {
                         stages.push(st);
                     }
                 }
@@ -355,7 +358,42 @@ fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {
     out
 }
 
-fn parse_stage(k: &Node, v: &Node, registry: &Registry, axes: &[&str], errs: &mut Vec<SpecError>) -> Option<StageDecl> {
+/// A stage's `when: {axis: value | [values]}`: the axes must exist and the values be theirs.
+fn parse_when(stage: &str, v: &Node, grid: &[Axis], errs: &mut Vec<SpecError>) -> Vec<(String, Vec<String>)> {
+    let Some(entries) = v.as_map() else {
+        errs.push(SpecError::new(v.pos.clone(), format!("stage `{stage}`: `when` maps grid axes to the values the stage runs for, found {}", v.describe())).hint("for example `when: {model: [gemma3-270m]}`"));
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for (k, val) in entries {
+        let name = k.as_str().unwrap_or_default();
+        let Some(axis) = grid.iter().find(|a| a.name == name) else {
+            let h = suggest(name, grid.iter().map(|a| a.name.as_str())).unwrap_or_else(|| format!("grid axes: {}", grid.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")));
+            errs.push(SpecError::new(k.pos.clone(), format!("stage `{stage}`: `when` names `{name}`, which is not a grid axis")).hint(h));
+            continue;
+        };
+        let items: Vec<&Node> = match val.as_seq() {
+            Some(items) => items.iter().collect(),
+            None => vec![val],
+        };
+        let known: Vec<String> = axis.values.iter().map(value_label).collect();
+        let mut labels = Vec::new();
+        for it in items {
+            let l = value_label(&it.to_json());
+            if !known.contains(&l) {
+                let h = suggest(&l, known.iter().map(String::as_str)).unwrap_or_else(|| format!("`{name}` takes: {}", known.join(", ")));
+                errs.push(SpecError::new(it.pos.clone(), format!("stage `{stage}`: `when`: `{l}` is not a value of axis `{name}`")).hint(h));
+            }
+            labels.push(l);
+        }
+        out.push((name.to_string(), labels));
+    }
+    out
+}
+
+fn parse_stage(k: &Node, v: &Node, registry: &Registry, grid: &[Axis], errs: &mut Vec<SpecError>) -> Option<StageDecl> {
+    let axis_names: Vec<&str> = grid.iter().map(|a| a.name.as_str()).collect();
+    let axes = axis_names.as_slice();
     let name = k.as_str().unwrap_or_default().to_string();
     if !is_ident(&name) {
         errs.push(SpecError::new(k.pos.clone(), format!("`{name}` is not a valid stage name")).hint("use letters, digits, `_` and `-`"));
@@ -436,7 +474,10 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, axes: &[&str], errs: &mu
         }
     }
     let resources = v.get("resources").map(Node::to_json).unwrap_or(Value::Null);
-    Some(StageDecl { name, pos: k.pos.clone(), kind, params, inputs, input_slot_pos, direct_axes, resources })
+    let when = v.get("when").map(|w| parse_when(&name, w, grid, errs)).unwrap_or_default();
+    // A stage restricted to some values of an axis varies over that axis.
+    direct_axes.extend(when.iter().map(|(a, _)| a.clone()));
+    Some(StageDecl { name, pos: k.pos.clone(), kind, params, inputs, input_slot_pos, direct_axes, resources, when })
 }
 
 fn is_ident(s: &str) -> bool {
