@@ -416,10 +416,65 @@ fn a_models_own_probe_accuracy_is_correlated_with_its_alignment() {
     assert_eq!(hash(&s1), hash(&s2));
 }
 
+/// XCOPA by answer log-likelihood (the `choice` stage) with a real decoder, joined with the
+/// same model's alignment on FLORES sentences in the same languages and correlated.
+#[test]
+fn a_models_own_xcopa_accuracy_joins_its_alignment() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipe = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipe,
+        "
+pipeline: xcopa
+stages:
+  corpus:
+    kind: load_corpus
+    params: {path: \"${assets}/corpora/sib200\", split: test, pivot: eng_Latn, languages: [ita_Latn, zho_Hans, swh_Latn], limit: 8}
+  embed:
+    kind: embed
+    inputs: {corpus: corpus}
+    params: {model: \"${assets}/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf\", poolings: [weighted]}
+  xcopa:
+    kind: choice
+    params: {model: \"${assets}/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf\", data: \"${assets}/tasks/xcopa\", languages: [it, zho_Hans, sw], limit: 4}
+  align:
+    kind: align
+    inputs: {embeddings: embed}
+  summary:
+    kind: aggregate
+    inputs: {alignment: align}
+  points:
+    kind: join_tasks
+    inputs: {scores: summary, corpus: corpus, accuracy: xcopa}
+  correlation:
+    kind: correlate
+    inputs: {points: points}
+",
+    )
+    .unwrap();
+    let store = dir.path().join("s");
+    let o = mexa(&store, &["run", pipe.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = mexa(&store, &["show", "xcopa", "--format", "json"]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let langs: Vec<&str> = rows.iter().map(|r| r["language"].as_str().unwrap()).collect();
+    assert_eq!(langs, ["ita_Latn", "zho_Hans", "swh_Latn"], "FLORES codes, in the order asked");
+    for r in &rows {
+        let (a, lo, hi) = (r["accuracy"].as_f64().unwrap(), r["ci_low"].as_f64().unwrap(), r["ci_high"].as_f64().unwrap());
+        assert!(r["n"] == 4 && (a * 4.0).fract() == 0.0 && lo <= a && a <= hi, "{r}");
+    }
+    let o = mexa(&store, &["show", "points", "--format", "json"]);
+    let points: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!points.is_empty() && points.iter().all(|p| p["task"] == "xcopa" && p["matched_by"] == "label"), "{points:?}");
+    let o = mexa(&store, &["show", "correlation", "--format", "json"]);
+    let corr: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(corr.iter().all(|c| c["n"] == 3), "{corr:?}");
+}
+
 #[test]
 fn the_bundled_pipelines_plan_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    for p in ["demo.yaml", "udhr.yaml"] {
+    for p in ["demo.yaml", "udhr.yaml", "sib200.yaml", "sib200-cpu.yaml"] {
         let file = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines")).join(p);
         let o = mexa(&dir.path().join("store"), &["plan", file.to_str().unwrap()]);
         assert!(o.status.success(), "{p}: {}", text(&o));

@@ -182,3 +182,40 @@ fn pipelines_share_stages_through_imports() {
     let e = mexa_pipeline::load(&dup, &reg).unwrap_err().to_string();
     assert!(e.contains("dup.yaml:3:3: error: `src` is defined twice in `stages`") && e.contains("common.yaml:4:3"), "{e}");
 }
+
+#[test]
+fn when_restricts_a_stage_and_what_it_feeds_to_some_cells() {
+    let text = "
+pipeline: t
+grid:
+  word: [alpha, beta, gamma]
+stages:
+  src:
+    kind: source
+    params: {text: \"${word}\"}
+  only:
+    kind: shout
+    when: {word: [alpha, gamma]}
+    inputs: {src: src}
+  after:
+    kind: shout
+    inputs: {src: only}
+  all:
+    kind: collect
+    inputs: {parts: after}
+";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = planned(text, &registry(), &store);
+    let labels: Vec<&str> = p.nodes.iter().map(|n| n.label.as_str()).collect();
+    assert_eq!(labels.iter().filter(|l| l.starts_with("src[")).count(), 3);
+    let only: Vec<&&str> = labels.iter().filter(|l| l.starts_with("only[")).collect();
+    assert_eq!(only, [&"only[word=alpha]", &"only[word=gamma]"]);
+    assert_eq!(labels.iter().filter(|l| l.starts_with("after[")).count(), 2, "{labels:?}");
+    assert_eq!(p.nodes.last().unwrap().deps["parts"].len(), 2);
+    // The restricted nodes have the keys they would have without `when`.
+    let plain = planned(&text.replace("    when: {word: [alpha, gamma]}\n", ""), &registry(), &store);
+    for n in &p.nodes {
+        assert!(n.label == "all" || plain.nodes.iter().any(|m| m.label == n.label && m.key == n.key), "{}", n.label);
+    }
+}

@@ -129,3 +129,14 @@ fn several_errors_are_reported_together() {
     let m = err("stages:\n  a: {kind: sorce}\n  b: {kind: source, params: {txt: x}}\n");
     assert_eq!(m.matches("error:").count(), 3, "{m}");
 }
+
+#[test]
+fn when_names_grid_axes_and_their_values() {
+    let base = "grid:\n  word: [alpha, beta]\nstages:\n  a:\n    kind: source\n    params: {text: \"${word}\"}\n";
+    let m = err(&format!("{base}    when: {{wrod: alpha}}\n"));
+    assert_at(&m, "7:12", &["`wrod`", "not a grid axis", "did you mean `word`"]);
+    let m = err(&format!("{base}    when: {{word: [alpha, betta]}}\n"));
+    assert_at(&m, "7:26", &["`betta` is not a value of axis `word`", "did you mean `beta`"]);
+    let m = err(&format!("{base}    when: [alpha]\n"));
+    assert_at(&m, "7:11", &["`when` maps grid axes"]);
+}
