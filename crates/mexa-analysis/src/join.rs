@@ -31,7 +31,8 @@ pub struct Point {
 /// Joins (through polars) scores with task results; returns the points and the corpus
 /// languages that found no task result.
 pub fn join_points(scores: &[ScoreRow], tasks: &DataFrame) -> Result<(Vec<Point>, Vec<String>)> {
-    let task_langs: Vec<String> = tasks.column("language")?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect();
+    let task_langs: Vec<String> =
+        tasks.column("language")?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect();
     let mut uniq = task_langs.clone();
     uniq.sort();
     uniq.dedup();
@@ -52,32 +53,68 @@ pub fn join_points(scores: &[ScoreRow], tasks: &DataFrame) -> Result<(Vec<Point>
         }
     }
     let n = corpus.len();
-    let mapping = DataFrame::new(n, vec![
-        Column::new("language".into(), corpus),
-        Column::new("task_language".into(), mapped),
-        Column::new("matched_by".into(), how),
-    ])?;
+    let mapping = DataFrame::new(
+        n,
+        vec![
+            Column::new("language".into(), corpus),
+            Column::new("task_language".into(), mapped),
+            Column::new("matched_by".into(), how),
+        ],
+    )?;
     let long: Vec<(String, String, String, f64)> = scores
         .iter()
-        .flat_map(|s| [(s.language.clone(), s.pooling.clone(), "mean".to_string(), s.mean), (s.language.clone(), s.pooling.clone(), "max".to_string(), s.max)])
+        .flat_map(|s| {
+            [
+                (s.language.clone(), s.pooling.clone(), "mean".to_string(), s.mean),
+                (s.language.clone(), s.pooling.clone(), "max".to_string(), s.max),
+            ]
+        })
         .collect();
     let n = long.len();
-    let align = DataFrame::new(n, vec![
-        Column::new("language".into(), long.iter().map(|x| x.0.clone()).collect::<Vec<_>>()),
-        Column::new("pooling".into(), long.iter().map(|x| x.1.clone()).collect::<Vec<_>>()),
-        Column::new("layer_pool".into(), long.iter().map(|x| x.2.clone()).collect::<Vec<_>>()),
-        Column::new("alignment".into(), long.iter().map(|x| x.3).collect::<Vec<_>>()),
-    ])?;
-    let joined = align
-        .join(&mapping, ["language"], ["language"], JoinArgs::new(JoinType::Inner), None)?
-        .join(tasks, ["task_language"], ["language"], JoinArgs::new(JoinType::Inner), None)?;
-    let get_s = |c: &str| -> Result<Vec<String>> { Ok(joined.column(c)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect()) };
-    let get_f = |c: &str| -> Result<Vec<f64>> { Ok(joined.column(c)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect()) };
-    let (l, tl, mb, tk, p, lp) = (get_s("language")?, get_s("task_language")?, get_s("matched_by")?, get_s("task")?, get_s("pooling")?, get_s("layer_pool")?);
+    let align = DataFrame::new(
+        n,
+        vec![
+            Column::new("language".into(), long.iter().map(|x| x.0.clone()).collect::<Vec<_>>()),
+            Column::new("pooling".into(), long.iter().map(|x| x.1.clone()).collect::<Vec<_>>()),
+            Column::new("layer_pool".into(), long.iter().map(|x| x.2.clone()).collect::<Vec<_>>()),
+            Column::new("alignment".into(), long.iter().map(|x| x.3).collect::<Vec<_>>()),
+        ],
+    )?;
+    let joined = align.join(&mapping, ["language"], ["language"], JoinArgs::new(JoinType::Inner), None)?.join(
+        tasks,
+        ["task_language"],
+        ["language"],
+        JoinArgs::new(JoinType::Inner),
+        None,
+    )?;
+    let get_s = |c: &str| -> Result<Vec<String>> {
+        Ok(joined.column(c)?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+    };
+    let get_f =
+        |c: &str| -> Result<Vec<f64>> { Ok(joined.column(c)?.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect()) };
+    let (l, tl, mb, tk, p, lp) = (
+        get_s("language")?,
+        get_s("task_language")?,
+        get_s("matched_by")?,
+        get_s("task")?,
+        get_s("pooling")?,
+        get_s("layer_pool")?,
+    );
     let (a, sc) = (get_f("alignment")?, get_f("score")?);
     let mut points: Vec<Point> = (0..joined.height())
-        .map(|i| Point { language: l[i].clone(), task_language: tl[i].clone(), matched_by: mb[i].clone(), task: tk[i].clone(), pooling: p[i].clone(), layer_pool: lp[i].clone(), alignment: a[i], score: sc[i] })
+        .map(|i| Point {
+            language: l[i].clone(),
+            task_language: tl[i].clone(),
+            matched_by: mb[i].clone(),
+            task: tk[i].clone(),
+            pooling: p[i].clone(),
+            layer_pool: lp[i].clone(),
+            alignment: a[i],
+            score: sc[i],
+        })
         .collect();
-    points.sort_by(|x, y| (&x.task, &x.pooling, &x.layer_pool, &x.language).cmp(&(&y.task, &y.pooling, &y.layer_pool, &y.language)));
+    points.sort_by(|x, y| {
+        (&x.task, &x.pooling, &x.layer_pool, &x.language).cmp(&(&y.task, &y.pooling, &y.layer_pool, &y.language))
+    });
     Ok((points, unmatched))
 }

@@ -4,10 +4,27 @@
 
 /// Individual languages → the macrolanguage code other datasets use for them.
 const MACRO: &[(&str, &str)] = &[
-    ("cmn", "zho"), ("arb", "ara"), ("swh", "swa"), ("zsm", "msa"), ("pes", "fas"), ("prs", "fas"),
-    ("lvs", "lav"), ("khk", "mon"), ("uzn", "uzb"), ("azj", "aze"), ("npi", "nep"), ("plt", "mlg"),
-    ("gaz", "orm"), ("ekk", "est"), ("als", "sqi"), ("pbt", "pus"), ("ydd", "yid"), ("quy", "que"),
-    ("ory", "ori"), ("nob", "nor"), ("lit", "lit"),
+    ("cmn", "zho"),
+    ("arb", "ara"),
+    ("swh", "swa"),
+    ("zsm", "msa"),
+    ("pes", "fas"),
+    ("prs", "fas"),
+    ("lvs", "lav"),
+    ("khk", "mon"),
+    ("uzn", "uzb"),
+    ("azj", "aze"),
+    ("npi", "nep"),
+    ("plt", "mlg"),
+    ("gaz", "orm"),
+    ("ekk", "est"),
+    ("als", "sqi"),
+    ("pbt", "pus"),
+    ("ydd", "yid"),
+    ("quy", "que"),
+    ("ory", "ori"),
+    ("nob", "nor"),
+    ("lit", "lit"),
 ];
 
 /// A parsed label.
@@ -29,7 +46,11 @@ impl Lang {
             let mut c = s.chars();
             c.next().unwrap().to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase()
         });
-        let iso = iso.filter(|s| !s.is_empty()).map(str::to_string).unwrap_or(if head.len() == 3 { head } else { String::new() });
+        let iso = iso.filter(|s| !s.is_empty()).map(str::to_string).unwrap_or(if head.len() == 3 {
+            head
+        } else {
+            String::new()
+        });
         Self { label: label.to_string(), iso, script }
     }
 
@@ -69,7 +90,8 @@ pub fn match_language(lang: &Lang, candidates: &[Lang]) -> Option<Match> {
         1 => Some(Match { task_label: same[0].label.clone(), how: "iso639-3" }),
         _ => {
             let non_latin: Vec<&&Lang> = same.iter().filter(|c| c.script.as_deref() != Some("Latn")).collect();
-            (non_latin.len() == 1).then(|| Match { task_label: non_latin[0].label.clone(), how: "iso639-3 (non-Latin script)" })
+            (non_latin.len() == 1)
+                .then(|| Match { task_label: non_latin[0].label.clone(), how: "iso639-3 (non-Latin script)" })
         }
     }
 }
@@ -79,10 +101,13 @@ mod tests {
     use super::*;
 
     fn cands() -> Vec<Lang> {
-        ["eng_Latn", "fra_Latn", "zho_Hans", "zho_Hant", "hin_Deva", "hin_Latn", "sin_Latn", "sin_Sinh", "arb_Arab", "swh_Latn"]
-            .iter()
-            .map(|l| Lang::parse(l, None))
-            .collect()
+        [
+            "eng_Latn", "fra_Latn", "zho_Hans", "zho_Hant", "hin_Deva", "hin_Latn", "sin_Latn", "sin_Sinh", "arb_Arab",
+            "swh_Latn",
+        ]
+        .iter()
+        .map(|l| Lang::parse(l, None))
+        .collect()
     }
 
     fn m(label: &str, iso: Option<&str>) -> Option<String> {

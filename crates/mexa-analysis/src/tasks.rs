@@ -14,9 +14,11 @@ use std::path::Path;
 fn read_table(path: &Path) -> Result<DataFrame> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
-        "parquet" => ParquetReader::new(std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?)
-            .finish()
-            .map_err(|e| anyhow!("{}: not a readable Parquet file: {e}", path.display())),
+        "parquet" => {
+            ParquetReader::new(std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?)
+                .finish()
+                .map_err(|e| anyhow!("{}: not a readable Parquet file: {e}", path.display()))
+        }
         "csv" | "tsv" | "txt" => {
             let sep = if ext == "csv" { b',' } else { b'\t' };
             let df = CsvReadOptions::default()
@@ -28,7 +30,9 @@ fn read_table(path: &Path) -> Result<DataFrame> {
                 .map_err(|e| anyhow!("{}: not a readable {} file: {e}", path.display(), ext.to_uppercase()))?;
             Ok(df)
         }
-        other => bail!("{}: unknown task-result format `.{other}` (csv, tsv, parquet, or lm-eval .json)", path.display()),
+        other => {
+            bail!("{}: unknown task-result format `.{other}` (csv, tsv, parquet, or lm-eval .json)", path.display())
+        }
     }
 }
 
@@ -51,8 +55,14 @@ fn f64_col(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Option<f64>>> 
         let line = i + 2; // after the header line
         match t.parse::<f64>() {
             Ok(v) if v.is_finite() => out.push(Some(v)),
-            Ok(v) => bail!("{}: line {line}, column `{name}`: the score is {v}; give a finite number or leave it empty", path.display()),
-            Err(_) => bail!("{}: line {line}, column `{name}`: `{t}` is not a number (empty or NA marks a missing score)", path.display()),
+            Ok(v) => bail!(
+                "{}: line {line}, column `{name}`: the score is {v}; give a finite number or leave it empty",
+                path.display()
+            ),
+            Err(_) => bail!(
+                "{}: line {line}, column `{name}`: `{t}` is not a number (empty or NA marks a missing score)",
+                path.display()
+            ),
         }
     }
     Ok(out)
@@ -64,7 +74,14 @@ pub fn task_scores(language: Vec<String>, task: Vec<String>, score: Vec<f64>) ->
 }
 
 fn frame(language: Vec<String>, task: Vec<String>, score: Vec<f64>) -> Result<DataFrame> {
-    Ok(DataFrame::new(language.len(), vec![Column::new("language".into(), language), Column::new("task".into(), task), Column::new("score".into(), score)])?)
+    Ok(DataFrame::new(
+        language.len(),
+        vec![
+            Column::new("language".into(), language),
+            Column::new("task".into(), task),
+            Column::new("score".into(), score),
+        ],
+    )?)
 }
 
 /// Reads task results. `column` picks a column of a wide table, or the metric of lm-eval
@@ -76,7 +93,11 @@ pub fn read_task_scores(path: &Path, column: Option<&str>, task: Option<&str>) -
     }
     let df = read_table(path)?;
     let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
-    let lang_col = ["language", "lang", "Language", ""].iter().find(|c| names.iter().any(|n| n == *c)).map(|c| c.to_string()).unwrap_or_else(|| names[0].clone());
+    let lang_col = ["language", "lang", "Language", ""]
+        .iter()
+        .find(|c| names.iter().any(|n| n == *c))
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| names[0].clone());
     let languages = str_col(&df, &lang_col)?;
     let (scores, tasks): (Vec<Option<f64>>, Vec<String>) = if let Some(col) = column {
         if !names.iter().any(|n| n == col) {
@@ -90,7 +111,14 @@ pub fn read_task_scores(path: &Path, column: Option<&str>, task: Option<&str>) -
         let t = if names.iter().any(|n| n == "task") {
             str_col(&df, "task")?
         } else {
-            vec![task.ok_or_else(|| anyhow!("{}: no `task` column; name the task with the `task` parameter", path.display()))?.to_string(); s.len()]
+            vec![
+                task.ok_or_else(|| anyhow!(
+                    "{}: no `task` column; name the task with the `task` parameter",
+                    path.display()
+                ))?
+                .to_string();
+                s.len()
+            ]
         };
         (s, t)
     } else {
@@ -108,7 +136,11 @@ pub fn read_task_scores(path: &Path, column: Option<&str>, task: Option<&str>) -
         if let (Some(sc), false) = (sc, lang.is_empty()) {
             if task.is_none_or(|want| want == tk || column.is_some()) {
                 if let Some(first) = seen.insert((lang.clone(), tk.clone()), i + 2) {
-                    bail!("{}: line {}: language `{lang}` has a second `{tk}` score (first on line {first})", path.display(), i + 2);
+                    bail!(
+                        "{}: line {}: language `{lang}` has a second `{tk}` score (first on line {first})",
+                        path.display(),
+                        i + 2
+                    );
                 }
                 l.push(lang);
                 t.push(tk);
@@ -117,7 +149,11 @@ pub fn read_task_scores(path: &Path, column: Option<&str>, task: Option<&str>) -
         }
     }
     if l.is_empty() {
-        bail!("{}: no task scores found{}", path.display(), task.map(|t| format!(" for task `{t}`")).unwrap_or_default());
+        bail!(
+            "{}: no task scores found{}",
+            path.display(),
+            task.map(|t| format!(" for task `{t}`")).unwrap_or_default()
+        );
     }
     frame(l, t, s)
 }
@@ -134,7 +170,12 @@ pub fn lm_eval_results_file(path: &Path) -> Result<std::path::PathBuf> {
             .into_iter()
             .flatten()
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("results") && n.ends_with(".json")))
+            .filter(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("results") && n.ends_with(".json"))
+            })
             .collect();
         v.sort();
         v
@@ -150,12 +191,18 @@ pub fn lm_eval_results_file(path: &Path) -> Result<std::path::PathBuf> {
         .collect();
     match subdirs.as_slice() {
         [one] => Ok(results_in(one).pop().expect("non-empty")),
-        [] => bail!("{}: no results_<timestamp>.json here or in a model subfolder (an lm-evaluation-harness --output_path?)", path.display()),
+        [] => bail!(
+            "{}: no results_<timestamp>.json here or in a model subfolder (an lm-evaluation-harness --output_path?)",
+            path.display()
+        ),
         many => bail!(
             "{}: results of {} models ({}); name one model's folder or results file",
             path.display(),
             many.len(),
-            many.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -164,9 +211,17 @@ pub fn lm_eval_results_file(path: &Path) -> Result<std::path::PathBuf> {
 /// (`m_mmlu` + `m_mmlu_fr`), else before the config's `dataset_name` when the name ends with it
 /// (`belebele_fra_Latn`, `xcopa_it`), else at the last `_` (two parts when the last is a
 /// script code such as `Latn`). Names without a language part (groups) give `None`.
-pub fn split_lm_eval_name<'a>(name: &'a str, task: Option<&str>, dataset_name: Option<&'a str>) -> Option<(&'a str, &'a str)> {
+pub fn split_lm_eval_name<'a>(
+    name: &'a str,
+    task: Option<&str>,
+    dataset_name: Option<&'a str>,
+) -> Option<(&'a str, &'a str)> {
     if let Some(t) = task {
-        return name.strip_prefix(t).and_then(|r| r.strip_prefix('_')).filter(|l| !l.is_empty()).map(|l| (&name[..t.len()], l));
+        return name
+            .strip_prefix(t)
+            .and_then(|r| r.strip_prefix('_'))
+            .filter(|l| !l.is_empty())
+            .map(|l| (&name[..t.len()], l));
     }
     if let Some(d) = dataset_name.filter(|d| !d.is_empty()) {
         if let Some(t) = name.strip_suffix(d).and_then(|t| t.strip_suffix('_')).filter(|t| !t.is_empty()) {
@@ -174,7 +229,9 @@ pub fn split_lm_eval_name<'a>(name: &'a str, task: Option<&str>, dataset_name: O
         }
     }
     let (head, last) = name.rsplit_once('_')?;
-    let is_script = last.len() == 4 && last.starts_with(|c: char| c.is_ascii_uppercase()) && last[1..].chars().all(|c| c.is_ascii_lowercase());
+    let is_script = last.len() == 4
+        && last.starts_with(|c: char| c.is_ascii_uppercase())
+        && last[1..].chars().all(|c| c.is_ascii_lowercase());
     if is_script {
         if let Some((t, _)) = head.rsplit_once('_') {
             return Some((t, &name[t.len() + 1..]));
@@ -189,10 +246,14 @@ pub fn split_lm_eval_name<'a>(name: &'a str, task: Option<&str>, dataset_name: O
 fn read_lm_eval(path: &Path, task: Option<&str>, metric: Option<&str>) -> Result<DataFrame> {
     let file = lm_eval_results_file(path)?;
     let path = file.as_path();
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?)
-        .with_context(|| format!("{}: invalid JSON", path.display()))?;
-    let results = v["results"].as_object().ok_or_else(|| anyhow!("{}: no `results` object (an lm-evaluation-harness results file?)", path.display()))?;
-    let groups: std::collections::HashSet<&str> = v["groups"].as_object().map(|g| g.keys().map(String::as_str).collect()).unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?)
+            .with_context(|| format!("{}: invalid JSON", path.display()))?;
+    let results = v["results"]
+        .as_object()
+        .ok_or_else(|| anyhow!("{}: no `results` object (an lm-evaluation-harness results file?)", path.display()))?;
+    let groups: std::collections::HashSet<&str> =
+        v["groups"].as_object().map(|g| g.keys().map(String::as_str).collect()).unwrap_or_default();
     let metric = metric.unwrap_or("acc");
     let (mut l, mut t, mut s) = (vec![], vec![], vec![]);
     for (name, metrics) in results {
@@ -202,12 +263,25 @@ fn read_lm_eval(path: &Path, task: Option<&str>, metric: Option<&str>) -> Result
         let dataset_name = v["configs"][name]["dataset_name"].as_str();
         let Some((tk, lang)) = split_lm_eval_name(name, task, dataset_name) else { continue };
         let Some(m) = metrics.as_object() else { continue };
-        let score = m.get(&format!("{metric},none")).or_else(|| m.get(metric)).or_else(|| m.iter().find(|(k, _)| k.split_once(',').is_some_and(|(a, _)| a == metric)).map(|(_, v)| v));
+        let score = m
+            .get(&format!("{metric},none"))
+            .or_else(|| m.get(metric))
+            .or_else(|| m.iter().find(|(k, _)| k.split_once(',').is_some_and(|(a, _)| a == metric)).map(|(_, v)| v));
         let Some(score) = score else {
-            let has: Vec<&str> = m.keys().filter(|k| *k != "alias" && !k.contains("_stderr")).map(|k| k.split(',').next().unwrap_or(k)).collect();
-            bail!("{}: results.{name} has no `{metric}` (it has: {}); choose the metric with the `column` parameter", path.display(), has.join(", "));
+            let has: Vec<&str> = m
+                .keys()
+                .filter(|k| *k != "alias" && !k.contains("_stderr"))
+                .map(|k| k.split(',').next().unwrap_or(k))
+                .collect();
+            bail!(
+                "{}: results.{name} has no `{metric}` (it has: {}); choose the metric with the `column` parameter",
+                path.display(),
+                has.join(", ")
+            );
         };
-        let score = score.as_f64().ok_or_else(|| anyhow!("{}: results.{name}.{metric} is {score}, not a number", path.display()))?;
+        let score = score
+            .as_f64()
+            .ok_or_else(|| anyhow!("{}: results.{name}.{metric} is {score}, not a number", path.display()))?;
         if !score.is_finite() {
             bail!("{}: results.{name}.{metric} is {score}", path.display());
         }
@@ -216,7 +290,11 @@ fn read_lm_eval(path: &Path, task: Option<&str>, metric: Option<&str>) -> Result
         s.push(score);
     }
     if l.is_empty() {
-        bail!("{}: no `<task>_<language>` results{}", path.display(), task.map(|t| format!(" for task `{t}`")).unwrap_or_default());
+        bail!(
+            "{}: no `<task>_<language>` results{}",
+            path.display(),
+            task.map(|t| format!(" for task `{t}`")).unwrap_or_default()
+        );
     }
     frame(l, t, s)
 }

@@ -12,12 +12,15 @@ fn rows(df: &DataFrame) -> Vec<(String, String, f64)> {
     let l = df.column("language").unwrap().str().unwrap().clone();
     let t = df.column("task").unwrap().str().unwrap().clone();
     let s = df.column("score").unwrap().f64().unwrap().clone();
-    (0..df.height()).map(|i| (l.get(i).unwrap().to_string(), t.get(i).unwrap().to_string(), s.get(i).unwrap())).collect()
+    (0..df.height())
+        .map(|i| (l.get(i).unwrap().to_string(), t.get(i).unwrap().to_string(), s.get(i).unwrap()))
+        .collect()
 }
 
 #[test]
 fn wide_table_column_from_the_belebele_paper() {
-    let df = read_task_scores(&published("belebele_table7_llms.tsv"), Some("llama2_70b_5shot"), Some("belebele")).unwrap();
+    let df =
+        read_task_scores(&published("belebele_table7_llms.tsv"), Some("llama2_70b_5shot"), Some("belebele")).unwrap();
     let r = rows(&df);
     assert_eq!(r.len(), 122, "122 languages in the Belebele table");
     assert!(r.contains(&("eng_Latn".into(), "belebele".into(), 90.9)));
@@ -30,7 +33,8 @@ fn wide_table_column_from_the_belebele_paper() {
 fn long_csv_and_lm_eval_json() {
     let d = tempfile::tempdir().unwrap();
     let csv = d.path().join("scores.csv");
-    std::fs::write(&csv, "language,task,score\nfra_Latn,belebele,0.8\nzul_Latn,belebele,0.3\nfra_Latn,arc,0.6\n").unwrap();
+    std::fs::write(&csv, "language,task,score\nfra_Latn,belebele,0.8\nzul_Latn,belebele,0.3\nfra_Latn,arc,0.6\n")
+        .unwrap();
     assert_eq!(rows(&read_task_scores(&csv, None, None).unwrap()).len(), 3);
     assert_eq!(rows(&read_task_scores(&csv, None, Some("arc")).unwrap()), vec![("fra_Latn".into(), "arc".into(), 0.6)]);
     let json = d.path().join("results.json");
@@ -46,8 +50,15 @@ fn long_csv_and_lm_eval_json() {
 
 #[test]
 fn join_maps_udhr_codes_to_flores_labels_and_reports_the_rest() {
-    let df = read_task_scores(&published("belebele_table7_llms.tsv"), Some("llama2_70b_5shot"), Some("belebele")).unwrap();
-    let s = |l: &str, iso: &str, m: f64| ScoreRow { language: l.into(), iso639_3: iso.into(), pooling: "weighted".into(), mean: m, max: m + 0.1 };
+    let df =
+        read_task_scores(&published("belebele_table7_llms.tsv"), Some("llama2_70b_5shot"), Some("belebele")).unwrap();
+    let s = |l: &str, iso: &str, m: f64| ScoreRow {
+        language: l.into(),
+        iso639_3: iso.into(),
+        pooling: "weighted".into(),
+        mean: m,
+        max: m + 0.1,
+    };
     let scores = vec![s("fra", "fra", 0.4), s("cmn_hans", "cmn", 0.3), s("hin", "hin", 0.1), s("007", "", 0.0)];
     let (points, unmatched) = join_points(&scores, &df).unwrap();
     assert_eq!(unmatched, vec!["007".to_string()]);
@@ -57,7 +68,8 @@ fn join_maps_udhr_codes_to_flores_labels_and_reports_the_rest() {
     let hi = points.iter().find(|p| p.language == "hin").unwrap();
     assert_eq!(hi.task_language, "hin_Deva");
     // GPT-3.5 was not evaluated on Chinese ("NA" in the paper): no score, no match.
-    let gpt = read_task_scores(&published("belebele_table7_llms.tsv"), Some("gpt35turbo_0shot"), Some("belebele")).unwrap();
+    let gpt =
+        read_task_scores(&published("belebele_table7_llms.tsv"), Some("gpt35turbo_0shot"), Some("belebele")).unwrap();
     let (_, unmatched) = join_points(&scores, &gpt).unwrap();
     assert_eq!(unmatched, vec!["cmn_hans".to_string(), "007".to_string()]);
 }
@@ -122,7 +134,11 @@ fn lm_eval_output_folder_newest_results_and_underscored_task_names() {
     assert!(e.contains("results.xcopa_it has no `acc_norm`") && e.contains("it has: acc"), "{e}");
     // Two models' results in one folder: name one.
     std::fs::create_dir_all(d.path().join("google__gemma-3-270m")).unwrap();
-    std::fs::copy(d.path().join("Qwen__Qwen2.5-1.5B/results_2024-05-01T09-00-00.000001.json"), d.path().join("google__gemma-3-270m/results_x.json")).unwrap();
+    std::fs::copy(
+        d.path().join("Qwen__Qwen2.5-1.5B/results_2024-05-01T09-00-00.000001.json"),
+        d.path().join("google__gemma-3-270m/results_x.json"),
+    )
+    .unwrap();
     let e = read_task_scores(&out, None, None).unwrap_err().to_string();
     assert!(e.contains("results of 2 models") && e.contains("google__gemma-3-270m"), "{e}");
 }

@@ -1,15 +1,15 @@
 //! `mexa bench`: speed measured against a baseline in the same run, printed as ratios.
 //!
-//! - `plan`:   expand and plan a 100,000-node grid (goal < 1 s); baseline: hashing the same
-//!             number of canonical key specs, the irreducible work of content addressing.
+//! - `plan`: expand and plan a 100,000-node grid (goal < 1 s); baseline: hashing the same
+//!   number of canonical key specs, the irreducible work of content addressing.
 //! - `cached`: a fully cached rerun of 10,000 nodes, plan + run (goal < 0.5 s); baseline:
-//!             one stat(2) of each of those artifacts' manifests.
-//! - `align`:  language-layer pairs per second at n = 100 and n = 1000 sentences, mexa's
-//!             aligner against a straightforward single-threaded loop.
-//! - `embed`:  tokens per second of mexa's batched extractor, and of Hugging Face
-//!             transformers batched and one sentence at a time (the published MEXA loop),
-//!             same model, sentences and threads (needs a Python with torch + transformers:
-//!             $MEXA_BENCH_PYTHON, default python3).
+//!   one stat(2) of each of those artifacts' manifests.
+//! - `align`: language-layer pairs per second at n = 100 and n = 1000 sentences, mexa's
+//!   aligner against a straightforward single-threaded loop.
+//! - `embed`: tokens per second of mexa's batched extractor, and of Hugging Face
+//!   transformers batched and one sentence at a time (the published MEXA loop),
+//!   same model, sentences and threads (needs a Python with torch + transformers:
+//!   $MEXA_BENCH_PYTHON, default python3).
 //!
 //! The planning benchmarks use a bench-only `noop` stage kind (it writes a one-row table).
 use anyhow::{bail, Context, Result};
@@ -57,7 +57,11 @@ impl Stage for Noop {
         "benchmark stage: a one-row table"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::optional("a", ParamType::Int, "0", ""), ParamSpec::optional("b", ParamType::Int, "0", ""), ParamSpec::optional("c", ParamType::Int, "0", "")]
+        vec![
+            ParamSpec::optional("a", ParamType::Int, "0", ""),
+            ParamSpec::optional("b", ParamType::Int, "0", ""),
+            ParamSpec::optional("c", ParamType::Int, "0", ""),
+        ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![]
@@ -76,12 +80,18 @@ fn grid_pipeline(a: usize, b: usize, c: usize) -> String {
 }
 
 fn plan_text(text: &str, reg: &Registry, store: &Store) -> Result<mexa_pipeline::Plan> {
-    let spec = mexa_pipeline::parse("bench.yaml", text, Path::new("bench.yaml"), reg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec =
+        mexa_pipeline::parse("bench.yaml", text, Path::new("bench.yaml"), reg).map_err(|e| anyhow::anyhow!("{e}"))?;
     mexa_pipeline::plan(&spec, reg, store, &FileHasher::new(None)).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn line(name: &str, ours: f64, base: f64, goal: &str) {
-    println!("{name:<44} mexa {:>9.3} s   baseline {:>9.3} s   ratio {:>6.2}×   {goal}", ours, base, ours / base.max(1e-12));
+    println!(
+        "{name:<44} mexa {:>9.3} s   baseline {:>9.3} s   ratio {:>6.2}×   {goal}",
+        ours,
+        base,
+        ours / base.max(1e-12)
+    );
 }
 
 fn bench_plan() -> Result<()> {
@@ -97,11 +107,22 @@ fn bench_plan() -> Result<()> {
     let t = Instant::now();
     let mut acc = 0u8;
     for n in &plan.nodes {
-        acc ^= key_of(&KeySpec { stage: n.spec.stage.clone(), version: 1, params: n.spec.params.clone(), inputs: Default::default() }).as_bytes()[0];
+        acc ^= key_of(&KeySpec {
+            stage: n.spec.stage.clone(),
+            version: 1,
+            params: n.spec.params.clone(),
+            inputs: Default::default(),
+        })
+        .as_bytes()[0];
     }
     let base = t.elapsed().as_secs_f64();
     std::hint::black_box(acc);
-    line("plan: expand + plan 100,000 nodes", ours, base, &format!("(goal < 1 s: {})", if ours < 1.0 { "met" } else { "NOT met" }));
+    line(
+        "plan: expand + plan 100,000 nodes",
+        ours,
+        base,
+        &format!("(goal < 1 s: {})", if ours < 1.0 { "met" } else { "NOT met" }),
+    );
     Ok(())
 }
 
@@ -130,7 +151,12 @@ fn bench_cached() -> Result<()> {
     }
     let base = t.elapsed().as_secs_f64();
     assert_eq!(present, 10_000);
-    line("cached: plan + rerun of 10,000 cached nodes", ours, base, &format!("(goal < 0.5 s: {})", if ours < 0.5 { "met" } else { "NOT met" }));
+    line(
+        "cached: plan + rerun of 10,000 cached nodes",
+        ours,
+        base,
+        &format!("(goal < 0.5 s: {})", if ours < 0.5 { "met" } else { "NOT met" }),
+    );
     Ok(())
 }
 
@@ -152,7 +178,8 @@ fn bench_align() -> Result<()> {
     for (n, pairs, base_pairs) in [(100usize, 200usize, 20usize), (1000, 10, 1)] {
         let d = 640;
         let pivot = random_matrix(n, d, 1, None);
-        let langs: Vec<Matrix> = (0..pairs.max(base_pairs)).map(|i| random_matrix(n, d, 100 + i as u64, Some(&pivot))).collect();
+        let langs: Vec<Matrix> =
+            (0..pairs.max(base_pairs)).map(|i| random_matrix(n, d, 100 + i as u64, Some(&pivot))).collect();
         let t = Instant::now();
         let mut check = 0.0;
         for l in &langs[..pairs] {
@@ -182,14 +209,21 @@ fn bench_align() -> Result<()> {
 
 fn bench_embed(a: &BenchArgs, threads: usize) -> Result<()> {
     let assets = mexa_pipeline::plan::assets_dir();
-    let model = a.model.clone().unwrap_or_else(|| assets.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let model =
+        a.model.clone().unwrap_or_else(|| assets.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"));
     let sentences: Vec<String> = match &a.sentences {
         Some(p) => std::fs::read_to_string(p)?.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect(),
         None => {
             let mut v = Vec::new();
             for lang in ["eng", "fra", "rus", "cmn_hans", "hin"] {
                 let p = assets.join(format!("corpora/udhr/{lang}.txt"));
-                v.extend(std::fs::read_to_string(&p).with_context(|| format!("{}: run scripts/fetch-assets.py", p.display()))?.lines().take(20).map(str::to_string));
+                v.extend(
+                    std::fs::read_to_string(&p)
+                        .with_context(|| format!("{}: run scripts/fetch-assets.py", p.display()))?
+                        .lines()
+                        .take(20)
+                        .map(str::to_string),
+                );
             }
             v
         }
@@ -207,32 +241,62 @@ fn bench_embed(a: &BenchArgs, threads: usize) -> Result<()> {
     mexa_model::embed(&m, &sentences, &pool, Default::default(), |_| {})?;
     let ours = t.elapsed().as_secs_f64();
     let mexa_tps = tokens as f64 / ours;
-    println!("embed: {} ({}), {} sentences, {tokens} tokens, {threads} threads, {} on {}", model.display(), m.architecture, sentences.len(), a.dtype, a.device);
+    println!(
+        "embed: {} ({}), {} sentences, {tokens} tokens, {threads} threads, {} on {}",
+        model.display(),
+        m.architecture,
+        sentences.len(),
+        a.dtype,
+        a.device
+    );
     println!("  mexa batched                          {:>9.1} tokens/s", mexa_tps);
     let py = std::env::var("MEXA_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/bench_hf.py");
     let tmp = tempfile::NamedTempFile::new()?;
     std::fs::write(tmp.path(), sentences.join("\n"))?;
-    let out = std::process::Command::new(&py).arg(&script).arg(&model).arg(tmp.path()).arg(threads.to_string()).arg(&a.dtype).arg(&a.device).output();
+    let out = std::process::Command::new(&py)
+        .arg(&script)
+        .arg(&model)
+        .arg(tmp.path())
+        .arg(threads.to_string())
+        .arg(&a.dtype)
+        .arg(&a.device)
+        .output();
     match out {
         Ok(o) if o.status.success() => {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).context("bench_hf.py output")?;
-            let (hb, h1) = (v["batched_tokens_per_s"].as_f64().unwrap_or(f64::NAN), v["one_by_one_tokens_per_s"].as_f64().unwrap_or(f64::NAN));
-            println!("  transformers batched                  {hb:>9.1} tokens/s   mexa/HF = {:.2}×  (goal ≥ 1.5×)", mexa_tps / hb);
-            println!("  transformers one at a time (MEXA ref) {h1:>9.1} tokens/s   mexa/ref = {:.2}×  (goal ≥ 10×)", mexa_tps / h1);
+            let (hb, h1) = (
+                v["batched_tokens_per_s"].as_f64().unwrap_or(f64::NAN),
+                v["one_by_one_tokens_per_s"].as_f64().unwrap_or(f64::NAN),
+            );
+            println!(
+                "  transformers batched                  {hb:>9.1} tokens/s   mexa/HF = {:.2}×  (goal ≥ 1.5×)",
+                mexa_tps / hb
+            );
+            println!(
+                "  transformers one at a time (MEXA ref) {h1:>9.1} tokens/s   mexa/ref = {:.2}×  (goal ≥ 10×)",
+                mexa_tps / h1
+            );
             if v["tokens"].as_u64() != Some(tokens as u64) {
                 println!("  note: transformers counted {} tokens", v["tokens"]);
             }
         }
-        Ok(o) => println!("  transformers: not measured ({py} {}: {})", script.display(), String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")),
-        Err(e) => println!("  transformers: not measured ({py}: {e}); set MEXA_BENCH_PYTHON to a Python with torch and transformers"),
+        Ok(o) => println!(
+            "  transformers: not measured ({py} {}: {})",
+            script.display(),
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")
+        ),
+        Err(e) => println!(
+            "  transformers: not measured ({py}: {e}); set MEXA_BENCH_PYTHON to a Python with torch and transformers"
+        ),
     }
     Ok(())
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
     let all = ["plan", "cached", "align", "embed"];
-    let which: Vec<String> = if a.which.is_empty() { all.iter().map(|s| s.to_string()).collect() } else { a.which.clone() };
+    let which: Vec<String> =
+        if a.which.is_empty() { all.iter().map(|s| s.to_string()).collect() } else { a.which.clone() };
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     tch::set_num_threads(threads as i32);
     for w in &which {

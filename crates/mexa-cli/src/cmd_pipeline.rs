@@ -139,7 +139,13 @@ pub fn plan(store: &Path, a: PlanArgs) -> Result<i32> {
 
 fn print_plan(plan: &Plan, all: bool) {
     let to_run = plan.to_run();
-    println!("pipeline {}: {} nodes, {} cached, {} to run", plan.pipeline, plan.nodes.len(), plan.nodes.len() - to_run, to_run);
+    println!(
+        "pipeline {}: {} nodes, {} cached, {} to run",
+        plan.pipeline,
+        plan.nodes.len(),
+        plan.nodes.len() - to_run,
+        to_run
+    );
     let width = plan.nodes.iter().map(|n| n.label.chars().count()).max().unwrap_or(0).min(60);
     for n in &plan.nodes {
         match &n.status {
@@ -193,14 +199,24 @@ pub fn run(store: &Path, a: RunArgs, quiet: bool) -> Result<i32> {
         let plan = load_plan(f, &registry, &store)?;
         let to_run = plan.to_run();
         if !quiet {
-            eprintln!("{}: {} nodes, {} cached, {} to run (store {})", plan.pipeline, plan.nodes.len(), plan.nodes.len() - to_run, to_run, store.root().display());
+            eprintln!(
+                "{}: {} nodes, {} cached, {} to run (store {})",
+                plan.pipeline,
+                plan.nodes.len(),
+                plan.nodes.len() - to_run,
+                to_run,
+                store.root().display()
+            );
         }
         let s = match a.executor {
             Executor::Local => mexa_pipeline::run(&plan, &registry, &store, &opts, &CANCEL),
             Executor::Slurm => {
                 let sa = &a.slurm;
                 let so = mexa_pipeline::SlurmOptions {
-                    mexa: sa.slurm_mexa.clone().unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| "mexa".into())),
+                    mexa: sa
+                        .slurm_mexa
+                        .clone()
+                        .unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| "mexa".into())),
                     partition: sa.slurm_partition.clone(),
                     time: sa.slurm_time.clone(),
                     cpus: sa.slurm_cpus,
@@ -249,7 +265,8 @@ pub fn run(store: &Path, a: RunArgs, quiet: bool) -> Result<i32> {
 /// After a successful run: where the final results are.
 fn print_outputs(plan: &Plan) {
     let consumed: BTreeSet<usize> = plan.nodes.iter().flat_map(|n| n.deps.values().flatten().copied()).collect();
-    let finals: Vec<&PlanNode> = plan.nodes.iter().enumerate().filter(|(i, _)| !consumed.contains(i)).map(|(_, n)| n).collect();
+    let finals: Vec<&PlanNode> =
+        plan.nodes.iter().enumerate().filter(|(i, _)| !consumed.contains(i)).map(|(_, n)| n).collect();
     if finals.is_empty() {
         return;
     }
@@ -282,7 +299,11 @@ pub fn gc(store: &Path, a: GcArgs) -> Result<i32> {
         r.bytes as f64 / 1e6,
         if a.apply { "deleted" } else { "unreachable (run with --apply to delete)" },
         r.kept,
-        if r.in_use.is_empty() { String::new() } else { format!("; {} in use by a running pipeline, kept", r.in_use.len()) },
+        if r.in_use.is_empty() {
+            String::new()
+        } else {
+            format!("; {} in use by a running pipeline, kept", r.in_use.len())
+        },
         if r.tmp_removed > 0 { format!("; {} stale temporary dir(s) removed", r.tmp_removed) } else { String::new() }
     );
     Ok(0)
@@ -298,7 +319,12 @@ pub fn stages(a: StagesArgs) -> Result<i32> {
         let (inputs, params) = (s.inputs(), s.params());
         let w = inputs.iter().map(|i| i.name.len()).chain(params.iter().map(|p| p.name.len())).max().unwrap_or(0);
         for i in inputs {
-            println!("  input  {:<w$} {}{}", i.name, i.doc, if i.gather { " (gathers all matching nodes)" } else { "" });
+            println!(
+                "  input  {:<w$} {}{}",
+                i.name,
+                i.doc,
+                if i.gather { " (gathers all matching nodes)" } else { "" }
+            );
         }
         for p in params {
             let mut d = p.default.map(|d| format!(" [default {d}]")).unwrap_or_else(|| " [required]".into());
@@ -321,7 +347,8 @@ pub fn exec_node(store: &Path, a: ExecNodeArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
     let store = open_store(store)?;
     let text = std::fs::read(&a.spec).with_context(|| format!("reading {}", a.spec.display()))?;
-    let spec: mexa_pipeline::NodeSpec = serde_json::from_slice(&text).with_context(|| format!("{}: not a node spec", a.spec.display()))?;
+    let spec: mexa_pipeline::NodeSpec =
+        serde_json::from_slice(&text).with_context(|| format!("{}: not a node spec", a.spec.display()))?;
     let threads = a.threads.unwrap_or(cpus());
     tch::set_num_threads(threads as i32);
     install_ctrlc();

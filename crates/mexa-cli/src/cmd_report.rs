@@ -70,7 +70,11 @@ fn write_inside(out: &Path, rel: &str, bytes: &[u8]) -> Result<()> {
         }
         std::fs::remove_file(&p).with_context(|| format!("replacing {}", p.display()))?;
     }
-    let mut f = std::fs::File::options().write(true).create_new(true).open(&p).with_context(|| format!("writing {}", p.display()))?;
+    let mut f = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&p)
+        .with_context(|| format!("writing {}", p.display()))?;
     f.write_all(bytes).with_context(|| format!("writing {}", p.display()))?;
     Ok(())
 }
@@ -86,9 +90,20 @@ pub fn report(store_path: &Path, a: ReportArgs) -> Result<i32> {
         return Ok(0);
     }
     let plan = load_plan(&file, &registry, &store)?;
-    let missing: Vec<&str> = plan.nodes.iter().filter(|n| n.status != Status::Cached && n.kind != "report").map(|n| n.label.as_str()).collect();
+    let missing: Vec<&str> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.status != Status::Cached && n.kind != "report")
+        .map(|n| n.label.as_str())
+        .collect();
     if !missing.is_empty() {
-        bail!("{} of {} nodes are not computed yet (e.g. {}); run `mexa run {}` first", missing.len(), plan.nodes.len(), missing[0], file.display());
+        bail!(
+            "{} of {} nodes are not computed yet (e.g. {}); run `mexa run {}` first",
+            missing.len(),
+            plan.nodes.len(),
+            missing[0],
+            file.display()
+        );
     }
     // The report gathers every align, aggregate, join_tasks and correlate node.
     let stage = mexa_stages::report::Report;
@@ -114,7 +129,14 @@ pub fn report(store_path: &Path, a: ReportArgs) -> Result<i32> {
         params: params.clone(),
         inputs: inputs.iter().map(|(s, v)| (s.clone(), v.iter().map(|x| x.0.clone()).collect())).collect(),
     };
-    let node = NodeSpec { key: key_of(&spec), label: format!("{}/report", plan.pipeline), node_id: format!("{}/report (mexa report)", plan.pipeline), spec, params, inputs };
+    let node = NodeSpec {
+        key: key_of(&spec),
+        label: format!("{}/report", plan.pipeline),
+        node_id: format!("{}/report (mexa report)", plan.pipeline),
+        spec,
+        params,
+        inputs,
+    };
     let outcome = execute_node(&node, &registry, &store, &AtomicBool::new(false), &NoProgress, 1)?;
     tracing::info!("report {}: {:?}", &node.key[..12], outcome);
     let out = a.out.unwrap_or_else(|| PathBuf::from("report").join(&plan.pipeline));
@@ -126,31 +148,48 @@ pub fn compare(store_path: &Path, a: CompareArgs) -> Result<i32> {
     let store = Store::open(store_path)?;
     let (ka, kb) = (resolve(&store, &a.a)?, resolve(&store, &a.b)?);
     let (ta, tb) = (store.read(&ka)?, store.read(&kb)?);
-    let strings = |s: &arrow::datatypes::SchemaRef| -> Vec<String> { s.fields().iter().filter(|f| f.data_type() == &DataType::Utf8).map(|f| f.name().clone()).collect() };
-    let floats = |s: &arrow::datatypes::SchemaRef| -> Vec<String> { s.fields().iter().filter(|f| f.data_type() == &DataType::Float64).map(|f| f.name().clone()).collect() };
+    let strings = |s: &arrow::datatypes::SchemaRef| -> Vec<String> {
+        s.fields().iter().filter(|f| f.data_type() == &DataType::Utf8).map(|f| f.name().clone()).collect()
+    };
+    let floats = |s: &arrow::datatypes::SchemaRef| -> Vec<String> {
+        s.fields().iter().filter(|f| f.data_type() == &DataType::Float64).map(|f| f.name().clone()).collect()
+    };
     let keys: Vec<String> = strings(&ta.0).into_iter().filter(|k| strings(&tb.0).contains(k)).collect();
-    let vals: Vec<String> = floats(&ta.0).into_iter().filter(|k| floats(&tb.0).contains(k) && !k.ends_with("_p")).collect();
+    let vals: Vec<String> =
+        floats(&ta.0).into_iter().filter(|k| floats(&tb.0).contains(k) && !k.ends_with("_p")).collect();
     if keys.is_empty() || vals.is_empty() {
         bail!("the two artifacts share no text key columns and numeric columns to compare");
     }
-    let index = |t: &(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>)| -> Result<BTreeMap<Vec<String>, Vec<f64>>> {
-        let mut m = BTreeMap::new();
-        for b in &t.1 {
-            let kc: Vec<&StringArray> = keys.iter().map(|k| b.column_by_name(k).unwrap().as_any().downcast_ref::<StringArray>().unwrap()).collect();
-            let vc: Vec<&Float64Array> = vals.iter().map(|k| b.column_by_name(k).unwrap().as_any().downcast_ref::<Float64Array>().unwrap()).collect();
-            for i in 0..b.num_rows() {
-                m.insert(kc.iter().map(|c| c.value(i).to_string()).collect(), vc.iter().map(|c| c.value(i)).collect());
+    let index =
+        |t: &(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>)| -> Result<BTreeMap<Vec<String>, Vec<f64>>> {
+            let mut m = BTreeMap::new();
+            for b in &t.1 {
+                let kc: Vec<&StringArray> = keys
+                    .iter()
+                    .map(|k| b.column_by_name(k).unwrap().as_any().downcast_ref::<StringArray>().unwrap())
+                    .collect();
+                let vc: Vec<&Float64Array> = vals
+                    .iter()
+                    .map(|k| b.column_by_name(k).unwrap().as_any().downcast_ref::<Float64Array>().unwrap())
+                    .collect();
+                for i in 0..b.num_rows() {
+                    m.insert(
+                        kc.iter().map(|c| c.value(i).to_string()).collect(),
+                        vc.iter().map(|c| c.value(i)).collect(),
+                    );
+                }
             }
-        }
-        Ok(m)
-    };
+            Ok(m)
+        };
     let (ia, ib) = (index(&ta)?, index(&tb)?);
     let all: std::collections::BTreeSet<&Vec<String>> = ia.keys().chain(ib.keys()).collect();
     let mut header = keys.clone();
     for v in &vals {
         header.extend([format!("{v} A"), format!("{v} B"), format!("{v} B−A")]);
     }
-    let fmt = |x: Option<f64>| x.map(|v| if matches!(a.format, Format::Table) { format!("{v:.4}") } else { v.to_string() }).unwrap_or_default();
+    let fmt = |x: Option<f64>| {
+        x.map(|v| if matches!(a.format, Format::Table) { format!("{v:.4}") } else { v.to_string() }).unwrap_or_default()
+    };
     let mut rows = vec![header.clone()];
     for k in all {
         let mut r = k.clone();
@@ -162,7 +201,13 @@ pub fn compare(store_path: &Path, a: CompareArgs) -> Result<i32> {
     }
     match a.format {
         Format::Table => {
-            println!("A = {}  {}\nB = {}  {}\n", &ka[..12], store.manifest(&ka)?.label, &kb[..12], store.manifest(&kb)?.label);
+            println!(
+                "A = {}  {}\nB = {}  {}\n",
+                &ka[..12],
+                store.manifest(&ka)?.label,
+                &kb[..12],
+                store.manifest(&kb)?.label
+            );
             print!("{}", format_rows_fit(&rows, terminal_width()));
         }
         Format::Csv | Format::Parquet => {
@@ -173,7 +218,22 @@ pub fn compare(store_path: &Path, a: CompareArgs) -> Result<i32> {
         Format::Json => {
             let objs: Vec<serde_json::Value> = rows[1..]
                 .iter()
-                .map(|r| serde_json::Value::Object(header.iter().zip(r).map(|(h, v)| (h.clone(), v.parse::<f64>().map(serde_json::Value::from).unwrap_or(serde_json::Value::from(v.clone())))).collect()))
+                .map(|r| {
+                    serde_json::Value::Object(
+                        header
+                            .iter()
+                            .zip(r)
+                            .map(|(h, v)| {
+                                (
+                                    h.clone(),
+                                    v.parse::<f64>()
+                                        .map(serde_json::Value::from)
+                                        .unwrap_or(serde_json::Value::from(v.clone())),
+                                )
+                            })
+                            .collect(),
+                    )
+                })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&objs)?);
         }

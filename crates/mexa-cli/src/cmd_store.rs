@@ -61,18 +61,28 @@ fn is_shard(m: &Manifest) -> bool {
 
 pub fn ls(store: &Path, a: LsArgs) -> Result<i32> {
     let store = open(store)?;
-    let mut rows = vec![vec!["key".to_string(), "stage".into(), "label".into(), "rows".into(), "size".into(), "wall".into()]];
+    let mut rows =
+        vec![vec!["key".to_string(), "stage".into(), "label".into(), "rows".into(), "size".into(), "wall".into()]];
     let mut json = Vec::new();
     for info in store.list()? {
         let m = &info.manifest;
-        if (!a.shards && is_shard(m)) || a.stage.as_deref().is_some_and(|s| s != m.spec.stage.trim_end_matches("#shard")) {
+        if (!a.shards && is_shard(m))
+            || a.stage.as_deref().is_some_and(|s| s != m.spec.stage.trim_end_matches("#shard"))
+        {
             continue;
         }
         if a.json {
             json.push(serde_json::json!({"key": info.key, "stage": m.spec.stage, "label": m.label, "rows": m.rows, "bytes": m.bytes, "wall_time_s": m.wall_time_s, "created_unix": m.created_unix}));
             continue;
         }
-        rows.push(vec![info.key[..12].to_string(), m.spec.stage.clone(), m.label.clone(), m.rows.to_string(), human_bytes(m.bytes), format!("{:.1}s", m.wall_time_s)]);
+        rows.push(vec![
+            info.key[..12].to_string(),
+            m.spec.stage.clone(),
+            m.label.clone(),
+            m.rows.to_string(),
+            human_bytes(m.bytes),
+            format!("{:.1}s", m.wall_time_s),
+        ]);
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -100,16 +110,18 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
         return store.resolve_prefix(what);
     }
     let list = store.list()?;
-    let exact: Vec<_> = list.iter().filter(|i| i.manifest.label == what || i.manifest.label.ends_with(&format!("/{what}"))).collect();
+    let exact: Vec<_> =
+        list.iter().filter(|i| i.manifest.label == what || i.manifest.label.ends_with(&format!("/{what}"))).collect();
     if let Some(last) = exact.last() {
         return Ok(last.key.clone());
     }
-    let by_stage: Vec<_> = list
-        .iter()
-        .filter(|i| !is_shard(&i.manifest) && (i.manifest.label.split('[').next() == Some(what)))
-        .collect();
+    let by_stage: Vec<_> =
+        list.iter().filter(|i| !is_shard(&i.manifest) && (i.manifest.label.split('[').next() == Some(what))).collect();
     match by_stage.len() {
-        0 => bail!("nothing in {} matches `{what}` (a key prefix, node label or stage name); `mexa ls` lists artifacts", store.root().display()),
+        0 => bail!(
+            "nothing in {} matches `{what}` (a key prefix, node label or stage name); `mexa ls` lists artifacts",
+            store.root().display()
+        ),
         1 => Ok(by_stage[0].key.clone()),
         _ => {
             let mut msg = format!("`{what}` matches {} artifacts; name one:\n", by_stage.len());
@@ -122,10 +134,13 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
 }
 
 /// An artifact's data: its table, or for a sharded artifact its shards' tables in order.
-fn read_data(store: &mexa_store::Store, key: &str) -> Result<(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>)> {
+fn read_data(
+    store: &mexa_store::Store,
+    key: &str,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>)> {
     let shards = mexa_pipeline::shards_of(store, key)?;
     if shards.is_empty() {
-        return Ok(store.read(key)?);
+        return store.read(key);
     }
     let (mut schema, mut batches) = (None, Vec::new());
     for (_, k) in shards {
@@ -167,7 +182,14 @@ pub fn show(store: &Path, a: ShowArgs) -> Result<i32> {
             println!("input    {slot}: {}  {l}", &k[..12]);
         }
     }
-    println!("rows     {}   size {}   computed in {:.2}s on {} by mexa {}", m.rows, human_bytes(m.bytes), m.wall_time_s, m.host, m.tool_version);
+    println!(
+        "rows     {}   size {}   computed in {:.2}s on {} by mexa {}",
+        m.rows,
+        human_bytes(m.bytes),
+        m.wall_time_s,
+        m.host,
+        m.tool_version
+    );
     if !m.meta.is_null() {
         println!("meta     {}", serde_json::to_string(&m.meta)?);
     }
@@ -178,7 +200,10 @@ pub fn show(store: &Path, a: ShowArgs) -> Result<i32> {
     }
     let (schema, batches) = read_data(&store, &key)?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    println!("\nschema:\n  {}", schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join("\n  "));
+    println!(
+        "\nschema:\n  {}",
+        schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join("\n  ")
+    );
     println!("\nfirst {} of {} rows{}:", a.rows.min(rows), rows, if shards.is_empty() { "" } else { " (all shards)" });
     print!("{}", TableSummary::head(&schema, &batches, a.rows, 40)?);
     Ok(0)
@@ -198,10 +223,17 @@ pub fn lineage(store: &Path, a: LineageArgs) -> Result<i32> {
                             println!("{pad}    {name}: external content blake3 {}", &h[..16]);
                         }
                         if let Some(files) = v.get("model_files").and_then(|f| f.as_object()) {
-                            let hub = v.get("hub").and_then(|h| h.as_str()).map(|h| format!(" of Hugging Face {h}")).unwrap_or_default();
+                            let hub = v
+                                .get("hub")
+                                .and_then(|h| h.as_str())
+                                .map(|h| format!(" of Hugging Face {h}"))
+                                .unwrap_or_default();
                             println!("{pad}    {name}: model files{hub} ({})", files.len());
                             for (file, id) in files {
-                                let (how, h) = match (id.get("blob").and_then(|b| b.as_str()), id.as_str().or_else(|| id.get("blake3").and_then(|b| b.as_str()))) {
+                                let (how, h) = match (
+                                    id.get("blob").and_then(|b| b.as_str()),
+                                    id.as_str().or_else(|| id.get("blake3").and_then(|b| b.as_str())),
+                                ) {
                                     (Some(b), _) => ("blob", b),
                                     (None, Some(h)) => ("blake3", h),
                                     _ => ("?", ""),
@@ -241,9 +273,21 @@ pub fn verify(store: &Path) -> Result<i32> {
         r.checked,
         r.corrupt.len(),
         if r.corrupt.is_empty() { "" } else { " (quarantined; the next run recomputes them)" },
-        if r.incomplete.is_empty() { String::new() } else { format!(", {} sharded node(s) incomplete", r.incomplete.len()) },
-        if r.strays.is_empty() { String::new() } else { format!(", {} stray entr{} skipped", r.strays.len(), if r.strays.len() == 1 { "y" } else { "ies" }) },
-        if r.unsealed == 0 { String::new() } else { format!(", {} without a manifest seal (written by an older mexa)", r.unsealed) }
+        if r.incomplete.is_empty() {
+            String::new()
+        } else {
+            format!(", {} sharded node(s) incomplete", r.incomplete.len())
+        },
+        if r.strays.is_empty() {
+            String::new()
+        } else {
+            format!(", {} stray entr{} skipped", r.strays.len(), if r.strays.len() == 1 { "y" } else { "ies" })
+        },
+        if r.unsealed == 0 {
+            String::new()
+        } else {
+            format!(", {} without a manifest seal (written by an older mexa)", r.unsealed)
+        }
     );
     // Exit 1 only for corruption; an incomplete node is a consistent state the next run fixes.
     Ok(if r.corrupt.is_empty() { 0 } else { 1 })
@@ -264,6 +308,11 @@ pub fn store_cmd(store: &Path, c: StoreCmd) -> Result<i32> {
     for (k, why) in &rejected {
         println!("rejected {}  {why}", &k[..12]);
     }
-    println!("{copied} copied, {present} already present, {} rejected ({} → {})", rejected.len(), src.root().display(), dst.root().display());
+    println!(
+        "{copied} copied, {present} already present, {} rejected ({} → {})",
+        rejected.len(),
+        src.root().display(),
+        dst.root().display()
+    );
     Ok(if rejected.is_empty() { 0 } else { 1 })
 }

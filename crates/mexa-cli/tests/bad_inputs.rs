@@ -31,11 +31,14 @@ fn plan(name: &str, yaml: &str, expect: &[&str]) -> Case {
     case(name, &[("p.yaml", yaml)], "plan {d}/p.yaml", 1, expect)
 }
 
-const CORPUS: &[(&str, &str)] = &[("c/eng.txt", "one\ntwo\nthree\n"), ("c/fra.txt", "un\ndeux\ntrois\n"), ("c/deu.txt", "eins\nzwei\ndrei\n")];
+const CORPUS: &[(&str, &str)] =
+    &[("c/eng.txt", "one\ntwo\nthree\n"), ("c/fra.txt", "un\ndeux\ntrois\n"), ("c/deu.txt", "eins\nzwei\ndrei\n")];
 
 /// A pipeline with one load_corpus stage over `c/`, run with `mexa run`.
 fn corpus_case(name: &str, files: &[(&str, &str)], params: &str, expect: &[&str]) -> Case {
-    let yaml = format!("pipeline: c\nstages:\n  corpus:\n    kind: load_corpus\n    params: {{path: c, pivot: eng{params}}}\n");
+    let yaml = format!(
+        "pipeline: c\nstages:\n  corpus:\n    kind: load_corpus\n    params: {{path: c, pivot: eng{params}}}\n"
+    );
     let mut all: Vec<(&str, &str)> = files.to_vec();
     all.push(("p.yaml", &yaml));
     let mut c = case(name, &all, "run {d}/p.yaml", 1, expect);
@@ -99,7 +102,8 @@ fn check(c: &Case, root: &Path) -> Option<String> {
             problems.push(format!("no `{e}` in the output"));
         }
     }
-    (!problems.is_empty()).then(|| format!("{} ({}): {}\n--- output:\n{}", c.name, args.join(" "), problems.join("; "), text.trim_end()))
+    (!problems.is_empty())
+        .then(|| format!("{} ({}): {}\n--- output:\n{}", c.name, args.join(" "), problems.join("; "), text.trim_end()))
 }
 
 fn run_all(cases: Vec<Case>) {
@@ -108,10 +112,19 @@ fn run_all(cases: Vec<Case>) {
     assert_eq!(names.len(), cases.len(), "case names must be unique");
     let failures: Vec<String> = std::thread::scope(|s| {
         let chunks: Vec<&[Case]> = cases.chunks(cases.len().div_ceil(4).max(1)).collect();
-        let handles: Vec<_> = chunks.into_iter().map(|chunk| s.spawn(|| chunk.iter().filter_map(|c| check(c, root.path())).collect::<Vec<_>>())).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| s.spawn(|| chunk.iter().filter_map(|c| check(c, root.path())).collect::<Vec<_>>()))
+            .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
-    assert!(failures.is_empty(), "{} of {} bad-input cases failed:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad-input cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// Wrong-typed values for each parameter of each stage kind: the error names the stage,
@@ -178,7 +191,11 @@ fn wrong_types() -> Vec<Case> {
 
 fn spec_cases() -> Vec<Case> {
     let ok_corpus = "pipeline: p\nstages:\n  corpus:\n    kind: load_corpus\n    params: {path: c, pivot: eng}\n";
-    let with_corpus = |c: Case| Case { files: [CORPUS.iter().map(|(p, s)| (p.to_string(), s.as_bytes().to_vec())).collect::<Vec<_>>(), c.files].concat(), ..c };
+    let with_corpus = |c: Case| Case {
+        files: [CORPUS.iter().map(|(p, s)| (p.to_string(), s.as_bytes().to_vec())).collect::<Vec<_>>(), c.files]
+            .concat(),
+        ..c
+    };
     let mut bomb = String::from("pipeline: p\nx0: &a0 [x, x]\n");
     for i in 1..30 {
         bomb.push_str(&format!("x{i}: &a{i} [*a{}, *a{}]\n", i - 1, i - 1));
@@ -247,11 +264,26 @@ fn spec_cases() -> Vec<Case> {
 fn corpus_cases() -> Vec<Case> {
     let big = format!("{}\n", "a".repeat(150_000));
     vec![
-        corpus_case("corpus_empty_line", &[CORPUS[0], ("c/fra.txt", "un\n\ntrois\n")], "", &["fra.txt:2", "empty line"]),
+        corpus_case(
+            "corpus_empty_line",
+            &[CORPUS[0], ("c/fra.txt", "un\n\ntrois\n")],
+            "",
+            &["fra.txt:2", "empty line"],
+        ),
         corpus_case("corpus_ragged", &[CORPUS[0], ("c/fra.txt", "un\ndeux\n")], "", &["fra.txt", "2 lines", "ragged"]),
-        corpus_case("corpus_bad_utf8", &[CORPUS[0], ("c/fra.txt", "un\ndeux\ntrois\n")], "", &["fra.txt:2", "invalid UTF-8"]),
+        corpus_case(
+            "corpus_bad_utf8",
+            &[CORPUS[0], ("c/fra.txt", "un\ndeux\ntrois\n")],
+            "",
+            &["fra.txt:2", "invalid UTF-8"],
+        ),
         corpus_case("corpus_giant_line", &[CORPUS[0], ("c/fra.txt", &big)], "", &["fra.txt:1", "150000 bytes"]),
-        corpus_case("corpus_language_twice", &[CORPUS[0], CORPUS[1], ("c/fra.dev", "un\ndeux\ntrois\n")], "", &["`fra` has two files", "fra.dev", "fra.txt"]),
+        corpus_case(
+            "corpus_language_twice",
+            &[CORPUS[0], CORPUS[1], ("c/fra.dev", "un\ndeux\ntrois\n")],
+            "",
+            &["`fra` has two files", "fra.dev", "fra.txt"],
+        ),
         corpus_case("corpus_only_pivot", &[CORPUS[0]], "", &["only the pivot `eng`"]),
         corpus_case("corpus_pivot_missing", &[CORPUS[1], CORPUS[2]], "", &["pivot language `eng` is missing"]),
         corpus_case("corpus_asked_language_missing", CORPUS, ", languages: [spa]", &["`spa` was asked for"]),
@@ -259,7 +291,12 @@ fn corpus_cases() -> Vec<Case> {
         corpus_case("corpus_no_files", &[("c/README.md", "hello")], "", &["no per-language files"]),
         corpus_case("corpus_dangling_symlink", CORPUS, "", &["deu2.txt", "dangling"]),
         corpus_case("corpus_fifo", CORPUS, "", &["fifo.txt", "not a regular file"]),
-        corpus_case("corpus_tsv_ragged_fields", &[("c.tsv", "eng\tfra\none\tun\ntwo\n")], "", &["c.tsv:3", "1 fields, the header has 2"]),
+        corpus_case(
+            "corpus_tsv_ragged_fields",
+            &[("c.tsv", "eng\tfra\none\tun\ntwo\n")],
+            "",
+            &["c.tsv:3", "1 fields, the header has 2"],
+        ),
         corpus_case("corpus_limit_negative", CORPUS, ", limit: -1", &["limit"]),
     ]
 }
@@ -301,11 +338,20 @@ fn bad_pipelines_and_corpora_are_located_errors() {
     // run_all makes its own folder per case; special files were made under `root`, so run here.
     let failures: Vec<String> = std::thread::scope(|s| {
         let chunks: Vec<&[Case]> = cases.chunks(cases.len().div_ceil(4)).collect();
-        let hs: Vec<_> = chunks.into_iter().map(|ch| s.spawn(|| ch.iter().filter_map(|c| check(c, root.path())).collect::<Vec<_>>())).collect();
+        let hs: Vec<_> = chunks
+            .into_iter()
+            .map(|ch| s.spawn(|| ch.iter().filter_map(|c| check(c, root.path())).collect::<Vec<_>>()))
+            .collect();
         hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
     assert!(cases.len() >= 80, "{} cases", cases.len());
-    assert!(failures.is_empty(), "{} of {} bad-input cases failed:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad-input cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -328,34 +374,131 @@ fn bad_models_and_task_files_are_located_errors() {
         c.files.push(("p.yaml".into(), yaml.into_bytes()));
         c
     };
-    let heads0 = std::fs::read_to_string(minilm.join("config.json")).unwrap().replace("\"num_attention_heads\": 12", "\"num_attention_heads\": 0");
-    let unknown_type = std::fs::read_to_string(minilm.join("config.json")).unwrap().replace("\"model_type\": \"bert\"", "\"model_type\": \"mamba\"");
+    let heads0 = std::fs::read_to_string(minilm.join("config.json"))
+        .unwrap()
+        .replace("\"num_attention_heads\": 12", "\"num_attention_heads\": 0");
+    let unknown_type = std::fs::read_to_string(minilm.join("config.json"))
+        .unwrap()
+        .replace("\"model_type\": \"bert\"", "\"model_type\": \"mamba\"");
     let mut cases = vec![
         with("gguf_empty", &[("m.gguf", "")], pipe("m.gguf", "t.csv", ""), &["m.gguf", "not a complete GGUF file"]),
-        with("gguf_three_bytes", &[("m.gguf", "GGU")], pipe("m.gguf", "t.csv", ""), &["m.gguf", "not a complete GGUF file"]),
-        with("gguf_wrong_magic", &[("m.gguf", "PK\u{3}\u{4}not a gguf at all")], pipe("m.gguf", "t.csv", ""), &["m.gguf", "not a GGUF file"]),
-        with("model_folder_without_config", &[("mdir/readme.txt", "x")], pipe("mdir", "t.csv", ""), &["mdir", "neither a config.json"]),
-        with("model_zero_heads", &[("bad/config.json", &heads0)], pipe("bad", "t.csv", ""), &["`num_attention_heads` is 0"]),
-        with("model_unknown_type", &[("bad/config.json", &unknown_type)], pipe("bad", "t.csv", ""), &["model_type `mamba` is not supported"]),
-        with("tasks_unparseable_score", &[("t.csv", "language,task,score\nfra,x,8O.5\ndeu,x,0.5\n")], pipe(&m, "t.csv", ""), &["t.csv: line 2", "`8O.5` is not a number"]),
-        with("tasks_nan_score", &[("t.csv", "language,task,score\nfra,x,nan\ndeu,x,0.5\n")], pipe(&m, "t.csv", ""), &["t.csv: line 2", "NaN"]),
-        with("tasks_inf_score", &[("t.csv", "language,task,score\nfra,x,0.3\ndeu,x,inf\n")], pipe(&m, "t.csv", ""), &["t.csv: line 3", "inf"]),
-        with("tasks_duplicate_language", &[("t.csv", "language,task,score\nfra,x,0.3\ndeu,x,0.4\nfra,x,0.5\n")], pipe(&m, "t.csv", ""), &["t.csv: line 4", "second `x` score (first on line 2)"]),
-        with("tasks_trailing_space_duplicate", &[("t.csv", "language,task,score\nfra ,x,0.3\nfra,x,0.5\n")], pipe(&m, "t.csv", ""), &["t.csv: line 3", "second"]),
-        with("tasks_garbage_parquet", &[("t.parquet", "PAR1 this is not parquet")], pipe(&m, "t.parquet", ""), &["t.parquet", "not a readable Parquet file"]),
-        with("tasks_unknown_format", &[("t.xlsx", "x")], pipe(&m, "t.xlsx", ""), &["t.xlsx", "unknown task-result format"]),
-        with("tasks_wide_missing_column", &[("t.tsv", "language\tgpt\nfra\t0.5\n")], pipe(&m, "t.tsv", ", column: llama"), &["no column `llama`", "gpt"]),
-        with("tasks_no_score_column", &[("t.csv", "lang,acc\nfra,1\n")], pipe(&m, "t.csv", ""), &["expected columns `language`, `task`, `score`"]),
-        with("tasks_lm_eval_without_results", &[("r.json", "{\"config\": {}}")], pipe(&m, "r.json", ""), &["r.json", "no `results` object"]),
-        with("tasks_lm_eval_metric_missing", &[("r.json", "{\"results\": {\"xcopa_fr\": {\"acc,none\": 0.5}}}")], pipe(&m, "r.json", ", column: acc_norm"), &["results.xcopa_fr has no `acc_norm`"]),
-        with("tasks_lm_eval_invalid_json", &[("r.json", "{\"results\": ")], pipe(&m, "r.json", ""), &["r.json", "invalid JSON"]),
-        with("tasks_no_language_matches", &[("t.csv", "language,task,score\nzul,x,0.3\n")], pipe(&m, "t.csv", ""), &["no corpus language matched"]),
+        with(
+            "gguf_three_bytes",
+            &[("m.gguf", "GGU")],
+            pipe("m.gguf", "t.csv", ""),
+            &["m.gguf", "not a complete GGUF file"],
+        ),
+        with(
+            "gguf_wrong_magic",
+            &[("m.gguf", "PK\u{3}\u{4}not a gguf at all")],
+            pipe("m.gguf", "t.csv", ""),
+            &["m.gguf", "not a GGUF file"],
+        ),
+        with(
+            "model_folder_without_config",
+            &[("mdir/readme.txt", "x")],
+            pipe("mdir", "t.csv", ""),
+            &["mdir", "neither a config.json"],
+        ),
+        with(
+            "model_zero_heads",
+            &[("bad/config.json", &heads0)],
+            pipe("bad", "t.csv", ""),
+            &["`num_attention_heads` is 0"],
+        ),
+        with(
+            "model_unknown_type",
+            &[("bad/config.json", &unknown_type)],
+            pipe("bad", "t.csv", ""),
+            &["model_type `mamba` is not supported"],
+        ),
+        with(
+            "tasks_unparseable_score",
+            &[("t.csv", "language,task,score\nfra,x,8O.5\ndeu,x,0.5\n")],
+            pipe(&m, "t.csv", ""),
+            &["t.csv: line 2", "`8O.5` is not a number"],
+        ),
+        with(
+            "tasks_nan_score",
+            &[("t.csv", "language,task,score\nfra,x,nan\ndeu,x,0.5\n")],
+            pipe(&m, "t.csv", ""),
+            &["t.csv: line 2", "NaN"],
+        ),
+        with(
+            "tasks_inf_score",
+            &[("t.csv", "language,task,score\nfra,x,0.3\ndeu,x,inf\n")],
+            pipe(&m, "t.csv", ""),
+            &["t.csv: line 3", "inf"],
+        ),
+        with(
+            "tasks_duplicate_language",
+            &[("t.csv", "language,task,score\nfra,x,0.3\ndeu,x,0.4\nfra,x,0.5\n")],
+            pipe(&m, "t.csv", ""),
+            &["t.csv: line 4", "second `x` score (first on line 2)"],
+        ),
+        with(
+            "tasks_trailing_space_duplicate",
+            &[("t.csv", "language,task,score\nfra ,x,0.3\nfra,x,0.5\n")],
+            pipe(&m, "t.csv", ""),
+            &["t.csv: line 3", "second"],
+        ),
+        with(
+            "tasks_garbage_parquet",
+            &[("t.parquet", "PAR1 this is not parquet")],
+            pipe(&m, "t.parquet", ""),
+            &["t.parquet", "not a readable Parquet file"],
+        ),
+        with(
+            "tasks_unknown_format",
+            &[("t.xlsx", "x")],
+            pipe(&m, "t.xlsx", ""),
+            &["t.xlsx", "unknown task-result format"],
+        ),
+        with(
+            "tasks_wide_missing_column",
+            &[("t.tsv", "language\tgpt\nfra\t0.5\n")],
+            pipe(&m, "t.tsv", ", column: llama"),
+            &["no column `llama`", "gpt"],
+        ),
+        with(
+            "tasks_no_score_column",
+            &[("t.csv", "lang,acc\nfra,1\n")],
+            pipe(&m, "t.csv", ""),
+            &["expected columns `language`, `task`, `score`"],
+        ),
+        with(
+            "tasks_lm_eval_without_results",
+            &[("r.json", "{\"config\": {}}")],
+            pipe(&m, "r.json", ""),
+            &["r.json", "no `results` object"],
+        ),
+        with(
+            "tasks_lm_eval_metric_missing",
+            &[("r.json", "{\"results\": {\"xcopa_fr\": {\"acc,none\": 0.5}}}")],
+            pipe(&m, "r.json", ", column: acc_norm"),
+            &["results.xcopa_fr has no `acc_norm`"],
+        ),
+        with(
+            "tasks_lm_eval_invalid_json",
+            &[("r.json", "{\"results\": ")],
+            pipe(&m, "r.json", ""),
+            &["r.json", "invalid JSON"],
+        ),
+        with(
+            "tasks_no_language_matches",
+            &[("t.csv", "language,task,score\nzul,x,0.3\n")],
+            pipe(&m, "t.csv", ""),
+            &["no corpus language matched"],
+        ),
     ];
     // The real weights with the word-embedding table transposed, or cut to 100 rows (so the
     // tokenizer's ids run past it).
     let edited = |f: &dyn Fn(tch::Tensor) -> tch::Tensor| -> Vec<u8> {
         let tensors = tch::Tensor::read_safetensors(minilm.join("model.safetensors")).unwrap();
-        let tensors: Vec<(String, tch::Tensor)> = tensors.into_iter().map(|(n, t)| if n.ends_with("word_embeddings.weight") { (n, f(t)) } else { (n, t) }).collect();
+        let tensors: Vec<(String, tch::Tensor)> = tensors
+            .into_iter()
+            .map(|(n, t)| if n.ends_with("word_embeddings.weight") { (n, f(t)) } else { (n, t) })
+            .collect();
         let tmp = tempfile::NamedTempFile::new().unwrap();
         tch::Tensor::write_safetensors(&tensors, tmp.path()).unwrap();
         std::fs::read(tmp.path()).unwrap()
@@ -363,7 +506,11 @@ fn bad_models_and_task_files_are_located_errors() {
     let config = std::fs::read_to_string(minilm.join("config.json")).unwrap();
     for (name, bytes, expect) in [
         ("model_transposed_embedding", edited(&|t| t.transpose(0, 1).contiguous()), "transposed"),
-        ("model_vocab_smaller_than_tokenizer", edited(&|t| t.narrow(0, 0, 100).contiguous()), "past the model's 100-row embedding table"),
+        (
+            "model_vocab_smaller_than_tokenizer",
+            edited(&|t| t.narrow(0, 0, 100).contiguous()),
+            "past the model's 100-row embedding table",
+        ),
     ] {
         let mut c = with(name, &[("bad/config.json", &config)], pipe("bad", "t.csv", ""), &[expect]);
         c.files.push(("bad/model.safetensors".into(), bytes));
@@ -390,27 +537,65 @@ fn hostile_stores_are_refused_and_never_written_through() {
     let d = root.path();
     // A report artifact, as an imported store could hold it, naming files outside the folder.
     let store = mexa_store::Store::open(d.join("store")).unwrap();
-    let schema = Arc::new(Schema::new(vec![Field::new("path", DataType::Utf8, false), Field::new("content", DataType::Binary, false)]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("content", DataType::Binary, false),
+    ]));
     let mut keys = Vec::new();
     for (i, evil) in ["../escaped.txt", "/tmp/mexa-escaped-abs.txt", "a/../../escaped2.txt", ""].iter().enumerate() {
-        let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![*evil])), Arc::new(BinaryArray::from(vec![b"pwned".as_ref()]))]).unwrap();
-        let spec = mexa_store::KeySpec { stage: "report".into(), version: 1, params: serde_json::json!({"i": i}), inputs: Default::default() };
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![*evil])), Arc::new(BinaryArray::from(vec![b"pwned".as_ref()]))],
+        )
+        .unwrap();
+        let spec = mexa_store::KeySpec {
+            stage: "report".into(),
+            version: 1,
+            params: serde_json::json!({"i": i}),
+            inputs: Default::default(),
+        };
         keys.push(store.write(spec, "evil/report", schema.clone(), &[b], 0.0, serde_json::Value::Null).unwrap().key);
     }
-    let mexa = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(d.join("store")).args(args).current_dir(d).output().unwrap();
+    let mexa = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mexa"))
+            .arg("--store")
+            .arg(d.join("store"))
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
     for k in &keys {
         let o = mexa(&["report", &k[..16], "--out", d.join("out").to_str().unwrap()]);
         let t = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{t}");
         assert!(t.contains("not a plain relative path"), "{t}");
     }
-    assert!(!d.join("escaped.txt").exists() && !d.join("escaped2.txt").exists() && !Path::new("/tmp/mexa-escaped-abs.txt").exists());
+    assert!(
+        !d.join("escaped.txt").exists()
+            && !d.join("escaped2.txt").exists()
+            && !Path::new("/tmp/mexa-escaped-abs.txt").exists()
+    );
 
     // A corrupt artifact is not served by `show`, and `verify` quarantines it.
     let good = StringArray::from(vec!["x"]);
     let s2 = Arc::new(Schema::new(vec![Field::new("t", DataType::Utf8, false)]));
-    let spec = mexa_store::KeySpec { stage: "t".into(), version: 1, params: serde_json::json!({}), inputs: Default::default() };
-    let m = store.write(spec, "plain", s2.clone(), &[RecordBatch::try_new(s2, vec![Arc::new(good)]).unwrap()], 0.0, serde_json::Value::Null).unwrap();
+    let spec = mexa_store::KeySpec {
+        stage: "t".into(),
+        version: 1,
+        params: serde_json::json!({}),
+        inputs: Default::default(),
+    };
+    let m = store
+        .write(
+            spec,
+            "plain",
+            s2.clone(),
+            &[RecordBatch::try_new(s2, vec![Arc::new(good)]).unwrap()],
+            0.0,
+            serde_json::Value::Null,
+        )
+        .unwrap();
     let p = store.data_path(&m.key);
     let mut bytes = std::fs::read(&p).unwrap();
     let k = bytes.len() / 2;
@@ -431,7 +616,14 @@ fn hostile_stores_are_refused_and_never_written_through() {
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 
     // `mexa ls | head -1`: a closed pipe ends mexa quietly, never a panic.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(d.join("store")).args(["ls"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mexa"))
+        .arg("--store")
+        .arg(d.join("store"))
+        .args(["ls"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));

@@ -12,7 +12,9 @@ fn text(o: &Output) -> String {
 }
 
 fn assets() -> PathBuf {
-    std::env::var_os("MEXA_ASSETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"))
+    std::env::var_os("MEXA_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"))
 }
 
 const PIPE: &str = "
@@ -74,7 +76,14 @@ fn demo_like_pipeline_end_to_end() {
 
     // Execution settings (batching, device) are not part of keys: still all cached.
     let tuned = dir.path().join("tuned.yaml");
-    std::fs::write(&tuned, pipeline_text().replace("poolings: [weighted, last, mean]}", "poolings: [weighted, last, mean], batch_tokens: 512, batch_sentences: 3, device: cpu}")).unwrap();
+    std::fs::write(
+        &tuned,
+        pipeline_text().replace(
+            "poolings: [weighted, last, mean]}",
+            "poolings: [weighted, last, mean], batch_tokens: 512, batch_sentences: 3, device: cpu}",
+        ),
+    )
+    .unwrap();
     let o = mexa(&store, &["plan", tuned.to_str().unwrap()]);
     assert!(text(&o).contains("6 nodes, 6 cached, 0 to run"), "{}", text(&o));
 
@@ -83,24 +92,41 @@ fn demo_like_pipeline_end_to_end() {
     assert!(o.status.success(), "{}", text(&o));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows.len(), 4 * 3, "4 languages × 3 poolings");
-    let mean = |lang: &str| rows.iter().find(|r| r["language"] == lang && r["pooling"] == "weighted").unwrap()["mean"].as_f64().unwrap();
+    let mean = |lang: &str| {
+        rows.iter().find(|r| r["language"] == lang && r["pooling"] == "weighted").unwrap()["mean"].as_f64().unwrap()
+    };
     for r in &rows {
         let (m, x) = (r["mean"].as_f64().unwrap(), r["max"].as_f64().unwrap());
         assert!((0.0..=1.0).contains(&m) && m <= x && x <= 1.0, "{r}");
         assert_eq!(r["layers"], 19);
     }
-    assert!(mean("fra") > mean("zul") + 0.1 && mean("spa") > mean("amh") + 0.1, "fra {} spa {} zul {} amh {}", mean("fra"), mean("spa"), mean("zul"), mean("amh"));
+    assert!(
+        mean("fra") > mean("zul") + 0.1 && mean("spa") > mean("amh") + 0.1,
+        "fra {} spa {} zul {} amh {}",
+        mean("fra"),
+        mean("spa"),
+        mean("zul"),
+        mean("amh")
+    );
 
     // Lineage reaches the model and corpus files by content hash.
     let o = mexa(&store, &["lineage", "summary"]);
     let l = text(&o);
-    assert!(l.contains("embeddings ← ") && l.contains("model: external content blake3") && l.contains("path: external content blake3"), "{l}");
+    assert!(
+        l.contains("embeddings ← ")
+            && l.contains("model: external content blake3")
+            && l.contains("path: external content blake3"),
+        "{l}"
+    );
 
     // Corrupt one shard: verify finds and quarantines it; its node is then incomplete, and a
     // rerun recomputes that one shard.
     let o = mexa(&store, &["ls", "--shards", "--json"]);
     let all: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    let shard = all.iter().find(|a| a["label"].as_str().unwrap().ends_with("shard zul")).unwrap()["key"].as_str().unwrap().to_string();
+    let shard = all.iter().find(|a| a["label"].as_str().unwrap().ends_with("shard zul")).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let data = store.join("objects").join(&shard[..2]).join(&shard).join("data.parquet");
     let mut bytes = std::fs::read(&data).unwrap();
     let k = bytes.len() / 3;
@@ -134,11 +160,17 @@ fn demo_like_pipeline_end_to_end() {
     assert!(o.status.success(), "{}", text(&o));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| pooling |"));
-    assert!(html.contains("<p class=\"description\">An end-to-end test &amp; &lt;check&gt; of escaping.</p>"), "the description, escaped");
+    assert!(
+        html.contains("<p class=\"description\">An end-to-end test &amp; &lt;check&gt; of escaping.</p>"),
+        "the description, escaped"
+    );
     for pooling in ["weighted", "last", "mean"] {
         let heat = std::fs::read(out.join(format!("figures/heatmap-align-{pooling}.png"))).unwrap();
-        assert_eq!(png_size(&heat), (900, (90 + 22 * 4).max(260)), "heatmap of 4 languages, at least 260 px high");
-        assert_eq!(png_size(&std::fs::read(out.join(format!("figures/layers-align-{pooling}.png"))).unwrap()), (900, 420));
+        assert_eq!(png_size(&heat), (900, 260), "heatmap of 4 languages, at least 260 px high");
+        assert_eq!(
+            png_size(&std::fs::read(out.join(format!("figures/layers-align-{pooling}.png"))).unwrap()),
+            (900, 420)
+        );
         assert!(std::fs::metadata(out.join(format!("figures/heatmap-align-{pooling}.svg"))).unwrap().len() > 1000);
         let sc = std::fs::read(out.join(format!("figures/scatter-tasks-belebele-{pooling}-mean.png"))).unwrap();
         assert_eq!(png_size(&sc), (720, 520));
@@ -146,7 +178,8 @@ fn demo_like_pipeline_end_to_end() {
     }
     // Every number of the per-language table equals the aggregate artifact's.
     let table = &html[html.find("class=\"languages\"").unwrap()..];
-    let values: Vec<f64> = table.split("data-value=\"").skip(1).map(|s| s[..s.find('"').unwrap()].parse().unwrap()).collect();
+    let values: Vec<f64> =
+        table.split("data-value=\"").skip(1).map(|s| s[..s.find('"').unwrap()].parse().unwrap()).collect();
     let mut want: Vec<f64> = Vec::new();
     for lang in ["amh", "fra", "spa", "zul"] {
         for pooling in ["last", "mean", "weighted"] {
@@ -167,11 +200,20 @@ fn demo_like_pipeline_end_to_end() {
     let labelled = |l: &str| svg.lines().any(|x| x.trim() == l);
     assert!(labelled("fra") && labelled("zul") && !labelled("spa") && !labelled("amh"), "curves for fra and zul only");
     // Headless Chromium renders the page with its inline figures and no console errors.
-    let chromium = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()));
     let chromium = chromium.expect("Chromium is needed for this test: scripts/setup-system.sh installs it");
     let shot = dir.path().join("shot.png");
     let o = Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0", "--window-size=1200,1600"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,1600",
+        ])
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", out.join("report.html").display()))
         .output()
@@ -180,7 +222,11 @@ fn demo_like_pipeline_end_to_end() {
     assert!(o.status.success(), "{log}");
     assert!(!log.contains(":CONSOLE(") && !log.contains("Failed to load"), "browser reported problems:\n{log}");
     assert_eq!(png_size(&std::fs::read(&shot).unwrap()), (1200, 1600));
-    let dom = Command::new(chromium).args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"]).arg(format!("file://{}", out.join("report.html").display())).output().unwrap();
+    let dom = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", out.join("report.html").display()))
+        .output()
+        .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert_eq!(dom.matches("<figure").count(), 3 * 2 + 3 * 2, "heatmap and curves per pooling, 2 scatters per pooling");
     assert!(dom.matches("<svg").count() >= 12 && dom.contains("<table id=\"grid\">"));
@@ -197,7 +243,11 @@ fn version_and_errors_are_clear() {
     let o = mexa(&dir.path().join("s"), &["plan", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
-    assert!(t.contains("bad.yaml:4:14: error: stage `a`: `load_corpus` has no parameter `pth`") && t.contains("did you mean `path`"), "{t}");
+    assert!(
+        t.contains("bad.yaml:4:14: error: stage `a`: `load_corpus` has no parameter `pth`")
+            && t.contains("did you mean `path`"),
+        "{t}"
+    );
     assert!(t.lines().all(|l| !l.starts_with("error:")), "errors said once, compiler style: {t}");
     let missing = dir.path().join("missing.yaml");
     let t = text(&mexa(&dir.path().join("s"), &["run", missing.to_str().unwrap()]));
@@ -214,7 +264,11 @@ fn gc_keeps_what_pipelines_reach() {
     std::fs::write(corpus.join("fra.txt"), "un\ndeux\ntrois\n").unwrap();
     let write = |name: &str, limit: u32| {
         let p = dir.path().join(name);
-        std::fs::write(&p, format!("stages:\n  corpus:\n    kind: load_corpus\n    params: {{path: c, pivot: eng, limit: {limit}}}\n")).unwrap();
+        std::fs::write(
+            &p,
+            format!("stages:\n  corpus:\n    kind: load_corpus\n    params: {{path: c, pivot: eng, limit: {limit}}}\n"),
+        )
+        .unwrap();
         p
     };
     let (a, b) = (write("a.yaml", 2), write("b.yaml", 3));
@@ -241,10 +295,21 @@ fn ctrl_c_stops_cleanly_and_the_rerun_resumes() {
         "stages:\n  corpus:\n    kind: load_corpus\n    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra, spa, rus, zul, amh, hin], limit: 30}\n  embed:\n    kind: embed\n    inputs: {corpus: corpus}\n    params: {model: \"${assets}/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf\"}\n",
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(&store).args(["run", pipe.to_str().unwrap()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_mexa"))
+        .arg("--store")
+        .arg(&store)
+        .args(["run", pipe.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until some language shards exist, then press Ctrl-C.
     let t = std::time::Instant::now();
-    let shards = || std::fs::read_dir(store.join("objects")).map(|d| d.flat_map(|s| std::fs::read_dir(s.unwrap().path()).unwrap()).count()).unwrap_or(0);
+    let shards = || {
+        std::fs::read_dir(store.join("objects"))
+            .map(|d| d.flat_map(|s| std::fs::read_dir(s.unwrap().path()).unwrap()).count())
+            .unwrap_or(0)
+    };
     while shards() < 3 {
         assert!(t.elapsed().as_secs() < 120, "no progress");
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -271,9 +336,20 @@ fn start_embed_run(store: &Path, pipe: &Path, n: usize) -> std::process::Child {
         "stages:\n  corpus:\n    kind: load_corpus\n    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra, spa, rus, zul, amh, hin], limit: 30}\n  embed:\n    kind: embed\n    inputs: {corpus: corpus}\n    params: {model: \"${assets}/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf\"}\n",
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(store).args(["run", pipe.to_str().unwrap()]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_mexa"))
+        .arg("--store")
+        .arg(store)
+        .args(["run", pipe.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let t = std::time::Instant::now();
-    let count = || std::fs::read_dir(store.join("objects")).map(|d| d.flat_map(|s| std::fs::read_dir(s.unwrap().path()).unwrap()).count()).unwrap_or(0);
+    let count = || {
+        std::fs::read_dir(store.join("objects"))
+            .map(|d| d.flat_map(|s| std::fs::read_dir(s.unwrap().path()).unwrap()).count())
+            .unwrap_or(0)
+    };
     while count() < n {
         assert!(t.elapsed().as_secs() < 120, "no progress");
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -392,7 +468,9 @@ fn a_models_own_probe_accuracy_is_correlated_with_its_alignment() {
     assert!(o.status.success(), "{}", text(&o));
     let o = mexa(&s1, &["show", "topics", "--format", "json"]);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    let acc = |lang: &str, layer: i64| rows.iter().find(|r| r["language"] == lang && r["layer"] == layer).unwrap()["accuracy"].as_f64().unwrap();
+    let acc = |lang: &str, layer: i64| {
+        rows.iter().find(|r| r["language"] == lang && r["layer"] == layer).unwrap()["accuracy"].as_f64().unwrap()
+    };
     let last = rows.iter().map(|r| r["layer"].as_i64().unwrap()).max().unwrap();
     assert_eq!(rows.len() as i64, 4 * (last + 1), "4 test languages × every hidden state");
     // MiniLM is an English model: its English topic accuracy is far above chance (1/7), and
@@ -400,7 +478,8 @@ fn a_models_own_probe_accuracy_is_correlated_with_its_alignment() {
     assert!(acc("eng_Latn", last) > 0.6, "{}", acc("eng_Latn", last));
     assert!(acc("zho_Hans", last) < acc("eng_Latn", last));
     for r in &rows {
-        let (a, lo, hi) = (r["accuracy"].as_f64().unwrap(), r["ci_low"].as_f64().unwrap(), r["ci_high"].as_f64().unwrap());
+        let (a, lo, hi) =
+            (r["accuracy"].as_f64().unwrap(), r["ci_low"].as_f64().unwrap(), r["ci_high"].as_f64().unwrap());
         assert!(lo <= a && a <= hi && r["n"] == 80, "{r}");
     }
     let o = mexa(&s1, &["show", "correlation", "--format", "json"]);
@@ -460,12 +539,16 @@ stages:
     let langs: Vec<&str> = rows.iter().map(|r| r["language"].as_str().unwrap()).collect();
     assert_eq!(langs, ["ita_Latn", "zho_Hans", "swh_Latn"], "FLORES codes, in the order asked");
     for r in &rows {
-        let (a, lo, hi) = (r["accuracy"].as_f64().unwrap(), r["ci_low"].as_f64().unwrap(), r["ci_high"].as_f64().unwrap());
+        let (a, lo, hi) =
+            (r["accuracy"].as_f64().unwrap(), r["ci_low"].as_f64().unwrap(), r["ci_high"].as_f64().unwrap());
         assert!(r["n"] == 4 && (a * 4.0).fract() == 0.0 && lo <= a && a <= hi, "{r}");
     }
     let o = mexa(&store, &["show", "points", "--format", "json"]);
     let points: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(!points.is_empty() && points.iter().all(|p| p["task"] == "xcopa" && p["matched_by"] == "label"), "{points:?}");
+    assert!(
+        !points.is_empty() && points.iter().all(|p| p["task"] == "xcopa" && p["matched_by"] == "label"),
+        "{points:?}"
+    );
     let o = mexa(&store, &["show", "correlation", "--format", "json"]);
     let corr: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     assert!(corr.iter().all(|c| c["n"] == 3), "{corr:?}");

@@ -16,7 +16,10 @@ fn text(o: &Output) -> String {
 }
 
 fn require_slurm() {
-    let ok = Command::new("sinfo").args(["-h", "-o", "%T"]).output().is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    let ok = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
     assert!(ok, "no Slurm answers `sinfo`: start the local one with scripts/slurm-local.sh start (scripts/test does)");
 }
 
@@ -58,7 +61,10 @@ fn contents(store: &Path) -> BTreeMap<String, Vec<u8>> {
     for shard in std::fs::read_dir(store.join("objects")).unwrap() {
         for e in std::fs::read_dir(shard.unwrap().path()).unwrap() {
             let e = e.unwrap();
-            out.insert(e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path().join("data.parquet")).unwrap());
+            out.insert(
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path().join("data.parquet")).unwrap(),
+            );
         }
     }
     out
@@ -110,7 +116,14 @@ fn a_killed_job_is_retried_and_a_killed_head_resumes() {
     let p = p.to_str().unwrap();
     let store = dir.path().join("cluster");
     // Head 1: kill its embed job while it runs; the head retries it and finishes.
-    let head = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(&store).args(["run", "--executor", "slurm", "--retries", "1", p]).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let head = Command::new(env!("CARGO_BIN_EXE_mexa"))
+        .arg("--store")
+        .arg(&store)
+        .args(["run", "--executor", "slurm", "--retries", "1", p])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut job = String::new();
     wait_for("the embed job to run", Duration::from_secs(120), || {
         if let Some((id, _)) = squeue_state(":slurm-resume:embed").into_iter().find(|(_, s)| s == "RUNNING") {
@@ -129,8 +142,17 @@ fn a_killed_job_is_retried_and_a_killed_head_resumes() {
 
     // Head 2 on a fresh store: SIGKILL the head after the corpus is done, then rerun.
     let store2 = dir.path().join("cluster2");
-    let mut head = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(&store2).args(["run", "--executor", "slurm", p]).stderr(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
-    wait_for("the embed job to be submitted", Duration::from_secs(120), || !squeue_state(":slurm-resume:embed").is_empty());
+    let mut head = Command::new(env!("CARGO_BIN_EXE_mexa"))
+        .arg("--store")
+        .arg(&store2)
+        .args(["run", "--executor", "slurm", p])
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the embed job to be submitted", Duration::from_secs(120), || {
+        !squeue_state(":slurm-resume:embed").is_empty()
+    });
     head.kill().unwrap();
     head.wait().unwrap();
     let o = mexa(&store2, &["run", "--executor", "slurm", "-v", p]);
@@ -148,8 +170,14 @@ fn a_failing_stage_is_reported_with_its_log() {
     let o = mexa(&dir.path().join("s"), &["run", "--executor", "slurm", "--retries", "0", p.to_str().unwrap()]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("failed: corpus") && t.contains("ExitCode=1:0") && t.contains("log ") && t.contains("corpus-"), "{t}");
-    assert!(t.contains("language `no_such_language` was asked for but has no file"), "the log's last lines are shown:\n{t}");
+    assert!(
+        t.contains("failed: corpus") && t.contains("ExitCode=1:0") && t.contains("log ") && t.contains("corpus-"),
+        "{t}"
+    );
+    assert!(
+        t.contains("language `no_such_language` was asked for but has no file"),
+        "the log's last lines are shown:\n{t}"
+    );
 }
 
 #[test]
@@ -157,8 +185,17 @@ fn ctrl_c_on_the_head_cancels_its_jobs() {
     require_slurm();
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), "slurm-ctrlc", "[fra, spa, rus, zul, amh]", 40);
-    let head = Command::new(env!("CARGO_BIN_EXE_mexa")).arg("--store").arg(dir.path().join("s")).args(["run", "--executor", "slurm", p.to_str().unwrap()]).stderr(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    wait_for("the embed job", Duration::from_secs(120), || squeue_state(":slurm-ctrlc:embed").iter().any(|(_, s)| s == "RUNNING"));
+    let head = Command::new(env!("CARGO_BIN_EXE_mexa"))
+        .arg("--store")
+        .arg(dir.path().join("s"))
+        .args(["run", "--executor", "slurm", p.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the embed job", Duration::from_secs(120), || {
+        squeue_state(":slurm-ctrlc:embed").iter().any(|(_, s)| s == "RUNNING")
+    });
     assert!(Command::new("kill").args(["-INT", &head.id().to_string()]).status().unwrap().success());
     let out = head.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));

@@ -27,7 +27,12 @@ pub fn aggregate(scores: &[f64], range: Option<(usize, usize)>) -> Option<Aggreg
             best = i;
         }
     }
-    Some(Aggregate { mean: s.iter().sum::<f64>() / s.len() as f64, max: s[best], best_layer: lo + best, layers: s.len() })
+    Some(Aggregate {
+        mean: s.iter().sum::<f64>() / s.len() as f64,
+        max: s[best],
+        best_layer: lo + best,
+        layers: s.len(),
+    })
 }
 
 #[cfg(test)]

@@ -174,7 +174,16 @@ fn gram_rows(a: &[f64], b: &[f64], n: usize, d: usize, i0: usize, rows: usize, o
 /// [`gram_rows_avx2`] the dot products use the hardware's fused multiply-add.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn dot_rows(a: &[f64], b: &[f64], n: usize, d: usize, i0: usize, rows: usize, out: &mut [f64], from: impl Fn(usize) -> usize) {
+fn dot_rows(
+    a: &[f64],
+    b: &[f64],
+    n: usize,
+    d: usize,
+    i0: usize,
+    rows: usize,
+    out: &mut [f64],
+    from: impl Fn(usize) -> usize,
+) {
     for r in 0..rows {
         let x = &a[(i0 + r) * d..(i0 + r + 1) * d];
         for j in from(r)..n {
@@ -210,7 +219,14 @@ fn finish_dot(acc: [f64; 4], x: &[f64], y: &[f64], tail: usize) -> f64 {
 pub fn align(pivot: &Matrix, lang: &Matrix, k: usize) -> Alignment {
     let n = pivot.rows.min(lang.rows);
     if n == 0 {
-        return Alignment { n: 0, mexa: 0.0, p1_pivot_to_lang: 0.0, p1_lang_to_pivot: 0.0, mean_cosine: 0.0, margin_acc: 0.0 };
+        return Alignment {
+            n: 0,
+            mexa: 0.0,
+            p1_pivot_to_lang: 0.0,
+            p1_lang_to_pivot: 0.0,
+            mean_cosine: 0.0,
+            margin_acc: 0.0,
+        };
     }
     SCRATCH.with_borrow_mut(|s| {
         s.cosines(pivot, lang, n);
@@ -317,7 +333,11 @@ fn cosine_pair(x: &[f32], y: &[f32]) -> f64 {
         xx += a as f64 * a as f64;
         yy += b as f64 * b as f64;
     }
-    if xx == 0.0 || yy == 0.0 { 0.0 } else { xy / (xx.sqrt() * yy.sqrt()) }
+    if xx == 0.0 || yy == 0.0 {
+        0.0
+    } else {
+        xy / (xx.sqrt() * yy.sqrt())
+    }
 }
 
 /// A straightforward implementation, as one would first write it: a single-threaded double
@@ -331,7 +351,9 @@ pub fn align_loop(pivot: &Matrix, lang: &Matrix) -> (usize, f64) {
             c[i * n + j] = cosine_pair(pivot.row(i), lang.row(j));
         }
     }
-    let hits = (0..n).filter(|&i| (0..n).all(|j| j == i || (c[i * n + i] > c[i * n + j] && c[i * n + i] > c[j * n + i]))).count();
+    let hits = (0..n)
+        .filter(|&i| (0..n).all(|j| j == i || (c[i * n + i] > c[i * n + j] && c[i * n + i] > c[j * n + i])))
+        .count();
     (n, if n == 0 { 0.0 } else { hits as f64 / n as f64 })
 }
 

@@ -68,7 +68,9 @@ impl Probe {
             }
         }
         let scale = (var / (n * d) as f64).sqrt().max(1e-12);
-        let feats: Vec<f64> = (0..n).flat_map(|i| x.row(i).iter().zip(&mean).map(|(&v, m)| (v as f64 - m) / scale).collect::<Vec<_>>()).collect();
+        let feats: Vec<f64> = (0..n)
+            .flat_map(|i| x.row(i).iter().zip(&mean).map(|(&v, m)| (v as f64 - m) / scale).collect::<Vec<_>>())
+            .collect();
         let mut p = Probe { classes, dim: d, mean, scale, w: vec![0.0; classes * d], b: vec![0.0; classes] };
         let (mut mw, mut vw) = (vec![0f64; classes * d], vec![0f64; classes * d]);
         let (mut mb, mut vb) = (vec![0f64; classes], vec![0f64; classes]);
@@ -116,7 +118,14 @@ impl Probe {
     fn logits(&self, row: &[f32]) -> Vec<f64> {
         assert_eq!(row.len(), self.dim, "probe: feature width");
         (0..self.classes)
-            .map(|c| self.b[c] + self.w[c * self.dim..(c + 1) * self.dim].iter().zip(row.iter().zip(&self.mean)).map(|(w, (&v, m))| w * (v as f64 - m) / self.scale).sum::<f64>())
+            .map(|c| {
+                self.b[c]
+                    + self.w[c * self.dim..(c + 1) * self.dim]
+                        .iter()
+                        .zip(row.iter().zip(&self.mean))
+                        .map(|(w, (&v, m))| w * (v as f64 - m) / self.scale)
+                        .sum::<f64>()
+            })
             .collect()
     }
 
@@ -173,7 +182,9 @@ mod tests {
             for i in 0..n_per {
                 // A deterministic spread around the centre.
                 let jitter = ((i * 7 + c * 3) % 11) as f32 / 11.0 - 0.5;
-                data.extend(centre.iter().enumerate().map(|(k, v)| v + shift + jitter * if k % 2 == 0 { 0.8 } else { -0.6 }));
+                data.extend(
+                    centre.iter().enumerate().map(|(k, v)| v + shift + jitter * if k % 2 == 0 { 0.8 } else { -0.6 }),
+                );
                 y.push(c);
             }
         }

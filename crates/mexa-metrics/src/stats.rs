@@ -128,7 +128,8 @@ pub fn kendall(x: &[f64], y: &[f64]) -> Correlation {
         let vu = sum(&ty, &|t| t * (t - 1.0) * (2.0 * t + 5.0));
         let v1 = sum(&tx, &|t| t * (t - 1.0)) * sum(&ty, &|t| t * (t - 1.0)) / (2.0 * nf * (nf - 1.0));
         let v2 = if n > 2 {
-            sum(&tx, &|t| t * (t - 1.0) * (t - 2.0)) * sum(&ty, &|t| t * (t - 1.0) * (t - 2.0)) / (9.0 * nf * (nf - 1.0) * (nf - 2.0))
+            sum(&tx, &|t| t * (t - 1.0) * (t - 2.0)) * sum(&ty, &|t| t * (t - 1.0) * (t - 2.0))
+                / (9.0 * nf * (nf - 1.0) * (nf - 2.0))
         } else {
             0.0
         };
@@ -149,9 +150,17 @@ pub fn kendall_p_exact(n: usize, concordant: usize) -> f64 {
     let p = if n <= 2 {
         1.0
     } else if c == 0 {
-        if n < 171 { 2.0 / factorial(n) } else { 0.0 }
+        if n < 171 {
+            2.0 / factorial(n)
+        } else {
+            0.0
+        }
     } else if c == 1 {
-        if n < 172 { 2.0 / factorial(n - 1) } else { 0.0 }
+        if n < 172 {
+            2.0 / factorial(n - 1)
+        } else {
+            0.0
+        }
     } else if 4 * c == n * (n - 1) {
         1.0
     } else if n <= 33 {
@@ -161,10 +170,13 @@ pub fn kendall_p_exact(n: usize, concordant: usize) -> f64 {
         counts[1] = 1;
         for j in 3..=n {
             let mut acc = 0u128;
-            let prefix: Vec<u128> = counts.iter().map(|&v| {
-                acc += v;
-                acc
-            }).collect();
+            let prefix: Vec<u128> = counts
+                .iter()
+                .map(|&v| {
+                    acc += v;
+                    acc
+                })
+                .collect();
             counts = prefix.clone();
             if j <= c {
                 for k in j..=c {
@@ -194,7 +206,14 @@ pub fn linear_fit(x: &[f64], y: &[f64]) -> (f64, f64) {
 /// Percentile bootstrap interval of `stat(x, y)` over `resamples` resamples of the pairs,
 /// at confidence `level` (e.g. 0.95). Deterministic for a given `seed`. Resamples on which
 /// the statistic is undefined (NaN) are dropped.
-pub fn bootstrap_ci(x: &[f64], y: &[f64], stat: impl Fn(&[f64], &[f64]) -> f64, resamples: usize, level: f64, seed: u64) -> (f64, f64) {
+pub fn bootstrap_ci(
+    x: &[f64],
+    y: &[f64],
+    stat: impl Fn(&[f64], &[f64]) -> f64,
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> (f64, f64) {
     let n = x.len();
     let mut rng = SplitMix64(seed);
     let (mut bx, mut by) = (vec![0.0; n], vec![0.0; n]);

@@ -65,7 +65,7 @@ fn kendall_tau_b_against_pair_counting() {
     let x = [1.0, 2.0, 2.0, 3.0, 4.0, 5.0, 5.0, 6.0];
     let y = [2.0, 1.0, 3.0, 3.0, 5.0, 4.0, 6.0, 6.0];
     // Brute force τ-b.
-    let (mut conc, mut disc, mut tx, mut ty) = (0.0, 0.0, 0.0, 0.0);
+    let (mut conc, mut disc, mut tx, mut ty) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for i in 0..x.len() {
         for j in i + 1..x.len() {
             let (a, b) = (x[i] - x[j], y[i] - y[j]);
@@ -82,7 +82,7 @@ fn kendall_tau_b_against_pair_counting() {
             }
         }
     }
-    let expected = (conc - disc) / (((conc + disc + tx) * (conc + disc + ty)) as f64).sqrt();
+    let expected = (conc - disc) / ((conc + disc + tx) * (conc + disc + ty)).sqrt();
     let k = kendall(&x, &y);
     assert!((k.r - expected).abs() < 1e-12, "{} vs {expected}", k.r);
     assert!(k.p > 0.0 && k.p < 0.05);
@@ -111,7 +111,11 @@ fn kendall_tau_b_against_pair_counting() {
     let mut i = 0;
     while i < n {
         if c[i] < i {
-            if i % 2 == 0 { perm.swap(0, i) } else { perm.swap(c[i], i) }
+            if i % 2 == 0 {
+                perm.swap(0, i)
+            } else {
+                perm.swap(c[i], i)
+            }
             visit(&perm);
             c[i] += 1;
             i = 0;

@@ -33,7 +33,8 @@ fn main() -> Result<()> {
         bail!("usage: gpu_check MODEL SENTENCES [DTYPE...]");
     }
     let (model, path) = (Path::new(&args[1]), Path::new(&args[2]));
-    let dtypes: Vec<&str> = if args.len() > 3 { args[3..].iter().map(String::as_str).collect() } else { vec!["f32", "bf16"] };
+    let dtypes: Vec<&str> =
+        if args.len() > 3 { args[3..].iter().map(String::as_str).collect() } else { vec!["f32", "bf16"] };
     println!("{}", runtime_info());
     println!("device `auto` resolves to {:?}", parse_device("auto")?);
     let sentences: Vec<String> = std::fs::read_to_string(path)
@@ -48,7 +49,12 @@ fn main() -> Result<()> {
     let reference = embed(&cpu, &sentences, &pool, BatchOptions::default(), |_| {})?;
     let secs = t.elapsed().as_secs_f64();
     let tokens: usize = reference[0].tokens.iter().sum();
-    println!("{} sentences, {tokens} tokens, {} hidden states of width {}", sentences.len(), reference[0].layers, reference[0].dim);
+    println!(
+        "{} sentences, {tokens} tokens, {} hidden states of width {}",
+        sentences.len(),
+        reference[0].layers,
+        reference[0].dim
+    );
     println!("cpu  f32   batched (4096 tokens)      {:>10.0} tokens/s", tokens as f64 / secs);
     for dtype in dtypes {
         let opts = LoadOptions { kind: parse_dtype(dtype)?, device: parse_device("cuda")?, ..Default::default() };

@@ -74,7 +74,12 @@ impl Bert {
             };
             Ok(LayerNorm { w: wt, b, eps: cfg.layer_norm_eps })
         };
-        let lin = |p: &str, out: i64, inp: i64| -> Result<Linear> { Ok(Linear { w: w.shaped(&format!("{p}.weight"), &[out, inp])?, b: Some(w.shaped(&format!("{p}.bias"), &[out])?) }) };
+        let lin = |p: &str, out: i64, inp: i64| -> Result<Linear> {
+            Ok(Linear {
+                w: w.shaped(&format!("{p}.weight"), &[out, inp])?,
+                b: Some(w.shaped(&format!("{p}.bias"), &[out])?),
+            })
+        };
         let mut layers = Vec::new();
         for i in 0..cfg.num_layers {
             let p = format!("encoder.layer.{i}");
@@ -133,9 +138,10 @@ impl HiddenStates for Bert {
         if positions.max().int64_value(&[]) >= self.pos.size()[0] {
             bail!("a sentence of {t} tokens is longer than the model's {} positions", self.pos.size()[0]);
         }
-        let mut x = Tensor::embedding(&self.word, ids, -1, false, false) + Tensor::embedding(&self.pos, &positions, -1, false, false);
+        let mut x = Tensor::embedding(&self.word, ids, -1, false, false)
+            + Tensor::embedding(&self.pos, &positions, -1, false, false);
         if let Some(tt) = &self.token_type {
-            x = x + tt.get(0);
+            x += tt.get(0);
         }
         let mut x = self.emb_ln.forward(&x);
         let bias = attention_bias(mask, false, None, x.kind());

@@ -116,8 +116,15 @@ impl Bloom {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
         let d = cfg.hidden_size;
         let eps = cfg.layer_norm_eps;
-        let ln = |n: &str| -> Result<LayerNorm> { Ok(LayerNorm { w: w.shaped(&format!("{n}.weight"), &[d])?, b: w.shaped(&format!("{n}.bias"), &[d])?, eps }) };
-        let lin = |n: &str, out: i64, inp: i64| -> Result<Linear> { Ok(Linear { w: w.shaped(&format!("{n}.weight"), &[out, inp])?, b: Some(w.shaped(&format!("{n}.bias"), &[out])?) }) };
+        let ln = |n: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm { w: w.shaped(&format!("{n}.weight"), &[d])?, b: w.shaped(&format!("{n}.bias"), &[d])?, eps })
+        };
+        let lin = |n: &str, out: i64, inp: i64| -> Result<Linear> {
+            Ok(Linear {
+                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                b: Some(w.shaped(&format!("{n}.bias"), &[out])?),
+            })
+        };
         let blocks = (0..cfg.num_layers)
             .map(|i| {
                 let p = format!("h.{i}");
@@ -135,7 +142,14 @@ impl Bloom {
         if embed.size().len() != 2 || embed.size()[1] != d {
             bail!("word_embeddings.weight has shape {:?}, expected [vocab, {d}]", embed.size());
         }
-        Ok(Self { slopes: alibi_slopes(cfg.num_heads), embed: embed.shallow_clone(), embed_norm: ln("word_embeddings_layernorm")?, norm: ln("ln_f")?, blocks, cfg })
+        Ok(Self {
+            slopes: alibi_slopes(cfg.num_heads),
+            embed: embed.shallow_clone(),
+            embed_norm: ln("word_embeddings_layernorm")?,
+            norm: ln("ln_f")?,
+            blocks,
+            cfg,
+        })
     }
 }
 

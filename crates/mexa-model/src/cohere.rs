@@ -3,7 +3,9 @@
 //! interleaved ("GPT-J") rotary pairs, optional per-head q/k LayerNorm. The logit scale only
 //! touches the LM head, which MEXA does not use.
 use crate::gguf::Gguf;
-use crate::layers::{attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, RopeScaling};
+use crate::layers::{
+    attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, RopeScaling,
+};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::{bail, Result};
@@ -126,17 +128,25 @@ pub struct Cohere {
 
 impl Cohere {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
-        let (d, h, kv, hd, ff) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
+        let (d, h, kv, hd, ff) =
+            (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
         crate::model::check_heads(&w.source, h, kv, hd)?;
         let eps = cfg.layer_norm_eps;
         let lin = |n: &str, out: i64, inp: i64, bias: bool| -> Result<Linear> {
-            Ok(Linear { w: w.shaped(&format!("{n}.weight"), &[out, inp])?, b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None } })
+            Ok(Linear {
+                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None },
+            })
         };
         let blocks = (0..cfg.num_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
                 let head_norm = |n: &str, heads: i64| -> Result<Option<Norm>> {
-                    Ok(if cfg.qk_norm { Some(Norm { w: w.shaped(&format!("{p}.self_attn.{n}.weight"), &[heads, hd])?, eps }) } else { None })
+                    Ok(if cfg.qk_norm {
+                        Some(Norm { w: w.shaped(&format!("{p}.self_attn.{n}.weight"), &[heads, hd])?, eps })
+                    } else {
+                        None
+                    })
                 };
                 Ok(Block {
                     ln: Norm { w: w.shaped(&format!("{p}.input_layernorm.weight"), &[d])?, eps },

@@ -78,7 +78,10 @@ pub fn pool(h: &Tensor, mask: &Tensor, lens: &Tensor, p: Pooling) -> Tensor {
             let w = Tensor::arange_start(1, t + 1, (Kind::Float, h.device())).unsqueeze(0) * mask;
             (&h * w.unsqueeze(-1)).sum_dim_intlist(1, false, Kind::Float) / w.sum_dim_intlist(1, true, Kind::Float)
         }
-        Pooling::Mean => (&h * mask.unsqueeze(-1)).sum_dim_intlist(1, false, Kind::Float) / mask.sum_dim_intlist(1, true, Kind::Float),
+        Pooling::Mean => {
+            (&h * mask.unsqueeze(-1)).sum_dim_intlist(1, false, Kind::Float)
+                / mask.sum_dim_intlist(1, true, Kind::Float)
+        }
         Pooling::Last => {
             let idx = (lens - 1).view([-1, 1, 1]).expand([-1, 1, h.size()[2]], false);
             h.gather(1, &idx, false).squeeze_dim(1)
@@ -87,7 +90,13 @@ pub fn pool(h: &Tensor, mask: &Tensor, lens: &Tensor, p: Pooling) -> Tensor {
 }
 
 /// Embeds `sentences` with every pooling in `poolings`, reporting progress (sentences done).
-pub fn embed(model: &Model, sentences: &[String], poolings: &[Pooling], opts: BatchOptions, mut progress: impl FnMut(usize)) -> Result<Vec<Pooled>> {
+pub fn embed(
+    model: &Model,
+    sentences: &[String],
+    poolings: &[Pooling],
+    opts: BatchOptions,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Pooled>> {
     let _guard = tch::no_grad_guard();
     let n = sentences.len();
     let layers = model.net.num_hidden_states();
@@ -100,14 +109,22 @@ pub fn embed(model: &Model, sentences: &[String], poolings: &[Pooling], opts: Ba
     order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
     let mut out: Vec<Pooled> = poolings
         .iter()
-        .map(|&p| Pooled { pooling: p, layers, n, dim, data: vec![0f32; layers * n * dim], tokens: ids.iter().map(Vec::len).collect() })
+        .map(|&p| Pooled {
+            pooling: p,
+            layers,
+            n,
+            dim,
+            data: vec![0f32; layers * n * dim],
+            tokens: ids.iter().map(Vec::len).collect(),
+        })
         .collect();
     let pad = model.tokenizer.pad_id as i64;
     let mut start = 0;
     while start < n {
         let longest = ids[order[start]].len();
         let mut end = start + 1;
-        while end < n && end - start < opts.max_sentences && (end - start + 1) * longest <= opts.max_tokens.max(longest) {
+        while end < n && end - start < opts.max_sentences && (end - start + 1) * longest <= opts.max_tokens.max(longest)
+        {
             end += 1;
         }
         let batch = &order[start..end];
@@ -131,12 +148,21 @@ pub fn embed(model: &Model, sentences: &[String], poolings: &[Pooling], opts: Ba
         let lens_t = Tensor::from_slice(&lens).to_device(dev);
         // tch turns libtorch exceptions (a token id past the embedding table, a shape the
         // weights do not fit) into panics; they become errors here, with the model named.
-        let states = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.net.forward(&ids_t, &mask_f.to_kind(Kind::Int64))))
-            .map_err(|p| {
-                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                let first = msg.lines().next().unwrap_or("").to_string();
-                anyhow::anyhow!("the {} model failed on a batch (do the tokenizer and the weights belong together?): {first}", model.architecture)
-            })??;
+        let states = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            model.net.forward(&ids_t, &mask_f.to_kind(Kind::Int64))
+        }))
+        .map_err(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let first = msg.lines().next().unwrap_or("").to_string();
+            anyhow::anyhow!(
+                "the {} model failed on a batch (do the tokenizer and the weights belong together?): {first}",
+                model.architecture
+            )
+        })??;
         if states.len() != layers {
             bail!("internal error: {} hidden states, expected {layers}", states.len());
         }

@@ -3,7 +3,10 @@
 //! five of every six layers). RMSNorms scale by (1 + w); embeddings are multiplied by √d;
 //! the MLP is gated GELU (tanh approximation).
 use crate::gguf::Gguf;
-use crate::layers::{apply_rope, attention, decoder_hidden_states, Layout, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
+use crate::layers::{
+    apply_rope, attention, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Layout, Linear, RmsNorm,
+    Rope, RopeScaling,
+};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::{bail, Result};
@@ -62,17 +65,23 @@ fn sliding_layers(version: Version, n: i64, pattern: i64, window: Option<i64>) -
 impl Config {
     pub fn from_hf(v: &Value) -> Result<Self> {
         // Gemma 3 multimodal configs nest the text model.
-        let v = if v.get("text_config").is_some_and(|t| t.get("hidden_size").is_some()) { &v["text_config"] } else { v };
+        let v =
+            if v.get("text_config").is_some_and(|t| t.get("hidden_size").is_some()) { &v["text_config"] } else { v };
         let version = match v["model_type"].as_str().unwrap_or("gemma") {
             "gemma" => Version::Gemma1,
             "gemma2" => Version::Gemma2,
             "gemma3_text" | "gemma3" => Version::Gemma3,
             other => bail!("model_type `{other}` is not a Gemma"),
         };
-        let (hidden, heads, layers) = (req(v, "hidden_size")?, req(v, "num_attention_heads")?, req(v, "num_hidden_layers")?);
+        let (hidden, heads, layers) =
+            (req(v, "hidden_size")?, req(v, "num_attention_heads")?, req(v, "num_hidden_layers")?);
         let head_dim = v["head_dim"].as_i64().unwrap_or(hidden / heads);
         let bidirectional = v["use_bidirectional_attention"].as_bool().unwrap_or(false);
-        let window = if version == Version::Gemma1 { None } else { v["sliding_window"].as_i64().map(|w| if bidirectional { w / 2 + 1 } else { w }) };
+        let window = if version == Version::Gemma1 {
+            None
+        } else {
+            v["sliding_window"].as_i64().map(|w| if bidirectional { w / 2 + 1 } else { w })
+        };
         let sliding = match v["layer_types"].as_array() {
             Some(types) => types.iter().map(|t| t.as_str() == Some("sliding_attention")).collect(),
             None => sliding_layers(version, layers, v["sliding_window_pattern"].as_i64().unwrap_or(6), window),
@@ -95,7 +104,11 @@ impl Config {
             rope_theta,
             rope_local_theta,
             rope_scaling,
-            query_pre_attn_scalar: if version == Version::Gemma1 { head_dim as f64 } else { v["query_pre_attn_scalar"].as_f64().unwrap_or(head_dim as f64) },
+            query_pre_attn_scalar: if version == Version::Gemma1 {
+                head_dim as f64
+            } else {
+                v["query_pre_attn_scalar"].as_f64().unwrap_or(head_dim as f64)
+            },
             attn_softcap: v["attn_logit_softcapping"].as_f64(),
             final_softcap: v["final_logit_softcapping"].as_f64(),
             sliding_window: window,
@@ -117,7 +130,11 @@ impl Config {
         let layers = u("block_count")?;
         // EmbeddingGemma: bidirectional, with transformers' window conversion.
         let bidirectional = arch == "gemma-embedding";
-        let window = if version == Version::Gemma1 { None } else { u("attention.sliding_window").ok().map(|w| if bidirectional { w / 2 + 1 } else { w }) };
+        let window = if version == Version::Gemma1 {
+            None
+        } else {
+            u("attention.sliding_window").ok().map(|w| if bidirectional { w / 2 + 1 } else { w })
+        };
         let scaling = match g.get(&format!("{arch}.rope.scaling.type")).and_then(|v| v.as_str()) {
             Some("linear") => RopeScaling::Linear { factor: f("rope.scaling.factor").unwrap_or(1.0) },
             _ => RopeScaling::None,
@@ -202,11 +219,18 @@ pub struct Gemma {
 
 impl Gemma {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
-        let (d, h, kv, hd, ff) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
+        let (d, h, kv, hd, ff) =
+            (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
         crate::model::check_heads(&w.source, h, kv, hd)?;
         let eps = cfg.rms_norm_eps;
-        let norm = |n: &str, dim: i64| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[dim])?, eps, offset: true }) };
-        let lin = |n: &str, out: i64, inp: i64| -> Result<Linear> { Ok(Linear { w: w.shaped(&format!("{n}.weight"), &[out, inp])?, b: w.opt_shaped(&format!("{n}.bias"), &[out])? }) };
+        let norm =
+            |n: &str, dim: i64| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[dim])?, eps, offset: true }) };
+        let lin = |n: &str, out: i64, inp: i64| -> Result<Linear> {
+            Ok(Linear {
+                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                b: w.opt_shaped(&format!("{n}.bias"), &[out])?,
+            })
+        };
         let v3 = cfg.version == Version::Gemma3;
         let post = cfg.version != Version::Gemma1;
         let mut blocks = Vec::new();
@@ -215,8 +239,16 @@ impl Gemma {
             blocks.push(Block {
                 input_norm: norm(&format!("{p}.input_layernorm.weight"), d)?,
                 post_attn_norm: norm(&format!("{p}.post_attention_layernorm.weight"), d)?,
-                pre_ffn_norm: if post { Some(norm(&format!("{p}.pre_feedforward_layernorm.weight"), d)?) } else { None },
-                post_ffn_norm: if post { Some(norm(&format!("{p}.post_feedforward_layernorm.weight"), d)?) } else { None },
+                pre_ffn_norm: if post {
+                    Some(norm(&format!("{p}.pre_feedforward_layernorm.weight"), d)?)
+                } else {
+                    None
+                },
+                post_ffn_norm: if post {
+                    Some(norm(&format!("{p}.post_feedforward_layernorm.weight"), d)?)
+                } else {
+                    None
+                },
                 q_norm: if v3 { Some(norm(&format!("{p}.self_attn.q_norm.weight"), hd)?) } else { None },
                 k_norm: if v3 { Some(norm(&format!("{p}.self_attn.k_norm.weight"), hd)?) } else { None },
                 q: lin(&format!("{p}.self_attn.q_proj"), h * hd, d)?,
@@ -233,9 +265,15 @@ impl Gemma {
             bail!("embed_tokens.weight has width {}, expected {d}", embed.size()[1]);
         }
         let (global, local) = if v3 {
-            (Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling), Rope::new(hd as usize, cfg.rope_local_theta, &RopeScaling::None))
+            (
+                Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling),
+                Rope::new(hd as usize, cfg.rope_local_theta, &RopeScaling::None),
+            )
         } else {
-            (Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling), Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling))
+            (
+                Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling),
+                Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling),
+            )
         };
         Ok(Self { norm: norm("norm.weight", d)?, embed, blocks, rope_global: global, rope_local: local, cfg })
     }
@@ -245,13 +283,19 @@ impl Gemma {
     pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
         let cfg = Config::from_gguf(g)?;
         let version = cfg.version;
-        let w = Weights::from_gguf(g, opts.kind, opts.device, |n| gguf_name(version, n), |name, t| {
-            if name.ends_with("norm.weight") || name.ends_with("layernorm.weight") {
-                t - 1.0
-            } else {
-                t
-            }
-        })?;
+        let w = Weights::from_gguf(
+            g,
+            opts.kind,
+            opts.device,
+            |n| gguf_name(version, n),
+            |name, t| {
+                if name.ends_with("norm.weight") || name.ends_with("layernorm.weight") {
+                    t - 1.0
+                } else {
+                    t
+                }
+            },
+        )?;
         Self::load(cfg, &w)
     }
 }
@@ -263,7 +307,8 @@ impl Gemma {
         let t = ids.size()[1];
         let e = Tensor::embedding(&self.embed, ids, -1, false, false);
         let kind = e.kind();
-        let normalizer = Tensor::from_slice(&[(c.hidden_size as f64).sqrt() as f32]).to_kind(kind).to_device(e.device());
+        let normalizer =
+            Tensor::from_slice(&[(c.hidden_size as f64).sqrt() as f32]).to_kind(kind).to_device(e.device());
         let x = e * normalizer;
         let full = layout.bias(!c.bidirectional, None, kind);
         let local = c.sliding_window.map(|w| layout.bias(!c.bidirectional, Some(w), kind));

@@ -263,7 +263,9 @@ impl Gguf {
             .drain(..)
             .map(|(name, shape, type_id, off)| {
                 let ty = GgmlType::from_id(type_id).unwrap_or(GgmlType::F32);
-                let offset = data_start.checked_add(off).filter(|&o| o <= file_len).ok_or_else(|| anyhow!("{}: tensor {name} starts past the end of the file: corrupt file", path.display()))?;
+                let offset = data_start.checked_add(off).filter(|&o| o <= file_len).ok_or_else(|| {
+                    anyhow!("{}: tensor {name} starts past the end of the file: corrupt file", path.display())
+                })?;
                 Ok(TensorInfo { name, shape, ty, offset, type_id })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -272,13 +274,25 @@ impl Gguf {
             // anything multiplies them (numel, byte_len).
             let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
             let Some(numel) = numel.filter(|&n| n as u64 <= file_len.saturating_mul(8)) else {
-                bail!("{}: tensor {} has shape {:?}, larger than the file could hold: corrupt file", path.display(), t.name, t.shape);
+                bail!(
+                    "{}: tensor {} has shape {:?}, larger than the file could hold: corrupt file",
+                    path.display(),
+                    t.name,
+                    t.shape
+                );
             };
             let (bv, bb) = t.ty.block();
             if GgmlType::from_id(t.type_id).is_ok() && numel % bv != 0 {
-                bail!("{}: tensor {} has {numel} values, not a multiple of its {}-value blocks: corrupt file", path.display(), t.name, bv);
+                bail!(
+                    "{}: tensor {} has {numel} values, not a multiple of its {}-value blocks: corrupt file",
+                    path.display(),
+                    t.name,
+                    bv
+                );
             }
-            if GgmlType::from_id(t.type_id).is_ok() && t.offset.checked_add((numel / bv * bb) as u64).is_none_or(|end| end > file_len) {
+            if GgmlType::from_id(t.type_id).is_ok()
+                && t.offset.checked_add((numel / bv * bb) as u64).is_none_or(|end| end > file_len)
+            {
                 bail!("{}: tensor {} extends past the end of the file (truncated download?)", path.display(), t.name);
             }
         }
@@ -310,12 +324,19 @@ impl Gguf {
     /// head size), the last two defaulting as llama.cpp does.
     pub fn attention_dims(&self) -> Result<(i64, i64, i64, i64)> {
         let (hidden, heads) = (self.arch_u("embedding_length")?, self.arch_u("attention.head_count")?);
-        Ok((hidden, heads, self.arch_u("attention.head_count_kv").unwrap_or(heads), self.arch_u("attention.key_length").unwrap_or(hidden / heads)))
+        Ok((
+            hidden,
+            heads,
+            self.arch_u("attention.head_count_kv").unwrap_or(heads),
+            self.arch_u("attention.key_length").unwrap_or(hidden / heads),
+        ))
     }
 
     /// `general.architecture`.
     pub fn architecture(&self) -> Result<&str> {
-        self.get("general.architecture").and_then(Value::as_str).ok_or_else(|| anyhow!("{}: no general.architecture", self.path.display()))
+        self.get("general.architecture")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("{}: no general.architecture", self.path.display()))
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
@@ -487,7 +508,7 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], numel: usize) -> Result<Vec<f32>> {
 pub fn dequantize_into(ty: GgmlType, raw: &[u8], out: &mut [f32]) -> Result<()> {
     let numel = out.len();
     let (bv, bb) = ty.block();
-    if numel % bv != 0 || raw.len() != numel / bv * bb {
+    if !numel.is_multiple_of(bv) || raw.len() != numel / bv * bb {
         bail!("{ty:?}: {} bytes do not hold {numel} values", raw.len());
     }
     // Parallel over chunks of blocks.

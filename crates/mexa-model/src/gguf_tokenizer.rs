@@ -23,7 +23,8 @@ use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, Tokenizer};
 
 const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN35: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -39,7 +40,11 @@ const DEEPSEEK_LLM: &[&str] = &[
     r"[一-龥ࠀ-一가-퟿]+",
     r"\p{N}+",
 ];
-const FALCON: &[&str] = &[r"[\p{P}\$\+<=>\^~\|`]+", r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)", r"[0-9][0-9][0-9]"];
+const FALCON: &[&str] = &[
+    r"[\p{P}\$\+<=>\^~\|`]+",
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)",
+    r"[0-9][0-9][0-9]",
+];
 
 /// How one `tokenizer.ggml.pre` value cuts text before byte-level BPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,10 +122,14 @@ pub struct GgufTokenizer {
     pub pad_id: Option<u32>,
 }
 
-const HINT: &str = "give the model's tokenizer.json with the embed stage's `tokenizer` parameter (or put it beside the .gguf)";
+const HINT: &str =
+    "give the model's tokenizer.json with the embed stage's `tokenizer` parameter (or put it beside the .gguf)";
 
 fn strings<'a>(g: &'a Gguf, key: &str) -> Result<Vec<&'a str>> {
-    let arr = g.get(key).and_then(Value::as_array).ok_or_else(|| anyhow!("{}: no `{key}` array in the metadata", g.path.display()))?;
+    let arr = g
+        .get(key)
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("{}: no `{key}` array in the metadata", g.path.display()))?;
     arr.iter()
         .enumerate()
         .map(|(i, v)| v.as_str().ok_or_else(|| anyhow!("{}: `{key}`[{i}] is not a string", g.path.display())))
@@ -134,7 +143,10 @@ fn int_array(g: &Gguf, key: &str) -> Option<Vec<i64>> {
 /// Builds the tokenizer a GGUF describes. Errors name the file and the metadata value.
 pub fn from_gguf(g: &Gguf) -> Result<GgufTokenizer> {
     let path = g.path.display();
-    let model = g.get("tokenizer.ggml.model").and_then(Value::as_str).ok_or_else(|| anyhow!("{path}: no tokenizer.ggml.model in the metadata; {HINT}"))?;
+    let model = g
+        .get("tokenizer.ggml.model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("{path}: no tokenizer.ggml.model in the metadata; {HINT}"))?;
     let tokens = strings(g, "tokenizer.ggml.tokens")?;
     let types = int_array(g, "tokenizer.ggml.token_type");
     if let Some(t) = &types {
@@ -199,7 +211,11 @@ fn byte_level_bpe(g: &Gguf, tokens: &[&str], split: PreSplit, flags: PreFlags) -
     // its UTF-8 bytes, as transformers does, so the vocabulary keeps every id.
     let mut vocab = Vocab::default();
     for (i, t) in tokens.iter().enumerate() {
-        let t = if t.chars().all(|c| spelled.contains(&c)) { t.to_string() } else { t.bytes().map(|b| alphabet[b as usize]).collect() };
+        let t = if t.chars().all(|c| spelled.contains(&c)) {
+            t.to_string()
+        } else {
+            t.bytes().map(|b| alphabet[b as usize]).collect()
+        };
         vocab.insert(t, i as u32);
     }
     let merges = parse_merges(g, &merges)?;
@@ -212,15 +228,22 @@ fn byte_level_bpe(g: &Gguf, tokens: &[&str], split: PreSplit, flags: PreFlags) -
     let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let pre = match split {
         PreSplit::Gpt2 => byte_level(true),
-        PreSplit::DigitsThenGpt2 => json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        PreSplit::DigitsThenGpt2 => {
+            json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]})
+        }
         PreSplit::Regexes(res) => {
-            let mut seq: Vec<serde_json::Value> = res.iter().map(|r| json!({"type": "Split", "pattern": {"Regex": r}, "behavior": "Isolated", "invert": false})).collect();
+            let mut seq: Vec<serde_json::Value> = res
+                .iter()
+                .map(|r| json!({"type": "Split", "pattern": {"Regex": r}, "behavior": "Isolated", "invert": false}))
+                .collect();
             seq.push(byte_level(false));
             json!({"type": "Sequence", "pretokenizers": seq})
         }
     };
     tok.with_pre_tokenizer(Some(component::<PreTokenizerWrapper>(pre)));
-    tok.with_decoder(Some(component::<DecoderWrapper>(json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}))));
+    tok.with_decoder(Some(component::<DecoderWrapper>(
+        json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}),
+    )));
     Ok(tok)
 }
 
@@ -229,9 +252,9 @@ fn parse_merges(g: &Gguf, merges: &[&str]) -> Result<Vec<(String, String)>> {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            m.split_once(' ')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| anyhow!("{}: tokenizer.ggml.merges[{i}] `{m}` is not two tokens separated by a space", g.path.display()))
+            m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
+                anyhow!("{}: tokenizer.ggml.merges[{i}] `{m}` is not two tokens separated by a space", g.path.display())
+            })
         })
         .collect()
 }
@@ -244,14 +267,25 @@ fn sentencepiece_bpe(g: &Gguf, tokens: &[&str], arch: &str) -> Result<Tokenizer>
     let gemma = matches!(arch, "gemma" | "gemma2" | "gemma3");
     let tokens: Vec<String> = if gemma {
         // A token of spaces only is stored as real spaces; GemmaTokenizer looks it up as ▁s.
-        tokens.iter().map(|t| if t.contains(' ') && t.trim().is_empty() { "\u{2581}".repeat(t.chars().count()) } else { t.to_string() }).collect()
+        tokens
+            .iter()
+            .map(|t| {
+                if t.contains(' ') && t.trim().is_empty() {
+                    "\u{2581}".repeat(t.chars().count())
+                } else {
+                    t.to_string()
+                }
+            })
+            .collect()
     } else {
         tokens.iter().map(|t| t.to_string()).collect()
     };
     let scores: Vec<f64> = if gemma {
         (0..tokens.len()).map(|i| -(i as f64)).collect()
     } else {
-        let s = g.get("tokenizer.ggml.scores").and_then(Value::as_array).with_context(|| format!("{}: no tokenizer.ggml.scores for a SentencePiece vocabulary; {HINT}", g.path.display()))?;
+        let s = g.get("tokenizer.ggml.scores").and_then(Value::as_array).with_context(|| {
+            format!("{}: no tokenizer.ggml.scores for a SentencePiece vocabulary; {HINT}", g.path.display())
+        })?;
         s.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect()
     };
     let merges = generate_merges(&tokens, &scores);
@@ -266,16 +300,24 @@ fn sentencepiece_bpe(g: &Gguf, tokens: &[&str], arch: &str) -> Result<Tokenizer>
     let bpe = builder.build().map_err(|e| anyhow!("{}: building the BPE model: {e}", g.path.display()))?;
     let mut tok = Tokenizer::new(bpe);
     let sp_decoder = |strip: bool| {
-        let mut seq = vec![json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
+        let mut seq = vec![
+            json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+            json!({"type": "ByteFallback"}),
+            json!({"type": "Fuse"}),
+        ];
         if strip {
             seq.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
         }
         component::<DecoderWrapper>(json!({"type": "Sequence", "decoders": seq}))
     };
     if gemma {
-        tok.with_normalizer(Some(component::<NormalizerWrapper>(json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}))))
-            .map_err(|e| anyhow!("{e}"))?;
-        tok.with_pre_tokenizer(Some(component::<PreTokenizerWrapper>(json!({"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false}))));
+        tok.with_normalizer(Some(component::<NormalizerWrapper>(
+            json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}),
+        )))
+        .map_err(|e| anyhow!("{e}"))?;
+        tok.with_pre_tokenizer(Some(component::<PreTokenizerWrapper>(
+            json!({"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false}),
+        )));
         tok.with_decoder(Some(sp_decoder(false)));
     } else if arch == "phi3" {
         tok.with_normalizer(Some(component::<NormalizerWrapper>(json!({"type": "Sequence", "normalizers": [
@@ -286,7 +328,9 @@ fn sentencepiece_bpe(g: &Gguf, tokens: &[&str], arch: &str) -> Result<Tokenizer>
     } else {
         let prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
         let scheme = if prefix { "first" } else { "never" };
-        tok.with_pre_tokenizer(Some(component::<PreTokenizerWrapper>(json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": scheme, "split": false}))));
+        tok.with_pre_tokenizer(Some(component::<PreTokenizerWrapper>(
+            json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": scheme, "split": false}),
+        )));
         tok.with_decoder(Some(sp_decoder(prefix)));
     }
     Ok(tok)
@@ -370,7 +414,10 @@ mod tests {
             m.insert("tokenizer.ggml.pre".to_string(), s(p));
         }
         m.insert("tokenizer.ggml.tokens".to_string(), Value::Array(tokens.iter().map(|t| s(t)).collect()));
-        m.insert("tokenizer.ggml.merges".to_string(), Value::Array(["h e", "l l", "he ll", "Ġ w"].iter().map(|t| s(t)).collect()));
+        m.insert(
+            "tokenizer.ggml.merges".to_string(),
+            Value::Array(["h e", "l l", "he ll", "Ġ w"].iter().map(|t| s(t)).collect()),
+        );
         let mut types = vec![Value::I64(1); tokens.len()];
         types[13] = Value::I64(3);
         m.insert("tokenizer.ggml.token_type".to_string(), Value::Array(types));
@@ -413,8 +460,12 @@ mod tests {
         for (name, split, _) in PRE_TOKENIZERS {
             if let PreSplit::Regexes(res) = split {
                 for r in *res {
-                    tokenizers::pre_tokenizers::split::Split::new(tokenizers::pre_tokenizers::split::SplitPattern::Regex(r.to_string()), tokenizers::SplitDelimiterBehavior::Isolated, false)
-                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    tokenizers::pre_tokenizers::split::Split::new(
+                        tokenizers::pre_tokenizers::split::SplitPattern::Regex(r.to_string()),
+                        tokenizers::SplitDelimiterBehavior::Isolated,
+                        false,
+                    )
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
                 }
             }
         }

@@ -57,9 +57,16 @@ impl LayerNorm {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1's piecewise frequency scaling.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position: f64 },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position: f64,
+    },
     /// One divisor per frequency, as llama.cpp stores Llama 3.1 scaling in GGUF files
     /// (the `rope_freqs.weight` tensor).
     Factors(Vec<f64>),
@@ -94,7 +101,8 @@ pub struct Rope {
 
 impl Rope {
     pub fn new(head_dim: usize, base: f64, scaling: &RopeScaling) -> Self {
-        let mut inv_freq: Vec<f64> = (0..head_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / head_dim as f64)).collect();
+        let mut inv_freq: Vec<f64> =
+            (0..head_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / head_dim as f64)).collect();
         // Hugging Face computes inv_freq in f32: match it.
         for f in inv_freq.iter_mut() {
             *f = *f as f32 as f64;
@@ -113,7 +121,8 @@ impl Rope {
                     } else if wavelen > low_wavelen {
                         *f / factor
                     } else {
-                        let smooth = (original_max_position / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth =
+                            (original_max_position / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                         (1.0 - smooth) * *f / factor + smooth * *f
                     };
                 }
@@ -130,7 +139,8 @@ impl Rope {
     /// (cos, sin) for explicit positions: [T] gives [T, head_dim]; [B, T] gives
     /// [B, 1, T, head_dim], which broadcasts over the heads of [B, H, T, head_dim].
     pub fn tables_for(&self, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
-        let inv = Tensor::from_slice(&self.inv_freq.iter().map(|&f| f as f32).collect::<Vec<_>>()).to_device(positions.device());
+        let inv = Tensor::from_slice(&self.inv_freq.iter().map(|&f| f as f32).collect::<Vec<_>>())
+            .to_device(positions.device());
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv;
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
         let emb = if positions.dim() == 2 { emb.unsqueeze(1) } else { emb };
@@ -280,7 +290,12 @@ pub fn rope_from_hf(v: &serde_json::Value, layer_type: Option<&str>, default_the
 /// Runs a decoder's blocks and returns its hidden states as Hugging Face's
 /// `output_hidden_states=True` does: the embedding output, the output of every block but the
 /// last, and the final norm applied to the last block's output.
-pub fn decoder_hidden_states<B>(x: Tensor, blocks: &[B], mut block: impl FnMut(usize, &B, Tensor) -> Tensor, final_norm: impl Fn(&Tensor) -> Tensor) -> Vec<Tensor> {
+pub fn decoder_hidden_states<B>(
+    x: Tensor,
+    blocks: &[B],
+    mut block: impl FnMut(usize, &B, Tensor) -> Tensor,
+    final_norm: impl Fn(&Tensor) -> Tensor,
+) -> Vec<Tensor> {
     let mut states = vec![x.shallow_clone()];
     let mut x = x;
     for (i, b) in blocks.iter().enumerate() {

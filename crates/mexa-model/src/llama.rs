@@ -3,7 +3,10 @@
 //! projections, split at load).
 //! Pre-norm decoder: RMSNorm → attention (GQA, rotary) → residual → RMSNorm → SwiGLU → residual.
 use crate::gguf::Gguf;
-use crate::layers::{apply_rope, attention, decoder_hidden_states, Layout, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
+use crate::layers::{
+    apply_rope, attention, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Layout, Linear, RmsNorm,
+    Rope, RopeScaling,
+};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::Result;
@@ -38,7 +41,10 @@ impl Config {
         let heads = req(v, "num_attention_heads")?;
         let arch = v["model_type"].as_str().unwrap_or("llama");
         let (rope_theta, rope_scaling) = rope_from_hf(v, None, 10000.0)?;
-        let partial = v["partial_rotary_factor"].as_f64().or_else(|| v["rope_parameters"]["partial_rotary_factor"].as_f64()).unwrap_or(1.0);
+        let partial = v["partial_rotary_factor"]
+            .as_f64()
+            .or_else(|| v["rope_parameters"]["partial_rotary_factor"].as_f64())
+            .unwrap_or(1.0);
         if partial != 1.0 {
             anyhow::bail!("config.json: partial_rotary_factor {partial} (rotary on part of each head) is not implemented for `{arch}`");
         }
@@ -54,7 +60,11 @@ impl Config {
             rope_theta,
             rope_scaling,
             attention_bias: v["attention_bias"].as_bool().unwrap_or(arch == "qwen2"),
-            sliding_window: if v["use_sliding_window"].as_bool() == Some(false) { None } else { v["sliding_window"].as_i64() },
+            sliding_window: if v["use_sliding_window"].as_bool() == Some(false) {
+                None
+            } else {
+                v["sliding_window"].as_i64()
+            },
             qk_norm: arch == "qwen3",
             tie_word_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(false),
         })
@@ -64,7 +74,12 @@ impl Config {
         let arch = g.architecture()?.to_string();
         let (u, f) = (|k: &str| g.arch_u(k), |k: &str| g.arch_f(k));
         let (hidden, heads, kv_heads, head_dim) = g.attention_dims()?;
-        let vocab = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len() as i64).or_else(|| u("vocab_size").ok()).unwrap_or(0);
+        let vocab = g
+            .get("tokenizer.ggml.tokens")
+            .and_then(|v| v.as_array())
+            .map(|a| a.len() as i64)
+            .or_else(|| u("vocab_size").ok())
+            .unwrap_or(0);
         let scaling = match g.get(&format!("{arch}.rope.scaling.type")).and_then(|v| v.as_str()) {
             Some("linear") => RopeScaling::Linear { factor: f("rope.scaling.factor").unwrap_or(1.0) },
             _ => RopeScaling::None,
@@ -185,19 +200,27 @@ pub struct Llama {
 
 impl Llama {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
-        let (d, h, kv, hd, ff) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
+        let (d, h, kv, hd, ff) =
+            (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
         crate::model::check_heads(&w.source, h, kv, hd)?;
         let w = &split_fused(w, &cfg)?;
         let eps = cfg.rms_norm_eps;
         let norm = |n: &str| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[d])?, eps, offset: false }) };
         let lin = |n: &str, out: i64, inp: i64, bias: bool| -> Result<Linear> {
-            Ok(Linear { w: w.shaped(&format!("{n}.weight"), &[out, inp])?, b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None } })
+            Ok(Linear {
+                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None },
+            })
         };
         let mut blocks = Vec::new();
         for i in 0..cfg.num_layers {
             let p = format!("layers.{i}");
             let head_norm = |n: &str| -> Result<Option<RmsNorm>> {
-                Ok(if cfg.qk_norm { Some(RmsNorm { w: w.shaped(&format!("{p}.self_attn.{n}.weight"), &[hd])?, eps, offset: false }) } else { None })
+                Ok(if cfg.qk_norm {
+                    Some(RmsNorm { w: w.shaped(&format!("{p}.self_attn.{n}.weight"), &[hd])?, eps, offset: false })
+                } else {
+                    None
+                })
             };
             blocks.push(Block {
                 q_norm: head_norm("q_norm")?,
@@ -235,7 +258,12 @@ impl Llama {
             let mut f = vec![0f32; t.numel()];
             crate::gguf::dequantize_into(t.ty, &g.read_raw(t)?, &mut f)?;
             if f.len() as i64 != cfg.head_dim / 2 {
-                anyhow::bail!("{}: rope_freqs.weight has {} entries, expected head_dim/2 = {}", g.path.display(), f.len(), cfg.head_dim / 2);
+                anyhow::bail!(
+                    "{}: rope_freqs.weight has {} entries, expected head_dim/2 = {}",
+                    g.path.display(),
+                    f.len(),
+                    cfg.head_dim / 2
+                );
             }
             cfg.rope_scaling = RopeScaling::Factors(f.iter().map(|&x| x as f64).collect());
         }

@@ -3,13 +3,13 @@
 use crate::bert::{self, Bert};
 use crate::bloom::{self, Bloom};
 use crate::cohere::{self, Cohere};
-use crate::xglm::{self, Xglm};
 use crate::gemma::{self, Gemma};
 use crate::gguf::Gguf;
 use crate::llama::{self, Llama};
 use crate::olmo::{self, Olmo};
 use crate::tokenizer::{BosPolicy, TextTokenizer};
 use crate::weights::Weights;
+use crate::xglm::{self, Xglm};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -124,9 +124,28 @@ pub struct Model {
 }
 
 /// Architectures by Hugging Face `model_type`.
-pub const HF_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3", "phi3", "olmo", "olmo2", "bloom", "xglm", "cohere", "gemma", "gemma2", "gemma3", "gemma3_text", "bert", "roberta", "xlm-roberta"];
+pub const HF_TYPES: &[&str] = &[
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "phi3",
+    "olmo",
+    "olmo2",
+    "bloom",
+    "xglm",
+    "cohere",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3_text",
+    "bert",
+    "roberta",
+    "xlm-roberta",
+];
 /// Architectures by GGUF `general.architecture`.
-pub const GGUF_ARCHS: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3", "gemma-embedding", "bloom", "command-r"];
+pub const GGUF_ARCHS: &[&str] =
+    &["llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3", "gemma-embedding", "bloom", "command-r"];
 
 /// Where a model's files are.
 enum Source {
@@ -144,7 +163,10 @@ fn locate(path: &Path) -> Result<Source> {
     if path.join("config.json").is_file() {
         return Ok(Source::Hf(path.to_path_buf()));
     }
-    let ggufs: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+    let ggufs: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
     match ggufs.len() {
         1 => Ok(Source::Gguf(ggufs[0].clone())),
         0 => bail!("{}: neither a config.json (Hugging Face folder) nor a .gguf file", path.display()),
@@ -159,7 +181,8 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
     match locate(path)? {
         Source::Hf(dir) => {
             let cfg_path = dir.join("config.json");
-            let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?).with_context(|| format!("{}: invalid JSON", cfg_path.display()))?;
+            let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)
+                .with_context(|| format!("{}: invalid JSON", cfg_path.display()))?;
             let mt = cfg["model_type"].as_str().unwrap_or("").to_string();
             let weights = || -> Result<Weights> {
                 let mut w = Weights::from_safetensors_dir(&dir, opts.kind, opts.device)?;
@@ -169,14 +192,22 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
                 Ok(w)
             };
             let net: Box<dyn HiddenStates> = match mt.as_str() {
-                "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => Box::new(Llama::load(llama::Config::from_hf(&cfg)?, &weights()?)?),
-                "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Box::new(Gemma::load(gemma::Config::from_hf(&cfg)?, &weights()?)?),
+                "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => {
+                    Box::new(Llama::load(llama::Config::from_hf(&cfg)?, &weights()?)?)
+                }
+                "gemma" | "gemma2" | "gemma3" | "gemma3_text" => {
+                    Box::new(Gemma::load(gemma::Config::from_hf(&cfg)?, &weights()?)?)
+                }
                 "olmo" | "olmo2" => Box::new(Olmo::load(olmo::Config::from_hf(&cfg)?, &weights()?)?),
                 "bloom" => Box::new(Bloom::load(bloom::Config::from_hf(&cfg)?, &weights()?)?),
                 "xglm" => Box::new(Xglm::load(xglm::Config::from_hf(&cfg)?, &weights()?)?),
                 "cohere" => Box::new(Cohere::load(cohere::Config::from_hf(&cfg)?, &weights()?)?),
                 "bert" | "roberta" | "xlm-roberta" => Box::new(Bert::load(bert::Config::from_hf(&cfg)?, &weights()?)?),
-                other => bail!("{}: model_type `{other}` is not supported (supported: {})", cfg_path.display(), HF_TYPES.join(", ")),
+                other => bail!(
+                    "{}: model_type `{other}` is not supported (supported: {})",
+                    cfg_path.display(),
+                    HF_TYPES.join(", ")
+                ),
             };
             Ok((net, format!("{mt} (safetensors)")))
         }
@@ -193,7 +224,11 @@ fn gguf_network(g: &Gguf, opts: &LoadOptions) -> Result<Box<dyn HiddenStates>> {
         "gemma" | "gemma2" | "gemma3" | "gemma-embedding" => Box::new(Gemma::from_gguf(g, opts)?),
         "bloom" => Box::new(Bloom::from_gguf(g, opts)?),
         "command-r" => Box::new(Cohere::from_gguf(g, opts)?),
-        other => bail!("{}: GGUF architecture `{other}` is not supported (supported: {})", g.path.display(), GGUF_ARCHS.join(", ")),
+        other => bail!(
+            "{}: GGUF architecture `{other}` is not supported (supported: {})",
+            g.path.display(),
+            GGUF_ARCHS.join(", ")
+        ),
     })
 }
 

@@ -1,7 +1,10 @@
 //! OLMo and OLMo 2. OLMo: Llama-like, but LayerNorms without weight or bias and optional
 //! clipping of q/k/v. OLMo 2: RMSNorm on the whole q and k projections, and norms after
 //! attention and MLP (not before) inside each residual branch.
-use crate::layers::{apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, Rope, RopeScaling, RmsNorm};
+use crate::layers::{
+    apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear,
+    RmsNorm, Rope, RopeScaling,
+};
 use crate::model::{req, HiddenStates};
 use crate::weights::Weights;
 use anyhow::{bail, Result};
@@ -87,11 +90,17 @@ pub struct Olmo {
 
 impl Olmo {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
-        let (d, h, kv, hd, ff) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
+        let (d, h, kv, hd, ff) =
+            (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.intermediate_size);
         let v2 = cfg.version == Version::Olmo2;
-        let rms = |n: &str, dim: i64| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[dim])?, eps: cfg.eps, offset: false }) };
+        let rms = |n: &str, dim: i64| -> Result<RmsNorm> {
+            Ok(RmsNorm { w: w.shaped(n, &[dim])?, eps: cfg.eps, offset: false })
+        };
         let lin = |n: &str, out: i64, inp: i64, bias: bool| -> Result<Linear> {
-            Ok(Linear { w: w.shaped(&format!("{n}.weight"), &[out, inp])?, b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None } })
+            Ok(Linear {
+                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None },
+            })
         };
         let mut blocks = Vec::new();
         for i in 0..cfg.num_layers {

@@ -82,13 +82,23 @@ pub fn encode_request(model: &Model, context: &str, continuations: &[String]) ->
 }
 
 /// One row of a batch: token ids, each token's position, which earlier tokens of the row
-/// each token may attend to (`parent[i]`: the index of the token before it on its branch,
-/// `None` for the first), and what to read off: (request, continuation, predicting index, target).
+/// each token may attend to (`branch[i]`: the index of the token before it on its branch,
+/// `None` for the first), and what to read off.
 struct Row {
     ids: Vec<i64>,
     positions: Vec<i64>,
     branch: Vec<Option<usize>>,
-    reads: Vec<(usize, usize, usize, i64)>,
+    reads: Vec<Read>,
+}
+
+/// One answer token to score: request `q`, its continuation `k`, the index in the row whose
+/// output predicts it, and the token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Read {
+    q: usize,
+    k: usize,
+    at: usize,
+    token: i64,
 }
 
 fn rows(requests: &[IdRequest], packed: bool) -> Vec<Row> {
@@ -109,7 +119,7 @@ fn rows(requests: &[IdRequest], packed: bool) -> Vec<Row> {
             let start = row.ids.len();
             for (j, &tok) in cont.iter().enumerate() {
                 let prev = if j == 0 { c - 1 } else { start + j - 1 };
-                row.reads.push((q, k, prev, tok));
+                row.reads.push(Read { q, k, at: prev, token: tok });
                 row.ids.push(tok);
                 row.positions.push((c + j) as i64);
                 row.branch.push(Some(prev));
@@ -122,9 +132,19 @@ fn rows(requests: &[IdRequest], packed: bool) -> Vec<Row> {
 
 /// Scores every continuation of every request. Returns, per request, one [`Scored`] per
 /// continuation; `progress` is called with the number of continuations finished.
-pub fn score_ids(net: &dyn HiddenStates, device: Device, pad: i64, requests: &[IdRequest], opts: ScoreOptions, mut progress: impl FnMut(usize)) -> Result<Vec<Vec<Scored>>> {
+pub fn score_ids(
+    net: &dyn HiddenStates,
+    device: Device,
+    pad: i64,
+    requests: &[IdRequest],
+    opts: ScoreOptions,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Vec<Scored>>> {
     let _guard = tch::no_grad_guard();
-    let mut out: Vec<Vec<Scored>> = requests.iter().map(|r| vec![Scored { logprob: 0.0, tokens: 0, greedy: true }; r.continuations.len()]).collect();
+    let mut out: Vec<Vec<Scored>> = requests
+        .iter()
+        .map(|r| vec![Scored { logprob: 0.0, tokens: 0, greedy: true }; r.continuations.len()])
+        .collect();
     let packed = opts.packed && net.packs();
     let mut all = rows(requests, packed);
     all.sort_by_key(|r| std::cmp::Reverse(r.ids.len()));
@@ -176,9 +196,10 @@ pub fn score_ids(net: &dyn HiddenStates, device: Device, pad: i64, requests: &[I
         let last = states.last().ok_or_else(|| anyhow::anyhow!("the model returned no hidden states"))?;
         let d = last.size()[2];
         // Only the rows that predict a continuation token go through the LM head.
-        let reads: Vec<(usize, &(usize, usize, usize, i64))> = batch.iter().enumerate().flat_map(|(r, row)| row.reads.iter().map(move |x| (r, x))).collect();
-        let index: Vec<i64> = reads.iter().map(|(r, x)| (r * t + x.2) as i64).collect();
-        let targets: Vec<i64> = reads.iter().map(|(_, x)| x.3).collect();
+        let reads: Vec<(usize, Read)> =
+            batch.iter().enumerate().flat_map(|(r, row)| row.reads.iter().map(move |x| (r, *x))).collect();
+        let index: Vec<i64> = reads.iter().map(|(r, x)| (r * t + x.at) as i64).collect();
+        let targets: Vec<i64> = reads.iter().map(|(_, x)| x.token).collect();
         let h = last.view([-1, d]).index_select(0, &Tensor::from_slice(&index).to_device(device));
         let tgt = Tensor::from_slice(&targets).to_device(device).unsqueeze(1);
         let (mut lp, mut top) = (Vec::with_capacity(index.len()), Vec::with_capacity(index.len()));
@@ -189,24 +210,35 @@ pub fn score_ids(net: &dyn HiddenStates, device: Device, pad: i64, requests: &[I
         for at in (0..rows).step_by(CHUNK as usize) {
             let n = CHUNK.min(rows - at);
             let logits = net.logits(&h.narrow(0, at, n))?.to_kind(Kind::Float);
-            let picked = logits.gather(1, &tgt.narrow(0, at, n), false).squeeze_dim(1) - logits.logsumexp([-1i64].as_slice(), false);
+            let picked = logits.gather(1, &tgt.narrow(0, at, n), false).squeeze_dim(1)
+                - logits.logsumexp([-1i64].as_slice(), false);
             lp.extend(Vec::<f32>::try_from(picked.to_device(Device::Cpu))?);
             top.extend(Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?);
         }
-        for (i, (_, &(q, k, _, tok))) in reads.iter().enumerate() {
+        for (i, &(_, Read { q, k, token: tok, .. })) in reads.iter().enumerate() {
             let s = &mut out[q][k];
             s.logprob += lp[i] as f64;
             s.tokens += 1;
             s.greedy &= top[i] == tok;
         }
-        progress(batch.iter().map(|row| row.reads.iter().map(|x| (x.0, x.1)).collect::<std::collections::BTreeSet<_>>().len()).sum());
+        progress(
+            batch
+                .iter()
+                .map(|row| row.reads.iter().map(|x| (x.q, x.k)).collect::<std::collections::BTreeSet<_>>().len())
+                .sum(),
+        );
         start = end;
     }
     Ok(out)
 }
 
 /// [`score_ids`] with the model's own device and padding token.
-pub fn score(model: &Model, requests: &[IdRequest], opts: ScoreOptions, progress: impl FnMut(usize)) -> Result<Vec<Vec<Scored>>> {
+pub fn score(
+    model: &Model,
+    requests: &[IdRequest],
+    opts: ScoreOptions,
+    progress: impl FnMut(usize),
+) -> Result<Vec<Vec<Scored>>> {
     score_ids(model.net.as_ref(), model.device, model.tokenizer.pad_id as i64, requests, opts, progress)
 }
 
@@ -231,10 +263,11 @@ mod tests {
         assert_eq!(row.positions, vec![0, 1, 2, 3, 4, 3]);
         // The second continuation hangs off the context's last token, not the first branch.
         assert_eq!(row.branch, vec![None, Some(0), Some(1), Some(2), Some(3), Some(2)]);
-        assert_eq!(row.reads, vec![(0, 0, 2, 8), (0, 0, 3, 9), (0, 1, 2, 10)]);
+        let read = |q, k, at, token| Read { q, k, at, token };
+        assert_eq!(row.reads, vec![read(0, 0, 2, 8), read(0, 0, 3, 9), read(0, 1, 2, 10)]);
         let separate = rows(std::slice::from_ref(&r), false);
         assert_eq!(separate.len(), 2);
         assert_eq!(separate[1].ids, vec![5, 6, 7, 10]);
-        assert_eq!(separate[1].reads, vec![(0, 1, 2, 10)]);
+        assert_eq!(separate[1].reads, vec![read(0, 1, 2, 10)]);
     }
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 /// Prefixes that wrap a base model's parameters in task or multimodal checkpoints.
-const PREFIXES: &[&str] = &["language_model.model.", "model.language_model.", "model.", "bert.", "roberta.", "transformer."];
+const PREFIXES: &[&str] =
+    &["language_model.model.", "model.language_model.", "model.", "bert.", "roberta.", "transformer."];
 
 pub struct Weights {
     map: HashMap<String, Tensor>,
@@ -43,7 +44,8 @@ impl Weights {
         let files: Vec<std::path::PathBuf> = if single.is_file() {
             vec![single]
         } else if index.is_file() {
-            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index)?).with_context(|| format!("{}: invalid JSON", index.display()))?;
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index)?)
+                .with_context(|| format!("{}: invalid JSON", index.display()))?;
             let map = v["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no weight_map", index.display()))?;
             let mut shards: Vec<String> = map.values().filter_map(|s| s.as_str().map(str::to_string)).collect();
             shards.sort();
@@ -53,7 +55,8 @@ impl Weights {
             bail!("{}: no model.safetensors or model.safetensors.index.json", dir.display());
         };
         for f in files {
-            let tensors = Tensor::read_safetensors(&f).with_context(|| format!("{}: cannot read safetensors", f.display()))?;
+            let tensors =
+                Tensor::read_safetensors(&f).with_context(|| format!("{}: cannot read safetensors", f.display()))?;
             for (name, t) in tensors {
                 w.insert(&name, t);
             }
@@ -64,7 +67,13 @@ impl Weights {
     /// Loads every GGUF tensor that `rename` maps to a parameter name, dequantised to f32
     /// and then converted to `kind`. `fix` may transform a tensor (for example undo
     /// llama.cpp's Q/K permutation) given its new name.
-    pub fn from_gguf(g: &Gguf, kind: Kind, device: Device, rename: impl Fn(&str) -> Option<String>, fix: impl Fn(&str, Tensor) -> Tensor) -> Result<Self> {
+    pub fn from_gguf(
+        g: &Gguf,
+        kind: Kind,
+        device: Device,
+        rename: impl Fn(&str) -> Option<String>,
+        fix: impl Fn(&str, Tensor) -> Tensor,
+    ) -> Result<Self> {
         let mut w = Self::new(g.path.display().to_string(), kind, device);
         for t in &g.tensors {
             let Some(name) = rename(&t.name) else { continue };

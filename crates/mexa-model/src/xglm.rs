@@ -76,8 +76,19 @@ pub struct Xglm {
 impl Xglm {
     pub fn load(cfg: Config, w: &Weights) -> Result<Self> {
         let (d, ff) = (cfg.d_model, cfg.ffn_dim);
-        let ln = |n: &str| -> Result<LayerNorm> { Ok(LayerNorm { w: w.shaped(&format!("{n}.weight"), &[d])?, b: w.shaped(&format!("{n}.bias"), &[d])?, eps: 1e-5 }) };
-        let lin = |n: &str, out: i64, inp: i64| -> Result<Linear> { Ok(Linear { w: w.shaped(&format!("{n}.weight"), &[out, inp])?, b: Some(w.shaped(&format!("{n}.bias"), &[out])?) }) };
+        let ln = |n: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm {
+                w: w.shaped(&format!("{n}.weight"), &[d])?,
+                b: w.shaped(&format!("{n}.bias"), &[d])?,
+                eps: 1e-5,
+            })
+        };
+        let lin = |n: &str, out: i64, inp: i64| -> Result<Linear> {
+            Ok(Linear {
+                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                b: Some(w.shaped(&format!("{n}.bias"), &[out])?),
+            })
+        };
         let blocks = (0..cfg.num_layers)
             .map(|i| {
                 let p = format!("layers.{i}");
@@ -120,7 +131,14 @@ impl HiddenStates for Xglm {
                 let n = b.ln1.forward(&x);
                 // transformers scales the queries before the product (scale 1 in attention).
                 let q = split_heads(&(b.q.forward(&n) * (hd as f64).powf(-0.5)), h, hd);
-                let a = attention(&q, &split_heads(&b.k.forward(&n), h, hd), &split_heads(&b.v.forward(&n), h, hd), &bias, 1.0, None);
+                let a = attention(
+                    &q,
+                    &split_heads(&b.k.forward(&n), h, hd),
+                    &split_heads(&b.v.forward(&n), h, hd),
+                    &bias,
+                    1.0,
+                    None,
+                );
                 let x = x + b.o.forward(&merge_heads(&a));
                 &x + b.fc2.forward(&b.fc1.forward(&b.ln2.forward(&x)).gelu(gelu))
             },

@@ -96,7 +96,10 @@ fn mutated_safetensors_never_panic() {
         let model = dir.path().join(format!("m{}", i % 4));
         std::fs::create_dir_all(&model).unwrap();
         std::fs::write(model.join("model.safetensors"), &bytes).unwrap();
-        let r = std::panic::catch_unwind(|| mexa_model::weights::Weights::from_safetensors_dir(&model, tch::Kind::Float, tch::Device::Cpu).map(|w| w.names().count()));
+        let r = std::panic::catch_unwind(|| {
+            mexa_model::weights::Weights::from_safetensors_dir(&model, tch::Kind::Float, tch::Device::Cpu)
+                .map(|w| w.names().count())
+        });
         match r {
             Ok(Ok(_)) => ok += 1,
             Ok(Err(_)) => err += 1,

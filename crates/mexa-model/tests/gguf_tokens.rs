@@ -24,7 +24,8 @@ fn asset(rel: &str) -> PathBuf {
 
 /// Compares every language of the fixture; reports all mismatching languages at once.
 fn check(tok: &TextTokenizer, fixture: &str) {
-    let fx = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tokens")).join(format!("{fixture}.tsv"));
+    let fx = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tokens"))
+        .join(format!("{fixture}.tsv"));
     let text = std::fs::read_to_string(&fx).unwrap();
     let rows: Vec<(&str, usize, &str)> = text
         .lines()
@@ -40,14 +41,30 @@ fn check(tok: &TextTokenizer, fixture: &str) {
         .par_iter()
         .filter_map(|&(lang, want_n, want_hash)| {
             let body = std::fs::read_to_string(udhr.join(format!("{lang}.txt"))).unwrap();
-            let ids: Vec<Vec<i64>> = body.strip_suffix('\n').unwrap_or(&body).split('\n').map(|s| tok.encode(s).unwrap()).collect();
+            let ids: Vec<Vec<i64>> =
+                body.strip_suffix('\n').unwrap_or(&body).split('\n').map(|s| tok.encode(s).unwrap()).collect();
             let n: usize = ids.iter().map(Vec::len).sum();
-            let joined = ids.iter().map(|s| s.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n");
+            let joined = ids
+                .iter()
+                .map(|s| s.iter().map(i64::to_string).collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join("\n");
             let hash = blake3::hash(joined.as_bytes()).to_hex().to_string();
-            (n != want_n || hash != want_hash).then(|| format!("{lang}: {n} tokens (transformers: {want_n}){}", if n == want_n { ", different ids" } else { "" }))
+            (n != want_n || hash != want_hash).then(|| {
+                format!(
+                    "{lang}: {n} tokens (transformers: {want_n}){}",
+                    if n == want_n { ", different ids" } else { "" }
+                )
+            })
         })
         .collect();
-    assert!(bad.is_empty(), "{fixture}: {} of {} languages differ from transformers:\n{}", bad.len(), rows.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{fixture}: {} of {} languages differ from transformers:\n{}",
+        bad.len(),
+        rows.len(),
+        bad.join("\n")
+    );
 }
 
 fn gguf_tokenizer(rel: &str) -> TextTokenizer {
@@ -73,11 +90,16 @@ fn gemma3_tokenizer_json_matches_transformers_on_all_udhr() {
 
 #[test]
 fn qwen25_05b_gguf_tokenizer_matches_transformers_on_all_udhr() {
-    check(&gguf_tokenizer("models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"), "qwen2.5-coder-0.5b-gguf");
+    check(
+        &gguf_tokenizer("models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+        "qwen2.5-coder-0.5b-gguf",
+    );
 }
 
 #[test]
 fn qwen25_15b_gguf_tokenizer_matches_transformers_on_all_udhr() {
-    check(&gguf_tokenizer("models/qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"), "qwen2.5-coder-1.5b-gguf");
+    check(
+        &gguf_tokenizer("models/qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
+        "qwen2.5-coder-1.5b-gguf",
+    );
 }
-

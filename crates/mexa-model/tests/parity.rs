@@ -21,7 +21,8 @@ fn check_gguf(name: &str) {
 fn check_file(name: &str, file: &str) {
     let dir = fixtures().join(name);
     let (net, _) = load_network(&dir.join(file), &LoadOptions::default()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    let expected: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(dir.join("expected.safetensors")).unwrap().into_iter().collect();
+    let expected: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.join("expected.safetensors")).unwrap().into_iter().collect();
     let ids = &expected["input_ids"];
     let mask = &expected["attention_mask"];
     let states = tch::no_grad(|| net.forward(ids, mask)).unwrap();
@@ -189,8 +190,13 @@ fn sharded_safetensors_with_index() {
     }
     Tensor::write_safetensors(&a, tmp.path().join("model-00001-of-00002.safetensors")).unwrap();
     Tensor::write_safetensors(&b, tmp.path().join("model-00002-of-00002.safetensors")).unwrap();
-    std::fs::write(tmp.path().join("model.safetensors.index.json"), serde_json::json!({"metadata": {}, "weight_map": map}).to_string()).unwrap();
-    let expected: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(src.join("expected.safetensors")).unwrap().into_iter().collect();
+    std::fs::write(
+        tmp.path().join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+    )
+    .unwrap();
+    let expected: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(src.join("expected.safetensors")).unwrap().into_iter().collect();
     let (net, _) = load_network(tmp.path(), &LoadOptions::default()).unwrap();
     let states = tch::no_grad(|| net.forward(&expected["input_ids"], &expected["attention_mask"])).unwrap();
     let (one, _) = load_network(&src, &LoadOptions::default()).unwrap();
@@ -206,12 +212,14 @@ fn bf16_is_close_to_f32() {
     let dir = fixtures().join("llama");
     let opts = LoadOptions { kind: Kind::BFloat16, ..LoadOptions::default() };
     let (net, _) = load_network(&dir, &opts).unwrap();
-    let expected: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(dir.join("expected.safetensors")).unwrap().into_iter().collect();
+    let expected: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.join("expected.safetensors")).unwrap().into_iter().collect();
     let states = tch::no_grad(|| net.forward(&expected["input_ids"], &expected["attention_mask"])).unwrap();
     let m = expected["attention_mask"].to_kind(Kind::Float).unsqueeze(-1);
     let last = states.len() - 1;
     assert_eq!(states[last].kind(), Kind::BFloat16);
     let want = &expected[&format!("hidden_{last}")];
-    let rel = ((states[last].to_kind(Kind::Float) - want).abs() * &m).max().double_value(&[]) / (want.abs() * &m).max().double_value(&[]);
+    let rel = ((states[last].to_kind(Kind::Float) - want).abs() * &m).max().double_value(&[])
+        / (want.abs() * &m).max().double_value(&[]);
     assert!(rel < 0.05, "bf16 relative difference {rel}");
 }

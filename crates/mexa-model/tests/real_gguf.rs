@@ -18,15 +18,19 @@ fn check(name: &str, model_path: &str, tolerance: f64) {
     let path = assets().join(model_path);
     assert!(path.exists(), "{} is missing: run scripts/fetch-assets.py (scripts/test does)", path.display());
     let fx = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/gguf"));
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{name}.reference.json"))).unwrap()).unwrap();
-    let reference: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(fx.join(format!("{name}.reference.safetensors"))).unwrap().into_iter().collect();
-    let sentences: Vec<String> = meta["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{name}.reference.json"))).unwrap()).unwrap();
+    let reference: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(fx.join(format!("{name}.reference.safetensors"))).unwrap().into_iter().collect();
+    let sentences: Vec<String> =
+        meta["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
     let model = Model::load(&path, &LoadOptions::default()).unwrap();
     for (i, s) in sentences.iter().enumerate() {
         let want: Vec<i64> = meta["input_ids"][i].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
         assert_eq!(model.tokenizer.encode(s).unwrap(), want, "{name}: token ids of sentence {i}");
     }
-    let pooled = embed(&model, &sentences, &[Pooling::Weighted, Pooling::Last], BatchOptions::default(), |_| {}).unwrap();
+    let pooled =
+        embed(&model, &sentences, &[Pooling::Weighted, Pooling::Last], BatchOptions::default(), |_| {}).unwrap();
     assert_eq!(pooled[0].layers as i64, meta["hidden_states"].as_i64().unwrap());
     let mut worst = 0f64;
     for p in &pooled {
@@ -37,7 +41,11 @@ fn check(name: &str, model_path: &str, tolerance: f64) {
                 let w = want.get(l as i64);
                 let rel = (&got - &w).abs().max().double_value(&[]) / w.abs().max().double_value(&[]).max(1e-6);
                 worst = worst.max(rel);
-                assert!(rel < tolerance, "{name}: {} pooling, sentence {s}, hidden state {l}: relative difference {rel:.2e}", p.pooling.name());
+                assert!(
+                    rel < tolerance,
+                    "{name}: {} pooling, sentence {s}, hidden state {l}: relative difference {rel:.2e}",
+                    p.pooling.name()
+                );
             }
         }
     }
@@ -72,13 +80,16 @@ fn check_xcopa(name: &str, model_path: &str, tolerance: f64) {
     let path = assets().join(model_path);
     assert!(path.exists(), "{} is missing: run scripts/fetch-assets.py (scripts/test does)", path.display());
     let fx = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/gguf"));
-    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{name}.xcopa.json"))).unwrap()).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{name}.xcopa.json"))).unwrap()).unwrap();
     let model = Model::load(&path, &LoadOptions { lm_head: true, ..Default::default() }).unwrap();
-    let ids = |v: &serde_json::Value| -> Vec<i64> { v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect() };
+    let ids =
+        |v: &serde_json::Value| -> Vec<i64> { v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect() };
     let items = reference["items"].as_array().unwrap();
     let mut requests = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let conts: Vec<String> = item["choices"].as_array().unwrap().iter().map(|c| format!(" {}", c.as_str().unwrap())).collect();
+        let conts: Vec<String> =
+            item["choices"].as_array().unwrap().iter().map(|c| format!(" {}", c.as_str().unwrap())).collect();
         let r = mexa_model::encode_request(&model, item["context"].as_str().unwrap(), &conts).unwrap();
         assert_eq!(r.context, ids(&item["context_ids"]), "{name}: item {i} context ids");
         for (k, c) in item["continuation_ids"].as_array().unwrap().iter().enumerate() {
@@ -90,7 +101,11 @@ fn check_xcopa(name: &str, model_path: &str, tolerance: f64) {
     for (i, item) in items.iter().enumerate() {
         for (k, want) in item["logprob"].as_array().unwrap().iter().enumerate() {
             let (got, want) = (scored[i][k].logprob, want.as_f64().unwrap());
-            assert!((got - want).abs() <= tolerance * want.abs().max(1.0), "{name}: item {i} ({}) choice {k}: {got} vs transformers {want}", item["language"]);
+            assert!(
+                (got - want).abs() <= tolerance * want.abs().max(1.0),
+                "{name}: item {i} ({}) choice {k}: {got} vs transformers {want}",
+                item["language"]
+            );
         }
     }
 }
@@ -102,5 +117,9 @@ fn gemma3_270m_xcopa_loglikelihoods_match_lm_eval_conventions() {
 
 #[test]
 fn qwen25_coder_05b_xcopa_loglikelihoods_match_lm_eval_conventions() {
-    check_xcopa("qwen2.5-coder-0.5b", "models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 1e-4);
+    check_xcopa(
+        "qwen2.5-coder-0.5b",
+        "models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        1e-4,
+    );
 }

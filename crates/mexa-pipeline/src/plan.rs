@@ -19,7 +19,10 @@ pub enum Reason {
     ArtifactMissing,
     /// The node's index is cached but one of its shards is not.
     ShardMissing,
-    StageVersionChanged { from: u32, to: u32 },
+    StageVersionChanged {
+        from: u32,
+        to: u32,
+    },
     NewParameters(Vec<String>),
     InputChanged(Vec<String>),
 }
@@ -29,7 +32,9 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::NeverRun => write!(f, "never run"),
             Reason::ArtifactMissing => write!(f, "artifact missing (deleted or quarantined)"),
-            Reason::ShardMissing => write!(f, "a shard is missing (deleted or quarantined); only missing shards are recomputed"),
+            Reason::ShardMissing => {
+                write!(f, "a shard is missing (deleted or quarantined); only missing shards are recomputed")
+            }
             Reason::StageVersionChanged { from, to } => write!(f, "stage version changed (v{from} → v{to})"),
             Reason::NewParameters(p) => write!(f, "new parameters: {}", p.join("; ")),
             Reason::InputChanged(s) => write!(f, "input changed: {}", s.join(", ")),
@@ -104,10 +109,14 @@ fn home() -> PathBuf {
 pub fn cells(spec: &PipelineSpec) -> Vec<Vec<Value>> {
     let mut out = product(spec.axes.iter().map(|a| a.values.clone()));
     let matches = |cell: &[Value], rule: &BTreeMap<String, Value>| {
-        spec.axes.iter().zip(cell).all(|(a, v)| rule.get(&a.name).is_none_or(|r| r == v || value_label(r) == value_label(v)))
+        spec.axes
+            .iter()
+            .zip(cell)
+            .all(|(a, v)| rule.get(&a.name).is_none_or(|r| r == v || value_label(r) == value_label(v)))
     };
     out.retain(|c| !spec.exclude.iter().any(|(_, r)| matches(c, r)));
-    let mut seen: std::collections::HashSet<Vec<String>> = out.iter().map(|c| c.iter().map(value_label).collect()).collect();
+    let mut seen: std::collections::HashSet<Vec<String>> =
+        out.iter().map(|c| c.iter().map(value_label).collect()).collect();
     for (_, rule) in &spec.include {
         let partial = product(spec.axes.iter().map(|a| match rule.get(&a.name) {
             Some(v) => vec![v.clone()],
@@ -215,8 +224,22 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                     None => (ps.default_value().expect("required params validated"), st.pos.clone()),
                 };
                 let Some(value) = ps.ty.check(&value) else {
-                    errs.push(SpecError::new(pos, format!("stage `{}`: `{}` must be {}, found {}", st.name, ps.name, ps.ty.describe(), short(&value)))
-                        .hint(format!("in grid cell {}", cell_text(&spec.axes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), &labels[ci], ax))));
+                    errs.push(
+                        SpecError::new(
+                            pos,
+                            format!(
+                                "stage `{}`: `{}` must be {}, found {}",
+                                st.name,
+                                ps.name,
+                                ps.ty.describe(),
+                                short(&value)
+                            ),
+                        )
+                        .hint(format!(
+                            "in grid cell {}",
+                            cell_text(&spec.axes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), &labels[ci], ax)
+                        )),
+                    );
                     ok = false;
                     continue;
                 };
@@ -241,18 +264,20 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                         let p = resolve_path(s, &base_dir);
                         let h = match path_hashes.get(&p) {
                             Some(h) => h.clone(),
-                            None => match hasher.hash_path(&p) {
-                                Ok(h) => {
-                                    path_hashes.insert(p.clone(), h.clone());
-                                    h
-                                }
-                                Err(e) => {
-                                    errs.push(SpecError::new(pos, format!("stage `{}`: `{}`: {e:#}", st.name, ps.name))
+                            None => {
+                                match hasher.hash_path(&p) {
+                                    Ok(h) => {
+                                        path_hashes.insert(p.clone(), h.clone());
+                                        h
+                                    }
+                                    Err(e) => {
+                                        errs.push(SpecError::new(pos, format!("stage `{}`: `{}`: {e:#}", st.name, ps.name))
                                         .hint("fetch the bundled assets with scripts/fetch-assets.py, or fix the path"));
-                                    ok = false;
-                                    continue;
+                                        ok = false;
+                                        continue;
+                                    }
                                 }
-                            },
+                            }
                         };
                         (Value::String(p.to_string_lossy().into_owned()), serde_json::json!({ "blake3": h }))
                     }
@@ -280,7 +305,9 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                     // Every node of the target that agrees on the axes both vary over.
                     let mut v: Vec<usize> = tindex
                         .iter()
-                        .filter(|(tproj, _)| tax.iter().zip(tproj.iter()).all(|(a, l)| !ax.contains(a) || labels[ci][*a] == *l))
+                        .filter(|(tproj, _)| {
+                            tax.iter().zip(tproj.iter()).all(|(a, l)| !ax.contains(a) || labels[ci][*a] == *l)
+                        })
                         .map(|(_, &i)| i)
                         .collect();
                     v.sort_by(|a, b| nodes[*a].label.cmp(&nodes[*b].label));
@@ -296,13 +323,23 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
             if !ok {
                 continue;
             }
-            let kspec = KeySpec { stage: st.kind.clone(), version: imp.version(), params: Value::Object(key_params), inputs: input_keys };
+            let kspec = KeySpec {
+                stage: st.kind.clone(),
+                version: imp.version(),
+                params: Value::Object(key_params),
+                inputs: input_keys,
+            };
             let key = key_of(&kspec);
-            let cell_pairs: Vec<(String, String)> = ax.iter().map(|&a| (spec.axes[a].name.clone(), labels[ci][a].clone())).collect();
+            let cell_pairs: Vec<(String, String)> =
+                ax.iter().map(|&a| (spec.axes[a].name.clone(), labels[ci][a].clone())).collect();
             let label = if cell_pairs.is_empty() {
                 st.name.clone()
             } else {
-                format!("{}[{}]", st.name, cell_pairs.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(","))
+                format!(
+                    "{}[{}]",
+                    st.name,
+                    cell_pairs.iter().map(|(a, v)| format!("{a}={v}")).collect::<Vec<_>>().join(",")
+                )
             };
             index.insert(proj, nodes.len());
             order.push(nodes.len());
@@ -355,7 +392,10 @@ fn reason(node: &PlanNode, prev: Option<&Value>, plan: &Plan) -> Reason {
         return Reason::StageVersionChanged { from: old.version, to: node.spec.version };
     }
     if old.params != node.spec.params {
-        let (a, b) = (old.params.as_object().cloned().unwrap_or_default(), node.spec.params.as_object().cloned().unwrap_or_default());
+        let (a, b) = (
+            old.params.as_object().cloned().unwrap_or_default(),
+            node.spec.params.as_object().cloned().unwrap_or_default(),
+        );
         let mut changes = Vec::new();
         for (k, v) in &b {
             match a.get(k) {
@@ -384,10 +424,17 @@ fn reason(node: &PlanNode, prev: Option<&Value>, plan: &Plan) -> Reason {
 
 fn short(v: &Value) -> String {
     let s = match v {
-        Value::Object(m) if m.contains_key("blake3") => format!("content {}", &m["blake3"].as_str().unwrap_or_default()[..12.min(m["blake3"].as_str().unwrap_or_default().len())]),
+        Value::Object(m) if m.contains_key("blake3") => format!(
+            "content {}",
+            &m["blake3"].as_str().unwrap_or_default()[..12.min(m["blake3"].as_str().unwrap_or_default().len())]
+        ),
         other => other.to_string(),
     };
-    if s.chars().count() > 60 { format!("{}…", s.chars().take(59).collect::<String>()) } else { s }
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(59).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn cell_text(axes: &[&str], labels: &[String], ax: &[usize]) -> String {
@@ -396,7 +443,11 @@ fn cell_text(axes: &[&str], labels: &[String], ax: &[usize]) -> String {
 
 fn resolve_path(s: &str, base: &Path) -> PathBuf {
     let p = if let Some(rest) = s.strip_prefix("~/") { home().join(rest) } else { PathBuf::from(s) };
-    if p.is_absolute() { p } else { base.join(p) }
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
 }
 
 /// Substitutes `${...}` references in a parameter node for one grid cell.
@@ -416,8 +467,11 @@ fn substitute(node: &Node, assign: &HashMap<&str, &Value>, assets: &Path) -> Res
                     Value::String(s) => out.push_str(s),
                     Value::Number(_) | Value::Bool(_) => out.push_str(&v.to_string()),
                     _ => {
-                        return Err(SpecError::new(node.pos.clone(), format!("`${{{inner}}}` is {} and cannot be spliced into a string", short(&v)))
-                            .hint("refer to a field, e.g. `${model.path}`"))
+                        return Err(SpecError::new(
+                            node.pos.clone(),
+                            format!("`${{{inner}}}` is {} and cannot be spliced into a string", short(&v)),
+                        )
+                        .hint("refer to a field, e.g. `${model.path}`"))
                     }
                 }
                 last = e;
@@ -426,7 +480,9 @@ fn substitute(node: &Node, assign: &HashMap<&str, &Value>, assets: &Path) -> Res
             Ok(Value::String(out))
         }
         NodeKind::Scalar { .. } => Ok(node.to_json()),
-        NodeKind::Seq(items) => items.iter().map(|i| substitute(i, assign, assets)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+        NodeKind::Seq(items) => {
+            items.iter().map(|i| substitute(i, assign, assets)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+        }
         NodeKind::Map(m) => {
             let mut out = serde_json::Map::new();
             for (k, v) in m {
@@ -442,7 +498,10 @@ fn substitute(node: &Node, assign: &HashMap<&str, &Value>, assets: &Path) -> Res
 fn uses_env(node: &Node, assign: &HashMap<&str, &Value>) -> bool {
     match &node.kind {
         NodeKind::Scalar { text, .. } => refs_in(text).iter().any(|(_, _, inner)| {
-            inner.starts_with("env:") || assign.get(inner.split('.').next().unwrap_or_default()).is_some_and(|v| v.to_string().contains("${env:"))
+            inner.starts_with("env:")
+                || assign
+                    .get(inner.split('.').next().unwrap_or_default())
+                    .is_some_and(|v| v.to_string().contains("${env:"))
         }),
         NodeKind::Seq(items) => items.iter().any(|i| uses_env(i, assign)),
         NodeKind::Map(m) => m.iter().any(|(_, v)| uses_env(v, assign)),
@@ -468,15 +527,20 @@ fn lookup(inner: &str, assign: &HashMap<&str, &Value>, assets: &Path, pos: &Pos)
         Value::String(assets.to_string_lossy().into_owned())
     } else {
         // Axis values may themselves use `${assets}` and `${env:...}` (not other axes).
-        let raw = (*assign.get(head).ok_or_else(|| SpecError::new(pos.clone(), format!("`{head}` is not bound here")))?).clone();
+        let raw =
+            (*assign.get(head).ok_or_else(|| SpecError::new(pos.clone(), format!("`{head}` is not bound here")))?)
+                .clone();
         expand_builtins(&raw, assets, pos)?
     };
     for field in parts {
         v = match v.get(field) {
             Some(x) => x.clone(),
             None => {
-                return Err(SpecError::new(pos.clone(), format!("`${{{inner}}}`: the value `{}` of `{head}` has no field `{field}`", value_label(&v)))
-                    .hint("give every value of the axis that field"))
+                return Err(SpecError::new(
+                    pos.clone(),
+                    format!("`${{{inner}}}`: the value `{}` of `{head}` has no field `{field}`", value_label(&v)),
+                )
+                .hint("give every value of the axis that field"))
             }
         };
     }
@@ -504,8 +568,11 @@ fn expand_builtins(v: &Value, assets: &Path, pos: &Pos) -> Result<Value, SpecErr
             Value::String(out)
         }
         Value::Array(a) => Value::Array(a.iter().map(|x| expand_builtins(x, assets, pos)).collect::<Result<_, _>>()?),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| Ok((k.clone(), expand_builtins(x, assets, pos)?))).collect::<Result<_, SpecError>>()?),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), expand_builtins(x, assets, pos)?)))
+                .collect::<Result<_, SpecError>>()?,
+        ),
         other => other.clone(),
     })
 }
-

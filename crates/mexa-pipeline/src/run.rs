@@ -38,7 +38,12 @@ impl NodeSpec {
             inputs: n
                 .deps
                 .iter()
-                .map(|(slot, ds)| (slot.clone(), ds.iter().map(|&d| (plan.nodes[d].key.clone(), plan.nodes[d].label.clone())).collect()))
+                .map(|(slot, ds)| {
+                    (
+                        slot.clone(),
+                        ds.iter().map(|&d| (plan.nodes[d].key.clone(), plan.nodes[d].label.clone())).collect(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -47,13 +52,22 @@ impl NodeSpec {
 /// How one node ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeOutcome {
-    Computed { seconds: f64 },
+    Computed {
+        seconds: f64,
+    },
     /// Another runner produced it while we waited for its lock.
     FoundDone,
 }
 
 /// Computes one node and publishes its artifact (the unit of work of every executor).
-pub fn execute_node(node: &NodeSpec, registry: &Registry, store: &Store, cancel: &AtomicBool, progress: &dyn Progress, threads: usize) -> Result<NodeOutcome> {
+pub fn execute_node(
+    node: &NodeSpec,
+    registry: &Registry,
+    store: &Store,
+    cancel: &AtomicBool,
+    progress: &dyn Progress,
+    threads: usize,
+) -> Result<NodeOutcome> {
     let stage = registry.get(&node.spec.stage).ok_or_else(|| anyhow!("unknown stage kind `{}`", node.spec.stage))?;
     if store.complete(&node.key) {
         return Ok(NodeOutcome::FoundDone);
@@ -68,7 +82,10 @@ pub fn execute_node(node: &NodeSpec, registry: &Registry, store: &Store, cancel:
     for (slot, keys) in &node.inputs {
         for (k, l) in keys {
             if !store.complete(k) {
-                return Err(anyhow!("input `{slot}` ({l}, {}) is missing from the store (or one of its shards is)", &k[..12]));
+                return Err(anyhow!(
+                    "input `{slot}` ({l}, {}) is missing from the store (or one of its shards is)",
+                    &k[..12]
+                ));
             }
         }
     }
@@ -189,7 +206,11 @@ struct BarProgress(ProgressBar);
 impl Progress for BarProgress {
     fn set_length(&self, n: u64) {
         self.0.set_length(n);
-        self.0.set_style(ProgressStyle::with_template("  {spinner} {prefix:.bold} [{bar:30}] {pos}/{len} {msg} ({elapsed})").unwrap().progress_chars("=> "));
+        self.0.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix:.bold} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+                .unwrap()
+                .progress_chars("=> "),
+        );
     }
     fn inc(&self, n: u64) {
         self.0.inc(n);
@@ -206,7 +227,14 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
     let _registered = store.register_run().map_err(|e| tracing::warn!("cannot register the run for gc: {e:#}")).ok();
     let n = plan.nodes.len();
     let mut dependents: Vec<Vec<usize>> = vec![vec![]; n];
-    let mut sh = Shared { state: vec![St::Waiting; n], missing: vec![0; n], ready: VecDeque::new(), running: 0, stop: false, summary: RunSummary { total: n, ..Default::default() } };
+    let mut sh = Shared {
+        state: vec![St::Waiting; n],
+        missing: vec![0; n],
+        ready: VecDeque::new(),
+        running: 0,
+        stop: false,
+        summary: RunSummary { total: n, ..Default::default() },
+    };
     for (i, node) in plan.nodes.iter().enumerate() {
         if node.status == Status::Cached {
             sh.state[i] = St::Done;
@@ -234,9 +262,17 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
     let to_run = n - sh.summary.cached;
 
     let lines = opts.progress == ProgressMode::Lines;
-    let mp = MultiProgress::with_draw_target(if opts.progress == ProgressMode::Bars { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let mp = MultiProgress::with_draw_target(if opts.progress == ProgressMode::Bars {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
     let main = mp.add(ProgressBar::new(to_run as u64));
-    main.set_style(ProgressStyle::with_template("{prefix:.bold} [{bar:30.cyan}] {pos}/{len} nodes {msg} ({elapsed})").unwrap().progress_chars("=> "));
+    main.set_style(
+        ProgressStyle::with_template("{prefix:.bold} [{bar:30.cyan}] {pos}/{len} nodes {msg} ({elapsed})")
+            .unwrap()
+            .progress_chars("=> "),
+    );
     main.set_prefix(plan.pipeline.clone());
     main.enable_steady_tick(Duration::from_millis(200));
 
@@ -283,8 +319,10 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
                 if lines {
                     eprintln!("[{}] start {}", clock(t0.elapsed()), node.label);
                 }
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute_node(&spec, registry, store, cancel, prog, opts.threads)))
-                    .unwrap_or_else(|p| Err(anyhow!("the stage panicked: {}", panic_text(&p))));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    execute_node(&spec, registry, store, cancel, prog, opts.threads)
+                }))
+                .unwrap_or_else(|p| Err(anyhow!("the stage panicked: {}", panic_text(&p))));
                 bar.finish_and_clear();
                 mp.remove(&bar);
                 let mut g = shared.lock().unwrap();
@@ -340,12 +378,26 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
                 if lines {
                     let done = s.computed + s.found_done + s.failed.len();
                     let elapsed = t0.elapsed();
-                    let eta = if done > 0 && done < to_run { format!("; about {} left", clock(elapsed.mul_f64((to_run - done) as f64 / done as f64))) } else { String::new() };
+                    let eta = if done > 0 && done < to_run {
+                        format!("; about {} left", clock(elapsed.mul_f64((to_run - done) as f64 / done as f64)))
+                    } else {
+                        String::new()
+                    };
                     let what = if matches!(g.state[i], St::Failed) { "failed" } else { "done" };
-                    eprintln!("[{}] {what} {} in {:.1}s ({done}/{to_run} nodes{eta})", clock(elapsed), node.label, node_t0.elapsed().as_secs_f64());
+                    eprintln!(
+                        "[{}] {what} {} in {:.1}s ({done}/{to_run} nodes{eta})",
+                        clock(elapsed),
+                        node.label,
+                        node_t0.elapsed().as_secs_f64()
+                    );
                 }
                 main.set_position((s.computed + s.found_done + s.failed.len()) as u64);
-                main.set_message(format!("computed {}, cached {}, failed {}", s.computed + s.found_done, s.cached, s.failed.len()));
+                main.set_message(format!(
+                    "computed {}, cached {}, failed {}",
+                    s.computed + s.found_done,
+                    s.cached,
+                    s.failed.len()
+                ));
                 drop(g);
                 cv.notify_all();
             });
@@ -359,5 +411,8 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".into())
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

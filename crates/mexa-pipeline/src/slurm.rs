@@ -58,7 +58,8 @@ impl Default for SlurmOptions {
 fn sbatch_args(o: &SlurmOptions, res: &Value) -> Vec<String> {
     let s = &res["slurm"];
     let mut a = Vec::new();
-    let get = |k: &str| s.get(k).and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())));
+    let get =
+        |k: &str| s.get(k).and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())));
     if let Some(p) = get("partition").or(o.partition.clone()) {
         a.push(format!("--partition={p}"));
     }
@@ -114,9 +115,24 @@ fn failure_reason(task: &str, log: &Path) -> String {
         }
     }
     let tail: Vec<String> = std::fs::read_to_string(log)
-        .map(|t| t.lines().rev().filter(|l| !l.trim().is_empty()).take(3).map(str::to_string).collect::<Vec<_>>().into_iter().rev().collect())
+        .map(|t| {
+            t.lines()
+                .rev()
+                .filter(|l| !l.trim().is_empty())
+                .take(3)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect()
+        })
         .unwrap_or_default();
-    format!("job {task} ended without its artifact ({}); log {}{}", parts.join(" "), log.display(), if tail.is_empty() { String::new() } else { format!(":\n{}", tail.join("\n")) })
+    format!(
+        "job {task} ended without its artifact ({}); log {}{}",
+        parts.join(" "),
+        log.display(),
+        if tail.is_empty() { String::new() } else { format!(":\n{}", tail.join("\n")) }
+    )
 }
 
 /// Runs every node of `plan` that is not cached on Slurm.
@@ -140,7 +156,8 @@ pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &Atomi
         ),
     )?;
     let mut summary = RunSummary { total: n, ..Default::default() };
-    let mut st: Vec<St> = plan.nodes.iter().map(|nd| if nd.status == Status::Cached { St::Done } else { St::Waiting }).collect();
+    let mut st: Vec<St> =
+        plan.nodes.iter().map(|nd| if nd.status == Status::Cached { St::Done } else { St::Waiting }).collect();
     summary.cached = st.iter().filter(|s| **s == St::Done).count();
     let deps: Vec<Vec<usize>> = plan.nodes.iter().map(|nd| nd.deps.values().flatten().copied().collect()).collect();
     let mut arrays: Vec<String> = Vec::new();
@@ -152,7 +169,13 @@ pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &Atomi
             // Cancel the arrays that still have our tasks in flight.
             let mut live: Vec<String> = st
                 .iter()
-                .filter_map(|s| if let St::Submitted { task, .. } = s { task.split('_').next().map(str::to_string) } else { None })
+                .filter_map(|s| {
+                    if let St::Submitted { task, .. } = s {
+                        task.split('_').next().map(str::to_string)
+                    } else {
+                        None
+                    }
+                })
                 .collect();
             live.sort();
             live.dedup();
@@ -279,7 +302,8 @@ pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &Atomi
         }
         interval = if changed { opts.poll_min } else { (interval.mul_f64(1.5)).min(opts.poll_max) };
     }
-    summary.skipped = st.iter().filter(|s| matches!(s, St::Waiting | St::Ready { .. } | St::Skipped | St::Submitted { .. })).count();
+    summary.skipped =
+        st.iter().filter(|s| matches!(s, St::Waiting | St::Ready { .. } | St::Skipped | St::Submitted { .. })).count();
     summary.seconds = t0.elapsed().as_secs_f64();
     tracing::info!("Slurm run {run_id}: specs, job lists and logs in {}", work.display());
     Ok(summary)

@@ -108,7 +108,10 @@ const TOP_KEYS: &[&str] = &["pipeline", "description", "imports", "grid", "stage
 fn with_imports(root: Node, path: &Path, chain: &mut Vec<PathBuf>) -> Result<Node, SpecErrors> {
     let Some(imports) = root.get("imports").cloned() else { return Ok(root) };
     let Some(list) = imports.as_seq() else {
-        return Err(SpecErrors(vec![SpecError::new(imports.pos.clone(), format!("`imports` is a list of pipeline files, found {}", imports.describe()))]));
+        return Err(SpecErrors(vec![SpecError::new(
+            imports.pos.clone(),
+            format!("`imports` is a list of pipeline files, found {}", imports.describe()),
+        )]));
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut sections: BTreeMap<&str, Vec<(Node, Node)>> = BTreeMap::new();
@@ -120,13 +123,22 @@ fn with_imports(root: Node, path: &Path, chain: &mut Vec<PathBuf>) -> Result<Nod
         };
         let file = base.join(rel);
         if chain.iter().any(|c| c == &file) {
-            errs.push(SpecError::new(item.pos.clone(), format!("`{rel}` imports itself (through {})", chain.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" → "))));
+            errs.push(SpecError::new(
+                item.pos.clone(),
+                format!(
+                    "`{rel}` imports itself (through {})",
+                    chain.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" → ")
+                ),
+            ));
             continue;
         }
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
-                errs.push(SpecError::new(item.pos.clone(), format!("cannot read the imported file {}: {e}", file.display())));
+                errs.push(SpecError::new(
+                    item.pos.clone(),
+                    format!("cannot read the imported file {}: {e}", file.display()),
+                ));
                 continue;
             }
         };
@@ -161,11 +173,17 @@ fn with_imports(root: Node, path: &Path, chain: &mut Vec<PathBuf>) -> Result<Nod
                 continue;
             }
             if let Some(first) = seen.insert(name.clone(), k.pos.clone()) {
-                errs.push(SpecError::new(k.pos.clone(), format!("`{name}` is defined twice in `{key}`")).hint(format!("first at {first}")));
+                errs.push(
+                    SpecError::new(k.pos.clone(), format!("`{name}` is defined twice in `{key}`"))
+                        .hint(format!("first at {first}")),
+                );
             }
         }
         let pos = entries.first().map(|e| e.0.pos.clone()).unwrap_or_else(|| root.pos.clone());
-        top.push((Node { pos: pos.clone(), kind: NodeKind::Scalar { text: key.to_string(), quoted: false } }, Node { pos, kind: NodeKind::Map(entries) }));
+        top.push((
+            Node { pos: pos.clone(), kind: NodeKind::Scalar { text: key.to_string(), quoted: false } },
+            Node { pos, kind: NodeKind::Map(entries) },
+        ));
     }
     if !errs.is_empty() {
         return Err(SpecErrors(errs));
@@ -177,7 +195,10 @@ const RESERVED_VARS: &[&str] = &["assets", "env"];
 
 /// A pipeline name: it becomes a folder name (report/<name>), so no separators or dot-names.
 pub fn is_pipeline_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 100 && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !s.is_empty()
+        && s.len() <= 100
+        && !s.starts_with('.')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// The most cells a grid may expand to.
@@ -185,15 +206,20 @@ pub const MAX_GRID_CELLS: usize = 100_000;
 
 fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError>) -> Option<PipelineSpec> {
     let Some(top) = root.as_map() else {
-        errs.push(SpecError::new(root.pos.clone(), format!("a pipeline file is a mapping, found {}", root.describe()))
-            .hint("start with `stages:`"));
+        errs.push(
+            SpecError::new(root.pos.clone(), format!("a pipeline file is a mapping, found {}", root.describe()))
+                .hint("start with `stages:`"),
+        );
         return None;
     };
     for (k, _) in top {
         let key = k.as_str().unwrap_or_default();
         if !TOP_KEYS.contains(&key) {
             let mut e = SpecError::new(k.pos.clone(), format!("unknown top-level key `{key}`"));
-            e = e.hint(suggest(key, TOP_KEYS.iter().copied()).unwrap_or_else(|| format!("expected one of: {}", TOP_KEYS.join(", "))));
+            e = e.hint(
+                suggest(key, TOP_KEYS.iter().copied())
+                    .unwrap_or_else(|| format!("expected one of: {}", TOP_KEYS.join(", "))),
+            );
             errs.push(e);
         }
     }
@@ -217,18 +243,28 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
     let (mut axes, mut include, mut exclude) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(g) = root.get("grid") {
         match g.as_map() {
-            None => errs.push(SpecError::new(g.pos.clone(), format!("`grid` must map axis names to lists of values, found {}", g.describe()))),
+            None => errs.push(SpecError::new(
+                g.pos.clone(),
+                format!("`grid` must map axis names to lists of values, found {}", g.describe()),
+            )),
             Some(entries) => {
                 for (k, v) in entries {
                     let axis = k.as_str().unwrap_or_default();
                     if axis == "include" || axis == "exclude" {
                         let rules = parse_rules(v, errs);
-                        if axis == "include" { include = rules } else { exclude = rules }
+                        if axis == "include" {
+                            include = rules
+                        } else {
+                            exclude = rules
+                        }
                         continue;
                     }
                     if RESERVED_VARS.contains(&axis) || !is_ident(axis) {
-                        errs.push(SpecError::new(k.pos.clone(), format!("`{axis}` cannot be an axis name"))
-                            .hint("axis names are identifiers (letters, digits, _), and `assets`, `env` are reserved"));
+                        errs.push(
+                            SpecError::new(k.pos.clone(), format!("`{axis}` cannot be an axis name")).hint(
+                                "axis names are identifiers (letters, digits, _), and `assets`, `env` are reserved",
+                            ),
+                        );
                         continue;
                     }
                     match v.as_seq() {
@@ -238,13 +274,21 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
                             for (item, val) in items.iter().zip(&values) {
                                 let label = value_label(val);
                                 if let Some(prev) = seen.insert(label.clone(), item.pos.line) {
-                                    errs.push(SpecError::new(item.pos.clone(), format!("axis `{axis}` has the value `{label}` twice"))
-                                        .hint(format!("first at line {prev}; give mapping values distinct `name`s")));
+                                    errs.push(
+                                        SpecError::new(
+                                            item.pos.clone(),
+                                            format!("axis `{axis}` has the value `{label}` twice"),
+                                        )
+                                        .hint(format!("first at line {prev}; give mapping values distinct `name`s")),
+                                    );
                                 }
                             }
                             axes.push(Axis { name: axis.to_string(), pos: k.pos.clone(), values });
                         }
-                        _ => errs.push(SpecError::new(v.pos.clone(), format!("axis `{axis}` needs a non-empty list of values, found {}", v.describe()))),
+                        _ => errs.push(SpecError::new(
+                            v.pos.clone(),
+                            format!("axis `{axis}` needs a non-empty list of values, found {}", v.describe()),
+                        )),
                     }
                 }
             }
@@ -256,8 +300,13 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
         if cells.is_none_or(|c| c > MAX_GRID_CELLS) {
             let sizes: Vec<String> = axes.iter().map(|a| format!("{} ({})", a.name, a.values.len())).collect();
             let n = cells.map(|c| c.to_string()).unwrap_or_else(|| "more than 2^64".into());
-            errs.push(SpecError::new(g.pos.clone(), format!("the grid has {n} cells: {}; at most {MAX_GRID_CELLS} are allowed", sizes.join(" × ")))
-                .hint("split the sweep into several pipelines, or narrow it with `exclude`"));
+            errs.push(
+                SpecError::new(
+                    g.pos.clone(),
+                    format!("the grid has {n} cells: {}; at most {MAX_GRID_CELLS} are allowed", sizes.join(" × ")),
+                )
+                .hint("split the sweep into several pipelines, or narrow it with `exclude`"),
+            );
             axes.clear();
         }
     }
@@ -265,7 +314,8 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
     for (pos, rule) in include.iter().chain(&exclude) {
         for k in rule.keys() {
             if !axis_names.contains(&k.as_str()) {
-                let h = suggest(k, axis_names.iter().copied()).unwrap_or_else(|| format!("axes: {}", axis_names.join(", ")));
+                let h = suggest(k, axis_names.iter().copied())
+                    .unwrap_or_else(|| format!("axes: {}", axis_names.join(", ")));
                 errs.push(SpecError::new(pos.clone(), format!("rule names `{k}`, which is not a grid axis")).hint(h));
             }
         }
@@ -276,7 +326,10 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
     match root.get("stages") {
         None => errs.push(SpecError::new(root.pos.clone(), "the pipeline has no `stages:`")),
         Some(s) => match s.as_map() {
-            None => errs.push(SpecError::new(s.pos.clone(), format!("`stages` must map stage names to stage definitions, found {}", s.describe()))),
+            None => errs.push(SpecError::new(
+                s.pos.clone(),
+                format!("`stages` must map stage names to stage definitions, found {}", s.describe()),
+            )),
             Some(entries) => {
                 for (k, v) in entries {
                     if let Some(st) = parse_stage(k, v, registry, &axes, errs) {
@@ -295,19 +348,41 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
         for ((slot, target, pos), slot_pos) in st.inputs.iter().zip(&st.input_slot_pos) {
             if !slots.iter().any(|s| s.name == slot) {
                 let h = suggest(slot, slots.iter().map(|s| s.name)).unwrap_or_else(|| {
-                    if slots.is_empty() { format!("`{}` takes no inputs", st.kind) } else { format!("`{}` takes: {}", st.kind, slots.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")) }
+                    if slots.is_empty() {
+                        format!("`{}` takes no inputs", st.kind)
+                    } else {
+                        format!("`{}` takes: {}", st.kind, slots.iter().map(|s| s.name).collect::<Vec<_>>().join(", "))
+                    }
                 });
-                errs.push(SpecError::new(slot_pos.clone(), format!("stage `{}` ({}) has no input slot `{slot}`", st.name, st.kind)).hint(h));
+                errs.push(
+                    SpecError::new(
+                        slot_pos.clone(),
+                        format!("stage `{}` ({}) has no input slot `{slot}`", st.name, st.kind),
+                    )
+                    .hint(h),
+                );
             }
             if !names.contains(target) {
-                let h = suggest(target, names.iter().map(String::as_str)).unwrap_or_else(|| format!("stages: {}", names.join(", ")));
-                errs.push(SpecError::new(pos.clone(), format!("input `{slot}` of `{}` names stage `{target}`, which does not exist", st.name)).hint(h));
+                let h = suggest(target, names.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("stages: {}", names.join(", ")));
+                errs.push(
+                    SpecError::new(
+                        pos.clone(),
+                        format!("input `{slot}` of `{}` names stage `{target}`, which does not exist", st.name),
+                    )
+                    .hint(h),
+                );
             }
         }
         for s in &slots {
             if !s.optional && !st.inputs.iter().any(|(slot, _, _)| slot == s.name) {
-                errs.push(SpecError::new(st.pos.clone(), format!("stage `{}` ({}) needs input `{}` ({})", st.name, st.kind, s.name, s.doc))
-                    .hint(format!("add `inputs: {{{}: <stage>}}`", s.name)));
+                errs.push(
+                    SpecError::new(
+                        st.pos.clone(),
+                        format!("stage `{}` ({}) needs input `{}` ({})", st.name, st.kind, s.name, s.doc),
+                    )
+                    .hint(format!("add `inputs: {{{}: <stage>}}`", s.name)),
+                );
             }
         }
     }
@@ -319,8 +394,10 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
     let stages = match topo_sort(stages) {
         Ok(s) => s,
         Err((cycle, pos)) => {
-            errs.push(SpecError::new(pos, format!("the stages form a cycle: {}", cycle.join(" → ")))
-                .hint("a stage cannot depend, directly or not, on itself"));
+            errs.push(
+                SpecError::new(pos, format!("the stages form a cycle: {}", cycle.join(" → ")))
+                    .hint("a stage cannot depend, directly or not, on itself"),
+            );
             return None;
         }
     };
@@ -329,8 +406,10 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
     let used: BTreeSet<&str> = stages.iter().flat_map(|s| s.direct_axes.iter().map(String::as_str)).collect();
     for a in &axes {
         if !used.contains(a.name.as_str()) {
-            errs.push(SpecError::new(a.pos.clone(), format!("grid axis `{}` is not used by any stage", a.name))
-                .hint(format!("refer to it as `${{{}}}` in a stage's params, or remove it", a.name)));
+            errs.push(
+                SpecError::new(a.pos.clone(), format!("grid axis `{}` is not used by any stage", a.name))
+                    .hint(format!("refer to it as `${{{}}}` in a stage's params, or remove it", a.name)),
+            );
         }
     }
     if !errs.is_empty() {
@@ -342,7 +421,10 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
 
 fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {
     let Some(items) = v.as_seq() else {
-        errs.push(SpecError::new(v.pos.clone(), format!("expected a list of {{axis: value}} mappings, found {}", v.describe())));
+        errs.push(SpecError::new(
+            v.pos.clone(),
+            format!("expected a list of {{axis: value}} mappings, found {}", v.describe()),
+        ));
         return vec![];
     };
     let mut out = Vec::new();
@@ -352,7 +434,10 @@ fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {
                 it.pos.clone(),
                 m.iter().map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), v.to_json())).collect(),
             )),
-            _ => errs.push(SpecError::new(it.pos.clone(), format!("a rule is a mapping of axis to value, found {}", it.describe()))),
+            _ => errs.push(SpecError::new(
+                it.pos.clone(),
+                format!("a rule is a mapping of axis to value, found {}", it.describe()),
+            )),
         }
     }
     out
@@ -361,15 +446,32 @@ fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {
 /// A stage's `when: {axis: value | [values]}`: the axes must exist and the values be theirs.
 fn parse_when(stage: &str, v: &Node, grid: &[Axis], errs: &mut Vec<SpecError>) -> Vec<(String, Vec<String>)> {
     let Some(entries) = v.as_map() else {
-        errs.push(SpecError::new(v.pos.clone(), format!("stage `{stage}`: `when` maps grid axes to the values the stage runs for, found {}", v.describe())).hint("for example `when: {model: [gemma3-270m]}`"));
+        errs.push(
+            SpecError::new(
+                v.pos.clone(),
+                format!(
+                    "stage `{stage}`: `when` maps grid axes to the values the stage runs for, found {}",
+                    v.describe()
+                ),
+            )
+            .hint("for example `when: {model: [gemma3-270m]}`"),
+        );
         return vec![];
     };
     let mut out = Vec::new();
     for (k, val) in entries {
         let name = k.as_str().unwrap_or_default();
         let Some(axis) = grid.iter().find(|a| a.name == name) else {
-            let h = suggest(name, grid.iter().map(|a| a.name.as_str())).unwrap_or_else(|| format!("grid axes: {}", grid.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")));
-            errs.push(SpecError::new(k.pos.clone(), format!("stage `{stage}`: `when` names `{name}`, which is not a grid axis")).hint(h));
+            let h = suggest(name, grid.iter().map(|a| a.name.as_str())).unwrap_or_else(|| {
+                format!("grid axes: {}", grid.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "))
+            });
+            errs.push(
+                SpecError::new(
+                    k.pos.clone(),
+                    format!("stage `{stage}`: `when` names `{name}`, which is not a grid axis"),
+                )
+                .hint(h),
+            );
             continue;
         };
         let items: Vec<&Node> = match val.as_seq() {
@@ -381,8 +483,15 @@ fn parse_when(stage: &str, v: &Node, grid: &[Axis], errs: &mut Vec<SpecError>) -
         for it in items {
             let l = value_label(&it.to_json());
             if !known.contains(&l) {
-                let h = suggest(&l, known.iter().map(String::as_str)).unwrap_or_else(|| format!("`{name}` takes: {}", known.join(", ")));
-                errs.push(SpecError::new(it.pos.clone(), format!("stage `{stage}`: `when`: `{l}` is not a value of axis `{name}`")).hint(h));
+                let h = suggest(&l, known.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("`{name}` takes: {}", known.join(", ")));
+                errs.push(
+                    SpecError::new(
+                        it.pos.clone(),
+                        format!("stage `{stage}`: `when`: `{l}` is not a value of axis `{name}`"),
+                    )
+                    .hint(h),
+                );
             }
             labels.push(l);
         }
@@ -396,27 +505,37 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, grid: &[Axis], errs: &mu
     let axes = axis_names.as_slice();
     let name = k.as_str().unwrap_or_default().to_string();
     if !is_ident(&name) {
-        errs.push(SpecError::new(k.pos.clone(), format!("`{name}` is not a valid stage name")).hint("use letters, digits, `_` and `-`"));
+        errs.push(
+            SpecError::new(k.pos.clone(), format!("`{name}` is not a valid stage name"))
+                .hint("use letters, digits, `_` and `-`"),
+        );
     }
     let Some(entries) = v.as_map() else {
-        errs.push(SpecError::new(v.pos.clone(), format!("stage `{name}` must be a mapping with `kind:`, found {}", v.describe())));
+        errs.push(SpecError::new(
+            v.pos.clone(),
+            format!("stage `{name}` must be a mapping with `kind:`, found {}", v.describe()),
+        ));
         return None;
     };
     for (ek, _) in entries {
         let key = ek.as_str().unwrap_or_default();
         if !STAGE_KEYS.contains(&key) {
-            let h = suggest(key, STAGE_KEYS.iter().copied()).unwrap_or_else(|| format!("expected one of: {}", STAGE_KEYS.join(", ")));
+            let h = suggest(key, STAGE_KEYS.iter().copied())
+                .unwrap_or_else(|| format!("expected one of: {}", STAGE_KEYS.join(", ")));
             errs.push(SpecError::new(ek.pos.clone(), format!("unknown key `{key}` in stage `{name}`")).hint(h));
         }
     }
     let Some(kind_node) = v.get("kind") else {
-        errs.push(SpecError::new(k.pos.clone(), format!("stage `{name}` has no `kind:`"))
-            .hint(format!("known kinds: {}", registry.kinds().collect::<Vec<_>>().join(", "))));
+        errs.push(
+            SpecError::new(k.pos.clone(), format!("stage `{name}` has no `kind:`"))
+                .hint(format!("known kinds: {}", registry.kinds().collect::<Vec<_>>().join(", "))),
+        );
         return None;
     };
     let kind = kind_node.as_str().unwrap_or_default().to_string();
     let Some(imp) = registry.get(&kind) else {
-        let h = suggest(&kind, registry.kinds()).unwrap_or_else(|| format!("known kinds: {}", registry.kinds().collect::<Vec<_>>().join(", ")));
+        let h = suggest(&kind, registry.kinds())
+            .unwrap_or_else(|| format!("known kinds: {}", registry.kinds().collect::<Vec<_>>().join(", ")));
         errs.push(SpecError::new(kind_node.pos.clone(), format!("unknown stage kind `{kind}`")).hint(h));
         return None;
     };
@@ -425,7 +544,9 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, grid: &[Axis], errs: &mu
     let mut direct_axes = BTreeSet::new();
     if let Some(p) = v.get("params") {
         match p.as_map() {
-            None => errs.push(SpecError::new(p.pos.clone(), format!("`params` must be a mapping, found {}", p.describe()))),
+            None => {
+                errs.push(SpecError::new(p.pos.clone(), format!("`params` must be a mapping, found {}", p.describe())))
+            }
             Some(entries) => {
                 for (pk, pv) in entries {
                     let pname = pk.as_str().unwrap_or_default();
@@ -433,16 +554,23 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, grid: &[Axis], errs: &mu
                         let h = suggest(pname, specs.iter().map(|s| s.name)).unwrap_or_else(|| {
                             format!("`{kind}` takes: {}", specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", "))
                         });
-                        errs.push(SpecError::new(pk.pos.clone(), format!("stage `{name}`: `{kind}` has no parameter `{pname}`")).hint(h));
+                        errs.push(
+                            SpecError::new(
+                                pk.pos.clone(),
+                                format!("stage `{name}`: `{kind}` has no parameter `{pname}`"),
+                            )
+                            .hint(h),
+                        );
                         continue;
                     };
                     let before = errs.len();
                     collect_refs(pv, axes, &mut direct_axes, errs);
                     // Values without references can be type-checked now.
-                    if errs.len() == before && !has_refs(pv) {
-                        if ps.ty.check(&pv.to_json()).is_none() {
-                            errs.push(SpecError::new(pv.pos.clone(), format!("stage `{name}`: `{pname}` must be {}, found {}", ps.ty.describe(), pv.describe())));
-                        }
+                    if errs.len() == before && !has_refs(pv) && ps.ty.check(&pv.to_json()).is_none() {
+                        errs.push(SpecError::new(
+                            pv.pos.clone(),
+                            format!("stage `{name}`: `{pname}` must be {}, found {}", ps.ty.describe(), pv.describe()),
+                        ));
                     }
                     params.push((pname.to_string(), pv.clone()));
                 }
@@ -451,15 +579,23 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, grid: &[Axis], errs: &mu
     }
     for ps in &specs {
         if ps.default.is_none() && !params.iter().any(|(n, _)| n == ps.name) {
-            errs.push(SpecError::new(k.pos.clone(), format!("stage `{name}` ({kind}) needs parameter `{}`: {}", ps.name, ps.doc))
-                .hint(format!("add `params: {{{}: ...}}` ({})", ps.name, ps.ty.describe())));
+            errs.push(
+                SpecError::new(
+                    k.pos.clone(),
+                    format!("stage `{name}` ({kind}) needs parameter `{}`: {}", ps.name, ps.doc),
+                )
+                .hint(format!("add `params: {{{}: ...}}` ({})", ps.name, ps.ty.describe())),
+            );
         }
     }
     let mut inputs = Vec::new();
     let mut input_slot_pos = Vec::new();
     if let Some(i) = v.get("inputs") {
         match i.as_map() {
-            None => errs.push(SpecError::new(i.pos.clone(), format!("`inputs` must map slots to stage names, found {}", i.describe()))),
+            None => errs.push(SpecError::new(
+                i.pos.clone(),
+                format!("`inputs` must map slots to stage names, found {}", i.describe()),
+            )),
             Some(entries) => {
                 for (ik, iv) in entries {
                     match iv.as_str() {
@@ -481,7 +617,9 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, grid: &[Axis], errs: &mu
 }
 
 fn is_ident(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') && !s.starts_with(|c: char| c.is_ascii_digit())
+    !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// A display label for an axis value: a mapping's `name`, else the scalar, else compact JSON.
@@ -532,9 +670,18 @@ fn collect_refs(n: &Node, axes: &[&str], out: &mut BTreeSet<String>, errs: &mut 
                     out.insert(head.to_string());
                 } else {
                     let h = suggest(head, axes.iter().copied().chain(["assets"])).unwrap_or_else(|| {
-                        format!("grid axes: {}; also `${{assets}}`, `${{env:NAME}}`", if axes.is_empty() { "(none)".into() } else { axes.join(", ") })
+                        format!(
+                            "grid axes: {}; also `${{assets}}`, `${{env:NAME}}`",
+                            if axes.is_empty() { "(none)".into() } else { axes.join(", ") }
+                        )
                     });
-                    errs.push(SpecError::new(n.pos.clone(), format!("`${{{inner}}}` refers to `{head}`, which is not a grid axis")).hint(h));
+                    errs.push(
+                        SpecError::new(
+                            n.pos.clone(),
+                            format!("`${{{inner}}}` refers to `{head}`, which is not a grid axis"),
+                        )
+                        .hint(h),
+                    );
                 }
             }
         }
@@ -547,7 +694,14 @@ fn topo_sort(stages: Vec<StageDecl>) -> Result<Vec<StageDecl>, (Vec<String>, Pos
     let idx: HashMap<String, usize> = stages.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
     let mut state = vec![0u8; stages.len()]; // 0 new, 1 on stack, 2 done
     let mut order = Vec::new();
-    fn visit(i: usize, stages: &[StageDecl], idx: &HashMap<String, usize>, state: &mut [u8], order: &mut Vec<usize>, path: &mut Vec<usize>) -> Result<(), (Vec<String>, Pos)> {
+    fn visit(
+        i: usize,
+        stages: &[StageDecl],
+        idx: &HashMap<String, usize>,
+        state: &mut [u8],
+        order: &mut Vec<usize>,
+        path: &mut Vec<usize>,
+    ) -> Result<(), (Vec<String>, Pos)> {
         if state[i] == 2 {
             return Ok(());
         }

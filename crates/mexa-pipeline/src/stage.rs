@@ -317,7 +317,9 @@ impl Ctx<'_> {
         if self.store.contains(&key) {
             return Ok(key);
         }
-        let _lock = self.store.lock(&key, || tracing::info!("{}: shard {name} is being computed elsewhere; waiting", self.label))?;
+        let _lock = self
+            .store
+            .lock(&key, || tracing::info!("{}: shard {name} is being computed elsewhere; waiting", self.label))?;
         if self.store.contains(&key) {
             return Ok(key);
         }

@@ -16,7 +16,10 @@ pub struct Node {
 #[derive(Debug, Clone)]
 pub enum NodeKind {
     /// A scalar; `quoted` scalars are always strings.
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<Node>),
     /// Keys are scalars (other keys are rejected while loading); order is kept.
     Map(Vec<(Node, Node)>),
@@ -144,7 +147,8 @@ impl Builder {
                         let key_text = node.as_str().map(str::to_string);
                         match key_text {
                             None => {
-                                self.error = Some(SpecError::new(node.pos.clone(), "mapping keys must be plain strings"));
+                                self.error =
+                                    Some(SpecError::new(node.pos.clone(), "mapping keys must be plain strings"));
                             }
                             Some(k) => {
                                 if let Some((first, _)) = entries.iter().find(|(e, _)| e.as_str() == Some(&k)) {
@@ -184,7 +188,10 @@ impl MarkedEventReceiver for Builder {
             Event::DocumentStart => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    self.error = Some(SpecError::new(pos, "a second YAML document (after `---`)").hint("a pipeline file holds exactly one document; put other pipelines in their own files"));
+                    self.error = Some(
+                        SpecError::new(pos, "a second YAML document (after `---`)")
+                            .hint("a pipeline file holds exactly one document; put other pipelines in their own files"),
+                    );
                 }
                 return;
             }
@@ -244,7 +251,8 @@ pub fn parse(file: &str, text: &str) -> Result<Node, SpecError> {
     if let Some(at) = text.find('\0') {
         let line = text[..at].matches('\n').count() + 1;
         let col = text[..at].rfind('\n').map_or(at, |nl| at - nl - 1) + 1;
-        return Err(SpecError::new(Pos { file: Arc::from(file), line, col }, "a NUL byte: this is not a text file").hint("YAML files are UTF-8 text; was a binary file named here?"));
+        return Err(SpecError::new(Pos { file: Arc::from(file), line, col }, "a NUL byte: this is not a text file")
+            .hint("YAML files are UTF-8 text; was a binary file named here?"));
     }
     // yaml-rust2 recurses once per level of block nesting, so a pathological file would
     // overflow the stack inside the parser: bound the nesting a line can open (its
@@ -258,10 +266,23 @@ pub fn parse(file: &str, text: &str) -> Result<Node, SpecError> {
             rest = r.trim_start_matches(' ');
         }
         if indent + compact > MAX_LINE_NESTING {
-            return Err(SpecError::new(Pos { file: Arc::from(file), line: i + 1, col: 1 }, format!("lists and mappings nested more than {MAX_DEPTH} deep")).hint(format!("this line opens {} levels", indent + compact)));
+            return Err(SpecError::new(
+                Pos { file: Arc::from(file), line: i + 1, col: 1 },
+                format!("lists and mappings nested more than {MAX_DEPTH} deep"),
+            )
+            .hint(format!("this line opens {} levels", indent + compact)));
         }
     }
-    let mut b = Builder { file: Arc::from(file), stack: vec![], anchors: vec![], root: None, error: None, documents: 0, alias_nodes: 0, too_deep: 0 };
+    let mut b = Builder {
+        file: Arc::from(file),
+        stack: vec![],
+        anchors: vec![],
+        root: None,
+        error: None,
+        documents: 0,
+        alias_nodes: 0,
+        too_deep: 0,
+    };
     let mut p = Parser::new_from_str(text);
     if let Err(e) = p.load(&mut b, true) {
         let m = e.marker();

@@ -65,10 +65,15 @@ fn child(store: &Path, log: Option<&Path>) -> Child {
 
 /// key → bytes of data.parquet, for every artifact.
 fn contents(store: &Store) -> BTreeMap<String, Vec<u8>> {
-    store.keys().unwrap().into_iter().map(|k| {
-        let b = std::fs::read(store.data_path(&k)).unwrap();
-        (k, b)
-    }).collect()
+    store
+        .keys()
+        .unwrap()
+        .into_iter()
+        .map(|k| {
+            let b = std::fs::read(store.data_path(&k)).unwrap();
+            (k, b)
+        })
+        .collect()
 }
 
 struct Rng(u64);

@@ -20,7 +20,38 @@ impl Rng {
     }
 }
 
-const SPLICES: &[&str] = &["&a ", "*a", "[", "]", "{", "}", ": ", "- ", "? ", "|", ">", "!!str ", "%YAML 1.2\n", "---\n", "...\n", "'", "\"", "#", "\n", "\t", "  ", "${", "${env:", "${assets}", "}", "\u{feff}", "\0", "\\", "&b [*a, *a]", "<<: *a\n"];
+const SPLICES: &[&str] = &[
+    "&a ",
+    "*a",
+    "[",
+    "]",
+    "{",
+    "}",
+    ": ",
+    "- ",
+    "? ",
+    "|",
+    ">",
+    "!!str ",
+    "%YAML 1.2\n",
+    "---\n",
+    "...\n",
+    "'",
+    "\"",
+    "#",
+    "\n",
+    "\t",
+    "  ",
+    "${",
+    "${env:",
+    "${assets}",
+    "}",
+    "\u{feff}",
+    "\0",
+    "\\",
+    "&b [*a, *a]",
+    "<<: *a\n",
+];
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     let mut v = seed.to_vec();
@@ -59,13 +90,18 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 #[test]
 fn the_pipeline_front_end_never_panics_on_mutated_input() {
     let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(root.join("pipelines")).unwrap().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "yaml")).map(|e| std::fs::read(e.path()).unwrap()).collect();
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(root.join("pipelines"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
     seeds.push(b"pipeline: p\ngrid:\n  m: [{name: a, path: x}, b]\nstages:\n  s:\n    kind: k\n    inputs: {x: y}\n    params: {a: [1, 2.5, '3'], b: ${m.path}}\n".to_vec());
     seeds.push(b"a: &a [x, y]\nb: &b [*a, *a]\nc: [*b, *b]\n".to_vec());
     assert!(seeds.len() >= 3, "the bundled pipelines are the seeds");
     let iters: usize = std::env::var("MEXA_FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(40_000);
     let registry = Registry::new();
-    let mut rng = Rng(0x5EED_0F_4E5A);
+    let mut rng = Rng(0x5E_ED0F_4E5A);
     let (mut ok, mut err) = (0, 0);
     let t = std::time::Instant::now();
     for i in 0..iters {

@@ -72,7 +72,18 @@ fn run_then_everything_is_cached_and_results_are_right() {
     let ctx_in = InputRef { key: last.key.clone(), label: last.label.clone() };
     let cancel = AtomicBool::new(false);
     let params = serde_json::Value::Null;
-    let ctx = Ctx { store: &store, key: "", label: "", kind: "", version: 0, params: &params, inputs: Default::default(), cancel: &cancel, progress: &NoProgress, threads: 1 };
+    let ctx = Ctx {
+        store: &store,
+        key: "",
+        label: "",
+        kind: "",
+        version: 0,
+        params: &params,
+        inputs: Default::default(),
+        cancel: &cancel,
+        progress: &NoProgress,
+        threads: 1,
+    };
     let lines = lines_of(&ctx.read(&ctx_in).unwrap());
     assert_eq!(lines.len(), 3 * 3 * (1 + 2 + 1 + 2 + 1));
     assert!(lines.iter().any(|l| l.starts_with("loud[word=beta,rows=2]: BETA ")));
@@ -159,7 +170,11 @@ stages:
 #[test]
 fn pipelines_share_stages_through_imports() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("common.yaml"), "grid:\n  word: [alpha, beta]\nstages:\n  src:\n    kind: source\n    params: {text: \"${word}\"}\n").unwrap();
+    std::fs::write(
+        dir.path().join("common.yaml"),
+        "grid:\n  word: [alpha, beta]\nstages:\n  src:\n    kind: source\n    params: {text: \"${word}\"}\n",
+    )
+    .unwrap();
     let a = "pipeline: a\nimports: [common.yaml]\nstages:\n  loud:\n    kind: shout\n    inputs: {src: src}\n";
     let b = "pipeline: b\nimports: [common.yaml]\nstages:\n  all:\n    kind: collect\n    inputs: {parts: src}\n";
     let reg = registry();
@@ -180,7 +195,10 @@ fn pipelines_share_stages_through_imports() {
     let dup = dir.path().join("dup.yaml");
     std::fs::write(&dup, "imports: [common.yaml]\nstages:\n  src: {kind: source, params: {text: x}}\n").unwrap();
     let e = mexa_pipeline::load(&dup, &reg).unwrap_err().to_string();
-    assert!(e.contains("dup.yaml:3:3: error: `src` is defined twice in `stages`") && e.contains("common.yaml:4:3"), "{e}");
+    assert!(
+        e.contains("dup.yaml:3:3: error: `src` is defined twice in `stages`") && e.contains("common.yaml:4:3"),
+        "{e}"
+    );
 }
 
 #[test]

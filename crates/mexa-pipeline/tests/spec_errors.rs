@@ -81,7 +81,8 @@ fn input_names_unknown_stage() {
 
 #[test]
 fn unknown_input_slot() {
-    let m = err("stages:\n  a: {kind: source, params: {text: x}}\n  b:\n    kind: shout\n    inputs: {src: a, extra: a}\n");
+    let m =
+        err("stages:\n  a: {kind: source, params: {text: x}}\n  b:\n    kind: shout\n    inputs: {src: a, extra: a}\n");
     assert_at(&m, "5:22", &["no input slot `extra`"]);
 }
 

@@ -10,7 +10,9 @@ const FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 fn register_font() {
     FONT.call_once(|| {
         for style in [FontStyle::Normal, FontStyle::Bold] {
-            plotters::style::register_font("sans-serif", style, FONT_BYTES).map_err(|_| ()).expect("bundled font loads");
+            plotters::style::register_font("sans-serif", style, FONT_BYTES)
+                .map_err(|_| ())
+                .expect("bundled font loads");
         }
     });
 }
@@ -57,7 +59,13 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>> {
 
 /// Viridis-like colour for v in [0, 1].
 pub fn colour(v: f64) -> RGBColor {
-    const STOPS: [(f64, (u8, u8, u8)); 5] = [(0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)), (1.0, (253, 231, 37))];
+    const STOPS: [(f64, (u8, u8, u8)); 5] = [
+        (0.0, (68, 1, 84)),
+        (0.25, (59, 82, 139)),
+        (0.5, (33, 145, 140)),
+        (0.75, (94, 201, 98)),
+        (1.0, (253, 231, 37)),
+    ];
     let v = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
     for w in STOPS.windows(2) {
         let ((a, ca), (b, cb)) = (w[0], w[1]);
@@ -75,7 +83,12 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 }
 
 /// Heatmap: rows = languages, columns = hidden states, colour = score in [0, 1].
-pub fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, languages: &[String], grid: &[Vec<f64>]) -> Result<()> {
+pub fn heatmap<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    languages: &[String],
+    grid: &[Vec<f64>],
+) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let layers = grid.first().map(Vec::len).unwrap_or(0);
     let (main, legend) = root.split_horizontally(root.dim_in_pixel().0 - 90);
@@ -98,7 +111,9 @@ pub fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, l
         .map_err(err)?;
     chart
         .draw_series(grid.iter().enumerate().flat_map(|(r, row)| {
-            row.iter().enumerate().map(move |(c, &v)| Rectangle::new([(c as i32, r as i32), (c as i32 + 1, r as i32 + 1)], colour(v).filled()))
+            row.iter().enumerate().map(move |(c, &v)| {
+                Rectangle::new([(c as i32, r as i32), (c as i32 + 1, r as i32 + 1)], colour(v).filled())
+            })
         }))
         .map_err(err)?;
     // Colour bar.
@@ -118,15 +133,24 @@ pub fn heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, l
 
 /// Scatter with a fitted line.
 #[allow(clippy::too_many_arguments)]
-pub fn scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, x_desc: &str, y_desc: &str, pts: &[(String, f64, f64)], line: Option<(f64, f64)>) -> Result<()> {
+pub fn scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    pts: &[(String, f64, f64)],
+    line: Option<(f64, f64)>,
+) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let (xs, ys): (Vec<f64>, Vec<f64>) = pts.iter().map(|p| (p.1, p.2)).unzip();
     let pad = |lo: f64, hi: f64| {
         let d = (hi - lo).abs().max(1e-6) * 0.08;
         (lo - d, hi + d)
     };
-    let (x0, x1) = pad(xs.iter().cloned().fold(f64::INFINITY, f64::min), xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
-    let (y0, y1) = pad(ys.iter().cloned().fold(f64::INFINITY, f64::min), ys.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+    let (x0, x1) =
+        pad(xs.iter().cloned().fold(f64::INFINITY, f64::min), xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+    let (y0, y1) =
+        pad(ys.iter().cloned().fold(f64::INFINITY, f64::min), ys.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
@@ -134,19 +158,39 @@ pub fn scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, x
         .y_label_area_size(55)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(err)?;
-    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).label_style(("sans-serif", 12)).light_line_style(RGBColor(235, 235, 235)).draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 12))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
     if let Some((slope, intercept)) = line {
-        chart.draw_series(LineSeries::new([(x0, slope * x0 + intercept), (x1, slope * x1 + intercept)], RGBColor(200, 60, 60).stroke_width(2))).map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(
+                [(x0, slope * x0 + intercept), (x1, slope * x1 + intercept)],
+                RGBColor(200, 60, 60).stroke_width(2),
+            ))
+            .map_err(err)?;
     }
     chart.draw_series(pts.iter().map(|p| Circle::new((p.1, p.2), 4, RGBColor(33, 102, 172).filled()))).map_err(err)?;
     chart
-        .draw_series(pts.iter().map(|p| Text::new(p.0.clone(), (p.1, p.2), ("sans-serif", 11).into_font().color(&RGBColor(60, 60, 60)))))
+        .draw_series(
+            pts.iter().map(|p| {
+                Text::new(p.0.clone(), (p.1, p.2), ("sans-serif", 11).into_font().color(&RGBColor(60, 60, 60)))
+            }),
+        )
         .map_err(err)?;
     Ok(())
 }
 
 /// One line per language across hidden states.
-pub fn curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, lines: &[(String, Vec<f64>)]) -> Result<()> {
+pub fn curves<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    lines: &[(String, Vec<f64>)],
+) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let layers = lines.iter().map(|l| l.1.len()).max().unwrap_or(1);
     let mut chart = ChartBuilder::on(root)
@@ -156,7 +200,14 @@ pub fn curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, li
         .y_label_area_size(50)
         .build_cartesian_2d(0f64..(layers.saturating_sub(1)).max(1) as f64, 0f64..1f64)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("hidden state").y_desc("MEXA μ").label_style(("sans-serif", 12)).light_line_style(RGBColor(235, 235, 235)).draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("hidden state")
+        .y_desc("MEXA μ")
+        .label_style(("sans-serif", 12))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
     for (i, (lang, ys)) in lines.iter().enumerate() {
         let c = Palette99::pick(i).to_rgba();
         chart
@@ -165,6 +216,13 @@ pub fn curves<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, li
             .label(lang.clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).position(SeriesLabelPosition::UpperRight).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 12))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
     Ok(())
 }

@@ -20,7 +20,11 @@ struct GridRow {
 
 fn avg(v: impl Iterator<Item = f64>) -> f64 {
     let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    if n == 0 { f64::NAN } else { s / n as f64 }
+    if n == 0 {
+        f64::NAN
+    } else {
+        s / n as f64
+    }
 }
 
 fn same_cell<A, B>(a: &Node<A>, b: &Node<B>) -> bool {
@@ -33,24 +37,32 @@ fn grid(d: &ReportData, axes: &[String], tasks: &[String]) -> Vec<GridRow> {
         let poolings: BTreeSet<&String> = s.rows.iter().map(|r| &r.pooling).collect();
         for p in poolings {
             let rows: Vec<&AggRow> = s.rows.iter().filter(|r| &r.pooling == p).collect();
-            let best_layer = d.alignments.iter().find(|a| s.agrees(a) && a.cell.iter().all(|c| s.cell.contains(c))).and_then(|a| {
-                let curves: Vec<&Vec<f64>> = a.rows.iter().filter(|c| &c.pooling == p).map(|c| &c.scores).collect();
-                let layers = curves.first()?.len();
-                let mean: Vec<f64> = (0..layers).map(|l| avg(curves.iter().map(|c| c[l]))).collect();
-                (0..layers).max_by(|&i, &j| mean[i].total_cmp(&mean[j]).then(j.cmp(&i)))
-            });
+            let best_layer =
+                d.alignments.iter().find(|a| s.agrees(a) && a.cell.iter().all(|c| s.cell.contains(c))).and_then(|a| {
+                    let curves: Vec<&Vec<f64>> = a.rows.iter().filter(|c| &c.pooling == p).map(|c| &c.scores).collect();
+                    let layers = curves.first()?.len();
+                    let mean: Vec<f64> = (0..layers).map(|l| avg(curves.iter().map(|c| c[l]))).collect();
+                    (0..layers).max_by(|&i, &j| mean[i].total_cmp(&mean[j]).then(j.cmp(&i)))
+                });
             let corr_node = d.correlations.iter().find(|c| same_cell(c, s));
             let corr = tasks
                 .iter()
                 .map(|t| {
                     let get = |lp: &str| {
-                        corr_node.and_then(|c| c.rows.iter().find(|r: &&CorrRow| &r.task == t && &r.pooling == p && r.layer_pool == lp)).map(|r| (r.pearson, r.ci_lo, r.ci_hi))
+                        corr_node
+                            .and_then(|c| {
+                                c.rows.iter().find(|r: &&CorrRow| &r.task == t && &r.pooling == p && r.layer_pool == lp)
+                            })
+                            .map(|r| (r.pearson, r.ci_lo, r.ci_hi))
                     };
                     (t.clone(), get("mean"), get("max"))
                 })
                 .collect();
             out.push(GridRow {
-                cell: axes.iter().map(|a| s.cell.iter().find(|(k, _)| k == a).map(|(_, v)| v.clone()).unwrap_or_default()).collect(),
+                cell: axes
+                    .iter()
+                    .map(|a| s.cell.iter().find(|(k, _)| k == a).map(|(_, v)| v.clone()).unwrap_or_default())
+                    .collect(),
                 pooling: p.clone(),
                 metric: rows.first().map(|r| r.metric.clone()).unwrap_or_default(),
                 languages: rows.len(),
@@ -69,7 +81,11 @@ fn esc(s: &str) -> String {
 }
 
 fn num(v: f64) -> String {
-    if v.is_finite() { format!("{v:.3}") } else { "–".into() }
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "–".into()
+    }
 }
 
 fn td_num(v: f64) -> String {
@@ -98,7 +114,13 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
         }
         v
     };
-    let tasks: Vec<String> = d.correlations.iter().flat_map(|c| c.rows.iter().map(|r| r.task.clone())).collect::<BTreeSet<_>>().into_iter().collect();
+    let tasks: Vec<String> = d
+        .correlations
+        .iter()
+        .flat_map(|c| c.rows.iter().map(|r| r.task.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let rows = grid(d, &axes, &tasks);
 
     // Figures.
@@ -116,7 +138,12 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
     for a in &d.alignments {
         let poolings: BTreeSet<&String> = a.rows.iter().map(|c| &c.pooling).collect();
         for p in poolings {
-            let mut curves: Vec<(&String, &Vec<f64>, f64)> = a.rows.iter().filter(|c| &c.pooling == p).map(|c| (&c.language, &c.scores, avg(c.scores.iter().copied()))).collect();
+            let mut curves: Vec<(&String, &Vec<f64>, f64)> = a
+                .rows
+                .iter()
+                .filter(|c| &c.pooling == p)
+                .map(|c| (&c.language, &c.scores, avg(c.scores.iter().copied())))
+                .collect();
             curves.sort_by(|x, y| y.2.total_cmp(&x.2).then(x.0.cmp(y.0)));
             let langs: Vec<String> = curves.iter().map(|c| c.0.clone()).collect();
             let grid_v: Vec<Vec<f64>> = curves.iter().map(|c| c.1.clone()).collect();
@@ -143,7 +170,8 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
             } else {
                 (0..8).map(|i| i * (curves.len() - 1) / 7).collect()
             };
-            let lines: Vec<(String, Vec<f64>)> = pick.iter().map(|&i| (curves[i].0.clone(), curves[i].1.clone())).collect();
+            let lines: Vec<(String, Vec<f64>)> =
+                pick.iter().map(|&i| (curves[i].0.clone(), curves[i].1.clone())).collect();
             let title = format!("Per-layer μ — {} ({p})", a.label);
             let (t1, ln1, t2, ln2) = (title.clone(), lines.clone(), title, lines);
             add(
@@ -160,14 +188,22 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
         }
     }
     for pn in &d.points {
-        let combos: BTreeSet<(&String, &String, &String)> = pn.rows.iter().map(|r| (&r.task, &r.pooling, &r.layer_pool)).collect();
+        let combos: BTreeSet<(&String, &String, &String)> =
+            pn.rows.iter().map(|r| (&r.task, &r.pooling, &r.layer_pool)).collect();
         let corr = d.correlations.iter().find(|c| same_cell(c, pn));
         for (task, pooling, lp) in combos {
-            let pts: Vec<(String, f64, f64)> = pn.rows.iter().filter(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp).map(|r| (r.language.clone(), r.alignment, r.score)).collect();
-            let c = corr.and_then(|c| c.rows.iter().find(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp));
+            let pts: Vec<(String, f64, f64)> = pn
+                .rows
+                .iter()
+                .filter(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp)
+                .map(|r| (r.language.clone(), r.alignment, r.score))
+                .collect();
+            let c = corr
+                .and_then(|c| c.rows.iter().find(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp));
             let line = c.map(|c| (c.slope, c.intercept));
             let r_text = c.map(|c| format!(", r = {:.3}", c.pearson)).unwrap_or_default();
-            let title = format!("{task} vs μ{} — {} ({pooling}){r_text}", if lp == "mean" { "Mean" } else { "Max" }, pn.label);
+            let title =
+                format!("{task} vs μ{} — {} ({pooling}){r_text}", if lp == "mean" { "Mean" } else { "Max" }, pn.label);
             let xd = format!("μ{} ({pooling} pooling)", if lp == "mean" { "Mean" } else { "Max" });
             let (t1, x1, p1, t2, x2, p2) = (title.clone(), xd.clone(), pts.clone(), title, xd, pts);
             let (ta, tb) = (task.clone(), task.clone());
@@ -202,7 +238,11 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
         write!(h, "<th>{}</th>", esc(a))?;
     }
     let show_metric = !axes.iter().any(|a| a == "metric");
-    write!(h, "<th>pooling</th>{}<th>languages</th><th>μMean</th><th>μMax</th><th>best layer (μ)</th>", if show_metric { "<th>metric</th>" } else { "" })?;
+    write!(
+        h,
+        "<th>pooling</th>{}<th>languages</th><th>μMean</th><th>μMax</th><th>best layer (μ)</th>",
+        if show_metric { "<th>metric</th>" } else { "" }
+    )?;
     for t in &tasks {
         write!(h, "<th>r({}, μMean)</th><th>r({}, μMax)</th>", esc(t), esc(t))?;
     }
@@ -213,7 +253,15 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
             write!(h, "<td>{}</td>", esc(c))?;
         }
         let metric = if show_metric { format!("<td>{}</td>", esc(&r.metric)) } else { String::new() };
-        write!(h, "<td>{}</td>{metric}<td class=\"n\">{}</td>{}{}<td class=\"n\">{}</td>", esc(&r.pooling), r.languages, td_num(r.mu_mean), td_num(r.mu_max), r.best_layer.map(|b| b.to_string()).unwrap_or("–".into()))?;
+        write!(
+            h,
+            "<td>{}</td>{metric}<td class=\"n\">{}</td>{}{}<td class=\"n\">{}</td>",
+            esc(&r.pooling),
+            r.languages,
+            td_num(r.mu_mean),
+            td_num(r.mu_max),
+            r.best_layer.map(|b| b.to_string()).unwrap_or("–".into())
+        )?;
         for (_, m, x) in &r.corr {
             write!(h, "<td class=\"n\">{}</td><td class=\"n\">{}</td>", corr_text(m), corr_text(x))?;
         }
@@ -228,9 +276,16 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
     }
     writeln!(h, "<h2>Per language</h2>")?;
     for s in &d.summaries {
-        let poolings: Vec<String> = s.rows.iter().map(|r| r.pooling.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        let langs: Vec<String> = s.rows.iter().map(|r| r.language.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        writeln!(h, "<h3>{}</h3>\n<table class=\"languages\" data-key=\"{}\"><thead><tr><th>language</th>", esc(&s.label), s.key)?;
+        let poolings: Vec<String> =
+            s.rows.iter().map(|r| r.pooling.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let langs: Vec<String> =
+            s.rows.iter().map(|r| r.language.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        writeln!(
+            h,
+            "<h3>{}</h3>\n<table class=\"languages\" data-key=\"{}\"><thead><tr><th>language</th>",
+            esc(&s.label),
+            s.key
+        )?;
         for p in &poolings {
             write!(h, "<th>{p} mean</th><th>{p} max</th><th>{p} best layer</th>")?;
         }
@@ -273,7 +328,12 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
         if show_metric {
             cells.push(r.metric.clone());
         }
-        cells.extend([r.languages.to_string(), num(r.mu_mean), num(r.mu_max), r.best_layer.map(|b| b.to_string()).unwrap_or("–".into())]);
+        cells.extend([
+            r.languages.to_string(),
+            num(r.mu_mean),
+            num(r.mu_max),
+            r.best_layer.map(|b| b.to_string()).unwrap_or("–".into()),
+        ]);
         for (_, a, b) in &r.corr {
             cells.push(corr_text(a));
             cells.push(corr_text(b));

@@ -24,7 +24,12 @@ impl Stage for Aggregate {
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::optional("metric", ParamType::Enum(METRICS), "\"mexa\"", "which alignment score to pool"),
-            ParamSpec::optional("layers", ParamType::IntList, "[]", "[first, last] hidden-state indices, inclusive (empty: all; 0 is the embedding output)"),
+            ParamSpec::optional(
+                "layers",
+                ParamType::IntList,
+                "[]",
+                "[first, last] hidden-state indices, inclusive (empty: all; 0 is the embedding output)",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
@@ -34,20 +39,24 @@ impl Stage for Aggregate {
         let rows = read_alignment(&ctx.read(ctx.input("alignment")?)?)?;
         let metric = ctx.str("metric")?;
         let mi = METRICS.iter().position(|m| *m == metric).unwrap();
-        let range = match ctx.params["layers"].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect::<Vec<_>>()) {
-            Some(v) if v.is_empty() => None,
-            Some(v) if v.len() == 2 && v[0] <= v[1] => Some((v[0] as usize, v[1] as usize)),
-            _ => bail!("`layers` must be empty or [first, last] with first ≤ last"),
-        };
+        let range =
+            match ctx.params["layers"].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect::<Vec<_>>()) {
+                Some(v) if v.is_empty() => None,
+                Some(v) if v.len() == 2 && v[0] <= v[1] => Some((v[0] as usize, v[1] as usize)),
+                _ => bail!("`layers` must be empty or [first, last] with first ≤ last"),
+            };
         let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
         for r in rows {
             curves.entry((r.language, r.pooling)).or_default().push((r.layer, r.scores[mi]));
         }
-        let (mut lang, mut pool, mut mean, mut max, mut best, mut nl) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut lang, mut pool, mut mean, mut max, mut best, mut nl) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         for ((l, p), mut c) in curves {
             c.sort_by_key(|x| x.0);
             let scores: Vec<f64> = c.iter().map(|x| x.1).collect();
-            let Some(a) = aggregate(&scores, range) else { bail!("layer range {range:?} is outside the {} hidden states", scores.len()) };
+            let Some(a) = aggregate(&scores, range) else {
+                bail!("layer range {range:?} is outside the {} hidden states", scores.len())
+            };
             lang.push(l);
             pool.push(p);
             mean.push(a.mean);
@@ -56,8 +65,27 @@ impl Stage for Aggregate {
             nl.push(a.layers as i32);
         }
         let n = lang.len();
-        let sch = schema(&[("language", DataType::Utf8), ("pooling", DataType::Utf8), ("metric", DataType::Utf8), ("mean", DataType::Float64), ("max", DataType::Float64), ("best_layer", DataType::Int32), ("layers", DataType::Int32)]);
-        let b = RecordBatch::try_new(sch.clone(), vec![utf8_col(lang), utf8_col(pool), utf8_col(vec![metric.to_string(); n]), f64_col(mean), f64_col(max), i32_col(best), i32_col(nl)])?;
+        let sch = schema(&[
+            ("language", DataType::Utf8),
+            ("pooling", DataType::Utf8),
+            ("metric", DataType::Utf8),
+            ("mean", DataType::Float64),
+            ("max", DataType::Float64),
+            ("best_layer", DataType::Int32),
+            ("layers", DataType::Int32),
+        ]);
+        let b = RecordBatch::try_new(
+            sch.clone(),
+            vec![
+                utf8_col(lang),
+                utf8_col(pool),
+                utf8_col(vec![metric.to_string(); n]),
+                f64_col(mean),
+                f64_col(max),
+                i32_col(best),
+                i32_col(nl),
+            ],
+        )?;
         Ok(Table::new(sch, vec![b]).into())
     }
 }

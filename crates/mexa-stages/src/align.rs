@@ -37,10 +37,17 @@ pub struct Row {
 pub fn read_alignment(t: &Table) -> Result<Vec<Row>> {
     let mut out = Vec::new();
     for b in &t.batches {
-        let (l, p, layer, n) = (col_str(b, "language")?, col_str(b, "pooling")?, col_i32(b, "layer")?, col_i32(b, "n")?);
+        let (l, p, layer, n) =
+            (col_str(b, "language")?, col_str(b, "pooling")?, col_i32(b, "layer")?, col_i32(b, "n")?);
         let cols = METRICS.iter().map(|m| col_f64(b, m)).collect::<Result<Vec<_>>>()?;
         for i in 0..b.num_rows() {
-            out.push(Row { language: l.value(i).into(), pooling: p.value(i).into(), layer: layer.value(i), n: n.value(i), scores: cols.iter().map(|c| c.value(i)).collect() });
+            out.push(Row {
+                language: l.value(i).into(),
+                pooling: p.value(i).into(),
+                layer: layer.value(i),
+                n: n.value(i),
+                scores: cols.iter().map(|c| c.value(i)).collect(),
+            });
         }
     }
     Ok(out)
@@ -59,7 +66,12 @@ impl Stage for Align {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::optional("poolings", ParamType::EnumList(crate::embed::POOLINGS), "[]", "poolings to score (empty: all the embeddings have)"),
+            ParamSpec::optional(
+                "poolings",
+                ParamType::EnumList(crate::embed::POOLINGS),
+                "[]",
+                "poolings to score (empty: all the embeddings have)",
+            ),
             ParamSpec::optional("margin_k", ParamType::Int, "4", "neighbourhood size of the margin score"),
         ]
     }
@@ -75,11 +87,16 @@ impl Stage for Align {
         let wanted = ctx.strs("poolings")?;
         let pivot_key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
         let pivot_emb = read_embeddings(&ctx.read_key(pivot_key)?)?;
-        let mut poolings: Vec<String> = pivot_emb.keys().filter(|p| wanted.is_empty() || wanted.contains(p)).cloned().collect();
+        let mut poolings: Vec<String> =
+            pivot_emb.keys().filter(|p| wanted.is_empty() || wanted.contains(p)).cloned().collect();
         poolings.sort();
         for w in &wanted {
             if !pivot_emb.contains_key(w) {
-                bail!("pooling `{w}` was not computed by {} (it has: {})", input.label, pivot_emb.keys().cloned().collect::<Vec<_>>().join(", "));
+                bail!(
+                    "pooling `{w}` was not computed by {} (it has: {})",
+                    input.label,
+                    pivot_emb.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
             }
         }
         ctx.progress.set_length(shards.len().saturating_sub(1) as u64);
@@ -89,18 +106,30 @@ impl Stage for Align {
                 continue;
             }
             let emb = read_embeddings(&ctx.read_key(key)?)?;
-            let jobs: Vec<(&String, usize)> = poolings.iter().flat_map(|p| (0..pivot_emb[p].len()).map(move |l| (p, l))).collect();
+            let jobs: Vec<(&String, usize)> =
+                poolings.iter().flat_map(|p| (0..pivot_emb[p].len()).map(move |l| (p, l))).collect();
             let mut part: Vec<Row> = jobs
                 .par_iter()
                 .map(|&(p, l)| {
                     let a = align(&pivot_emb[p][l], &emb[p][l], k);
-                    Row { language: lang.clone(), pooling: p.clone(), layer: l as i32, n: a.n as i32, scores: METRICS.iter().map(|m| metric(&a, m)).collect() }
+                    Row {
+                        language: lang.clone(),
+                        pooling: p.clone(),
+                        layer: l as i32,
+                        n: a.n as i32,
+                        scores: METRICS.iter().map(|m| metric(&a, m)).collect(),
+                    }
                 })
                 .collect();
             rows.append(&mut part);
             ctx.progress.inc(1);
         }
-        let mut fields = vec![("language", DataType::Utf8), ("pooling", DataType::Utf8), ("layer", DataType::Int32), ("n", DataType::Int32)];
+        let mut fields = vec![
+            ("language", DataType::Utf8),
+            ("pooling", DataType::Utf8),
+            ("layer", DataType::Int32),
+            ("n", DataType::Int32),
+        ];
         fields.extend(METRICS.iter().map(|m| (*m, DataType::Float64)));
         let sch = schema(&fields);
         let mut cols = vec![
@@ -113,6 +142,9 @@ impl Stage for Align {
             cols.push(f64_col(rows.iter().map(|r| r.scores[j]).collect()));
         }
         let b = RecordBatch::try_new(sch.clone(), cols)?;
-        Ok(Output { table: Table::new(sch, vec![b]), meta: serde_json::json!({"pivot": pivot, "architecture": meta["architecture"]}) })
+        Ok(Output {
+            table: Table::new(sch, vec![b]),
+            meta: serde_json::json!({"pivot": pivot, "architecture": meta["architecture"]}),
+        })
     }
 }

@@ -47,11 +47,14 @@ pub struct Item {
 pub fn read_xcopa(dir: &Path, code: &str, split: &str) -> Result<Vec<Item>> {
     let file = if split == "validation" { "val" } else { split };
     let path = dir.join(code).join(format!("{file}.{code}.jsonl"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read the XCOPA file (expected <data>/<language>/{file}.<language>.jsonl)", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("{}: cannot read the XCOPA file (expected <data>/<language>/{file}.<language>.jsonl)", path.display())
+    })?;
     let mut items = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let at = || format!("{}:{}", path.display(), i + 1);
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not a JSON object", at()))?;
         let field = |k: &str| -> Result<String> {
             match v.get(k).and_then(|x| x.as_str()) {
                 Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
@@ -66,7 +69,12 @@ pub fn read_xcopa(dir: &Path, code: &str, split: &str) -> Result<Vec<Item>> {
             Some(l @ (0 | 1)) => l as usize,
             _ => bail!("{}: `label` must be 0 or 1", at()),
         };
-        items.push(Item { premise: field("premise")?, choices: vec![field("choice1")?, field("choice2")?], question, label });
+        items.push(Item {
+            premise: field("premise")?,
+            choices: vec![field("choice1")?, field("choice2")?],
+            question,
+            label,
+        });
     }
     if items.is_empty() {
         bail!("{}: no items", path.display());
@@ -152,7 +160,14 @@ impl Stage for Choice {
         } else {
             wanted
                 .iter()
-                .map(|w| XCOPA.iter().find(|l| l.0 == w || l.1 == w).copied().ok_or_else(|| anyhow!("`languages`: `{w}` is not an XCOPA language (XCOPA has {})", XCOPA.iter().map(|l| format!("{} ({})", l.0, l.1)).collect::<Vec<_>>().join(", "))))
+                .map(|w| {
+                    XCOPA.iter().find(|l| l.0 == w || l.1 == w).copied().ok_or_else(|| {
+                        anyhow!(
+                            "`languages`: `{w}` is not an XCOPA language (XCOPA has {})",
+                            XCOPA.iter().map(|l| format!("{} ({})", l.0, l.1)).collect::<Vec<_>>().join(", ")
+                        )
+                    })
+                })
                 .collect::<Result<_>>()?
         };
         let opts = LoadOptions {
@@ -230,7 +245,10 @@ impl Stage for Choice {
                 bail!("cancelled");
             }
         }
-        Ctx::shard_index(&shards, serde_json::json!({"task": ctx.str("task")?, "split": split, "num_fewshot": shots, "chance": 0.5}))
+        Ctx::shard_index(
+            &shards,
+            serde_json::json!({"task": ctx.str("task")?, "split": split, "num_fewshot": shots, "chance": 0.5}),
+        )
     }
 }
 
@@ -253,14 +271,25 @@ mod tests {
     use super::*;
 
     fn item(premise: &str, q: &str) -> Item {
-        Item { premise: premise.into(), choices: vec!["Era delicato.".into(), "Era piccolo.".into()], question: q.into(), label: 0 }
+        Item {
+            premise: premise.into(),
+            choices: vec!["Era delicato.".into(), "Era piccolo.".into()],
+            question: q.into(),
+            label: 0,
+        }
     }
 
     #[test]
     fn prompts_follow_lm_eval_xcopa() {
         // lm-eval: premise.strip()[:-1] + " " + connector; choices " " + first letter lowered.
-        assert_eq!(xcopa_context(&item("L'oggetto era incartato nella plastica bollata. ", "cause"), "perché", "quindi"), "L'oggetto era incartato nella plastica bollata perché");
-        assert_eq!(xcopa_context(&item("Avevo svuotato le mie tasche.", "effect"), "perché", "quindi"), "Avevo svuotato le mie tasche quindi");
+        assert_eq!(
+            xcopa_context(&item("L'oggetto era incartato nella plastica bollata. ", "cause"), "perché", "quindi"),
+            "L'oggetto era incartato nella plastica bollata perché"
+        );
+        assert_eq!(
+            xcopa_context(&item("Avevo svuotato le mie tasche.", "effect"), "perché", "quindi"),
+            "Avevo svuotato le mie tasche quindi"
+        );
         // A multi-byte final character is dropped whole.
         assert_eq!(xcopa_context(&item("我的身体投下了阴影。", "cause"), "因为", "所以"), "我的身体投下了阴影 因为");
         assert_eq!(xcopa_choice("Era delicato."), "era delicato.");
@@ -281,9 +310,17 @@ mod tests {
         std::fs::write(dir.join("it/test.it.jsonl"), "{\"premise\": \"A.\", \"choice1\": \"b.\", \"choice2\": \"c.\", \"question\": \"cause\", \"label\": 0}\n{\"premise\": \"A.\", \"choice1\": \"b.\", \"question\": \"cause\", \"label\": 1}\n").unwrap();
         let err = read_xcopa(&dir, "it", "test").unwrap_err().to_string();
         assert!(err.contains("test.it.jsonl:2") && err.contains("choice2"), "{err}");
-        std::fs::write(dir.join("it/test.it.jsonl"), "{\"premise\": \"A.\", \"choice1\": \"b.\", \"choice2\": \"c.\", \"question\": \"why\", \"label\": 0}\n").unwrap();
+        std::fs::write(
+            dir.join("it/test.it.jsonl"),
+            "{\"premise\": \"A.\", \"choice1\": \"b.\", \"choice2\": \"c.\", \"question\": \"why\", \"label\": 0}\n",
+        )
+        .unwrap();
         assert!(read_xcopa(&dir, "it", "test").unwrap_err().to_string().contains("cause or effect"));
-        std::fs::write(dir.join("it/test.it.jsonl"), "{\"premise\": \"A.\", \"choice1\": \"b.\", \"choice2\": \"c.\", \"question\": \"cause\", \"label\": 2}\n").unwrap();
+        std::fs::write(
+            dir.join("it/test.it.jsonl"),
+            "{\"premise\": \"A.\", \"choice1\": \"b.\", \"choice2\": \"c.\", \"question\": \"cause\", \"label\": 2}\n",
+        )
+        .unwrap();
         assert!(read_xcopa(&dir, "it", "test").unwrap_err().to_string().contains("0 or 1"));
         assert!(read_xcopa(&dir, "et", "test").unwrap_err().to_string().contains("et/test.et.jsonl"));
         std::fs::remove_dir_all(&dir).ok();

@@ -28,7 +28,8 @@ pub const MAX_SENTENCE_BYTES: usize = 100_000;
 
 /// Reads a UTF-8 file of one sentence per line; names file and line for every problem.
 pub fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read (a dangling symlink?)", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot read (a dangling symlink?)", path.display()))?;
     if !meta.is_file() {
         bail!("{}: not a regular file", path.display());
     }
@@ -37,9 +38,16 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.len() > MAX_SENTENCE_BYTES {
-            bail!("{}:{}: a line of {} bytes (at most {MAX_SENTENCE_BYTES}); corpus files hold one sentence per line", path.display(), i + 1, raw.len());
+            bail!(
+                "{}:{}: a line of {} bytes (at most {MAX_SENTENCE_BYTES}); corpus files hold one sentence per line",
+                path.display(),
+                i + 1,
+                raw.len()
+            );
         }
-        let line = std::str::from_utf8(raw).map_err(|e| anyhow::anyhow!("{}:{}: invalid UTF-8 at byte {} of the line", path.display(), i + 1, e.valid_up_to()))?;
+        let line = std::str::from_utf8(raw).map_err(|e| {
+            anyhow::anyhow!("{}:{}: invalid UTF-8 at byte {} of the line", path.display(), i + 1, e.valid_up_to())
+        })?;
         lines.push(line.to_string());
     }
     if lines.last().is_some_and(|l| l.is_empty()) {
@@ -89,7 +97,10 @@ fn language_files(dir: &Path, split: &str) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
         let p = e?.path();
-        let (Some(stem), Some(ext)) = (p.file_stem().and_then(|s| s.to_str()), p.extension().and_then(|s| s.to_str())) else { continue };
+        let (Some(stem), Some(ext)) = (p.file_stem().and_then(|s| s.to_str()), p.extension().and_then(|s| s.to_str()))
+        else {
+            continue;
+        };
         if EXTS.contains(&ext) {
             if !p.is_file() {
                 bail!("{}: not a readable regular file (a dangling symlink, a folder or a FIFO?)", p.display());
@@ -100,7 +111,13 @@ fn language_files(dir: &Path, split: &str) -> Result<Vec<(String, PathBuf)>> {
     out.sort();
     for w in out.windows(2) {
         if w[0].0 == w[1].0 {
-            bail!("{}: language `{}` has two files, {} and {}; keep one", dir.display(), w[0].0, w[0].1.display(), w[1].1.display());
+            bail!(
+                "{}: language `{}` has two files, {} and {}; keep one",
+                dir.display(),
+                w[0].0,
+                w[0].1.display(),
+                w[1].1.display()
+            );
         }
     }
     if out.is_empty() {
@@ -117,7 +134,10 @@ fn read_columns(path: &Path) -> Result<Vec<LangText>> {
         let mut cols: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for b in &batches {
             for (f, c) in b.schema().fields().iter().zip(b.columns()) {
-                let a = c.as_any().downcast_ref::<StringArray>().with_context(|| format!("{}: column `{}` is not text", path.display(), f.name()))?;
+                let a = c
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .with_context(|| format!("{}: column `{}` is not text", path.display(), f.name()))?;
                 let v = cols.entry(f.name().clone()).or_default();
                 for i in 0..a.len() {
                     if a.is_null(i) || a.value(i).trim().is_empty() {
@@ -185,7 +205,11 @@ fn id_keyed_files(dir: &Path, split: &str) -> Result<Option<Vec<(String, PathBuf
         return Ok(None);
     }
     if !splits.contains(split) {
-        bail!("{}: an id-keyed corpus (<language>/<split>.tsv) without a `{split}` split; set `split` to one of: {}", dir.display(), splits.into_iter().collect::<Vec<_>>().join(", "));
+        bail!(
+            "{}: an id-keyed corpus (<language>/<split>.tsv) without a `{split}` split; set `split` to one of: {}",
+            dir.display(),
+            splits.into_iter().collect::<Vec<_>>().join(", ")
+        );
     }
     langs.sort();
     Ok(Some(langs))
@@ -200,7 +224,11 @@ fn read_id_rows(path: &Path) -> Result<Vec<(String, String, usize)>> {
     let (header, lines) = read_tsv(path)?;
     let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.trim()));
     let (Some(id_col), Some(text_col)) = (col(&["index_id", "id", "sentence_id"]), col(&["text", "sentence"])) else {
-        bail!("{}:1: expected an id column (index_id or id) and a text column, found: {}", path.display(), header.join(", "));
+        bail!(
+            "{}:1: expected an id column (index_id or id) and a text column, found: {}",
+            path.display(),
+            header.join(", ")
+        );
     };
     let mut rows = Vec::with_capacity(lines.len());
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -226,16 +254,23 @@ fn join_by_id(files: &[(String, PathBuf)], pivot: &str) -> Result<Vec<LangText>>
     let mut out = Vec::new();
     for (code, file) in files {
         if code == pivot {
-            out.push(LangText { code: code.clone(), file: file.clone(), lines: pivot_rows.iter().map(|r| r.1.clone()).collect() });
+            out.push(LangText {
+                code: code.clone(),
+                file: file.clone(),
+                lines: pivot_rows.iter().map(|r| r.1.clone()).collect(),
+            });
             continue;
         }
         let rows = read_id_rows(file)?;
-        let by_id: std::collections::HashMap<&str, (&str, usize)> = rows.iter().map(|(id, t, l)| (id.as_str(), (t.as_str(), *l))).collect();
+        let by_id: std::collections::HashMap<&str, (&str, usize)> =
+            rows.iter().map(|(id, t, l)| (id.as_str(), (t.as_str(), *l))).collect();
         let mut lines = Vec::with_capacity(pivot_rows.len());
         for (id, _, pl) in &pivot_rows {
             match by_id.get(id.as_str()) {
                 Some((t, _)) => lines.push(t.to_string()),
-                None => bail!("{}: no row with id `{id}` (the pivot has it: {}:{pl})", file.display(), pivot_file.display()),
+                None => {
+                    bail!("{}: no row with id `{id}` (the pivot has it: {}:{pl})", file.display(), pivot_file.display())
+                }
             }
         }
         if rows.len() != pivot_rows.len() {
@@ -264,11 +299,18 @@ pub fn load(path: &Path, split: &str, languages: &[String], pivot: &str, limit: 
         }
         v
     } else {
-        read_columns(path)?.into_iter().filter(|l| l.code == pivot || languages.is_empty() || languages.iter().any(|p| glob_match(p, &l.code))).collect()
+        read_columns(path)?
+            .into_iter()
+            .filter(|l| l.code == pivot || languages.is_empty() || languages.iter().any(|p| glob_match(p, &l.code)))
+            .collect()
     };
     for p in languages {
         if !p.contains(['*', '?']) && !langs.iter().any(|l| &l.code == p) {
-            bail!("{}: language `{p}` was asked for but has no file (expected {}/{p}.txt or similar)", path.display(), path.display());
+            bail!(
+                "{}: language `{p}` was asked for but has no file (expected {}/{p}.txt or similar)",
+                path.display(),
+                path.display()
+            );
         }
     }
     let Some(pivot_lang) = langs.iter().position(|l| l.code == pivot) else {
@@ -306,10 +348,13 @@ pub fn load(path: &Path, split: &str, languages: &[String], pivot: &str, limit: 
 
 fn udhr_table(dir: &Path) -> BTreeMap<String, String> {
     let Ok(text) = std::fs::read_to_string(dir.join("languages.tsv")) else { return BTreeMap::new() };
-    text.lines().skip(1).filter_map(|l| {
-        let mut it = l.split('\t');
-        Some((it.next()?.to_string(), it.next()?.to_string()))
-    }).collect()
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            Some((it.next()?.to_string(), it.next()?.to_string()))
+        })
+        .collect()
 }
 
 impl Stage for LoadCorpus {
@@ -353,7 +398,12 @@ impl Stage for LoadCorpus {
                 text.push(s.clone());
             }
         }
-        let sch = schema(&[("language", DataType::Utf8), ("iso639_3", DataType::Utf8), ("sentence_id", DataType::Int32), ("text", DataType::Utf8)]);
+        let sch = schema(&[
+            ("language", DataType::Utf8),
+            ("iso639_3", DataType::Utf8),
+            ("sentence_id", DataType::Int32),
+            ("text", DataType::Utf8),
+        ]);
         let cols: Vec<ArrayRef> = vec![utf8_col(lang), utf8_col(iso), Arc::new(Int32Array::from(id)), utf8_col(text)];
         let batch = RecordBatch::try_new(sch.clone(), cols)?;
         let meta = serde_json::json!({
@@ -385,6 +435,20 @@ pub fn read_corpus(table: &Table) -> Result<(Vec<String>, BTreeMap<String, Vec<S
     Ok((order, map))
 }
 
+/// The pivot (first language) and each language's ISO 639-3 code from a corpus table.
+pub fn read_corpus_iso(table: &Table) -> Result<(String, BTreeMap<String, String>)> {
+    let mut pivot = None;
+    let mut iso = BTreeMap::new();
+    for b in &table.batches {
+        let (l, c) = (col_str(b, "language")?, col_str(b, "iso639_3")?);
+        for i in 0..b.num_rows() {
+            pivot.get_or_insert_with(|| l.value(i).to_string());
+            iso.entry(l.value(i).to_string()).or_insert_with(|| c.value(i).to_string());
+        }
+    }
+    Ok((pivot.ok_or_else(|| anyhow::anyhow!("empty corpus"))?, iso))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,18 +468,4 @@ mod tests {
         assert_eq!(iso639_3("cmn_hans", &t), "cmn");
         assert_eq!(iso639_3("007", &t), "");
     }
-}
-
-/// The pivot (first language) and each language's ISO 639-3 code from a corpus table.
-pub fn read_corpus_iso(table: &Table) -> Result<(String, BTreeMap<String, String>)> {
-    let mut pivot = None;
-    let mut iso = BTreeMap::new();
-    for b in &table.batches {
-        let (l, c) = (col_str(b, "language")?, col_str(b, "iso639_3")?);
-        for i in 0..b.num_rows() {
-            pivot.get_or_insert_with(|| l.value(i).to_string());
-            iso.entry(l.value(i).to_string()).or_insert_with(|| c.value(i).to_string());
-        }
-    }
-    Ok((pivot.ok_or_else(|| anyhow::anyhow!("empty corpus"))?, iso))
 }

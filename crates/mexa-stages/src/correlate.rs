@@ -54,7 +54,8 @@ pub fn read_points(t: &Table) -> Result<Vec<(Point, f64)>> {
     let mut out = Vec::new();
     for b in &t.batches {
         let s = |n: &str| col_str(b, n);
-        let (l, tl, mb, tk, p, lp) = (s("language")?, s("task_language")?, s("matched_by")?, s("task")?, s("pooling")?, s("layer_pool")?);
+        let (l, tl, mb, tk, p, lp) =
+            (s("language")?, s("task_language")?, s("matched_by")?, s("task")?, s("pooling")?, s("layer_pool")?);
         let (a, sc, adj) = (col_f64(b, "alignment")?, col_f64(b, "score")?, col_f64(b, "adjusted")?);
         for i in 0..b.num_rows() {
             out.push((
@@ -126,13 +127,22 @@ fn measured_scores(ctx: &Ctx, input: &mexa_pipeline::InputRef) -> Result<mexa_an
             "max" => v.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max),
             "last" => v.iter().max_by_key(|x| x.0).map(|x| x.1).unwrap_or(f64::NAN),
             n => {
-                let n: i32 = n.parse().map_err(|_| anyhow::anyhow!("`probe_layer` is `{n}`: expected mean, max, last or a layer number"))?;
-                v.iter().find(|x| x.0 == n).map(|x| x.1).ok_or_else(|| anyhow::anyhow!("`probe_layer` is {n}, but {} has layers 0..={}", input.label, v.iter().map(|x| x.0).max().unwrap_or(0)))?
+                let n: i32 = n.parse().map_err(|_| {
+                    anyhow::anyhow!("`probe_layer` is `{n}`: expected mean, max, last or a layer number")
+                })?;
+                v.iter().find(|x| x.0 == n).map(|x| x.1).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "`probe_layer` is {n}, but {} has layers 0..={}",
+                        input.label,
+                        v.iter().map(|x| x.0).max().unwrap_or(0)
+                    )
+                })?
             }
         })
     };
     let stage = stage_name(ctx, input, "probe")?;
-    let task = if choice.parse::<i32>().is_ok() { format!("{stage}@layer{choice}") } else { format!("{stage}@{choice}") };
+    let task =
+        if choice.parse::<i32>().is_ok() { format!("{stage}@layer{choice}") } else { format!("{stage}@{choice}") };
     let (mut langs, mut scores) = (Vec::new(), Vec::new());
     for (lang, v) in &by_lang {
         langs.push(lang.clone());
@@ -166,7 +176,11 @@ impl Stage for JoinTasks {
         vec![
             InputSpec::one("scores", "an aggregate table"),
             InputSpec::one("corpus", "the load_corpus table (for ISO 639-3 codes)"),
-            InputSpec::one("accuracy", "a probe or choice node: the model's own accuracy per language, instead of a `tasks` file").optional(),
+            InputSpec::one(
+                "accuracy",
+                "a probe or choice node: the model's own accuracy per language, instead of a `tasks` file",
+            )
+            .optional(),
         ]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
@@ -174,10 +188,17 @@ impl Stage for JoinTasks {
         let agg = ctx.read(ctx.input("scores")?)?;
         let mut scores = Vec::new();
         for b in &agg.batches {
-            let (l, p, mean, max) = (col_str(b, "language")?, col_str(b, "pooling")?, col_f64(b, "mean")?, col_f64(b, "max")?);
+            let (l, p, mean, max) =
+                (col_str(b, "language")?, col_str(b, "pooling")?, col_f64(b, "mean")?, col_f64(b, "max")?);
             for i in 0..b.num_rows() {
                 let lang = l.value(i).to_string();
-                scores.push(ScoreRow { iso639_3: iso.get(&lang).cloned().unwrap_or_default(), language: lang, pooling: p.value(i).into(), mean: mean.value(i), max: max.value(i) });
+                scores.push(ScoreRow {
+                    iso639_3: iso.get(&lang).cloned().unwrap_or_default(),
+                    language: lang,
+                    pooling: p.value(i).into(),
+                    mean: mean.value(i),
+                    max: max.value(i),
+                });
             }
         }
         let measured = ctx.gathered("accuracy").first().cloned();
@@ -190,11 +211,26 @@ impl Stage for JoinTasks {
         let path = Path::new(&source);
         let (points, unmatched) = join_points(&scores, &tasks)?;
         if points.is_empty() {
-            bail!("no corpus language matched a language of {} (corpus: {}; unmatched: {})", path.display(), scores.len(), unmatched.join(", "));
+            bail!(
+                "no corpus language matched a language of {} (corpus: {}; unmatched: {})",
+                path.display(),
+                scores.len(),
+                unmatched.join(", ")
+            );
         }
         // The pivot's own task score, per task.
         let given = ctx.f64("pivot_score")?;
-        let pivot_rows = join_points(&[ScoreRow { language: pivot.clone(), iso639_3: iso.get(&pivot).cloned().unwrap_or_default(), pooling: String::new(), mean: 1.0, max: 1.0 }], &tasks)?.0;
+        let pivot_rows = join_points(
+            &[ScoreRow {
+                language: pivot.clone(),
+                iso639_3: iso.get(&pivot).cloned().unwrap_or_default(),
+                pooling: String::new(),
+                mean: 1.0,
+                max: 1.0,
+            }],
+            &tasks,
+        )?
+        .0;
         let pivot_score: BTreeMap<String, f64> = pivot_rows.iter().map(|p| (p.task.clone(), p.score)).collect();
         let mut with_adj = Vec::new();
         for p in points {
@@ -223,7 +259,12 @@ impl Stage for Correlate {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::optional("bootstrap", ParamType::Int, "1000", "bootstrap resamples for the confidence interval (0: none)"),
+            ParamSpec::optional(
+                "bootstrap",
+                ParamType::Int,
+                "1000",
+                "bootstrap resamples for the confidence interval (0: none)",
+            ),
             ParamSpec::optional("level", ParamType::Float, "0.95", "confidence level"),
             ParamSpec::optional("seed", ParamType::Int, "0", "bootstrap seed"),
         ]
@@ -249,12 +290,35 @@ impl Stage for Correlate {
                 return Err(anyhow!("{task}/{pooling}/{lp}: only {} languages; correlations need at least 3", x.len()));
             }
             let (pr, sr, kr) = (pearson(&x, &y), spearman(&x, &y), kendall(&x, &y));
-            let (lo, hi) = if b > 0 { bootstrap_ci(&x, &y, |a, c| pearson(a, c).r, b, level, seed) } else { (f64::NAN, f64::NAN) };
+            let (lo, hi) =
+                if b > 0 { bootstrap_ci(&x, &y, |a, c| pearson(a, c).r, b, level, seed) } else { (f64::NAN, f64::NAN) };
             let (slope, intercept) = linear_fit(&x, &y);
-            rows.push((task, pooling, lp, x.len() as i32, [pr.r, pr.p, lo, hi, sr.r, sr.p, kr.r, kr.p, slope, intercept]));
+            rows.push((
+                task,
+                pooling,
+                lp,
+                x.len() as i32,
+                [pr.r, pr.p, lo, hi, sr.r, sr.p, kr.r, kr.p, slope, intercept],
+            ));
         }
-        let names = ["pearson", "pearson_p", "pearson_ci_lo", "pearson_ci_hi", "spearman", "spearman_p", "kendall", "kendall_p", "slope", "intercept"];
-        let mut fields = vec![("task", DataType::Utf8), ("pooling", DataType::Utf8), ("layer_pool", DataType::Utf8), ("n", DataType::Int32)];
+        let names = [
+            "pearson",
+            "pearson_p",
+            "pearson_ci_lo",
+            "pearson_ci_hi",
+            "spearman",
+            "spearman_p",
+            "kendall",
+            "kendall_p",
+            "slope",
+            "intercept",
+        ];
+        let mut fields = vec![
+            ("task", DataType::Utf8),
+            ("pooling", DataType::Utf8),
+            ("layer_pool", DataType::Utf8),
+            ("n", DataType::Int32),
+        ];
         fields.extend(names.iter().map(|n| (*n, DataType::Float64)));
         let sch = schema(&fields);
         let mut cols = vec![

@@ -57,7 +57,12 @@ pub fn embedding_batch(p: &[Pooled]) -> Result<(arrow::datatypes::SchemaRef, Rec
         }
     }
     let vectors = FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(vals)), None)?;
-    let cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(pool)), Arc::new(Int32Array::from(layer)), Arc::new(Int32Array::from(sid)), Arc::new(vectors)];
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(pool)),
+        Arc::new(Int32Array::from(layer)),
+        Arc::new(Int32Array::from(sid)),
+        Arc::new(vectors),
+    ];
     Ok((sch.clone(), RecordBatch::try_new(sch, cols)?))
 }
 
@@ -67,8 +72,15 @@ pub fn read_embeddings(t: &Table) -> Result<HashMap<String, Vec<mexa_metrics::Ma
     let mut dim = 0;
     let mut rows: HashMap<(String, usize), usize> = HashMap::new();
     for b in &t.batches {
-        let (p, l, v) = (col_str(b, "pooling")?, col_i32(b, "layer")?, b.column_by_name("vector").ok_or_else(|| anyhow!("no vector column"))?);
-        let v = v.as_any().downcast_ref::<FixedSizeListArray>().ok_or_else(|| anyhow!("vector column is not a fixed-size list"))?;
+        let (p, l, v) = (
+            col_str(b, "pooling")?,
+            col_i32(b, "layer")?,
+            b.column_by_name("vector").ok_or_else(|| anyhow!("no vector column"))?,
+        );
+        let v = v
+            .as_any()
+            .downcast_ref::<FixedSizeListArray>()
+            .ok_or_else(|| anyhow!("vector column is not a fixed-size list"))?;
         dim = v.value_length() as usize;
         let flat = v.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| anyhow!("vectors are not f32"))?;
         let sid = col_i32(b, "sentence_id")?;
@@ -88,7 +100,10 @@ pub fn read_embeddings(t: &Table) -> Result<HashMap<String, Vec<mexa_metrics::Ma
             layers[li].0 += 1;
         }
     }
-    Ok(out.into_iter().map(|(k, ls)| (k, ls.into_iter().map(|(n, d)| mexa_metrics::Matrix::new(n, dim, d)).collect())).collect())
+    Ok(out
+        .into_iter()
+        .map(|(k, ls)| (k, ls.into_iter().map(|(n, d)| mexa_metrics::Matrix::new(n, dim, d)).collect()))
+        .collect())
 }
 
 impl Stage for Embed {
@@ -105,14 +120,50 @@ impl Stage for Embed {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("model", ParamType::Model, "the model to run (a Hugging Face id is looked up in the local cache, never downloaded)"),
-            ParamSpec::optional("tokenizer", ParamType::OptPath, "null", "a tokenizer.json to use instead of the model's"),
-            ParamSpec::optional("poolings", ParamType::EnumList(POOLINGS), "[\"weighted\", \"last\"]", "poolings computed in the same pass"),
-            ParamSpec::optional("dtype", ParamType::Enum(&["f32", "f16", "bf16"]), "\"f32\"", "weights and activations (f32 on CPU)"),
+            ParamSpec::required(
+                "model",
+                ParamType::Model,
+                "the model to run (a Hugging Face id is looked up in the local cache, never downloaded)",
+            ),
+            ParamSpec::optional(
+                "tokenizer",
+                ParamType::OptPath,
+                "null",
+                "a tokenizer.json to use instead of the model's",
+            ),
+            ParamSpec::optional(
+                "poolings",
+                ParamType::EnumList(POOLINGS),
+                "[\"weighted\", \"last\"]",
+                "poolings computed in the same pass",
+            ),
+            ParamSpec::optional(
+                "dtype",
+                ParamType::Enum(&["f32", "f16", "bf16"]),
+                "\"f32\"",
+                "weights and activations (f32 on CPU)",
+            ),
             ParamSpec::optional("device", ParamType::Str, "\"auto\"", "auto, cpu, cuda or cuda:N").execution(),
-            ParamSpec::optional("bos", ParamType::Enum(&["auto", "always", "never"]), "\"auto\"", "BOS token: as the tokenizer says, or forced"),
-            ParamSpec::optional("batch_tokens", ParamType::Int, "4096", "most padded tokens per batch (on a GPU, 16384 was fastest on an H200)").execution(),
-            ParamSpec::optional("batch_sentences", ParamType::Int, "64", "most sentences per batch (raise with batch_tokens on a GPU)").execution(),
+            ParamSpec::optional(
+                "bos",
+                ParamType::Enum(&["auto", "always", "never"]),
+                "\"auto\"",
+                "BOS token: as the tokenizer says, or forced",
+            ),
+            ParamSpec::optional(
+                "batch_tokens",
+                ParamType::Int,
+                "4096",
+                "most padded tokens per batch (on a GPU, 16384 was fastest on an H200)",
+            )
+            .execution(),
+            ParamSpec::optional(
+                "batch_sentences",
+                ParamType::Int,
+                "64",
+                "most sentences per batch (raise with batch_tokens on a GPU)",
+            )
+            .execution(),
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
@@ -133,7 +184,10 @@ impl Stage for Embed {
             lm_head: false,
         };
         let model_path = ctx.str("model")?;
-        let batch = BatchOptions { max_tokens: ctx.usize("batch_tokens")?.max(1), max_sentences: ctx.usize("batch_sentences")?.max(1) };
+        let batch = BatchOptions {
+            max_tokens: ctx.usize("batch_tokens")?.max(1),
+            max_sentences: ctx.usize("batch_sentences")?.max(1),
+        };
         let total: usize = texts.values().map(Vec::len).sum();
         ctx.progress.set_length(total as u64);
         let mut shards = Vec::new();

@@ -18,6 +18,14 @@ use mexa_pipeline::Registry;
 /// Every stage kind mexa ships.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    r.add(corpus::LoadCorpus).add(embed::Embed).add(align::Align).add(aggregate::Aggregate).add(correlate::JoinTasks).add(correlate::Correlate).add(probe::ProbeStage).add(choice::Choice).add(report::Report);
+    r.add(corpus::LoadCorpus)
+        .add(embed::Embed)
+        .add(align::Align)
+        .add(aggregate::Aggregate)
+        .add(correlate::JoinTasks)
+        .add(correlate::Correlate)
+        .add(probe::ProbeStage)
+        .add(choice::Choice)
+        .add(report::Report);
     r
 }

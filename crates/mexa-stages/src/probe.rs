@@ -22,7 +22,10 @@ pub struct ProbeStage;
 pub fn read_labels(dir: &Path, language: &str, split: &str, column: &str) -> Result<Vec<String>> {
     let path = dir.join(language).join(format!("{split}.tsv"));
     let (header, rows) = crate::corpus::read_tsv(&path)?;
-    let col = header.iter().position(|h| h.trim() == column).ok_or_else(|| anyhow!("{}:1: no `{column}` column (columns: {})", path.display(), header.join(", ")))?;
+    let col = header
+        .iter()
+        .position(|h| h.trim() == column)
+        .ok_or_else(|| anyhow!("{}:1: no `{column}` column (columns: {})", path.display(), header.join(", ")))?;
     rows.into_iter()
         .map(|(line, cells)| {
             let v = cells[col].trim();
@@ -36,9 +39,16 @@ pub fn read_labels(dir: &Path, language: &str, split: &str, column: &str) -> Res
 
 /// The pivot's embeddings of one pooling, per layer, and the pivot's code.
 fn pivot_layers(ctx: &Ctx, input: &InputRef, pooling: &str) -> Result<(String, Vec<Matrix>)> {
-    let pivot = ctx.store.manifest(&input.key)?.meta["pivot"].as_str().ok_or_else(|| anyhow!("{}: no pivot recorded", input.label))?.to_string();
+    let pivot = ctx.store.manifest(&input.key)?.meta["pivot"]
+        .as_str()
+        .ok_or_else(|| anyhow!("{}: no pivot recorded", input.label))?
+        .to_string();
     let shards = ctx.shards_of(input)?;
-    let key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("{}: no shard for its pivot {pivot}", input.label))?.1;
+    let key = &shards
+        .iter()
+        .find(|(l, _)| *l == pivot)
+        .ok_or_else(|| anyhow!("{}: no shard for its pivot {pivot}", input.label))?
+        .1;
     let mut emb = read_embeddings(&ctx.read_key(key)?)?;
     let layers = emb.remove(pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", input.label))?;
     Ok((pivot, layers))
@@ -56,18 +66,30 @@ impl Stage for ProbeStage {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::required("labels", ParamType::Path, "the id-keyed corpus folder the embeddings were read from (<language>/<split>.tsv with a label column)"),
+            ParamSpec::required(
+                "labels",
+                ParamType::Path,
+                "the id-keyed corpus folder the embeddings were read from (<language>/<split>.tsv with a label column)",
+            ),
             ParamSpec::optional("train_split", ParamType::Str, "\"train\"", "split of the training embeddings"),
             ParamSpec::optional("test_split", ParamType::Str, "\"test\"", "split of the test embeddings"),
             ParamSpec::optional("label_column", ParamType::Str, "\"category\"", "the label column"),
-            ParamSpec::optional("pooling", ParamType::Enum(POOLINGS), "\"weighted\"", "which sentence embedding to probe"),
+            ParamSpec::optional(
+                "pooling",
+                ParamType::Enum(POOLINGS),
+                "\"weighted\"",
+                "which sentence embedding to probe",
+            ),
             ParamSpec::optional("steps", ParamType::Int, "300", "full-batch training steps per layer"),
             ParamSpec::optional("learning_rate", ParamType::Float, "0.05", "Adam step size"),
             ParamSpec::optional("l2", ParamType::Float, "0.001", "L2 penalty on the weights"),
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
-        vec![InputSpec::one("train", "embeddings of the training split (its pivot is the training language)"), InputSpec::one("test", "embeddings of the test split, every language")]
+        vec![
+            InputSpec::one("train", "embeddings of the training split (its pivot is the training language)"),
+            InputSpec::one("test", "embeddings of the test split, every language"),
+        ]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let dir = Path::new(ctx.str("labels")?);
@@ -79,7 +101,11 @@ impl Stage for ProbeStage {
         let mut train_labels = read_labels(dir, &train_lang, ctx.str("train_split")?, column)?;
         let n_train = train_layers.first().map(|m| m.rows).unwrap_or(0);
         if train_labels.len() < n_train {
-            bail!("{}: {} labels for {n_train} training sentences", dir.join(&train_lang).display(), train_labels.len());
+            bail!(
+                "{}: {} labels for {n_train} training sentences",
+                dir.join(&train_lang).display(),
+                train_labels.len()
+            );
         }
         train_labels.truncate(n_train);
         let mut classes: Vec<String> = train_labels.clone();
@@ -90,8 +116,13 @@ impl Stage for ProbeStage {
         }
         let index: HashMap<&str, usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
         let y: Vec<usize> = train_labels.iter().map(|l| index[l.as_str()]).collect();
-        let opts = ProbeOptions { steps: ctx.usize("steps")?, learning_rate: ctx.f64("learning_rate")?, l2: ctx.f64("l2")? };
-        ctx.progress.message(&format!("training {} probes on {train_lang} ({n_train} sentences, {} classes)", train_layers.len(), classes.len()));
+        let opts =
+            ProbeOptions { steps: ctx.usize("steps")?, learning_rate: ctx.f64("learning_rate")?, l2: ctx.f64("l2")? };
+        ctx.progress.message(&format!(
+            "training {} probes on {train_lang} ({n_train} sentences, {} classes)",
+            train_layers.len(),
+            classes.len()
+        ));
         let probes: Vec<Probe> = train_layers.par_iter().map(|x| Probe::fit(x, &y, classes.len(), opts)).collect();
 
         let test_labels = read_labels(dir, &test_pivot, ctx.str("test_split")?, column)?;
@@ -99,14 +130,27 @@ impl Stage for ProbeStage {
         ctx.progress.set_length(shards.len() as u64);
         let (mut lang, mut layer, mut n, mut acc, mut lo, mut hi) = (vec![], vec![], vec![], vec![], vec![], vec![]);
         for (code, key) in &shards {
-            let emb = read_embeddings(&ctx.read_key(key)?).with_context(|| format!("{}: shard {code}", test_in.label))?;
-            let layers = emb.get(pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", test_in.label))?;
+            let emb =
+                read_embeddings(&ctx.read_key(key)?).with_context(|| format!("{}: shard {code}", test_in.label))?;
+            let layers =
+                emb.get(pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", test_in.label))?;
             if layers.len() != probes.len() {
-                bail!("{} has {} hidden states, {} has {}: train and test embeddings must come from the same model", train_in.label, probes.len(), test_in.label, layers.len());
+                bail!(
+                    "{} has {} hidden states, {} has {}: train and test embeddings must come from the same model",
+                    train_in.label,
+                    probes.len(),
+                    test_in.label,
+                    layers.len()
+                );
             }
             for (l, (x, probe)) in layers.iter().zip(&probes).enumerate() {
                 if test_labels.len() < x.rows {
-                    bail!("{}: {} labels for {} test sentences", dir.join(&test_pivot).display(), test_labels.len(), x.rows);
+                    bail!(
+                        "{}: {} labels for {} test sentences",
+                        dir.join(&test_pivot).display(),
+                        test_labels.len(),
+                        x.rows
+                    );
                 }
                 let predicted = probe.predict(x);
                 // A test label unseen in training can never be predicted: it counts as a miss.
@@ -121,9 +165,28 @@ impl Stage for ProbeStage {
             }
             ctx.progress.inc(1);
         }
-        let sch = schema(&[("language", DataType::Utf8), ("pooling", DataType::Utf8), ("layer", DataType::Int32), ("n", DataType::Int32), ("accuracy", DataType::Float64), ("ci_low", DataType::Float64), ("ci_high", DataType::Float64)]);
+        let sch = schema(&[
+            ("language", DataType::Utf8),
+            ("pooling", DataType::Utf8),
+            ("layer", DataType::Int32),
+            ("n", DataType::Int32),
+            ("accuracy", DataType::Float64),
+            ("ci_low", DataType::Float64),
+            ("ci_high", DataType::Float64),
+        ]);
         let rows = lang.len();
-        let b = RecordBatch::try_new(sch.clone(), vec![utf8_col(lang), utf8_col(vec![pooling.to_string(); rows]), i32_col(layer), i32_col(n), f64_col(acc), f64_col(lo), f64_col(hi)])?;
+        let b = RecordBatch::try_new(
+            sch.clone(),
+            vec![
+                utf8_col(lang),
+                utf8_col(vec![pooling.to_string(); rows]),
+                i32_col(layer),
+                i32_col(n),
+                f64_col(acc),
+                f64_col(lo),
+                f64_col(hi),
+            ],
+        )?;
         let meta = serde_json::json!({"train_language": train_lang, "train_sentences": n_train, "classes": classes, "pooling": pooling, "chance": 1.0 / classes.len() as f64});
         Ok(Output { table: Table::new(sch, vec![b]), meta })
     }

@@ -16,9 +16,23 @@ pub struct Report;
 fn aggregate_rows(t: &Table) -> Result<Vec<AggRow>> {
     let mut out = Vec::new();
     for b in &t.batches {
-        let (l, p, m, mean, max, best) = (col_str(b, "language")?, col_str(b, "pooling")?, col_str(b, "metric")?, col_f64(b, "mean")?, col_f64(b, "max")?, col_i32(b, "best_layer")?);
+        let (l, p, m, mean, max, best) = (
+            col_str(b, "language")?,
+            col_str(b, "pooling")?,
+            col_str(b, "metric")?,
+            col_f64(b, "mean")?,
+            col_f64(b, "max")?,
+            col_i32(b, "best_layer")?,
+        );
         for i in 0..b.num_rows() {
-            out.push(AggRow { language: l.value(i).into(), pooling: p.value(i).into(), metric: m.value(i).into(), mean: mean.value(i), max: max.value(i), best_layer: best.value(i) });
+            out.push(AggRow {
+                language: l.value(i).into(),
+                pooling: p.value(i).into(),
+                metric: m.value(i).into(),
+                mean: mean.value(i),
+                max: max.value(i),
+                best_layer: best.value(i),
+            });
         }
     }
     Ok(out)
@@ -30,7 +44,16 @@ fn correlation_rows(t: &Table) -> Result<Vec<CorrRow>> {
         let s = |n| col_str(b, n);
         let f = |n| col_f64(b, n);
         let (task, p, lp, n) = (s("task")?, s("pooling")?, s("layer_pool")?, col_i32(b, "n")?);
-        let (r, rp, lo, hi, sp, k, sl, ic) = (f("pearson")?, f("pearson_p")?, f("pearson_ci_lo")?, f("pearson_ci_hi")?, f("spearman")?, f("kendall")?, f("slope")?, f("intercept")?);
+        let (r, rp, lo, hi, sp, k, sl, ic) = (
+            f("pearson")?,
+            f("pearson_p")?,
+            f("pearson_ci_lo")?,
+            f("pearson_ci_hi")?,
+            f("spearman")?,
+            f("kendall")?,
+            f("slope")?,
+            f("intercept")?,
+        );
         for i in 0..b.num_rows() {
             out.push(CorrRow {
                 task: task.value(i).into(),
@@ -56,7 +79,10 @@ pub fn report_files(t: &Table) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for b in &t.batches {
         let p = col_str(b, "path")?;
-        let c = b.column_by_name("content").and_then(|c| c.as_any().downcast_ref::<BinaryArray>()).ok_or_else(|| anyhow!("not a report artifact"))?;
+        let c = b
+            .column_by_name("content")
+            .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
+            .ok_or_else(|| anyhow!("not a report artifact"))?;
         for i in 0..b.num_rows() {
             let rel = p.value(i);
             // A report artifact may come from someone else's store: its paths must stay inside
@@ -66,7 +92,10 @@ pub fn report_files(t: &Table) -> Result<Vec<(String, Vec<u8>)>> {
                 && !rel.contains('\\')
                 && std::path::Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)));
             if !safe {
-                anyhow::bail!("report artifact names the file `{}`, which is not a plain relative path: refused", rel.escape_debug());
+                anyhow::bail!(
+                    "report artifact names the file `{}`, which is not a plain relative path: refused",
+                    rel.escape_debug()
+                );
             }
             out.push((rel.to_string(), c.value(i).to_vec()));
         }
@@ -88,7 +117,12 @@ impl Stage for Report {
         vec![
             ParamSpec::optional("title", ParamType::Str, "\"MEXA report\"", "page title"),
             ParamSpec::optional("description", ParamType::Str, "\"\"", "a paragraph under the title"),
-            ParamSpec::optional("curve_languages", ParamType::StrList, "[]", "languages drawn in the per-layer curves (empty: eight spread over the ranking)"),
+            ParamSpec::optional(
+                "curve_languages",
+                ParamType::StrList,
+                "[]",
+                "languages drawn in the per-layer curves (empty: eight spread over the ranking)",
+            ),
         ]
     }
     fn inputs(&self) -> Vec<InputSpec> {
@@ -100,7 +134,12 @@ impl Stage for Report {
         ]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
-        let mut d = ReportData { title: ctx.str("title")?.to_string(), description: ctx.str("description")?.to_string(), curve_languages: ctx.strs("curve_languages")?, ..Default::default() };
+        let mut d = ReportData {
+            title: ctx.str("title")?.to_string(),
+            description: ctx.str("description")?.to_string(),
+            curve_languages: ctx.strs("curve_languages")?,
+            ..Default::default()
+        };
         for i in ctx.gathered("alignment") {
             let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
             let mi = METRICS.iter().position(|m| *m == "mexa").unwrap();
@@ -122,7 +161,14 @@ impl Stage for Report {
         for i in ctx.gathered("points") {
             let rows = read_points(&ctx.read(i)?)?
                 .into_iter()
-                .map(|(p, _)| PointRow { language: p.language, task: p.task, pooling: p.pooling, layer_pool: p.layer_pool, alignment: p.alignment, score: p.score })
+                .map(|(p, _)| PointRow {
+                    language: p.language,
+                    task: p.task,
+                    pooling: p.pooling,
+                    layer_pool: p.layer_pool,
+                    alignment: p.alignment,
+                    score: p.score,
+                })
                 .collect();
             d.points.push(Node::new(&i.label, &i.key, rows));
         }

@@ -16,7 +16,9 @@ fn err(dir: &Path, langs: &[&str], pivot: &str) -> String {
 }
 
 fn udhr() -> PathBuf {
-    let assets = std::env::var_os("MEXA_ASSETS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"));
+    let assets = std::env::var_os("MEXA_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"));
     let p = assets.join("corpora/udhr");
     assert!(p.is_dir(), "{} missing: run scripts/fetch-assets.py", p.display());
     p

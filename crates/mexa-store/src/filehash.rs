@@ -113,7 +113,11 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 pub fn hash_file(path: &Path) -> Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
     // O_NONBLOCK: opening a FIFO must not wait for a writer; it is then refused below.
-    let mut f = fs::File::options().read(true).custom_flags(0o4000).open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut f = fs::File::options()
+        .read(true)
+        .custom_flags(0o4000)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
     if !f.metadata()?.is_file() {
         bail!("{}: not a regular file (a FIFO, socket or device cannot be input)", path.display());
     }
@@ -150,7 +154,10 @@ mod tests {
         // A change of content (and so size and mtime) is noticed.
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(&file, b"weights v2!").unwrap();
-        assert_eq!(FileHasher::new(Some(cache)).hash_path(&file).unwrap(), blake3::hash(b"weights v2!").to_hex().to_string());
+        assert_eq!(
+            FileHasher::new(Some(cache)).hash_path(&file).unwrap(),
+            blake3::hash(b"weights v2!").to_hex().to_string()
+        );
     }
 
     #[test]
@@ -165,6 +172,10 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         fs::write(other.path().join("eng.txt"), "a\n").unwrap();
         fs::write(other.path().join("deu.txt"), "b\n").unwrap();
-        assert_eq!(h.hash_path(d.path()).unwrap(), h.hash_path(other.path()).unwrap(), "the hash does not depend on where the directory is");
+        assert_eq!(
+            h.hash_path(d.path()).unwrap(),
+            h.hash_path(other.path()).unwrap(),
+            "the hash does not depend on where the directory is"
+        );
     }
 }

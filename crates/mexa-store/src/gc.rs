@@ -49,7 +49,11 @@ impl Store {
         let dir = self.root().join("runs");
         fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.{}.lock", std::process::id(), now()));
-        let mut f = File::options().write(true).create_new(true).open(&path).with_context(|| format!("{}: cannot create", path.display()))?;
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot create", path.display()))?;
         f.lock().with_context(|| format!("locking {}", path.display()))?;
         writeln!(f, "{}", now())?;
         Ok(RunGuard { _file: f, path })

@@ -42,9 +42,11 @@ pub fn loader_files(dir: &Path) -> Result<Vec<String>> {
         }
         if !has("model.safetensors") && has("model.safetensors.index.json") {
             let index = dir.join("model.safetensors.index.json");
-            let v: Value = serde_json::from_slice(&fs::read(&index).with_context(|| format!("{}: cannot read", index.display()))?)
-                .with_context(|| format!("{}: invalid JSON", index.display()))?;
-            let map = v["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no `weight_map` object", index.display()))?;
+            let v: Value =
+                serde_json::from_slice(&fs::read(&index).with_context(|| format!("{}: cannot read", index.display()))?)
+                    .with_context(|| format!("{}: invalid JSON", index.display()))?;
+            let map =
+                v["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no `weight_map` object", index.display()))?;
             files.push("model.safetensors.index.json".to_string());
             for shard in map.values().filter_map(Value::as_str) {
                 if shard.contains('/') || shard.contains("..") {
@@ -87,8 +89,11 @@ pub fn hub_cache() -> PathBuf {
 pub fn parse_hub_id(s: &str) -> Option<(&str, &str, &str)> {
     let (id, rev) = s.split_once('@').unwrap_or((s, "main"));
     let (owner, name) = id.split_once('/')?;
-    let ok = |p: &str| !p.is_empty() && p != "." && p != ".." && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    let rev_ok = !rev.is_empty() && !rev.contains("..") && rev.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    let ok = |p: &str| {
+        !p.is_empty() && p != "." && p != ".." && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    let rev_ok =
+        !rev.is_empty() && !rev.contains("..") && rev.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
     (ok(owner) && ok(name) && rev_ok && !owner.starts_with('.')).then_some((owner, name, rev))
 }
 
@@ -104,8 +109,14 @@ pub fn resolve(spec: &str, base: &Path, hasher: &FileHasher) -> Result<ModelRef>
         return local(&path, hasher);
     }
     match parse_hub_id(spec) {
-        Some((owner, name, rev)) if !spec.starts_with('.') && !spec.starts_with('/') && !spec.starts_with('~') => from_hub(owner, name, rev, &hub_cache(), hasher)
-            .with_context(|| format!("model `{spec}` is not a path ({} does not exist), so it was looked up as a Hugging Face id", path.display())),
+        Some((owner, name, rev)) if !spec.starts_with('.') && !spec.starts_with('/') && !spec.starts_with('~') => {
+            from_hub(owner, name, rev, &hub_cache(), hasher).with_context(|| {
+                format!(
+                    "model `{spec}` is not a path ({} does not exist), so it was looked up as a Hugging Face id",
+                    path.display()
+                )
+            })
+        }
         _ => bail!("{}: cannot read: no such file or directory", path.display()),
     }
 }
@@ -123,7 +134,9 @@ fn local(path: &Path, hasher: &FileHasher) -> Result<ModelRef> {
     let mut keyed = BTreeMap::new();
     for f in files {
         let p = path.join(&f);
-        let h = hasher.hash_path(&p).with_context(|| format!("{}: listed by the model folder but not readable", p.display()))?;
+        let h = hasher
+            .hash_path(&p)
+            .with_context(|| format!("{}: listed by the model folder but not readable", p.display()))?;
         keyed.insert(f, Value::String(h));
     }
     Ok(ModelRef { path: path.to_path_buf(), key: json!({ "model_files": keyed }) })
@@ -141,7 +154,8 @@ pub fn from_hub(owner: &str, name: &str, rev: &str, cache: &Path, hasher: &FileH
     let refs = repo.join("refs").join(rev);
     let commit = if refs.is_file() {
         fs::read_to_string(&refs).with_context(|| format!("{}: cannot read", refs.display()))?.trim().to_string()
-    } else if rev.len() >= 7 && rev.chars().all(|c| c.is_ascii_hexdigit()) && repo.join("snapshots").join(rev).is_dir() {
+    } else if rev.len() >= 7 && rev.chars().all(|c| c.is_ascii_hexdigit()) && repo.join("snapshots").join(rev).is_dir()
+    {
         rev.to_string()
     } else {
         bail!("{}: no such ref, and `{rev}` is not a commit in {}", refs.display(), repo.join("snapshots").display());
@@ -162,11 +176,17 @@ pub fn from_hub(owner: &str, name: &str, rev: &str, cache: &Path, hasher: &FileH
             Ok(target) => {
                 let blob = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 if !repo.join("blobs").join(&blob).is_file() {
-                    bail!("{}: points to blob {blob}, which is missing from {} (incomplete download?)", p.display(), repo.join("blobs").display());
+                    bail!(
+                        "{}: points to blob {blob}, which is missing from {} (incomplete download?)",
+                        p.display(),
+                        repo.join("blobs").display()
+                    );
                 }
                 json!({ "blob": blob })
             }
-            Err(_) => json!({ "blake3": hasher.hash_path(&p).with_context(|| format!("{}: cannot read", p.display()))? }),
+            Err(_) => {
+                json!({ "blake3": hasher.hash_path(&p).with_context(|| format!("{}: cannot read", p.display()))? })
+            }
         };
         keyed.insert(f, id);
     }
@@ -199,7 +219,8 @@ mod tests {
         ];
         for (name, blob) in files {
             let content = if name.ends_with("index.json") {
-                r#"{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#.to_string()
+                r#"{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#
+                    .to_string()
             } else {
                 format!("content of {name}")
             };
@@ -220,10 +241,20 @@ mod tests {
         assert!(m.path.ends_with("snapshots/0123456789abcdef0123456789abcdef01234567"));
         let files = m.key["model_files"].as_object().unwrap();
         let names: Vec<&str> = files.keys().map(String::as_str).collect();
-        assert_eq!(names, ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json"]);
+        assert_eq!(
+            names,
+            [
+                "config.json",
+                "model-00001-of-00002.safetensors",
+                "model-00002-of-00002.safetensors",
+                "model.safetensors.index.json",
+                "tokenizer.json"
+            ]
+        );
         assert_eq!(files["model-00002-of-00002.safetensors"]["blob"], "eee5");
         // By commit hash too, and the same key.
-        let by_commit = from_hub("meta-llama", "Llama-3.1-8B", "0123456789abcdef0123456789abcdef01234567", d.path(), &h).unwrap();
+        let by_commit =
+            from_hub("meta-llama", "Llama-3.1-8B", "0123456789abcdef0123456789abcdef01234567", d.path(), &h).unwrap();
         assert_eq!(by_commit, m);
         // A missing blob (interrupted download) is an error naming the file.
         fs::remove_file(repo.join("blobs/ddd4")).unwrap();
@@ -237,7 +268,10 @@ mod tests {
         fake_cache(d.path());
         let h = FileHasher::new(None);
         let e = format!("{:#}", from_hub("Qwen", "Qwen2.5-1.5B", "main", d.path(), &h).unwrap_err());
-        assert!(e.contains("models--Qwen--Qwen2.5-1.5B") && e.contains("huggingface-cli download Qwen/Qwen2.5-1.5B"), "{e}");
+        assert!(
+            e.contains("models--Qwen--Qwen2.5-1.5B") && e.contains("huggingface-cli download Qwen/Qwen2.5-1.5B"),
+            "{e}"
+        );
         let e = format!("{:#}", from_hub("meta-llama", "Llama-3.1-8B", "v2", d.path(), &h).unwrap_err());
         assert!(e.contains("refs/v2"), "{e}");
     }
@@ -263,7 +297,11 @@ mod tests {
         let a = resolve("m", d.path(), &h).unwrap();
         fs::write(dir.join("original/big.pth"), "changed").unwrap();
         fs::write(dir.join("README.md"), "new").unwrap();
-        assert_eq!(resolve("m", d.path(), &h).unwrap().key, a.key, "files the loader does not read must not change the key");
+        assert_eq!(
+            resolve("m", d.path(), &h).unwrap().key,
+            a.key,
+            "files the loader does not read must not change the key"
+        );
         fs::write(dir.join("model.safetensors"), "w2").unwrap();
         assert_ne!(resolve("m", d.path(), &h).unwrap().key, a.key);
     }

@@ -70,7 +70,11 @@ impl Manifest {
 
     /// Keys of the shards a sharded node's index lists (recorded in `meta.shard_keys`).
     pub fn shard_keys(&self) -> Vec<&str> {
-        self.meta.get("shard_keys").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+        self.meta
+            .get("shard_keys")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -141,7 +145,10 @@ impl Store {
             // Everything mexa writes stays inside the store: a store folder that is a link
             // elsewhere (planted in a shared store) is refused.
             if fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
-                bail!("{}: a store folder is a symlink; refused (everything mexa writes must stay inside the store)", p.display());
+                bail!(
+                    "{}: a store folder is a symlink; refused (everything mexa writes must stay inside the store)",
+                    p.display()
+                );
             }
         }
         Ok(Self { root })
@@ -166,7 +173,8 @@ impl Store {
 
     pub fn manifest(&self, key: &str) -> Result<Manifest> {
         let p = self.object_dir(key).join("manifest.json");
-        let bytes = fs::read(&p).with_context(|| format!("artifact {key} is not in the store {}", self.root.display()))?;
+        let bytes =
+            fs::read(&p).with_context(|| format!("artifact {key} is not in the store {}", self.root.display()))?;
         serde_json::from_slice(&bytes).with_context(|| format!("{}: not a valid manifest", p.display()))
     }
 
@@ -254,8 +262,12 @@ impl Store {
         let prefix = dest.parent().unwrap();
         match fs::symlink_metadata(prefix) {
             Ok(m) if m.file_type().is_dir() => {}
-            Ok(_) => bail!("{}: not a folder (a symlink?); refused, nothing is written outside the store", prefix.display()),
-            Err(_) => fs::create_dir(prefix).or_else(|e| if prefix.is_dir() { Ok(()) } else { Err(e) }).with_context(|| format!("creating {}", prefix.display()))?,
+            Ok(_) => {
+                bail!("{}: not a folder (a symlink?); refused, nothing is written outside the store", prefix.display())
+            }
+            Err(_) => fs::create_dir(prefix)
+                .or_else(|e| if prefix.is_dir() { Ok(()) } else { Err(e) })
+                .with_context(|| format!("creating {}", prefix.display()))?,
         }
         if self.contains(key) {
             fs::remove_dir_all(tmp).ok();
@@ -462,7 +474,9 @@ impl Store {
             if self.contains(&key) {
                 let (a, b) = (self.manifest(&key)?, other.manifest(&key)?);
                 if a.file_hash != b.file_hash {
-                    tracing::warn!("{key}: both stores have it with different bytes (a non-deterministic stage?); keeping ours");
+                    tracing::warn!(
+                        "{key}: both stores have it with different bytes (a non-deterministic stage?); keeping ours"
+                    );
                 }
                 present += 1;
                 continue;
@@ -549,7 +563,8 @@ fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let h = blake3::hash(format!("{nanos}.{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)).as_bytes()).to_hex();
+    let h = blake3::hash(format!("{nanos}.{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)).as_bytes())
+        .to_hex();
     h[..16].to_string()
 }
 
@@ -574,7 +589,11 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
 /// Writes a new file; fails if anything (a file or a symlink) already has that name.
 fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut f = File::options().write(true).create_new(true).open(path).with_context(|| format!("{}: cannot create", path.display()))?;
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
@@ -587,7 +606,11 @@ mod libc_flags {
 }
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    let f = File::options().write(true).create_new(true).open(path).with_context(|| format!("{}: cannot create", path.display()))?;
+    let f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
     serde_json::to_writer_pretty(&f, v)?;
     f.sync_all()?;
     Ok(())
@@ -707,7 +730,8 @@ mod hardening {
     fn write(s: &Store, p: i64, meta: Value) -> Manifest {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![p, p + 1]))]).unwrap();
-        let spec = KeySpec { stage: "t".into(), version: 1, params: serde_json::json!({"p": p}), inputs: BTreeMap::new() };
+        let spec =
+            KeySpec { stage: "t".into(), version: 1, params: serde_json::json!({"p": p}), inputs: BTreeMap::new() };
         s.write(spec, "t", schema, &[b], 0.0, meta).unwrap()
     }
 
@@ -770,7 +794,8 @@ mod hardening {
 
     #[test]
     fn import_rejects_symlinked_files_of_a_shared_store() {
-        let (a, b, outside) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b, outside) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (sa, sb) = (Store::open(a.path()).unwrap(), Store::open(b.path()).unwrap());
         let m = write(&sa, 1, Value::Null);
         // The data file replaced by a link to a file elsewhere with the same bytes.

@@ -33,9 +33,8 @@ pub fn read_parquet_bytes(bytes: Vec<u8>, path: &Path) -> Result<(SchemaRef, Vec
         .with_context(|| format!("reading Parquet footer of {}", path.display()))?;
     let schema = builder.schema().clone();
     let reader = builder.with_batch_size(8192).build()?;
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .with_context(|| format!("decoding {}", path.display()))?;
+    let batches =
+        reader.collect::<std::result::Result<Vec<_>, _>>().with_context(|| format!("decoding {}", path.display()))?;
     Ok((schema, batches))
 }
 
@@ -51,12 +50,7 @@ pub struct TableSummary;
 impl TableSummary {
     /// `name: type` per field, one per line.
     pub fn schema(schema: &SchemaRef) -> String {
-        schema
-            .fields()
-            .iter()
-            .map(|f| format!("{}: {}", f.name(), f.data_type()))
-            .collect::<Vec<_>>()
-            .join("\n")
+        schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>().join("\n")
     }
 
     /// The first `n` rows as an aligned text table; long cells are cut to `width` characters.
@@ -101,9 +95,8 @@ pub fn terminal_width() -> usize {
 /// columns, each repeating the first column so rows stay identifiable.
 pub fn format_rows_fit(rows: &[Vec<String>], width: usize) -> String {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
     if widths.iter().map(|w| w + 2).sum::<usize>() <= width + 2 || cols < 3 {
         return format_rows(rows);
     }
@@ -121,7 +114,14 @@ pub fn format_rows_fit(rows: &[Vec<String>], width: usize) -> String {
     }
     blocks
         .iter()
-        .map(|b| format_rows(&rows.iter().map(|r| b.iter().map(|&c| r.get(c).cloned().unwrap_or_default()).collect()).collect::<Vec<_>>()))
+        .map(|b| {
+            format_rows(
+                &rows
+                    .iter()
+                    .map(|r| b.iter().map(|&c| r.get(c).cloned().unwrap_or_default()).collect())
+                    .collect::<Vec<_>>(),
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -129,7 +129,9 @@ pub fn format_rows_fit(rows: &[Vec<String>], width: usize) -> String {
 /// Floats with more than four decimals are shown with four (for people; CSV/JSON keep all).
 fn display_number(s: String) -> String {
     match (s.split_once('.'), s.parse::<f64>()) {
-        (Some((_, frac)), Ok(v)) if frac.len() > 4 && !frac.contains(['e', 'E']) && v.abs() >= 1e-3 => format!("{v:.4}"),
+        (Some((_, frac)), Ok(v)) if frac.len() > 4 && !frac.contains(['e', 'E']) && v.abs() >= 1e-3 => {
+            format!("{v:.4}")
+        }
         (_, Ok(v)) if s.contains(['e', 'E']) || (v != 0.0 && v.abs() < 1e-3) => format!("{v:.2e}"),
         _ => s,
     }
@@ -138,16 +140,11 @@ fn display_number(s: String) -> String {
 /// Left-aligned columns separated by two spaces.
 pub fn format_rows(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> =
+        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(c, s)| format!("{s:<w$}", w = widths[c]))
-            .collect();
+        let line: Vec<String> = r.iter().enumerate().map(|(c, s)| format!("{s:<w$}", w = widths[c])).collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -210,7 +207,12 @@ pub fn to_json_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<s
                     D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64 => {
                         cell.parse::<i64>().map(serde_json::Value::from).unwrap_or(serde_json::Value::Null)
                     }
-                    D::Float32 | D::Float64 => cell.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f)).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+                    D::Float32 | D::Float64 => cell
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(serde_json::Value::Number)
+                        .unwrap_or(serde_json::Value::Null),
                     D::Boolean => serde_json::Value::Bool(cell == "true"),
                     _ => serde_json::Value::String(cell.clone()),
                 };
@@ -245,7 +247,7 @@ mod tests {
         let vals = vec![0.44736842105263147, 1.0 / 3.0, 1e-300, -2.5];
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, false)]));
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Float64Array::from(vals.clone()))]).unwrap();
-        let json = to_json_rows(&schema, &[b.clone()]).unwrap();
+        let json = to_json_rows(&schema, std::slice::from_ref(&b)).unwrap();
         let back: Vec<f64> = json.iter().map(|r| r["x"].as_f64().unwrap()).collect();
         assert_eq!(back, vals);
         let csv = to_csv(&schema, &[b]).unwrap();

@@ -18,10 +18,13 @@ pub fn lines_table(lines: Vec<String>) -> Table {
 }
 
 pub fn lines_of(t: &Table) -> Vec<String> {
-    t.batches.iter().flat_map(|b| {
-        let c = string_col(b, "line").unwrap();
-        (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
-    }).collect()
+    t.batches
+        .iter()
+        .flat_map(|b| {
+            let c = string_col(b, "line").unwrap();
+            (0..c.len()).map(|i| c.value(i).to_string()).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Appends "<pid> <key>" to $MEXA_TEST_LOG: who computed what. Several processes append to
@@ -38,13 +41,24 @@ fn log_compute(key: &str) {
 /// `source`: `copies` copies of `text`, one per line.
 pub struct Source;
 impl Stage for Source {
-    fn kind(&self) -> &'static str { "source" }
-    fn version(&self) -> u32 { 1 }
-    fn doc(&self) -> &'static str { "test: emits text" }
-    fn params(&self) -> Vec<ParamSpec> {
-        vec![ParamSpec::required("text", ParamType::Str, "text"), ParamSpec::optional("copies", ParamType::Int, "1", "copies")]
+    fn kind(&self) -> &'static str {
+        "source"
     }
-    fn inputs(&self) -> Vec<InputSpec> { vec![] }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "test: emits text"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::required("text", ParamType::Str, "text"),
+            ParamSpec::optional("copies", ParamType::Int, "1", "copies"),
+        ]
+    }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![]
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         log_compute(ctx.key);
         Ok(lines_table(vec![ctx.str("text")?.to_string(); ctx.usize("copies")?]).into())
@@ -55,9 +69,15 @@ impl Stage for Source {
 /// number; sleeps `sleep_ms` per shard; fails when `fail` is true.
 pub struct Shout(pub u32);
 impl Stage for Shout {
-    fn kind(&self) -> &'static str { "shout" }
-    fn version(&self) -> u32 { self.0 }
-    fn doc(&self) -> &'static str { "test: sharded transform" }
+    fn kind(&self) -> &'static str {
+        "shout"
+    }
+    fn version(&self) -> u32 {
+        self.0
+    }
+    fn doc(&self) -> &'static str {
+        "test: sharded transform"
+    }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
             ParamSpec::optional("shards", ParamType::Int, "1", "shards"),
@@ -67,7 +87,9 @@ impl Stage for Shout {
             ParamSpec::optional("suffix", ParamType::Str, "\"\"", "appended"),
         ]
     }
-    fn inputs(&self) -> Vec<InputSpec> { vec![InputSpec::one("src", "lines")] }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![InputSpec::one("src", "lines")]
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         if ctx.bool("fail")? {
             bail!("asked to fail");
@@ -98,11 +120,21 @@ impl Stage for Shout {
 /// `collect`: gathers every matching input and concatenates them.
 pub struct Collect;
 impl Stage for Collect {
-    fn kind(&self) -> &'static str { "collect" }
-    fn version(&self) -> u32 { 1 }
-    fn doc(&self) -> &'static str { "test: gather" }
-    fn params(&self) -> Vec<ParamSpec> { vec![] }
-    fn inputs(&self) -> Vec<InputSpec> { vec![InputSpec::gather("parts", "parts")] }
+    fn kind(&self) -> &'static str {
+        "collect"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "test: gather"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![]
+    }
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![InputSpec::gather("parts", "parts")]
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         log_compute(ctx.key);
         let mut all = Vec::new();
