@@ -68,7 +68,9 @@ impl Stage for Noop {
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        let v = ctx.i64("a")? * 1_000_000 + ctx.i64("b")? * 1000 + ctx.i64("c")?;
+        let p: serde_json::Map<String, serde_json::Value> = ctx.typed()?;
+        let n = |k: &str| p.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+        let v = n("a") * 1_000_000 + n("b") * 1000 + n("c");
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![v]))])?;
         Ok(Table::new(schema, vec![b]).into())
     }

@@ -23,4 +23,6 @@ pub use plan::{plan, Plan, PlanNode, Reason, Status};
 pub use run::{execute_node, run, NodeOutcome, NodeSpec, ProgressMode, RunOptions, RunSummary};
 pub use slurm::{run_slurm, SlurmOptions};
 pub use spec::{load, parse, PipelineSpec};
-pub use stage::{shards_of, Ctx, InputRef, InputSpec, Output, ParamSpec, ParamType, Progress, Registry, Stage, Table};
+pub use stage::{
+    check, shards_of, Ctx, InputRef, InputSpec, Output, ParamSpec, ParamType, Progress, Registry, Stage, Table,
+};

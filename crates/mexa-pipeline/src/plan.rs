@@ -295,6 +295,13 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                     key_params.insert(ps.name.to_string(), key_v);
                 }
             }
+            if ok {
+                let params = Value::Object(run_params.clone());
+                if let Err(e) = imp.check_params(&params) {
+                    errs.push(SpecError::new(st.pos.clone(), format!("stage `{}` ({}): {e}", st.name, st.kind)));
+                    ok = false;
+                }
+            }
             // Inputs.
             let mut deps = BTreeMap::new();
             let mut input_keys = BTreeMap::new();

@@ -171,7 +171,18 @@ pub trait Stage: Send + Sync {
     fn doc(&self) -> &'static str;
     fn params(&self) -> Vec<ParamSpec>;
     fn inputs(&self) -> Vec<InputSpec>;
+    /// Checks a node's parameters (defaults filled in) against the stage's typed parameter
+    /// struct; planning reports a failure at the stage, before anything runs. Stages with a
+    /// typed struct implement it as `check::<TheirParams>(params)`.
+    fn check_params(&self, _params: &Value) -> Result<()> {
+        Ok(())
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output>;
+}
+
+/// Deserializes parameters into a stage's typed struct (for [`Stage::check_params`]).
+pub fn check<P: serde::de::DeserializeOwned>(params: &Value) -> Result<()> {
+    serde_json::from_value::<P>(params.clone()).map(|_| ()).map_err(|e| anyhow!("{e}"))
 }
 
 /// The stages a runner knows, by kind.
@@ -234,33 +245,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn param(&self, name: &str) -> Result<&Value> {
-        self.params.get(name).ok_or_else(|| anyhow!("{}: parameter `{name}` is missing", self.label))
+    /// The node's parameters as the stage's typed struct (defaults filled in at plan time,
+    /// where [`Stage::check_params`] already checked them).
+    pub fn typed<P: serde::de::DeserializeOwned>(&self) -> Result<P> {
+        serde_json::from_value(self.params.clone()).map_err(|e| anyhow!("{}: parameters: {e}", self.label))
     }
-    pub fn str(&self, name: &str) -> Result<&str> {
-        self.param(name)?.as_str().ok_or_else(|| anyhow!("{}: parameter `{name}` is not a string", self.label))
-    }
-    pub fn opt_str(&self, name: &str) -> Option<&str> {
-        self.params.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
-    }
-    pub fn usize(&self, name: &str) -> Result<usize> {
-        self.param(name)?.as_u64().map(|v| v as usize).ok_or_else(|| anyhow!("{}: `{name}` is not a count", self.label))
-    }
-    pub fn i64(&self, name: &str) -> Result<i64> {
-        self.param(name)?.as_i64().ok_or_else(|| anyhow!("{}: `{name}` is not an integer", self.label))
-    }
-    pub fn f64(&self, name: &str) -> Result<f64> {
-        self.param(name)?.as_f64().ok_or_else(|| anyhow!("{}: `{name}` is not a number", self.label))
-    }
-    pub fn bool(&self, name: &str) -> Result<bool> {
-        self.param(name)?.as_bool().ok_or_else(|| anyhow!("{}: `{name}` is not a boolean", self.label))
-    }
-    pub fn strs(&self, name: &str) -> Result<Vec<String>> {
-        let v = self.param(name)?;
-        let a = v.as_array().ok_or_else(|| anyhow!("{}: `{name}` is not a list", self.label))?;
-        Ok(a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-    }
-
     /// The single artifact feeding slot `name`.
     pub fn input(&self, name: &str) -> Result<&InputRef> {
         match self.inputs.get(name).map(Vec::as_slice) {

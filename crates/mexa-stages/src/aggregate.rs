@@ -11,6 +11,14 @@ use std::collections::BTreeMap;
 
 pub struct Aggregate;
 
+/// `aggregate`'s parameters (declared for pipelines in `params()`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    metric: String,
+    layers: Vec<usize>,
+}
+
 impl Stage for Aggregate {
     fn kind(&self) -> &'static str {
         "aggregate"
@@ -35,16 +43,21 @@ impl Stage for Aggregate {
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::one("alignment", "an align table")]
     }
+    fn check_params(&self, params: &serde_json::Value) -> Result<()> {
+        mexa_pipeline::check::<Params>(params)
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let p: Params = ctx.typed()?;
         let rows = read_alignment(&ctx.read(ctx.input("alignment")?)?)?;
-        let metric = ctx.str("metric")?;
-        let mi = METRICS.iter().position(|m| *m == metric).unwrap();
-        let range =
-            match ctx.params["layers"].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).collect::<Vec<_>>()) {
-                Some(v) if v.is_empty() => None,
-                Some(v) if v.len() == 2 && v[0] <= v[1] => Some((v[0] as usize, v[1] as usize)),
-                _ => bail!("`layers` must be empty or [first, last] with first ≤ last"),
-            };
+        let mi = METRICS
+            .iter()
+            .position(|m| *m == p.metric)
+            .ok_or_else(|| anyhow::anyhow!("unknown metric `{}`", p.metric))?;
+        let range = match p.layers.as_slice() {
+            [] => None,
+            &[a, b] if a <= b => Some((a, b)),
+            _ => bail!("`layers` must be empty or [first, last] with first ≤ last"),
+        };
         let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
         for r in rows {
             curves.entry((r.language, r.pooling)).or_default().push((r.layer, r.scores[mi]));
@@ -79,7 +92,7 @@ impl Stage for Aggregate {
             vec![
                 utf8_col(lang),
                 utf8_col(pool),
-                utf8_col(vec![metric.to_string(); n]),
+                utf8_col(vec![p.metric.clone(); n]),
                 f64_col(mean),
                 f64_col(max),
                 i32_col(best),

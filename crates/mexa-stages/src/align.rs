@@ -11,6 +11,14 @@ use rayon::prelude::*;
 
 pub struct Align;
 
+/// `align`'s parameters (declared for pipelines in `params()`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    poolings: Vec<String>,
+    margin_k: usize,
+}
+
 /// Score columns of an alignment table, in order.
 pub const METRICS: &[&str] = &["mexa", "p1_pivot_to_lang", "p1_lang_to_pivot", "mean_cosine", "margin_acc"];
 
@@ -78,13 +86,17 @@ impl Stage for Align {
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::one("embeddings", "an embed artifact")]
     }
+    fn check_params(&self, params: &serde_json::Value) -> Result<()> {
+        mexa_pipeline::check::<Params>(params)
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let p: Params = ctx.typed()?;
         let input = ctx.input("embeddings")?;
         let meta = ctx.store.manifest(&input.key)?.meta;
         let pivot = meta["pivot"].as_str().ok_or_else(|| anyhow!("{}: no pivot recorded", input.label))?.to_string();
         let shards = ctx.shards_of(input)?;
-        let k = ctx.usize("margin_k")?.max(1);
-        let wanted = ctx.strs("poolings")?;
+        let k = p.margin_k.max(1);
+        let wanted = p.poolings;
         let pivot_key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
         let pivot_emb = read_embeddings(&ctx.read_key(pivot_key)?)?;
         let mut poolings: Vec<String> =

@@ -5,18 +5,35 @@
 //! choice after a space with its first letter lower-cased; `acc` is the argmax of the summed
 //! log-probabilities, `acc_norm` of the sums divided by the choices' lengths in characters.
 //! Languages are reported with FLORES-200 codes, so they join the corpus's languages exactly.
-use crate::embed::load_model;
+use crate::embed::{load_model, load_options};
 use crate::util::{f64_col, i32_col, schema, utf8_col};
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use mexa_metrics::probe::wilson;
 use mexa_model::score::{encode_request, score, ScoreOptions};
-use mexa_model::{parse_device, parse_dtype, BosPolicy, LoadOptions};
 use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
 use std::path::{Path, PathBuf};
 
 pub struct Choice;
+
+/// `choice`'s parameters (declared for pipelines in `params()`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    model: String,
+    tokenizer: Option<String>,
+    dtype: String,
+    device: String,
+    bos: String,
+    batch_tokens: usize,
+    data: String,
+    task: String,
+    split: String,
+    languages: Vec<String>,
+    limit: usize,
+    num_fewshot: usize,
+}
 
 /// XCOPA's languages: its code, the FLORES-200 code, and lm-eval's connectors (cause, effect).
 pub const XCOPA: &[(&str, &str, &str, &str)] = &[
@@ -150,11 +167,15 @@ impl Stage for Choice {
     fn inputs(&self) -> Vec<InputSpec> {
         vec![]
     }
+    fn check_params(&self, params: &serde_json::Value) -> Result<()> {
+        mexa_pipeline::check::<Params>(params)
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
-        let data = PathBuf::from(ctx.str("data")?);
-        let split = ctx.str("split")?;
-        let (limit, shots) = (ctx.usize("limit")?, ctx.usize("num_fewshot")?);
-        let wanted = ctx.strs("languages")?;
+        let p: Params = ctx.typed()?;
+        let data = PathBuf::from(&p.data);
+        let split = p.split.as_str();
+        let (limit, shots) = (p.limit, p.num_fewshot);
+        let wanted = &p.languages;
         let langs: Vec<_> = if wanted.is_empty() {
             XCOPA.to_vec()
         } else {
@@ -170,15 +191,15 @@ impl Stage for Choice {
                 })
                 .collect::<Result<_>>()?
         };
-        let opts = LoadOptions {
-            kind: parse_dtype(ctx.str("dtype")?)?,
-            device: parse_device(ctx.str("device")?)?,
-            tokenizer: ctx.opt_str("tokenizer").map(PathBuf::from),
-            bos: ctx.str("bos")?.parse::<BosPolicy>()?,
-            lm_head: true,
+        let mp = crate::embed::ModelParams {
+            tokenizer: p.tokenizer.as_deref(),
+            dtype: &p.dtype,
+            device: &p.device,
+            bos: &p.bos,
         };
-        let model_path = ctx.str("model")?;
-        let score_opts = ScoreOptions { max_tokens: ctx.usize("batch_tokens")?.max(1), packed: true };
+        let opts = load_options(&mp, true)?;
+        let model_path = p.model.as_str();
+        let score_opts = ScoreOptions { max_tokens: p.batch_tokens.max(1), packed: true };
         let mut shards = Vec::new();
         for &(code, flores, cause, effect) in &langs {
             let mut items = read_xcopa(&data, code, split)?;
@@ -230,7 +251,7 @@ impl Stage for Choice {
                     vec![
                         utf8_col(vec![flores.to_string()]),
                         utf8_col(vec![code.to_string()]),
-                        utf8_col(vec![ctx.str("task")?.to_string()]),
+                        utf8_col(vec![p.task.clone()]),
                         i32_col(vec![n as i32]),
                         f64_col(vec![right as f64 / n as f64]),
                         f64_col(vec![right_norm as f64 / n as f64]),
@@ -247,7 +268,7 @@ impl Stage for Choice {
         }
         Ctx::shard_index(
             &shards,
-            serde_json::json!({"task": ctx.str("task")?, "split": split, "num_fewshot": shots, "chance": 0.5}),
+            serde_json::json!({"task": p.task, "split": split, "num_fewshot": shots, "chance": 0.5}),
         )
     }
 }

@@ -11,6 +11,17 @@ use std::sync::Arc;
 
 pub struct LoadCorpus;
 
+/// `load_corpus`'s parameters (declared for pipelines in `params()`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    path: String,
+    languages: Vec<String>,
+    pivot: String,
+    limit: i64,
+    split: String,
+}
+
 /// Extensions of per-language files; FLORES-200 uses `.dev` and `.devtest`.
 const EXTS: &[&str] = &["txt", "dev", "devtest"];
 
@@ -379,14 +390,16 @@ impl Stage for LoadCorpus {
     fn inputs(&self) -> Vec<InputSpec> {
         vec![]
     }
+    fn check_params(&self, params: &serde_json::Value) -> Result<()> {
+        mexa_pipeline::check::<Params>(params)
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
-        let path = PathBuf::from(ctx.str("path")?);
-        let limit = ctx.i64("limit")?;
-        if limit < 0 {
+        let p: Params = ctx.typed()?;
+        let path = PathBuf::from(&p.path);
+        if p.limit < 0 {
             bail!("`limit` must be 0 or more");
         }
-        let pivot = ctx.str("pivot")?;
-        let langs = load(&path, ctx.str("split")?, &ctx.strs("languages")?, pivot, limit as usize)?;
+        let langs = load(&path, &p.split, &p.languages, &p.pivot, p.limit as usize)?;
         let table = if path.is_dir() { udhr_table(&path) } else { BTreeMap::new() };
         let (mut lang, mut iso, mut id, mut text) = (vec![], vec![], vec![], vec![]);
         for l in &langs {
@@ -407,7 +420,7 @@ impl Stage for LoadCorpus {
         let cols: Vec<ArrayRef> = vec![utf8_col(lang), utf8_col(iso), Arc::new(Int32Array::from(id)), utf8_col(text)];
         let batch = RecordBatch::try_new(sch.clone(), cols)?;
         let meta = serde_json::json!({
-            "pivot": pivot,
+            "pivot": p.pivot,
             "languages": langs.iter().map(|l| &l.code).collect::<Vec<_>>(),
             "sentences": langs.first().map(|l| l.lines.len()).unwrap_or(0),
         });

@@ -19,6 +19,35 @@ use std::path::Path;
 pub struct JoinTasks;
 pub struct Correlate;
 
+/// `join_tasks`'s parameters (declared for pipelines in `params()`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinParams {
+    tasks: Option<String>,
+    column: String,
+    task: String,
+    pivot_score: f64,
+    probe_layer: String,
+}
+
+impl JoinParams {
+    fn column(&self) -> Option<&str> {
+        Some(self.column.as_str()).filter(|s| !s.is_empty())
+    }
+    fn task(&self) -> Option<&str> {
+        Some(self.task.as_str()).filter(|s| !s.is_empty())
+    }
+}
+
+/// `correlate`'s parameters (declared for pipelines in `params()`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrelateParams {
+    bootstrap: usize,
+    level: f64,
+    seed: u64,
+}
+
 fn points_table(points: &[(Point, f64)]) -> Result<Table> {
     let sch = schema(&[
         ("language", DataType::Utf8),
@@ -85,11 +114,11 @@ fn stage_name(ctx: &Ctx, input: &mexa_pipeline::InputRef, fallback: &str) -> Res
 /// A model's own accuracies as task scores: a probe's (a `layer` column), pooled over layers
 /// or at one layer (task `<probe stage>@<layer choice>`), or a `choice` node's (task
 /// `<choice stage>`, or `<choice stage>@acc_norm` with `column: acc_norm`).
-fn measured_scores(ctx: &Ctx, input: &mexa_pipeline::InputRef) -> Result<mexa_analysis::DataFrame> {
+fn measured_scores(ctx: &Ctx, p: &JoinParams, input: &mexa_pipeline::InputRef) -> Result<mexa_analysis::DataFrame> {
     let t = ctx.read(input)?;
     let is_probe = t.schema.field_with_name("layer").is_ok();
     if !is_probe {
-        let norm = match ctx.opt_str("column") {
+        let norm = match p.column() {
             None | Some("acc") => false,
             Some("acc_norm") => true,
             Some(other) => bail!("`column` is `{other}`; a choice node's accuracy is `acc` or `acc_norm`"),
@@ -120,7 +149,7 @@ fn measured_scores(ctx: &Ctx, input: &mexa_pipeline::InputRef) -> Result<mexa_an
     if by_lang.is_empty() {
         bail!("{}: an empty probe table", input.label);
     }
-    let choice = ctx.str("probe_layer")?;
+    let choice = p.probe_layer.as_str();
     let pick = |v: &[(i32, f64)]| -> Result<f64> {
         Ok(match choice {
             "mean" => v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64,
@@ -183,7 +212,11 @@ impl Stage for JoinTasks {
             .optional(),
         ]
     }
+    fn check_params(&self, params: &serde_json::Value) -> Result<()> {
+        mexa_pipeline::check::<JoinParams>(params)
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let p: JoinParams = ctx.typed()?;
         let (pivot, iso) = read_corpus_iso(&ctx.read(ctx.input("corpus")?)?)?;
         let agg = ctx.read(ctx.input("scores")?)?;
         let mut scores = Vec::new();
@@ -202,11 +235,11 @@ impl Stage for JoinTasks {
             }
         }
         let measured = ctx.gathered("accuracy").first().cloned();
-        let (tasks, source) = match (ctx.opt_str("tasks").filter(|s| !s.is_empty()), measured) {
+        let (tasks, source) = match (p.tasks.as_deref().filter(|s| !s.is_empty()), measured) {
             (Some(_), Some(_)) => bail!("give either the `tasks` file or the `accuracy` input, not both"),
             (None, None) => bail!("no task results: set `tasks` to a results file, or connect a probe or choice node to the `accuracy` input"),
-            (Some(p), None) => (read_task_scores(Path::new(p), ctx.opt_str("column"), ctx.opt_str("task"))?, p.to_string()),
-            (None, Some(input)) => (measured_scores(ctx, &input)?, input.label.clone()),
+            (Some(f), None) => (read_task_scores(Path::new(f), p.column(), p.task())?, f.to_string()),
+            (None, Some(input)) => (measured_scores(ctx, &p, &input)?, input.label.clone()),
         };
         let path = Path::new(&source);
         let (points, unmatched) = join_points(&scores, &tasks)?;
@@ -219,7 +252,7 @@ impl Stage for JoinTasks {
             );
         }
         // The pivot's own task score, per task.
-        let given = ctx.f64("pivot_score")?;
+        let given = p.pivot_score;
         let pivot_rows = join_points(
             &[ScoreRow {
                 language: pivot.clone(),
@@ -272,9 +305,13 @@ impl Stage for Correlate {
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::one("points", "a join_tasks table")]
     }
+    fn check_params(&self, params: &serde_json::Value) -> Result<()> {
+        mexa_pipeline::check::<CorrelateParams>(params)
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let p: CorrelateParams = ctx.typed()?;
         let points = read_points(&ctx.read(ctx.input("points")?)?)?;
-        let (b, level, seed) = (ctx.usize("bootstrap")?, ctx.f64("level")?, ctx.i64("seed")? as u64);
+        let (b, level, seed) = (p.bootstrap, p.level, p.seed);
         if !(0.0..1.0).contains(&level) {
             bail!("`level` must be between 0 and 1");
         }

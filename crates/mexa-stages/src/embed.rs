@@ -13,6 +13,45 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub struct Embed;
 
+/// The parameters every model-running stage has (embed, choice).
+pub(crate) struct ModelParams<'a> {
+    pub tokenizer: Option<&'a str>,
+    pub dtype: &'a str,
+    pub device: &'a str,
+    pub bos: &'a str,
+}
+
+/// Load options from a model-running stage's parameters, parsed once.
+pub(crate) fn load_options(p: &ModelParams, lm_head: bool) -> Result<LoadOptions> {
+    Ok(LoadOptions {
+        kind: parse_dtype(p.dtype)?,
+        device: parse_device(p.device)?,
+        tokenizer: p.tokenizer.filter(|t| !t.is_empty()).map(PathBuf::from),
+        bos: p.bos.parse::<BosPolicy>()?,
+        lm_head,
+    })
+}
+
+/// `embed`'s parameters (declared for pipelines in `params()`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    model: String,
+    tokenizer: Option<String>,
+    dtype: String,
+    device: String,
+    bos: String,
+    batch_tokens: usize,
+    batch_sentences: usize,
+    poolings: Vec<String>,
+}
+
+impl Params {
+    fn model_params(&self) -> ModelParams<'_> {
+        ModelParams { tokenizer: self.tokenizer.as_deref(), dtype: &self.dtype, device: &self.device, bos: &self.bos }
+    }
+}
+
 /// Models stay loaded for the life of the process, shared by every node that names them.
 fn model_cache() -> &'static Mutex<HashMap<String, Arc<Mutex<Model>>>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<Mutex<Model>>>>> = OnceLock::new();
@@ -169,25 +208,20 @@ impl Stage for Embed {
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::one("corpus", "a load_corpus table")]
     }
+    fn check_params(&self, params: &serde_json::Value) -> Result<()> {
+        mexa_pipeline::check::<Params>(params)
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let p: Params = ctx.typed()?;
         let corpus = ctx.read(ctx.input("corpus")?)?;
         let (order, texts) = read_corpus(&corpus)?;
-        let poolings: Vec<Pooling> = ctx.strs("poolings")?.iter().map(|s| Pooling::parse(s)).collect::<Result<_>>()?;
+        let poolings: Vec<Pooling> = p.poolings.iter().map(|s| Pooling::parse(s)).collect::<Result<_>>()?;
         if poolings.is_empty() {
             bail!("`poolings` is empty");
         }
-        let opts = LoadOptions {
-            kind: parse_dtype(ctx.str("dtype")?)?,
-            device: parse_device(ctx.str("device")?)?,
-            tokenizer: ctx.opt_str("tokenizer").map(PathBuf::from),
-            bos: ctx.str("bos")?.parse::<BosPolicy>()?,
-            lm_head: false,
-        };
-        let model_path = ctx.str("model")?;
-        let batch = BatchOptions {
-            max_tokens: ctx.usize("batch_tokens")?.max(1),
-            max_sentences: ctx.usize("batch_sentences")?.max(1),
-        };
+        let opts = load_options(&p.model_params(), false)?;
+        let model_path = p.model.as_str();
+        let batch = BatchOptions { max_tokens: p.batch_tokens.max(1), max_sentences: p.batch_sentences.max(1) };
         let total: usize = texts.values().map(Vec::len).sum();
         ctx.progress.set_length(total as u64);
         let mut shards = Vec::new();

@@ -29,3 +29,41 @@ pub fn registry() -> Registry {
         .add(report::Report);
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use mexa_pipeline::ParamType;
+    use serde_json::{json, Value};
+
+    /// Every stage's declared parameters (names, defaults) are exactly the fields of its typed
+    /// struct: the defaults deserialize, a required parameter left out fails, an undeclared
+    /// one is refused.
+    #[test]
+    fn declared_parameters_match_each_stage_s_typed_struct() {
+        for stage in super::registry().iter() {
+            let mut params = serde_json::Map::new();
+            for p in stage.params() {
+                let v = p.default_value().unwrap_or_else(|| match p.ty {
+                    ParamType::Int => json!(1),
+                    ParamType::Float => json!(1.0),
+                    ParamType::Bool => json!(true),
+                    ParamType::StrList | ParamType::EnumList(_) => json!([]),
+                    ParamType::IntList => json!([]),
+                    _ => json!("x"),
+                });
+                params.insert(p.name.to_string(), v);
+            }
+            let kind = stage.kind();
+            stage.check_params(&Value::Object(params.clone())).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let mut extra = params.clone();
+            extra.insert("not_declared".into(), json!(1));
+            assert!(stage.check_params(&Value::Object(extra)).is_err(), "{kind}: an undeclared parameter passed");
+            if let Some(first) = params.keys().next().cloned() {
+                let mut less = params.clone();
+                less.remove(&first);
+                let opt = stage.params().iter().any(|p| p.name == first && matches!(p.ty, ParamType::OptPath));
+                assert!(opt || stage.check_params(&Value::Object(less)).is_err(), "{kind}: `{first}` missing passed");
+            }
+        }
+    }
+}

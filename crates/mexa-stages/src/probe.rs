@@ -18,6 +18,20 @@ use std::path::Path;
 
 pub struct ProbeStage;
 
+/// `probe`'s parameters (declared for pipelines in `params()`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    labels: String,
+    train_split: String,
+    test_split: String,
+    label_column: String,
+    pooling: String,
+    steps: usize,
+    learning_rate: f64,
+    l2: f64,
+}
+
 /// The label column of `<dir>/<language>/<split>.tsv`, in file order.
 pub fn read_labels(dir: &Path, language: &str, split: &str, column: &str) -> Result<Vec<String>> {
     let path = dir.join(language).join(format!("{split}.tsv"));
@@ -91,14 +105,18 @@ impl Stage for ProbeStage {
             InputSpec::one("test", "embeddings of the test split, every language"),
         ]
     }
+    fn check_params(&self, params: &serde_json::Value) -> Result<()> {
+        mexa_pipeline::check::<Params>(params)
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
-        let dir = Path::new(ctx.str("labels")?);
-        let (column, pooling) = (ctx.str("label_column")?, ctx.str("pooling")?);
+        let p: Params = ctx.typed()?;
+        let dir = Path::new(&p.labels);
+        let (column, pooling) = (p.label_column.as_str(), p.pooling.as_str());
         let (train_in, test_in) = (ctx.input("train")?, ctx.input("test")?);
         let (train_lang, train_layers) = pivot_layers(ctx, train_in, pooling)?;
         let (test_pivot, _) = pivot_layers(ctx, test_in, pooling)?;
         // Labels in corpus order, cut to the sentences embedded (load_corpus's `limit`).
-        let mut train_labels = read_labels(dir, &train_lang, ctx.str("train_split")?, column)?;
+        let mut train_labels = read_labels(dir, &train_lang, &p.train_split, column)?;
         let n_train = train_layers.first().map(|m| m.rows).unwrap_or(0);
         if train_labels.len() < n_train {
             bail!(
@@ -116,8 +134,7 @@ impl Stage for ProbeStage {
         }
         let index: HashMap<&str, usize> = classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
         let y: Vec<usize> = train_labels.iter().map(|l| index[l.as_str()]).collect();
-        let opts =
-            ProbeOptions { steps: ctx.usize("steps")?, learning_rate: ctx.f64("learning_rate")?, l2: ctx.f64("l2")? };
+        let opts = ProbeOptions { steps: p.steps, learning_rate: p.learning_rate, l2: p.l2 };
         ctx.progress.message(&format!(
             "training {} probes on {train_lang} ({n_train} sentences, {} classes)",
             train_layers.len(),
@@ -125,7 +142,7 @@ impl Stage for ProbeStage {
         ));
         let probes: Vec<Probe> = train_layers.par_iter().map(|x| Probe::fit(x, &y, classes.len(), opts)).collect();
 
-        let test_labels = read_labels(dir, &test_pivot, ctx.str("test_split")?, column)?;
+        let test_labels = read_labels(dir, &test_pivot, &p.test_split, column)?;
         let shards = ctx.shards_of(test_in)?;
         ctx.progress.set_length(shards.len() as u64);
         let (mut lang, mut layer, mut n, mut acc, mut lo, mut hi) = (vec![], vec![], vec![], vec![], vec![], vec![]);

@@ -13,6 +13,15 @@ use std::sync::Arc;
 
 pub struct Report;
 
+/// `report`'s parameters (declared for pipelines in `params()`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    title: String,
+    description: String,
+    curve_languages: Vec<String>,
+}
+
 fn aggregate_rows(t: &Table) -> Result<Vec<AggRow>> {
     let mut out = Vec::new();
     for b in &t.batches {
@@ -133,11 +142,15 @@ impl Stage for Report {
             InputSpec::gather("correlation", "correlate nodes").optional(),
         ]
     }
+    fn check_params(&self, params: &serde_json::Value) -> Result<()> {
+        mexa_pipeline::check::<Params>(params)
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
+        let p: Params = ctx.typed()?;
         let mut d = ReportData {
-            title: ctx.str("title")?.to_string(),
-            description: ctx.str("description")?.to_string(),
-            curve_languages: ctx.strs("curve_languages")?,
+            title: p.title,
+            description: p.description,
+            curve_languages: p.curve_languages,
             ..Default::default()
         };
         for i in ctx.gathered("alignment") {

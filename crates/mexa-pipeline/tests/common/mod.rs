@@ -60,8 +60,14 @@ impl Stage for Source {
         vec![]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
+        #[derive(serde::Deserialize)]
+        struct P {
+            text: String,
+            copies: usize,
+        }
+        let p: P = ctx.typed()?;
         log_compute(ctx.key);
-        Ok(lines_table(vec![ctx.str("text")?.to_string(); ctx.usize("copies")?]).into())
+        Ok(lines_table(vec![p.text; p.copies]).into())
     }
 }
 
@@ -91,21 +97,30 @@ impl Stage for Shout {
         vec![InputSpec::one("src", "lines")]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
-        if ctx.bool("fail")? {
+        #[derive(serde::Deserialize)]
+        struct P {
+            shards: usize,
+            sleep_ms: u64,
+            fail: bool,
+            rows: usize,
+            suffix: String,
+        }
+        let p: P = ctx.typed()?;
+        if p.fail {
             bail!("asked to fail");
         }
         let lines = lines_of(&ctx.read(ctx.input("src")?)?);
         let mut shards = Vec::new();
-        for s in 0..ctx.usize("shards")? {
+        for s in 0..p.shards {
             let name = format!("s{s}");
             let key = ctx.shard(&name, || {
                 log_compute(&format!("shard {} {name}", ctx.key));
-                std::thread::sleep(std::time::Duration::from_millis(ctx.usize("sleep_ms")? as u64));
+                std::thread::sleep(std::time::Duration::from_millis(p.sleep_ms));
                 let mut out = Vec::new();
                 for l in &lines {
-                    for r in 0..ctx.usize("rows")? {
+                    for r in 0..p.rows {
                         let h = blake3::hash(format!("{l}/{s}/{r}").as_bytes()).to_hex();
-                        out.push(format!("{}{} {}", l.to_uppercase(), ctx.str("suffix")?, &h[..16]));
+                        out.push(format!("{}{} {}", l.to_uppercase(), p.suffix, &h[..16]));
                     }
                 }
                 Ok(lines_table(out).into())
