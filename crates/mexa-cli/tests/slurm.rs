@@ -193,7 +193,7 @@ fn ctrl_c_on_the_head_cancels_its_jobs() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("the embed job", Duration::from_secs(120), || {
+    wait_for("the embed job", Duration::from_secs(300), || {
         squeue_state(":slurm-ctrlc:embed").iter().any(|(_, s)| s == "RUNNING")
     });
     assert!(Command::new("kill").args(["-INT", &head.id().to_string()]).status().unwrap().success());

@@ -73,33 +73,21 @@ fn gemma3_sliding_window() {
     check("gemma3");
 }
 
+/// Scoring one question with `dir`'s network loaded with `opts` fails, saying `expected`.
+fn refused(dir: &std::path::Path, opts: &LoadOptions, expected: &str) {
+    let (net, _) = load_network(dir, opts).unwrap();
+    let one = [IdRequest { context: vec![1, 2], continuations: vec![vec![3]] }];
+    let err = score_ids(net.as_ref(), tch::Device::Cpu, 0, &one, ScoreOptions::default(), |_| {}).unwrap_err();
+    assert!(format!("{err:#}").contains(expected), "{err:#}");
+}
+
 #[test]
 fn an_untied_model_loaded_without_its_head_says_so() {
-    let (net, _) = load_network(&fixture("llama"), &LoadOptions::default()).unwrap();
-    let err = score_ids(
-        net.as_ref(),
-        tch::Device::Cpu,
-        0,
-        &[IdRequest { context: vec![1, 2], continuations: vec![vec![3]] }],
-        ScoreOptions::default(),
-        |_| {},
-    )
-    .unwrap_err();
-    assert!(format!("{err:#}").contains("lm_head.weight"), "{err:#}");
+    refused(&fixture("llama"), &LoadOptions::default(), "lm_head.weight");
 }
 
 #[test]
 fn an_encoder_has_no_lm_head() {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/parity/bert"));
-    let (net, _) = load_network(&dir, &LoadOptions { lm_head: true, ..Default::default() }).unwrap();
-    let err = score_ids(
-        net.as_ref(),
-        tch::Device::Cpu,
-        0,
-        &[IdRequest { context: vec![1, 2], continuations: vec![vec![3]] }],
-        ScoreOptions::default(),
-        |_| {},
-    )
-    .unwrap_err();
-    assert!(format!("{err:#}").contains("no LM head"), "{err:#}");
+    refused(&dir, &LoadOptions { lm_head: true, ..Default::default() }, "no LM head");
 }

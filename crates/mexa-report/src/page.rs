@@ -44,15 +44,16 @@ fn grid(d: &ReportData, axes: &[String], tasks: &[String]) -> Vec<GridRow> {
                     let mean: Vec<f64> = (0..layers).map(|l| avg(curves.iter().map(|c| c[l]))).collect();
                     (0..layers).max_by(|&i, &j| mean[i].total_cmp(&mean[j]).then(j.cmp(&i)))
                 });
-            let corr_node = d.correlations.iter().find(|c| same_cell(c, s));
+            // A cell may have several correlate nodes (one per task, e.g. topics and XCOPA).
+            let corr_nodes: Vec<&Node<CorrRow>> = d.correlations.iter().filter(|c| same_cell(c, s)).collect();
             let corr = tasks
                 .iter()
                 .map(|t| {
                     let get = |lp: &str| {
-                        corr_node
-                            .and_then(|c| {
-                                c.rows.iter().find(|r: &&CorrRow| &r.task == t && &r.pooling == p && r.layer_pool == lp)
-                            })
+                        corr_nodes
+                            .iter()
+                            .flat_map(|c| c.rows.iter())
+                            .find(|r: &&CorrRow| &r.task == t && &r.pooling == p && r.layer_pool == lp)
                             .map(|r| (r.pearson, r.ci_lo, r.ci_hi))
                     };
                     (t.clone(), get("mean"), get("max"))
@@ -190,7 +191,7 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
     for pn in &d.points {
         let combos: BTreeSet<(&String, &String, &String)> =
             pn.rows.iter().map(|r| (&r.task, &r.pooling, &r.layer_pool)).collect();
-        let corr = d.correlations.iter().find(|c| same_cell(c, pn));
+        let corrs: Vec<&Node<CorrRow>> = d.correlations.iter().filter(|c| same_cell(c, pn)).collect();
         for (task, pooling, lp) in combos {
             let pts: Vec<(String, f64, f64)> = pn
                 .rows
@@ -198,8 +199,10 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
                 .filter(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp)
                 .map(|r| (r.language.clone(), r.alignment, r.score))
                 .collect();
-            let c = corr
-                .and_then(|c| c.rows.iter().find(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp));
+            let c = corrs
+                .iter()
+                .flat_map(|c| c.rows.iter())
+                .find(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp);
             let line = c.map(|c| (c.slope, c.intercept));
             let r_text = c.map(|c| format!(", r = {:.3}", c.pearson)).unwrap_or_default();
             let title =
@@ -348,4 +351,62 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
     }
     files.push(("report.md".into(), m.into_bytes()));
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corr(task: &str, layer_pool: &str, r: f64) -> CorrRow {
+        CorrRow {
+            task: task.into(),
+            pooling: "weighted".into(),
+            layer_pool: layer_pool.into(),
+            n: 8,
+            pearson: r,
+            pearson_p: 0.01,
+            ci_lo: r - 0.1,
+            ci_hi: r + 0.1,
+            spearman: r,
+            kendall: r,
+            slope: 1.0,
+            intercept: 0.0,
+        }
+    }
+
+    /// A cell with one correlate node per task (SIB-200 topics and XCOPA) shows both in the
+    /// grid table, not only the first node's.
+    #[test]
+    fn every_correlate_node_of_a_cell_reaches_the_grid() {
+        let agg = AggRow {
+            language: "ita_Latn".into(),
+            pooling: "weighted".into(),
+            metric: "mexa".into(),
+            mean: 0.5,
+            max: 0.9,
+            best_layer: 3,
+        };
+        let d = ReportData {
+            summaries: vec![Node::new("summary[model=g]", "k1", vec![agg])],
+            correlations: vec![
+                Node::new(
+                    "correlation[model=g]",
+                    "k2",
+                    vec![corr("topics@mean", "mean", 0.9), corr("topics@mean", "max", 0.95)],
+                ),
+                Node::new(
+                    "xcopa_correlation[model=g]",
+                    "k3",
+                    vec![corr("xcopa", "mean", -0.3), corr("xcopa", "max", -0.2)],
+                ),
+            ],
+            ..Default::default()
+        };
+        let tasks = vec!["topics@mean".to_string(), "xcopa".to_string()];
+        let rows = grid(&d, &["model".to_string()], &tasks);
+        assert_eq!(rows.len(), 1);
+        let r = |t: &str| rows[0].corr.iter().find(|c| c.0 == t).map(|c| (c.1.map(|x| x.0), c.2.map(|x| x.0))).unwrap();
+        assert_eq!(r("topics@mean"), (Some(0.9), Some(0.95)));
+        assert_eq!(r("xcopa"), (Some(-0.3), Some(-0.2)));
+    }
 }
