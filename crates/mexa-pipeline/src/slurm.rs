@@ -14,6 +14,17 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// The keys a stage's `resources: {slurm: {...}}` may set, and what each must be (checked
+/// when the pipeline is read, `spec::check_resources`).
+pub const RESOURCE_KEYS: &[(&str, &str)] = &[
+    ("partition", "a string"),
+    ("time", "a string"),
+    ("cpus", "an integer"),
+    ("mem", "a string"),
+    ("gpus", "an integer"),
+    ("extra", "a list of strings"),
+];
+
 /// Default sbatch resources and executor behaviour; a stage's `resources: {slurm: {...}}`
 /// overrides them (keys: partition, time, cpus, mem, gpus, extra).
 #[derive(Debug, Clone)]

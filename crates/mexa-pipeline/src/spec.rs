@@ -443,6 +443,73 @@ fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {
     out
 }
 
+/// The executors whose options a stage's `resources:` may carry.
+const EXECUTORS: &[&str] = &["slurm"];
+
+/// A stage's `resources: {slurm: {partition: .., ...}}`: known executors, known keys, the
+/// right types, each a located error with "did you mean" (a misspelt option would otherwise
+/// be ignored and the job submitted without it).
+fn check_resources(stage: &str, v: &Node, errs: &mut Vec<SpecError>) -> Value {
+    let Some(entries) = v.as_map() else {
+        errs.push(
+            SpecError::new(
+                v.pos.clone(),
+                format!("stage `{stage}`: `resources` maps executors to their options, found {}", v.describe()),
+            )
+            .hint("for example `resources: {slurm: {gpus: 1, mem: 64G}}`"),
+        );
+        return Value::Null;
+    };
+    for (ek, ev) in entries {
+        let exec = ek.as_str().unwrap_or_default();
+        if !EXECUTORS.contains(&exec) {
+            let h = suggest(exec, EXECUTORS.iter().copied())
+                .unwrap_or_else(|| format!("executors with options: {}", EXECUTORS.join(", ")));
+            errs.push(
+                SpecError::new(
+                    ek.pos.clone(),
+                    format!("stage `{stage}`: `resources` names `{exec}`, which is not an executor with options"),
+                )
+                .hint(h),
+            );
+            continue;
+        }
+        let Some(opts) = ev.as_map() else {
+            errs.push(SpecError::new(
+                ev.pos.clone(),
+                format!("stage `{stage}`: `resources.{exec}` must be a mapping of options, found {}", ev.describe()),
+            ));
+            continue;
+        };
+        let keys = crate::slurm::RESOURCE_KEYS;
+        for (ok, ov) in opts {
+            let key = ok.as_str().unwrap_or_default();
+            let Some((_, want)) = keys.iter().find(|(k, _)| *k == key) else {
+                let h = suggest(key, keys.iter().map(|(k, _)| *k)).unwrap_or_else(|| {
+                    format!("`{exec}` takes: {}", keys.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))
+                });
+                errs.push(
+                    SpecError::new(ok.pos.clone(), format!("stage `{stage}`: unknown `{exec}` option `{key}`")).hint(h),
+                );
+                continue;
+            };
+            let j = ov.to_json();
+            let fits = match *want {
+                "an integer" => j.as_u64().is_some(),
+                "a list of strings" => j.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+                _ => j.is_string() || j.is_number(),
+            };
+            if !fits {
+                errs.push(SpecError::new(
+                    ov.pos.clone(),
+                    format!("stage `{stage}`: `{exec}` option `{key}` must be {want}, found {}", ov.describe()),
+                ));
+            }
+        }
+    }
+    v.to_json()
+}
+
 /// A stage's `when: {axis: value | [values]}`: the axes must exist and the values be theirs.
 fn parse_when(stage: &str, v: &Node, grid: &[Axis], errs: &mut Vec<SpecError>) -> Vec<(String, Vec<String>)> {
     let Some(entries) = v.as_map() else {
@@ -609,7 +676,7 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, grid: &[Axis], errs: &mu
             }
         }
     }
-    let resources = v.get("resources").map(Node::to_json).unwrap_or(Value::Null);
+    let resources = v.get("resources").map(|r| check_resources(&name, r, errs)).unwrap_or(Value::Null);
     let when = v.get("when").map(|w| parse_when(&name, w, grid, errs)).unwrap_or_default();
     // A stage restricted to some values of an axis varies over that axis.
     direct_axes.extend(when.iter().map(|(a, _)| a.clone()));

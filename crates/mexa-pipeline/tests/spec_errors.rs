@@ -141,3 +141,16 @@ fn when_names_grid_axes_and_their_values() {
     let m = err(&format!("{base}    when: [alpha]\n"));
     assert_at(&m, "7:11", &["`when` maps grid axes"]);
 }
+
+#[test]
+fn resources_are_checked_per_executor() {
+    let base = "stages:\n  a:\n    kind: source\n    params: {text: x}\n";
+    let m = err(&format!("{base}    resources: {{slrum: {{gpus: 1}}}}\n"));
+    assert_at(&m, "5:17", &["`slrum`", "not an executor", "did you mean `slurm`"]);
+    let m = err(&format!("{base}    resources: {{slurm: {{gpu: 1}}}}\n"));
+    assert_at(&m, "5:25", &["unknown `slurm` option `gpu`", "did you mean `gpus`"]);
+    let m = err(&format!("{base}    resources: {{slurm: {{cpus: many}}}}\n"));
+    assert_at(&m, "5:31", &["`cpus` must be an integer"]);
+    let m = err(&format!("{base}    resources: {{slurm: {{extra: --qos=x}}}}\n"));
+    assert_at(&m, "5:32", &["`extra` must be a list of strings"]);
+}
