@@ -18,6 +18,15 @@ struct GridRow {
     corr: Vec<(String, Option<(f64, f64, f64)>, Option<(f64, f64, f64)>)>,
 }
 
+/// A node's grid cell for a figure title (`model=g, sentences=30`), or its label without one:
+/// the stage name is the section's heading, and a long title runs off the figure.
+fn cell_text<T>(n: &Node<T>) -> String {
+    if n.cell.is_empty() {
+        return n.label.clone();
+    }
+    n.cell.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
 fn avg(v: impl Iterator<Item = f64>) -> f64 {
     let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     if n == 0 {
@@ -205,8 +214,11 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
                 .find(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp);
             let line = c.map(|c| (c.slope, c.intercept));
             let r_text = c.map(|c| format!(", r = {:.3}", c.pearson)).unwrap_or_default();
-            let title =
-                format!("{task} vs μ{} — {} ({pooling}){r_text}", if lp == "mean" { "Mean" } else { "Max" }, pn.label);
+            let title = format!(
+                "{task} vs μ{} — {} ({pooling}){r_text}",
+                if lp == "mean" { "Mean" } else { "Max" },
+                cell_text(pn)
+            );
             let xd = format!("μ{} ({pooling} pooling)", if lp == "mean" { "Mean" } else { "Max" });
             let (t1, x1, p1, t2, x2, p2) = (title.clone(), xd.clone(), pts.clone(), title, xd, pts);
             let (ta, tb) = (task.clone(), task.clone());

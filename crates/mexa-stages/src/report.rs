@@ -117,7 +117,9 @@ impl Stage for Report {
         "report"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: scatter titles name the grid cell instead of the node label (they ran off the
+        // figure); every correlate node of a cell reaches the grid table.
+        2
     }
     fn doc(&self) -> &'static str {
         "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables, layer × language heatmaps, alignment-vs-task scatters, per-layer curves"
