@@ -52,23 +52,31 @@ impl Params {
     }
 }
 
+/// A cached model and whether it was loaded with its LM head.
+type Cached = (bool, Arc<Mutex<Model>>);
+
 /// Models stay loaded for the life of the process, shared by every node that names them.
-fn model_cache() -> &'static Mutex<HashMap<String, Arc<Mutex<Model>>>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Mutex<Model>>>>> = OnceLock::new();
+fn model_cache() -> &'static Mutex<HashMap<String, Cached>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Cached>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
+/// The model at `path` with these options, loaded once per process. A model loaded with its
+/// LM head (`choice`) also serves requests without it (`embed`); one loaded without it is
+/// replaced when a head is asked for (an untied head is not in it).
 pub(crate) fn load_model(path: &str, opts: &LoadOptions) -> Result<Arc<Mutex<Model>>> {
     let id = format!("{path}|{:?}|{:?}|{:?}|{:?}", opts.kind, opts.device, opts.tokenizer, opts.bos);
     let mut cache = model_cache().lock().unwrap();
-    if let Some(m) = cache.get(&id) {
-        return Ok(m.clone());
+    if let Some((head, m)) = cache.get(&id) {
+        if *head || !opts.lm_head {
+            return Ok(m.clone());
+        }
     }
     let t = std::time::Instant::now();
     let m = Model::load(&PathBuf::from(path), opts)?;
     tracing::info!("loaded {path} ({}) in {:.1}s", m.architecture, t.elapsed().as_secs_f64());
     let m = Arc::new(Mutex::new(m));
-    cache.insert(id, m.clone());
+    cache.insert(id, (opts.lm_head, m.clone()));
     Ok(m)
 }
 
@@ -259,5 +267,38 @@ impl Stage for Embed {
             "poolings": poolings.iter().map(|p| p.name()).collect::<Vec<_>>(),
         });
         Ctx::shard_index(&shards, meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mexa_model::{score, IdRequest, ScoreOptions};
+
+    /// An untied model first loaded for embedding (no LM head) is loaded again when a stage
+    /// needs its head, and the model with the head then serves both.
+    #[test]
+    fn a_model_without_its_head_is_not_served_to_a_stage_that_needs_it() {
+        let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        let llama = root.join("tests/fixtures/loglik/llama");
+        // The fixture has no tokenizer of its own; any tokenizer.json lets it load.
+        let assets = std::env::var_os("MEXA_ASSETS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"));
+        let tok = assets.join("models/all-minilm-l6-v2/tokenizer.json");
+        assert!(tok.is_file(), "{} missing: run scripts/fetch-assets.py", tok.display());
+        let path = llama.to_str().unwrap();
+        let opts = |lm_head| LoadOptions { tokenizer: Some(tok.clone()), lm_head, ..Default::default() };
+        let one = [IdRequest { context: vec![1, 2], continuations: vec![vec![3]] }];
+        let scores = |m: &Arc<Mutex<Model>>| score(&m.lock().unwrap(), &one, ScoreOptions::default(), |_| {});
+        let plain = load_model(path, &opts(false)).unwrap();
+        assert!(scores(&plain).is_err(), "the embedding load has no head");
+        let headed = load_model(path, &opts(true)).unwrap();
+        assert!(!Arc::ptr_eq(&plain, &headed));
+        scores(&headed).unwrap();
+        assert!(
+            Arc::ptr_eq(&load_model(path, &opts(false)).unwrap(), &headed),
+            "the headed model serves embedding too"
+        );
     }
 }
