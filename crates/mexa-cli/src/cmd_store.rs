@@ -133,24 +133,6 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
     }
 }
 
-/// An artifact's data: its table, or for a sharded artifact its shards' tables in order.
-fn read_data(
-    store: &mexa_store::Store,
-    key: &str,
-) -> Result<(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>)> {
-    let shards = mexa_pipeline::shards_of(store, key)?;
-    if shards.is_empty() {
-        return store.read(key);
-    }
-    let (mut schema, mut batches) = (None, Vec::new());
-    for (_, k) in shards {
-        let (s, b) = store.read(&k)?;
-        schema.get_or_insert(s);
-        batches.extend(b);
-    }
-    Ok((schema.expect("a sharded artifact has shards"), batches))
-}
-
 pub fn show(store: &Path, a: ShowArgs) -> Result<i32> {
     let store = open(store)?;
     let key = resolve(&store, &a.what)?;
@@ -161,12 +143,12 @@ pub fn show(store: &Path, a: ShowArgs) -> Result<i32> {
             return Ok(0);
         }
         Format::Csv => {
-            let (schema, batches) = read_data(&store, &key)?;
+            let (schema, batches) = mexa_pipeline::stage::read_stitched(&store, &key)?;
             print!("{}", to_csv(&schema, &batches)?);
             return Ok(0);
         }
         Format::Json => {
-            let (schema, batches) = read_data(&store, &key)?;
+            let (schema, batches) = mexa_pipeline::stage::read_stitched(&store, &key)?;
             println!("{}", serde_json::to_string_pretty(&to_json_rows(&schema, &batches)?)?);
             return Ok(0);
         }
@@ -198,7 +180,7 @@ pub fn show(store: &Path, a: ShowArgs) -> Result<i32> {
     if !shards.is_empty() {
         println!("shards   {}: {}", shards.len(), shards.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", "));
     }
-    let (schema, batches) = read_data(&store, &key)?;
+    let (schema, batches) = mexa_pipeline::stage::read_stitched(&store, &key)?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     println!(
         "\nschema:\n  {}",

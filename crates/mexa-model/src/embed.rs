@@ -69,6 +69,43 @@ impl Default for BatchOptions {
     }
 }
 
+/// The end of the batch that starts at `start` of `n` length-sorted (longest first) rows:
+/// as many rows as fit `max_tokens` padded tokens and `max_sentences` (at least one row).
+pub(crate) fn batch_end(start: usize, n: usize, longest: usize, opts: BatchOptions) -> usize {
+    let mut end = start + 1;
+    while end < n && end - start < opts.max_sentences && (end - start + 1) * longest <= opts.max_tokens.max(longest) {
+        end += 1;
+    }
+    end
+}
+
+/// Every token id must be a row of the model's embedding table.
+pub(crate) fn check_vocab(net: &dyn crate::HiddenStates, ids: &[i64]) -> Result<()> {
+    if let (Some(rows), Some(&max)) = (net.vocab_rows(), ids.iter().max()) {
+        if max >= rows {
+            bail!("token id {max} is past the model's {rows}-row embedding table: the tokenizer does not belong to these weights");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f`, turning a panic into an error that names the model: tch turns libtorch
+/// exceptions (a token id past the embedding table, a shape the weights do not fit) into
+/// panics.
+pub(crate) fn guarded<T>(architecture: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        let first = msg.lines().next().unwrap_or("").to_string();
+        anyhow::anyhow!(
+            "the {architecture} model failed on a batch (do the tokenizer and the weights belong together?): {first}"
+        )
+    })?
+}
+
 /// Pools one layer's states [B, T, D] (mask [B, T] float, lens [B]) into [B, D].
 pub fn pool(h: &Tensor, mask: &Tensor, lens: &Tensor, p: Pooling) -> Tensor {
     let h = h.to_kind(Kind::Float);
@@ -122,11 +159,7 @@ pub fn embed(
     let mut start = 0;
     while start < n {
         let longest = ids[order[start]].len();
-        let mut end = start + 1;
-        while end < n && end - start < opts.max_sentences && (end - start + 1) * longest <= opts.max_tokens.max(longest)
-        {
-            end += 1;
-        }
+        let end = batch_end(start, n, longest, opts);
         let batch = &order[start..end];
         let b = batch.len();
         let mut flat = vec![pad; b * longest];
@@ -137,32 +170,12 @@ pub fn embed(
             m[r * longest..r * longest + ids[i].len()].iter_mut().for_each(|v| *v = 1.0);
             lens[r] = ids[i].len() as i64;
         }
-        if let (Some(rows), Some(&max)) = (model.net.vocab_rows(), flat.iter().max()) {
-            if max >= rows {
-                bail!("token id {max} is past the model's {rows}-row embedding table: the tokenizer does not belong to these weights");
-            }
-        }
+        check_vocab(model.net.as_ref(), &flat)?;
         let dev = model.device;
         let ids_t = Tensor::from_slice(&flat).view([b as i64, longest as i64]).to_device(dev);
         let mask_f = Tensor::from_slice(&m).view([b as i64, longest as i64]).to_device(dev);
         let lens_t = Tensor::from_slice(&lens).to_device(dev);
-        // tch turns libtorch exceptions (a token id past the embedding table, a shape the
-        // weights do not fit) into panics; they become errors here, with the model named.
-        let states = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            model.net.forward(&ids_t, &mask_f.to_kind(Kind::Int64))
-        }))
-        .map_err(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            let first = msg.lines().next().unwrap_or("").to_string();
-            anyhow::anyhow!(
-                "the {} model failed on a batch (do the tokenizer and the weights belong together?): {first}",
-                model.architecture
-            )
-        })??;
+        let states = guarded(&model.architecture, || model.net.forward(&ids_t, &mask_f.to_kind(Kind::Int64)))?;
         if states.len() != layers {
             bail!("internal error: {} hidden states, expected {layers}", states.len());
         }

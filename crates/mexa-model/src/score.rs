@@ -12,6 +12,7 @@
 //! have right after the context and attending to the context and itself only (a prompt tree).
 //! Causal attention makes this exactly the computation of separate rows; families without a
 //! packed forward get separate rows ([`ScoreOptions::packed`]).
+use crate::embed::{batch_end, check_vocab, guarded, BatchOptions};
 use crate::model::{HiddenStates, Model};
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
@@ -48,15 +49,6 @@ impl Default for ScoreOptions {
     }
 }
 
-/// lm-eval's `_encode_pair`: (context ids, continuation ids).
-pub fn encode_pair(model: &Model, context: &str, continuation: &str) -> Result<(Vec<i64>, Vec<i64>)> {
-    let (context, continuation) = move_trailing_space(context, continuation);
-    let whole = model.tokenizer.encode_without_eos(&format!("{context}{continuation}"))?;
-    let ctx = model.tokenizer.encode_without_eos(&context)?;
-    let cont = whole.get(ctx.len()..).unwrap_or_default().to_vec();
-    Ok((ctx, cont))
-}
-
 /// Trailing whitespace of the context becomes leading whitespace of the continuation.
 pub fn move_trailing_space(context: &str, continuation: &str) -> (String, String) {
     let kept = context.trim_end();
@@ -64,19 +56,24 @@ pub fn move_trailing_space(context: &str, continuation: &str) -> (String, String
     (kept.to_string(), format!("{moved}{continuation}"))
 }
 
-/// Encodes one question (context and its continuations) with [`encode_pair`].
+/// Encodes one question as lm-eval's `_encode_pair` does each (context, continuation) pair:
+/// trailing whitespace of the context moves to the continuation; the context is encoded
+/// alone (once: it is the same for every continuation) and each continuation is the tail of
+/// the encoding of context + continuation past the context's length.
 pub fn encode_request(model: &Model, context: &str, continuations: &[String]) -> Result<IdRequest> {
-    let mut req = IdRequest { context: Vec::new(), continuations: Vec::new() };
+    let (kept, moved) = move_trailing_space(context, "");
+    let ctx = model.tokenizer.encode_without_eos(&kept)?;
+    if ctx.is_empty() {
+        bail!("the context {context:?} tokenizes to nothing (and the tokenizer adds no BOS to condition on)");
+    }
+    let mut req = IdRequest { context: ctx, continuations: Vec::with_capacity(continuations.len()) };
     for c in continuations {
-        let (ctx, cont) = encode_pair(model, context, c)?;
+        let whole = model.tokenizer.encode_without_eos(&format!("{kept}{moved}{c}"))?;
+        let cont = whole.get(req.context.len()..).unwrap_or_default().to_vec();
         if cont.is_empty() {
             bail!("the continuation {c:?} after {context:?} tokenizes to nothing");
         }
-        req.context = ctx;
         req.continuations.push(cont);
-    }
-    if req.context.is_empty() {
-        bail!("the context {context:?} tokenizes to nothing (and the tokenizer adds no BOS to condition on)");
     }
     Ok(req)
 }
@@ -151,47 +148,47 @@ pub fn score_ids(
     let mut start = 0;
     while start < all.len() {
         let longest = all[start].ids.len();
-        let mut end = start + 1;
-        while end < all.len() && (end - start + 1) * longest <= opts.max_tokens.max(longest) {
-            end += 1;
-        }
+        let batch_opts = BatchOptions { max_tokens: opts.max_tokens, max_sentences: usize::MAX };
+        let end = batch_end(start, all.len(), longest, batch_opts);
         let batch = &all[start..end];
         let (b, t) = (batch.len(), longest);
         let mut ids = vec![pad; b * t];
-        let mut mask = vec![0i64; b * t];
-        let mut positions = vec![0i64; b * t];
-        // allowed[b][i][j]: query i sees key j. Padding queries see themselves only.
-        let mut allowed = vec![false; b * t * t];
         for (r, row) in batch.iter().enumerate() {
-            let n = row.ids.len();
-            ids[r * t..r * t + n].copy_from_slice(&row.ids);
-            mask[r * t..r * t + n].iter_mut().for_each(|m| *m = 1);
-            positions[r * t..r * t + n].copy_from_slice(&row.positions);
-            for i in 0..t {
-                let base = (r * t + i) * t;
-                if i >= n {
-                    allowed[base + i] = true;
-                    continue;
-                }
-                let mut at = Some(i);
-                while let Some(j) = at {
-                    allowed[base + j] = true;
-                    at = row.branch[j];
-                }
-            }
+            ids[r * t..r * t + row.ids.len()].copy_from_slice(&row.ids);
         }
-        if let (Some(rows), Some(&max)) = (net.vocab_rows(), ids.iter().max()) {
-            if max >= rows {
-                bail!("token id {max} is past the model's {rows}-row embedding table: the tokenizer does not belong to these weights");
-            }
-        }
-        let ids_t = Tensor::from_slice(&ids).view([b as i64, t as i64]).to_device(device);
+        check_vocab(net, &ids)?;
+        let shape = [b as i64, t as i64];
+        let ids_t = Tensor::from_slice(&ids).view(shape).to_device(device);
         let states = if packed {
-            let pos_t = Tensor::from_slice(&positions).view([b as i64, t as i64]).to_device(device);
+            // Each token's position, and allowed[b][i][j]: query i sees key j (its branch back
+            // to the context's start); padding queries see themselves only.
+            let mut positions = vec![0i64; b * t];
+            let mut allowed = vec![false; b * t * t];
+            for (r, row) in batch.iter().enumerate() {
+                let n = row.ids.len();
+                positions[r * t..r * t + n].copy_from_slice(&row.positions);
+                for i in 0..t {
+                    let base = (r * t + i) * t;
+                    if i >= n {
+                        allowed[base + i] = true;
+                        continue;
+                    }
+                    let mut at = Some(i);
+                    while let Some(j) = at {
+                        allowed[base + j] = true;
+                        at = row.branch[j];
+                    }
+                }
+            }
+            let pos_t = Tensor::from_slice(&positions).view(shape).to_device(device);
             let allowed_t = Tensor::from_slice(&allowed).view([b as i64, t as i64, t as i64]).to_device(device);
             net.forward_packed(&ids_t, &pos_t, &allowed_t)?
         } else {
-            net.forward(&ids_t, &Tensor::from_slice(&mask).view([b as i64, t as i64]).to_device(device))?
+            let mut mask = vec![0i64; b * t];
+            for (r, row) in batch.iter().enumerate() {
+                mask[r * t..r * t + row.ids.len()].iter_mut().for_each(|m| *m = 1);
+            }
+            net.forward(&ids_t, &Tensor::from_slice(&mask).view(shape).to_device(device))?
         };
         let last = states.last().ok_or_else(|| anyhow::anyhow!("the model returned no hidden states"))?;
         let d = last.size()[2];
@@ -232,14 +229,17 @@ pub fn score_ids(
     Ok(out)
 }
 
-/// [`score_ids`] with the model's own device and padding token.
+/// [`score_ids`] with the model's own device and padding token; a libtorch failure becomes an
+/// error naming the model.
 pub fn score(
     model: &Model,
     requests: &[IdRequest],
     opts: ScoreOptions,
     progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<Scored>>> {
-    score_ids(model.net.as_ref(), model.device, model.tokenizer.pad_id as i64, requests, opts, progress)
+    guarded(&model.architecture, || {
+        score_ids(model.net.as_ref(), model.device, model.tokenizer.pad_id as i64, requests, opts, progress)
+    })
 }
 
 #[cfg(test)]

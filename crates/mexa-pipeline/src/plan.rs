@@ -295,8 +295,8 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                     key_params.insert(ps.name.to_string(), key_v);
                 }
             }
+            let params = Value::Object(run_params);
             if ok {
-                let params = Value::Object(run_params.clone());
                 if let Err(e) = imp.check_params(&params) {
                     errs.push(SpecError::new(st.pos.clone(), format!("stage `{}` ({}): {e}", st.name, st.kind)));
                     ok = false;
@@ -355,7 +355,7 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                 kind: st.kind.clone(),
                 label,
                 cell: cell_pairs,
-                params: Value::Object(run_params),
+                params,
                 spec: kspec,
                 key,
                 deps,

@@ -182,7 +182,7 @@ pub trait Stage: Send + Sync {
 
 /// Deserializes parameters into a stage's typed struct (for [`Stage::check_params`]).
 pub fn check<P: serde::de::DeserializeOwned>(params: &Value) -> Result<()> {
-    serde_json::from_value::<P>(params.clone()).map(|_| ()).map_err(|e| anyhow!("{e}"))
+    P::deserialize(params).map(|_| ()).map_err(|e| anyhow!("{e}"))
 }
 
 /// The stages a runner knows, by kind.
@@ -248,7 +248,7 @@ impl Ctx<'_> {
     /// The node's parameters as the stage's typed struct (defaults filled in at plan time,
     /// where [`Stage::check_params`] already checked them).
     pub fn typed<P: serde::de::DeserializeOwned>(&self) -> Result<P> {
-        serde_json::from_value(self.params.clone()).map_err(|e| anyhow!("{}: parameters: {e}", self.label))
+        P::deserialize(self.params).map_err(|e| anyhow!("{}: parameters: {e}", self.label))
     }
     /// The single artifact feeding slot `name`.
     pub fn input(&self, name: &str) -> Result<&InputRef> {
@@ -266,19 +266,7 @@ impl Ctx<'_> {
 
     /// Reads an input artifact; a sharded artifact is read shard by shard and concatenated.
     pub fn read(&self, input: &InputRef) -> Result<Table> {
-        let shards = self.shards_of(input)?;
-        if shards.is_empty() {
-            let (schema, batches) = self.store.read(&input.key)?;
-            return Ok(Table::new(schema, batches));
-        }
-        let mut schema = None;
-        let mut batches = Vec::new();
-        for (_, key) in shards {
-            let (s, b) = self.store.read(&key)?;
-            schema.get_or_insert(s);
-            batches.extend(b);
-        }
-        let schema = schema.ok_or_else(|| anyhow!("{}: sharded input has no shards", input.label))?;
+        let (schema, batches) = read_stitched(self.store, &input.key).with_context(|| input.label.clone())?;
         Ok(Table::new(schema, batches))
     }
 
@@ -342,6 +330,21 @@ impl Ctx<'_> {
     pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::SeqCst)
     }
+}
+
+/// An artifact's data: its table, or for a sharded artifact its shards' tables in order.
+pub fn read_stitched(store: &Store, key: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let shards = shards_of(store, key)?;
+    if shards.is_empty() {
+        return store.read(key);
+    }
+    let (mut schema, mut batches) = (None, Vec::new());
+    for (_, k) in shards {
+        let (s, b) = store.read(&k)?;
+        schema.get_or_insert(s);
+        batches.extend(b);
+    }
+    Ok((schema.ok_or_else(|| anyhow!("a sharded artifact with no shards"))?, batches))
 }
 
 /// (shard name, shard key) of a sharded artifact (`meta.sharded`); empty for a plain one.
