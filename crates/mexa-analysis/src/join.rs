@@ -30,6 +30,7 @@ pub struct Point {
 
 /// Joins (through polars) scores with task results; returns the points and the corpus
 /// languages that found no task result.
+// Long: the language-matching cascade (exact, FLORES label, ISO 639-3, macro-language) reads best as one sequence with its reporting.
 pub fn join_points(scores: &[ScoreRow], tasks: &DataFrame) -> Result<(Vec<Point>, Vec<String>)> {
     let task_langs: Vec<String> =
         tasks.column("language")?.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect();

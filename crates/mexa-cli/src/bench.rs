@@ -11,13 +11,18 @@
 //!   same model, sentences and threads (needs a Python with torch + transformers:
 //!   $MEXA_BENCH_PYTHON, default python3).
 //!
+//! - `weights`: a GGUF's weights dense (dequantised at load) against kept in their blocks and
+//!   dequantised per use: tokens/s and peak resident memory of each, in two child processes
+//!   of this run (default model: Qwen2.5-Coder-1.5B-Instruct Q4_K_M; goal: stored peak ≤ the
+//!   file + 1 GB at ≥ 90% of dense's tokens/s).
+//!
 //! The planning benchmarks use a bench-only `noop` stage kind (it writes a one-row table).
 use anyhow::{bail, Context, Result};
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use clap::Args;
 use mexa_metrics::{align, align_loop, Matrix};
-use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Registry, RunOptions, Stage, Table};
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Registry, RunOptions, Stage, Table};
 use mexa_store::{key_of, FileHasher, KeySpec, Store};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -26,7 +31,7 @@ use std::time::Instant;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Which benchmarks: plan, cached, align, embed (default: all).
+    /// Which benchmarks: plan, cached, align, embed, weights (default: all).
     which: Vec<String>,
     /// The model for `embed` (default: the bundled SmolLM2-135M GGUF).
     #[arg(long)]
@@ -45,6 +50,17 @@ pub struct BenchArgs {
     device: String,
 }
 
+mexa_pipeline::stage_params! {
+    struct NoopParams {
+        /// grid axis a
+        a: i64 = 0,
+        /// grid axis b
+        b: i64 = 0,
+        /// grid axis c
+        c: i64 = 0,
+    }
+}
+
 struct Noop;
 impl Stage for Noop {
     fn kind(&self) -> &'static str {
@@ -57,20 +73,15 @@ impl Stage for Noop {
         "benchmark stage: a one-row table"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional("a", ParamType::Int, "0", ""),
-            ParamSpec::optional("b", ParamType::Int, "0", ""),
-            ParamSpec::optional("c", ParamType::Int, "0", ""),
-        ]
+        NoopParams::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        let p: serde_json::Map<String, serde_json::Value> = ctx.typed()?;
-        let n = |k: &str| p.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
-        let v = n("a") * 1_000_000 + n("b") * 1000 + n("c");
+        let p: NoopParams = ctx.typed()?;
+        let v = p.a * 1_000_000 + p.b * 1000 + p.c;
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![v]))])?;
         Ok(Table::new(schema, vec![b]).into())
     }
@@ -135,7 +146,13 @@ fn bench_cached() -> Result<()> {
     let store = Store::open(dir.path())?;
     let text = grid_pipeline(100, 100, 1);
     let plan = plan_text(&text, &reg, &store)?;
-    let opts = RunOptions { jobs: 2, threads: 1, keep_going: false, progress: mexa_pipeline::run::ProgressMode::None };
+    let opts = RunOptions {
+        jobs: 2,
+        threads: 1,
+        keep_going: false,
+        progress: mexa_pipeline::run::ProgressMode::None,
+        memory_budget: None,
+    };
     eprintln!("cached: computing 10,000 nodes once (not timed)...");
     let s = mexa_pipeline::run(&plan, &reg, &store, &opts, &AtomicBool::new(false));
     if !s.ok() {
@@ -209,6 +226,101 @@ fn bench_align() -> Result<()> {
     Ok(())
 }
 
+/// The bundled UDHR sentences: the first `per_language` of five languages.
+fn udhr_sentences(per_language: usize) -> Result<Vec<String>> {
+    let assets = mexa_pipeline::plan::assets_dir();
+    let mut v = Vec::new();
+    for lang in ["eng", "fra", "rus", "cmn_hans", "hin"] {
+        let p = assets.join(format!("corpora/udhr/{lang}.txt"));
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("{}: run scripts/fetch-assets.py", p.display()))?;
+        v.extend(text.lines().take(per_language).map(str::to_string));
+    }
+    Ok(v)
+}
+
+fn weights_model(a: &BenchArgs) -> PathBuf {
+    a.model.clone().unwrap_or_else(|| {
+        mexa_pipeline::plan::assets_dir()
+            .join("models/qwen2.5-coder-1.5b-instruct/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+    })
+}
+
+/// One side of `weights`, in its own process: load, embed, report tokens/s and the process's
+/// peak resident memory (getrusage's maxrss: the high-water mark of the whole process).
+fn bench_weights_child(a: &BenchArgs, mode: &str) -> Result<i32> {
+    let model = weights_model(a);
+    let sentences = match &a.sentences {
+        Some(p) => std::fs::read_to_string(p)?.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect(),
+        None => udhr_sentences(4)?,
+    };
+    let opts = mexa_model::LoadOptions { stored_weights: mode == "stored", ..Default::default() };
+    let t = Instant::now();
+    let m = mexa_model::Model::load(&model, &opts)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let tokens: usize = sentences.iter().map(|s| m.tokenizer.encode(s).map(|t| t.len())).sum::<Result<usize>>()?;
+    let pool = [mexa_model::Pooling::Weighted, mexa_model::Pooling::Last];
+    let t = Instant::now();
+    mexa_model::embed(&m, &sentences, &pool, Default::default(), |_| {})?;
+    let secs = t.elapsed().as_secs_f64();
+    // SAFETY: getrusage writes into the struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let v = serde_json::json!({"tokens": tokens, "tokens_per_s": tokens as f64 / secs, "load_s": load_s,
+                               "peak_rss_bytes": u.ru_maxrss as u64 * 1024, "architecture": m.architecture});
+    println!("{v}");
+    Ok(0)
+}
+
+fn bench_weights(a: &BenchArgs) -> Result<()> {
+    let model = weights_model(a);
+    let file = std::fs::metadata(&model)
+        .with_context(|| format!("{}: run scripts/fetch-assets.py qwen", model.display()))?
+        .len();
+    let run = |mode: &str| -> Result<serde_json::Value> {
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg("bench").arg("weights").arg("--model").arg(&model).env("MEXA_BENCH_WEIGHTS_CHILD", mode);
+        if let Some(s) = &a.sentences {
+            cmd.arg("--sentences").arg(s);
+        }
+        if let Some(t) = a.threads {
+            cmd.arg("--threads").arg(t.to_string());
+        }
+        let o = cmd.output()?;
+        if !o.status.success() {
+            bail!("bench weights ({mode}): {}", String::from_utf8_lossy(&o.stderr).trim());
+        }
+        Ok(serde_json::from_slice(&o.stdout)?)
+    };
+    let (dense, stored) = (run("dense")?, run("stored")?);
+    let gb = |v: &serde_json::Value| v["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / 1e9;
+    let tps = |v: &serde_json::Value| v["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "weights: {} ({}), {:.2} GB file, {} tokens",
+        model.display(),
+        dense["architecture"].as_str().unwrap_or("?"),
+        file as f64 / 1e9,
+        dense["tokens"]
+    );
+    for (name, v) in [("dense (dequantised at load)", &dense), ("stored (dequantised per use)", &stored)] {
+        println!(
+            "  {name:<30} {:>7.1} tokens/s   peak RSS {:>5.2} GB   load {:>5.1} s",
+            tps(v),
+            gb(v),
+            v["load_s"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    let limit = file as f64 / 1e9 + 1.0;
+    println!(
+        "  stored/dense: {:.2}× tokens/s (goal ≥ 0.90), peak {:.2} GB vs file + 1 GB = {limit:.2} GB ({})",
+        tps(&stored) / tps(&dense),
+        gb(&stored),
+        if gb(&stored) <= limit { "met" } else { "not met" }
+    );
+    Ok(())
+}
+
+// Long: one benchmark's set-up, timed runs and report lines, kept together so what is measured is visible in one place.
 fn bench_embed(a: &BenchArgs, threads: usize) -> Result<()> {
     let assets = mexa_pipeline::plan::assets_dir();
     let model =
@@ -296,7 +408,10 @@ fn bench_embed(a: &BenchArgs, threads: usize) -> Result<()> {
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {
-    let all = ["plan", "cached", "align", "embed"];
+    if let Ok(mode) = std::env::var("MEXA_BENCH_WEIGHTS_CHILD") {
+        return bench_weights_child(&a, &mode);
+    }
+    let all = ["plan", "cached", "align", "embed", "weights"];
     let which: Vec<String> =
         if a.which.is_empty() { all.iter().map(|s| s.to_string()).collect() } else { a.which.clone() };
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -307,6 +422,7 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
             "cached" => bench_cached()?,
             "align" => bench_align()?,
             "embed" => bench_embed(&a, threads)?,
+            "weights" => bench_weights(&a)?,
             other => bail!("unknown benchmark `{other}` (known: {})", all.join(", ")),
         }
     }

@@ -1,4 +1,5 @@
 //! `plan`, `run`, `gc`, `stages`, `exec-node`.
+use crate::cmd_store::StoreChoice;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use mexa_pipeline::stage::NoProgress;
@@ -9,17 +10,89 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+/// What part of a pipeline, changed how: shared by `plan` and `run`.
+#[derive(Args, Default, Clone)]
+#[command(next_help_heading = "Choosing what runs")]
+pub struct Selection {
+    /// Only these stages (comma-separated), and what they need.
+    #[arg(long, value_delimiter = ',', value_name = "STAGE")]
+    only: Vec<String>,
+    /// Only grid cells with this axis value (repeatable): nodes that, with all their inputs,
+    /// agree with it, and what they need. E.g. `--where model=gemma3-270m`.
+    #[arg(long = "where", value_name = "AXIS=VALUE", value_parser = parse_where)]
+    wheres: Vec<(String, String)>,
+    /// Override the file (repeatable): `-S stage.param=value` sets a parameter, `-S
+    /// axis=v1,v2` replaces a grid axis's values. Values are YAML. Keys change exactly as
+    /// the same edit of the file would change them.
+    #[arg(short = 'S', long = "set", value_name = "TARGET=VALUE")]
+    set: Vec<mexa_pipeline::Override>,
+    /// Recompute these nodes (a label, or a stage for all its nodes; comma-separated) even if
+    /// cached, replacing their artifacts and shards safely; keys, and so everything
+    /// downstream, stay as they are.
+    #[arg(long, value_delimiter = ',', value_name = "NODE|STAGE")]
+    force: Vec<String>,
+}
+
+/// A `--memory` value: bytes, or no limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget(Option<u64>);
+
+fn parse_size(s: &str) -> Result<Budget, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(Budget(None));
+    }
+    let (num, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len()));
+    let scale: f64 = match unit.to_ascii_uppercase().trim_end_matches('B') {
+        "" => 1.0,
+        "K" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        _ => return Err(format!("`{s}`: a size is a number with K, M, G or T (e.g. 24G), or `none`")),
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0)
+        .map(|v| Budget(Some((v * scale) as u64)))
+        .ok_or_else(|| format!("`{s}`: a size is a positive number with K, M, G or T (e.g. 24G), or `none`"))
+}
+
+/// The memory available now (Linux: MemAvailable in /proc/meminfo).
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+fn parse_where(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(a, _)| !a.is_empty())
+        .map(|(a, v)| (a.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}`: expected AXIS=VALUE"))
+}
+
 #[derive(Args)]
 pub struct PlanArgs {
     /// Pipeline files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    selection: Selection,
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
     /// List cached nodes too (by default only a count is shown).
     #[arg(long)]
     all: bool,
+    /// Print the DAG in Graphviz's dot language (cached green, to run orange):
+    /// `mexa plan --dot FILE | dot -Tsvg > dag.svg`.
+    #[arg(long, conflicts_with_all = ["json", "mermaid"])]
+    dot: bool,
+    /// Print the DAG as a Mermaid flowchart (GitHub renders it in Markdown).
+    #[arg(long, conflicts_with = "json")]
+    mermaid: bool,
 }
 
 #[derive(Args)]
@@ -27,6 +100,8 @@ pub struct RunArgs {
     /// Pipeline files, run one after another.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    selection: Selection,
     /// Nodes computed at once (default: 1 per 2 cores, at least 1).
     #[arg(short, long)]
     jobs: Option<usize>,
@@ -36,6 +111,12 @@ pub struct RunArgs {
     /// Keep running independent nodes after a failure.
     #[arg(short = 'k', long)]
     keep_going: bool,
+    /// Memory the running nodes may hold together, e.g. 24G or 600M: a node that loads a
+    /// model declares its weights' size and waits until it fits (one that alone exceeds it
+    /// runs by itself), and a model is dropped once no running or ready node needs it.
+    /// Default: the memory available when the run starts; `none` for no limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory: Option<Budget>,
     /// No progress bars (they are also off when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
@@ -108,33 +189,62 @@ pub struct ExecNodeArgs {
     threads: Option<usize>,
 }
 
-/// Loads, validates and plans a pipeline; validation errors are printed as they are.
-pub fn load_plan(file: &Path, registry: &Registry, store: &Store) -> Result<Plan> {
-    let spec = mexa_pipeline::load(file, registry)?;
-    let hasher = FileHasher::new(Some(store.file_hash_cache()));
-    Ok(mexa_pipeline::plan(&spec, registry, store, &hasher)?)
+/// Loads, validates and plans a pipeline in its store (created if missing); validation
+/// errors are printed as they are.
+pub fn load_plan(file: &Path, registry: &Registry, choice: &StoreChoice) -> Result<(Plan, Store)> {
+    load_selected(file, registry, choice, &Selection::default(), true)
 }
 
-fn open_store(path: &Path) -> Result<Store> {
-    Store::open(path).with_context(|| format!("opening the store at {}", path.display()))
+/// [`load_plan`] with `-S` overrides applied and `--only`/`--where` chosen. Without
+/// `create`, a missing store is planned against as empty and not created.
+fn load_selected(
+    file: &Path,
+    registry: &Registry,
+    choice: &StoreChoice,
+    sel: &Selection,
+    create: bool,
+) -> Result<(Plan, Store)> {
+    let spec = mexa_pipeline::load_with(file, registry, &sel.set)?;
+    let path = choice.path(spec.store.as_deref());
+    let exists = create || Store::exists(&path);
+    let store = if exists {
+        choice.create(spec.store.as_deref())?
+    } else {
+        eprintln!("(no store at {} yet: everything is to run; `mexa run` creates it)", path.display());
+        Store::absent(path)
+    };
+    // A store that does not exist gets no file-hash cache either: nothing is created.
+    let hasher = FileHasher::new(exists.then(|| store.file_hash_cache()));
+    let mut plan = mexa_pipeline::plan(&spec, registry, &store, &hasher)?;
+    plan.force(&sel.force)?;
+    if sel.only.is_empty() && sel.wheres.is_empty() {
+        return Ok((plan, store));
+    }
+    Ok((plan.select(&sel.only, &sel.wheres)?, store))
 }
 
 fn short(key: &str) -> &str {
     &key[..12.min(key.len())]
 }
 
-pub fn plan(store: &Path, a: PlanArgs) -> Result<i32> {
+/// Exit status: 0 when nothing is to run, 1 when something is (errors exit 2; see main).
+pub fn plan(choice: &StoreChoice, a: PlanArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
-    let store = open_store(store)?;
+    let mut to_run = 0;
     for f in &a.files {
-        let plan = load_plan(f, &registry, &store)?;
+        let (plan, _) = load_selected(f, &registry, choice, &a.selection, false)?;
+        to_run += plan.to_run();
         if a.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
-            continue;
+        } else if a.dot {
+            print!("{}", plan.to_dot());
+        } else if a.mermaid {
+            print!("{}", plan.to_mermaid());
+        } else {
+            print_plan(&plan, a.all);
         }
-        print_plan(&plan, a.all);
     }
-    Ok(0)
+    Ok(i32::from(to_run > 0))
 }
 
 fn print_plan(plan: &Plan, all: bool) {
@@ -179,9 +289,9 @@ fn cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-pub fn run(store: &Path, a: RunArgs, quiet: bool) -> Result<i32> {
+// Long: flag handling for `mexa run` (executor choice, progress mode, summary and exit code) as one readable sequence.
+pub fn run(choice: &StoreChoice, a: RunArgs, quiet: bool) -> Result<i32> {
     let registry = mexa_stages::registry();
-    let store = open_store(store)?;
     install_ctrlc();
     let opts = RunOptions {
         jobs: a.jobs.unwrap_or((cpus() / 2).max(1)),
@@ -192,11 +302,12 @@ pub fn run(store: &Path, a: RunArgs, quiet: bool) -> Result<i32> {
             (false, true) => mexa_pipeline::run::ProgressMode::Bars,
             (false, false) => mexa_pipeline::run::ProgressMode::Lines,
         },
+        memory_budget: a.memory.map(|b| b.0).unwrap_or_else(available_memory),
     };
     tch::set_num_threads(opts.threads as i32);
     let mut code = 0;
     for f in &a.files {
-        let plan = load_plan(f, &registry, &store)?;
+        let (plan, store) = load_selected(f, &registry, choice, &a.selection, true)?;
         let to_run = plan.to_run();
         if !quiet {
             eprintln!(
@@ -226,6 +337,8 @@ pub fn run(store: &Path, a: RunArgs, quiet: bool) -> Result<i32> {
                     max_array: sa.slurm_array_max,
                     retries: sa.retries,
                     keep_going: a.keep_going,
+                    // No live bars for a head process: one line per node instead.
+                    lines: opts.progress != mexa_pipeline::run::ProgressMode::None,
                     ..Default::default()
                 };
                 mexa_pipeline::run_slurm(&plan, &store, &so, &CANCEL)?
@@ -276,12 +389,15 @@ fn print_outputs(plan: &Plan) {
     }
 }
 
-pub fn gc(store: &Path, a: GcArgs) -> Result<i32> {
+pub fn gc(choice: &StoreChoice, a: GcArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
-    let store = open_store(store)?;
+    // The store of the first pipeline (or --store); every pipeline is planned against it.
+    let first = mexa_pipeline::load(&a.files[0], &registry)?;
+    let store = choice.existing(first.store.as_deref())?;
     let mut keep: BTreeSet<String> = BTreeSet::new();
     for f in &a.files {
-        let plan = load_plan(f, &registry, &store)?;
+        let spec = mexa_pipeline::load(f, &registry)?;
+        let plan = mexa_pipeline::plan(&spec, &registry, &store, &FileHasher::new(Some(store.file_hash_cache())))?;
         for n in &plan.nodes {
             keep.insert(n.key.clone());
         }
@@ -327,7 +443,7 @@ pub fn stages(a: StagesArgs) -> Result<i32> {
             );
         }
         for p in params {
-            let mut d = p.default.map(|d| format!(" [default {d}]")).unwrap_or_else(|| " [required]".into());
+            let mut d = p.default.as_ref().map(|d| format!(" [default {d}]")).unwrap_or_else(|| " [required]".into());
             if p.execution {
                 d.push_str(" [execution setting: not in the key]");
             }
@@ -343,9 +459,9 @@ pub fn stages(a: StagesArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn exec_node(store: &Path, a: ExecNodeArgs) -> Result<i32> {
+pub fn exec_node(choice: &StoreChoice, a: ExecNodeArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
-    let store = open_store(store)?;
+    let store = choice.create(None)?;
     let text = std::fs::read(&a.spec).with_context(|| format!("reading {}", a.spec.display()))?;
     let spec: mexa_pipeline::NodeSpec =
         serde_json::from_slice(&text).with_context(|| format!("{}: not a node spec", a.spec.display()))?;

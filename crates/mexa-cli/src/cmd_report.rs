@@ -1,14 +1,11 @@
 //! `report` and `compare`.
 use crate::cmd_pipeline::load_plan;
-use crate::cmd_store::{resolve, Format};
+use crate::cmd_store::{print_table, resolve, Format, StoreChoice};
 use anyhow::{bail, Context, Result};
-use arrow::array::{Array, Float64Array, StringArray};
-use arrow::datatypes::DataType;
 use clap::Args;
 use mexa_pipeline::stage::NoProgress;
-use mexa_pipeline::{execute_node, NodeSpec, Stage, Status};
-use mexa_store::{format_rows_fit, key_of, terminal_width, KeySpec, Store};
-use std::collections::BTreeMap;
+use mexa_pipeline::{execute_node, Status};
+use mexa_store::{compare_tables, Store};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -35,6 +32,158 @@ pub struct CompareArgs {
     b: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Output folder: <DIR>/stage=<stage>/<axis>=<value>/…/part-0.parquet.
+    dir: PathBuf,
+    /// The pipeline whose computed results to write.
+    pipeline: PathBuf,
+    /// Stages to write (comma-separated; default: all but embed and report).
+    #[arg(long, value_delimiter = ',')]
+    stages: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct TableArgs {
+    /// The pipeline.
+    pipeline: PathBuf,
+    /// The stage whose results to show (default: the pipeline's last stage).
+    stage: Option<String>,
+    /// Result columns to keep (comma-separated; default: all but vectors).
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args)]
+pub struct ProfileArgs {
+    /// The pipeline.
+    pipeline: PathBuf,
+    /// Also draw the last run's timeline (one bar per node) to DIR/timeline.{png,svg}.
+    #[arg(long, value_name = "DIR")]
+    timeline: Option<PathBuf>,
+    /// Print the per-node profile as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `mexa profile`: per stage and per node, wall, CPU, peak memory, tokens/s.
+pub fn profile(choice: &StoreChoice, a: ProfileArgs) -> Result<i32> {
+    let registry = mexa_stages::registry();
+    let (plan, store) = load_plan(&a.pipeline, &registry, choice)?;
+    let nodes = mexa_pipeline::profile::profile(&plan, &store);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+    } else {
+        print!("{}", profile_text(&nodes));
+    }
+    if let Some(dir) = a.timeline {
+        let bars = mexa_pipeline::profile::last_run(&nodes);
+        write_timeline(&dir, &plan.pipeline, &bars)?;
+    }
+    Ok(0)
+}
+
+/// The last run's timeline as DIR/timeline.png and .svg.
+fn write_timeline(dir: &Path, pipeline: &str, bars: &[(String, String, f64, f64)]) -> Result<()> {
+    if bars.is_empty() {
+        println!("no computed node has timings yet; run the pipeline first");
+        return Ok(());
+    }
+    let title = format!("{pipeline}: last run, {} nodes", bars.len());
+    let h = (90 + 24 * bars.len() as u32).max(240);
+    let fig = mexa_report::figures::Figure {
+        stem: "timeline".into(),
+        size: (1000, h),
+        draw: Box::new(|r| mexa_report::figures::timeline(r, &title, bars)),
+        draw_png: Box::new(|r| mexa_report::figures::timeline(r, &title, bars)),
+    };
+    let (png, svg) = mexa_report::figures::render(&fig)?;
+    write_inside(dir, "timeline.png", &png)?;
+    write_inside(dir, "timeline.svg", svg.as_bytes())?;
+    println!("timeline of the last run: {}", dir.join("timeline.png").display());
+    Ok(())
+}
+
+fn profile_text(nodes: &[mexa_pipeline::profile::NodeProfile]) -> String {
+    let secs = |v: Option<f64>| v.map(|s| format!("{s:.1}s")).unwrap_or_else(|| "–".into());
+    let mem = |v: Option<u64>| v.map(|b| format!("{:.2} GB", b as f64 / 1e9)).unwrap_or_else(|| "–".into());
+    let rate = |v: Option<f64>| v.map(|r| format!("{r:.0}")).unwrap_or_else(|| "–".into());
+    let mut stages: Vec<&str> = Vec::new();
+    for n in nodes {
+        if !stages.contains(&n.stage.as_str()) {
+            stages.push(&n.stage);
+        }
+    }
+    let mut rows =
+        vec![["stage", "nodes", "computed", "wall", "cpu", "peak memory", "tokens/s"].map(String::from).to_vec()];
+    for st in &stages {
+        let of: Vec<_> = nodes.iter().filter(|n| n.stage == *st).collect();
+        let sum = |f: &dyn Fn(&&mexa_pipeline::profile::NodeProfile) -> Option<f64>| {
+            let v: Vec<f64> = of.iter().filter_map(f).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>())
+        };
+        let tokens = sum(&|n| n.tokens.map(|t| t as f64));
+        let shard_wall = sum(&|n| n.shard_wall_s);
+        rows.push(vec![
+            st.to_string(),
+            of.len().to_string(),
+            of.iter().filter(|n| n.computed).count().to_string(),
+            secs(sum(&|n| n.wall_s)),
+            secs(sum(&|n| n.cpu_s)),
+            mem(of.iter().filter_map(|n| n.peak_rss_bytes).max()),
+            rate(tokens.zip(shard_wall).filter(|p| p.1 > 0.0).map(|(t, w)| t / w)),
+        ]);
+    }
+    let mut out = mexa_store::format_rows(&rows);
+    out.push('\n');
+    let mut rows = vec![["node", "status", "wall", "cpu", "peak memory", "tokens/s"].map(String::from).to_vec()];
+    for n in nodes {
+        rows.push(vec![
+            n.label.clone(),
+            if n.computed { "computed" } else { "not computed" }.into(),
+            secs(n.wall_s),
+            secs(n.cpu_s),
+            mem(n.peak_rss_bytes),
+            rate(n.tokens_per_s()),
+        ]);
+    }
+    out.push_str(&mexa_store::format_rows_fit(&rows, mexa_store::terminal_width()));
+    out.push_str("\ncpu and memory are the process's: exact with `run -j 1` or on Slurm, shared between nodes run side by side\n");
+    out
+}
+
+/// `mexa export`: a sweep as Hive-partitioned Parquet.
+pub fn export(choice: &StoreChoice, a: ExportArgs) -> Result<i32> {
+    let registry = mexa_stages::registry();
+    let (plan, store) = load_plan(&a.pipeline, &registry, choice)?;
+    let files = mexa_pipeline::export::export_hive(&plan, &store, &a.dir, &a.stages)?;
+    println!("{} Parquet files under {}; load them with", files.len(), a.dir.display());
+    println!("  polars:  pl.read_parquet(\"{}/stage=align/**/*.parquet\", hive_partitioning=True)", a.dir.display());
+    println!("  pandas:  pd.read_parquet(\"{}/stage=align\")", a.dir.display());
+    println!(
+        "  duckdb:  SELECT * FROM read_parquet('{}/stage=align/**/*.parquet', hive_partitioning = true)",
+        a.dir.display()
+    );
+    Ok(0)
+}
+
+/// `mexa table`: one stage's results across the grid, axes as columns.
+pub fn table(choice: &StoreChoice, a: TableArgs) -> Result<i32> {
+    let registry = mexa_stages::registry();
+    let (plan, store) = load_plan(&a.pipeline, &registry, choice)?;
+    let stage = match a.stage {
+        Some(s) => s,
+        None => {
+            plan.nodes.last().map(|n| n.stage.clone()).ok_or_else(|| anyhow::anyhow!("the pipeline has no nodes"))?
+        }
+    };
+    let (schema, batches) = mexa_pipeline::export::stage_table(&plan, &store, &stage, &a.columns)?;
+    print_table(&schema, &batches, a.format)?;
+    Ok(0)
 }
 
 fn write_files(key: &str, store: &Store, out: &Path) -> Result<()> {
@@ -79,17 +228,17 @@ fn write_inside(out: &Path, rel: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-pub fn report(store_path: &Path, a: ReportArgs) -> Result<i32> {
+pub fn report(choice: &StoreChoice, a: ReportArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
-    let store = Store::open(store_path)?;
     let file = PathBuf::from(&a.what);
     if !file.is_file() {
+        let store = choice.existing(None)?;
         let key = resolve(&store, &a.what)?;
         let out = a.out.unwrap_or_else(|| PathBuf::from("report").join(&key[..12]));
         write_files(&key, &store, &out)?;
         return Ok(0);
     }
-    let plan = load_plan(&file, &registry, &store)?;
+    let (plan, store) = load_plan(&file, &registry, choice)?;
     let missing: Vec<&str> = plan
         .nodes
         .iter()
@@ -105,138 +254,27 @@ pub fn report(store_path: &Path, a: ReportArgs) -> Result<i32> {
             file.display()
         );
     }
-    // The report gathers every align, aggregate, join_tasks and correlate node.
-    let stage = mexa_stages::report::Report;
-    let mut inputs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for n in &plan.nodes {
-        let slot = match n.kind.as_str() {
-            "align" => "alignment",
-            "aggregate" => "summary",
-            "join_tasks" => "points",
-            "correlate" => "correlation",
-            _ => continue,
-        };
-        inputs.entry(slot.to_string()).or_default().push((n.key.clone(), n.label.clone()));
-    }
-    for v in inputs.values_mut() {
-        v.sort_by(|x, y| x.1.cmp(&y.1));
-    }
     let title = a.title.unwrap_or_else(|| format!("MEXA report: {}", plan.pipeline));
-    let params = serde_json::json!({ "title": title, "description": plan.description, "curve_languages": a.languages });
-    let spec = KeySpec {
-        stage: stage.kind().into(),
-        version: stage.version(),
-        params: params.clone(),
-        inputs: inputs.iter().map(|(s, v)| (s.clone(), v.iter().map(|x| x.0.clone()).collect())).collect(),
-    };
-    let node = NodeSpec {
-        key: key_of(&spec),
-        label: format!("{}/report", plan.pipeline),
-        node_id: format!("{}/report (mexa report)", plan.pipeline),
-        spec,
-        params,
-        inputs,
-    };
+    let node = mexa_stages::report::report_node(&plan, title, a.languages);
     let outcome = execute_node(&node, &registry, &store, &AtomicBool::new(false), &NoProgress, 1)?;
     tracing::info!("report {}: {:?}", &node.key[..12], outcome);
     let out = a.out.unwrap_or_else(|| PathBuf::from("report").join(&plan.pipeline));
     write_files(&node.key, &store, &out)?;
+    // Beside the page, not in it: the report artifact is keyed by results, a timeline by
+    // when they were computed.
+    let bars = mexa_pipeline::profile::last_run(&mexa_pipeline::profile::profile(&plan, &store));
+    write_timeline(&out, &plan.pipeline, &bars)?;
     Ok(0)
 }
 
-pub fn compare(store_path: &Path, a: CompareArgs) -> Result<i32> {
-    let store = Store::open(store_path)?;
+pub fn compare(choice: &StoreChoice, a: CompareArgs) -> Result<i32> {
+    let store = choice.existing(None)?;
     let (ka, kb) = (resolve(&store, &a.a)?, resolve(&store, &a.b)?);
-    let (ta, tb) = (store.read(&ka)?, store.read(&kb)?);
-    let strings = |s: &arrow::datatypes::SchemaRef| -> Vec<String> {
-        s.fields().iter().filter(|f| f.data_type() == &DataType::Utf8).map(|f| f.name().clone()).collect()
-    };
-    let floats = |s: &arrow::datatypes::SchemaRef| -> Vec<String> {
-        s.fields().iter().filter(|f| f.data_type() == &DataType::Float64).map(|f| f.name().clone()).collect()
-    };
-    let keys: Vec<String> = strings(&ta.0).into_iter().filter(|k| strings(&tb.0).contains(k)).collect();
-    let vals: Vec<String> =
-        floats(&ta.0).into_iter().filter(|k| floats(&tb.0).contains(k) && !k.ends_with("_p")).collect();
-    if keys.is_empty() || vals.is_empty() {
-        bail!("the two artifacts share no text key columns and numeric columns to compare");
+    let (schema, batches) = compare_tables(&store.read(&ka)?, &store.read(&kb)?)?;
+    if a.format == Format::Table {
+        let (la, lb) = (store.manifest(&ka)?.label, store.manifest(&kb)?.label);
+        println!("A = {}  {la}\nB = {}  {lb}\n", &ka[..12], &kb[..12]);
     }
-    let index =
-        |t: &(arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>)| -> Result<BTreeMap<Vec<String>, Vec<f64>>> {
-            let mut m = BTreeMap::new();
-            for b in &t.1 {
-                let kc: Vec<&StringArray> = keys
-                    .iter()
-                    .map(|k| b.column_by_name(k).unwrap().as_any().downcast_ref::<StringArray>().unwrap())
-                    .collect();
-                let vc: Vec<&Float64Array> = vals
-                    .iter()
-                    .map(|k| b.column_by_name(k).unwrap().as_any().downcast_ref::<Float64Array>().unwrap())
-                    .collect();
-                for i in 0..b.num_rows() {
-                    m.insert(
-                        kc.iter().map(|c| c.value(i).to_string()).collect(),
-                        vc.iter().map(|c| c.value(i)).collect(),
-                    );
-                }
-            }
-            Ok(m)
-        };
-    let (ia, ib) = (index(&ta)?, index(&tb)?);
-    let all: std::collections::BTreeSet<&Vec<String>> = ia.keys().chain(ib.keys()).collect();
-    let mut header = keys.clone();
-    for v in &vals {
-        header.extend([format!("{v} A"), format!("{v} B"), format!("{v} B−A")]);
-    }
-    let fmt = |x: Option<f64>| {
-        x.map(|v| if matches!(a.format, Format::Table) { format!("{v:.4}") } else { v.to_string() }).unwrap_or_default()
-    };
-    let mut rows = vec![header.clone()];
-    for k in all {
-        let mut r = k.clone();
-        for j in 0..vals.len() {
-            let (x, y) = (ia.get(k).map(|v| v[j]), ib.get(k).map(|v| v[j]));
-            r.extend([fmt(x), fmt(y), fmt(x.zip(y).map(|(x, y)| y - x))]);
-        }
-        rows.push(r);
-    }
-    match a.format {
-        Format::Table => {
-            println!(
-                "A = {}  {}\nB = {}  {}\n",
-                &ka[..12],
-                store.manifest(&ka)?.label,
-                &kb[..12],
-                store.manifest(&kb)?.label
-            );
-            print!("{}", format_rows_fit(&rows, terminal_width()));
-        }
-        Format::Csv | Format::Parquet => {
-            for r in rows {
-                println!("{}", r.join(","));
-            }
-        }
-        Format::Json => {
-            let objs: Vec<serde_json::Value> = rows[1..]
-                .iter()
-                .map(|r| {
-                    serde_json::Value::Object(
-                        header
-                            .iter()
-                            .zip(r)
-                            .map(|(h, v)| {
-                                (
-                                    h.clone(),
-                                    v.parse::<f64>()
-                                        .map(serde_json::Value::from)
-                                        .unwrap_or(serde_json::Value::from(v.clone())),
-                                )
-                            })
-                            .collect(),
-                    )
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&objs)?);
-        }
-    }
+    print_table(&schema, &batches, a.format)?;
     Ok(0)
 }

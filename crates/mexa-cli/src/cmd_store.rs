@@ -1,7 +1,11 @@
 //! `ls`, `show`, `lineage`, `verify`, `store import|export`.
 use anyhow::{bail, Context, Result};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, SchemaRef};
 use clap::{Args, Subcommand, ValueEnum};
-use mexa_store::{format_rows_fit, terminal_width, to_csv, to_json_rows, Manifest, Store, TableSummary};
+use mexa_store::{
+    format_rows_fit, terminal_width, text_rows, to_csv, to_json_rows, write_parquet_to, Store, TableSummary,
+};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -31,8 +35,8 @@ pub struct ShowArgs {
     /// Rows shown with the table format.
     #[arg(long, default_value_t = 10)]
     rows: usize,
-    /// table: manifest, schema, first rows. csv/json: the whole table on stdout. parquet: the
-    /// data file's path.
+    /// table: manifest, schema, first rows. csv/json/parquet: the whole table (a sharded
+    /// artifact's shards joined) on stdout; parquet needs stdout redirected to a file.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
@@ -51,24 +55,35 @@ pub enum StoreCmd {
     Export { to: PathBuf },
 }
 
-fn open(path: &Path) -> Result<Store> {
-    Store::open(path).with_context(|| format!("opening the store at {}", path.display()))
+/// Which store a command uses: `--store`/MEXA_STORE when given, else a pipeline's
+/// `store:` (pipeline commands), else ./artifacts. Commands that only read never create one.
+#[derive(Clone, Debug)]
+pub struct StoreChoice(pub Option<PathBuf>);
+
+impl StoreChoice {
+    pub fn path(&self, pipeline: Option<&Path>) -> PathBuf {
+        self.0.clone().or_else(|| pipeline.map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("artifacts"))
+    }
+    /// For commands that write: the store, created if missing.
+    pub fn create(&self, pipeline: Option<&Path>) -> Result<Store> {
+        let path = self.path(pipeline);
+        Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))
+    }
+    /// For commands that only read: an error naming the folder when there is no store.
+    pub fn existing(&self, pipeline: Option<&Path>) -> Result<Store> {
+        let path = self.path(pipeline);
+        Store::open_existing(&path).with_context(|| format!("opening the store at {}", path.display()))
+    }
 }
 
-fn is_shard(m: &Manifest) -> bool {
-    m.spec.stage.ends_with("#shard")
-}
-
-pub fn ls(store: &Path, a: LsArgs) -> Result<i32> {
-    let store = open(store)?;
+pub fn ls(store: &StoreChoice, a: LsArgs) -> Result<i32> {
+    let store = store.existing(None)?;
     let mut rows =
         vec![vec!["key".to_string(), "stage".into(), "label".into(), "rows".into(), "size".into(), "wall".into()]];
     let mut json = Vec::new();
     for info in store.list()? {
         let m = &info.manifest;
-        if (!a.shards && is_shard(m))
-            || a.stage.as_deref().is_some_and(|s| s != m.spec.stage.trim_end_matches("#shard"))
-        {
+        if (!a.shards && m.is_shard()) || a.stage.as_deref().is_some_and(|s| s != m.stage_kind()) {
             continue;
         }
         if a.json {
@@ -116,7 +131,7 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
         return Ok(last.key.clone());
     }
     let by_stage: Vec<_> =
-        list.iter().filter(|i| !is_shard(&i.manifest) && (i.manifest.label.split('[').next() == Some(what))).collect();
+        list.iter().filter(|i| !i.manifest.is_shard() && (i.manifest.label.split('[').next() == Some(what))).collect();
     match by_stage.len() {
         0 => bail!(
             "nothing in {} matches `{what}` (a key prefix, node label or stage name); `mexa ls` lists artifacts",
@@ -133,26 +148,47 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
     }
 }
 
-pub fn show(store: &Path, a: ShowArgs) -> Result<i32> {
-    let store = open(store)?;
+/// Prints a whole table in `format`: aligned text (floats to 4 decimals, as wide as the
+/// terminal), RFC 4180 CSV, JSON rows, or Parquet bytes (refused on a terminal).
+pub fn print_table(schema: &SchemaRef, batches: &[RecordBatch], format: Format) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    match format {
+        Format::Table => {
+            let mut rows = text_rows(schema, batches)?;
+            for (j, f) in schema.fields().iter().enumerate() {
+                if matches!(f.data_type(), DataType::Float64 | DataType::Float32) {
+                    for r in rows.iter_mut().skip(1) {
+                        if let Ok(v) = r[j].parse::<f64>() {
+                            r[j] = format!("{v:.4}");
+                        }
+                    }
+                }
+            }
+            print!("{}", format_rows_fit(&rows, terminal_width()));
+        }
+        Format::Csv => print!("{}", to_csv(schema, batches)?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&to_json_rows(schema, batches)?)?),
+        Format::Parquet => {
+            let out = std::io::stdout();
+            if out.is_terminal() {
+                bail!("--format parquet writes binary Parquet to stdout: redirect it to a file (`> table.parquet`)");
+            }
+            let mut buf = Vec::new();
+            write_parquet_to(&mut buf, schema.clone(), batches)?;
+            out.lock().write_all(&buf)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn show(store: &StoreChoice, a: ShowArgs) -> Result<i32> {
+    let store = store.existing(None)?;
     let key = resolve(&store, &a.what)?;
     let m = store.manifest(&key)?;
-    match a.format {
-        Format::Parquet => {
-            println!("{}", store.data_path(&key).display());
-            return Ok(0);
-        }
-        Format::Csv => {
-            let (schema, batches) = mexa_pipeline::stage::read_stitched(&store, &key)?;
-            print!("{}", to_csv(&schema, &batches)?);
-            return Ok(0);
-        }
-        Format::Json => {
-            let (schema, batches) = mexa_pipeline::stage::read_stitched(&store, &key)?;
-            println!("{}", serde_json::to_string_pretty(&to_json_rows(&schema, &batches)?)?);
-            return Ok(0);
-        }
-        Format::Table => {}
+    if a.format != Format::Table {
+        let (schema, batches) = mexa_pipeline::stage::read_stitched(&store, &key)?;
+        print_table(&schema, &batches, a.format)?;
+        return Ok(0);
     }
     println!("key      {}", m.key);
     println!("label    {}", m.label);
@@ -191,8 +227,8 @@ pub fn show(store: &Path, a: ShowArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn lineage(store: &Path, a: LineageArgs) -> Result<i32> {
-    let store = open(store)?;
+pub fn lineage(store: &StoreChoice, a: LineageArgs) -> Result<i32> {
+    let store = store.existing(None)?;
     let key = resolve(&store, &a.what)?;
     fn walk(store: &Store, key: &str, depth: usize, slot: &str) {
         let pad = "  ".repeat(depth);
@@ -238,8 +274,8 @@ pub fn lineage(store: &Path, a: LineageArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn verify(store: &Path) -> Result<i32> {
-    let store = open(store)?;
+pub fn verify(store: &StoreChoice) -> Result<i32> {
+    let store = store.existing(None)?;
     let r = store.verify()?;
     for (key, why, to) in &r.corrupt {
         println!("corrupt  {}  {why}\n         moved to {}", &key[..12.min(key.len())], to.display());
@@ -275,16 +311,15 @@ pub fn verify(store: &Path) -> Result<i32> {
     Ok(if r.corrupt.is_empty() { 0 } else { 1 })
 }
 
-pub fn store_cmd(store: &Path, c: StoreCmd) -> Result<i32> {
-    let here = open(store)?;
+pub fn store_cmd(store: &StoreChoice, c: StoreCmd) -> Result<i32> {
     let (dst, src) = match &c {
         StoreCmd::Import { from } => {
-            if !from.join("objects").is_dir() {
+            if !Store::exists(from) {
                 bail!("{} is not a mexa store (no objects/ directory)", from.display());
             }
-            (here, open(from)?)
+            (store.create(None)?, StoreChoice(Some(from.clone())).existing(None)?)
         }
-        StoreCmd::Export { to } => (open(to)?, here),
+        StoreCmd::Export { to } => (StoreChoice(Some(to.clone())).create(None)?, store.existing(None)?),
     };
     let (copied, present, rejected) = dst.import_from(&src)?;
     for (k, why) in &rejected {

@@ -30,9 +30,10 @@ Typical use:
 #[derive(Parser)]
 #[command(name = "mexa", disable_version_flag = true, about = "Cross-lingual alignment of language models, as a cached pipeline", long_about = LONG_ABOUT)]
 struct Cli {
-    /// Artifact store directory (default: ./artifacts).
-    #[arg(long, global = true, env = "MEXA_STORE", default_value = "artifacts")]
-    store: PathBuf,
+    /// Artifact store directory [default: a pipeline's `store:`, else ./artifacts]. Commands
+    /// that only read (plan, ls, show, …) never create one.
+    #[arg(long, global = true, env = "MEXA_STORE")]
+    store: Option<PathBuf>,
     /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -48,7 +49,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show the expanded DAG: each node cached or to run, and why it must run.
+    /// Show the expanded DAG: each node cached or to run, and why it must run. Exits 0 when
+    /// nothing is to run, 1 when something is, 2 on an error (for scripts).
     Plan(cmd_pipeline::PlanArgs),
     /// Run what is missing, in parallel where the DAG allows.
     Run(cmd_pipeline::RunArgs),
@@ -60,6 +62,13 @@ enum Command {
     Report(cmd_report::ReportArgs),
     /// Compare two artifacts of the same kind side by side (e.g. two models' aggregates).
     Compare(cmd_report::CompareArgs),
+    /// Write a pipeline's computed results as Hive-partitioned Parquet
+    /// (stage=align/model=gemma3-270m/part-0.parquet) for polars, pandas or DuckDB.
+    Export(cmd_report::ExportArgs),
+    /// One stage's results across the grid, the grid's axes as columns (like `dvc exp show`).
+    Table(cmd_report::TableArgs),
+    /// What a pipeline's nodes cost: wall, CPU, peak memory and tokens/s, per stage and node.
+    Profile(cmd_report::ProfileArgs),
     /// Show what produced an artifact, back to the corpus and model files.
     Lineage(cmd_store::LineageArgs),
     /// Delete artifacts that the given pipelines no longer reach (dry run unless --apply).
@@ -73,6 +82,14 @@ enum Command {
     Stages(cmd_pipeline::StagesArgs),
     /// Benchmarks: each prints mexa's time next to a baseline measured in the same run.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script: `mexa completions bash > ~/.local/share/bash-completion/completions/mexa`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a JSON Schema of pipeline files (every stage kind and parameter), for editors:
+    /// `mexa schema > mexa.schema.json`, then `# yaml-language-server: $schema=mexa.schema.json`.
+    Schema,
     /// Compute one serialised node (what a cluster job runs).
     #[command(hide = true)]
     ExecNode(cmd_pipeline::ExecNodeArgs),
@@ -100,6 +117,8 @@ fn main() {
     mexa_model::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    // `plan`'s 1 means "something to run", so its errors exit 2 (as diff does).
+    let error_code = if matches!(cli.command, Some(Command::Plan(_))) { 2 } else { 1 };
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -109,14 +128,14 @@ fn main() {
             } else {
                 eprintln!("error: {e:#}");
             }
-            1
+            error_code
         }
     };
     std::process::exit(code);
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
-    let store = &cli.store;
+    let store = &cmd_store::StoreChoice(cli.store.clone());
     let Some(command) = cli.command else {
         if cli.version {
             println!("mexa {}", version_line());
@@ -134,11 +153,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Lineage(a) => cmd_store::lineage(store, a),
         Command::Report(a) => cmd_report::report(store, a),
         Command::Compare(a) => cmd_report::compare(store, a),
+        Command::Export(a) => cmd_report::export(store, a),
+        Command::Table(a) => cmd_report::table(store, a),
+        Command::Profile(a) => cmd_report::profile(store, a),
         Command::Gc(a) => cmd_pipeline::gc(store, a),
         Command::Verify => cmd_store::verify(store),
         Command::Store(c) => cmd_store::store_cmd(store, c),
         Command::Stages(a) => cmd_pipeline::stages(a),
         Command::Bench(a) => bench::bench(a),
         Command::ExecNode(a) => cmd_pipeline::exec_node(store, a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "mexa", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Schema => {
+            let schema = mexa_pipeline::schema::pipeline_schema(&mexa_stages::registry());
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(0)
+        }
     }
 }

@@ -28,7 +28,7 @@ fn case(name: &str, files: &[(&str, &str)], args: &str, code: i32, expect: &[&st
 
 /// A pipeline `p.yaml` planned with `mexa plan`.
 fn plan(name: &str, yaml: &str, expect: &[&str]) -> Case {
-    case(name, &[("p.yaml", yaml)], "plan {d}/p.yaml", 1, expect)
+    case(name, &[("p.yaml", yaml)], "plan {d}/p.yaml", 2, expect)
 }
 
 const CORPUS: &[(&str, &str)] =
@@ -182,7 +182,7 @@ fn wrong_types() -> Vec<Case> {
             let mut files: Vec<(&str, &str)> = CORPUS.to_vec();
             files.push(("m.gguf", "not really"));
             files.push(("t.csv", "language,task,score\n"));
-            let mut c = case(&format!("type_{i:02}_{kind}_{param}"), &files, "plan {d}/p.yaml", 1, &[&format!("p.yaml:{line}:"), &format!("`{param}` must be {want}")]);
+            let mut c = case(&format!("type_{i:02}_{kind}_{param}"), &files, "plan {d}/p.yaml", 2, &[&format!("p.yaml:{line}:"), &format!("`{param}` must be {want}")]);
             c.files.push(("p.yaml".into(), yaml.into_bytes()));
             c
         })
@@ -245,12 +245,12 @@ fn spec_cases() -> Vec<Case> {
         with_corpus(plan("hub_id_not_cached", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: Qwen/Qwen2.5-7B}}\n"), &["models--Qwen--Qwen2.5-7B", "never downloads", "looked up as a Hugging Face id"])),
         with_corpus(plan("hub_ref_missing", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: Qwen/Qwen2.5-7B@v9}}\n"), &["models--Qwen--Qwen2.5-7B"])),
         plan("import_missing_file", "pipeline: p\nimports: [other.yaml]\nstages: {}\n", &["p.yaml:2:", "other.yaml"]),
-        case("import_cycle", &[("p.yaml", "pipeline: p\nimports: [q.yaml]\nstages: {}\n"), ("q.yaml", "imports: [p.yaml]\nstages: {}\n")], "plan {d}/p.yaml", 1, &["import"]),
-        case("pipeline_file_missing", &[], "plan {d}/nope.yaml", 1, &["nope.yaml"]),
-        case("pipeline_is_a_folder", &[("dir/x", "")], "plan {d}/dir", 1, &["dir"]),
-        case("pipeline_is_binary", &[("p.yaml", "\u{0}\u{1}\u{2}GGUF")], "plan {d}/p.yaml", 1, &["p.yaml:1:1", "NUL byte"]),
-        case("pipeline_invalid_utf8", &[], "plan {d}/p.yaml", 1, &["p.yaml"]),
-        case("bom_is_accepted", &[("p.yaml", "\u{feff}pipeline: p\nstages:\n  corpus:\n    kind: load_corpus\n    params: {path: c, pivot: eng}\n"), CORPUS[0], CORPUS[1]], "plan {d}/p.yaml", 0, &["1 nodes"]),
+        case("import_cycle", &[("p.yaml", "pipeline: p\nimports: [q.yaml]\nstages: {}\n"), ("q.yaml", "imports: [p.yaml]\nstages: {}\n")], "plan {d}/p.yaml", 2, &["import"]),
+        case("pipeline_file_missing", &[], "plan {d}/nope.yaml", 2, &["nope.yaml"]),
+        case("pipeline_is_a_folder", &[("dir/x", "")], "plan {d}/dir", 2, &["dir"]),
+        case("pipeline_is_binary", &[("p.yaml", "\u{0}\u{1}\u{2}GGUF")], "plan {d}/p.yaml", 2, &["p.yaml:1:1", "NUL byte"]),
+        case("pipeline_invalid_utf8", &[], "plan {d}/p.yaml", 2, &["p.yaml"]),
+        case("bom_is_accepted", &[("p.yaml", "\u{feff}pipeline: p\nstages:\n  corpus:\n    kind: load_corpus\n    params: {path: c, pivot: eng}\n"), CORPUS[0], CORPUS[1]], "plan {d}/p.yaml", 1, &["1 nodes"]),
         with_corpus(plan("pipeline_name_ok_but_stage_name_bad", "pipeline: p\nstages:\n  'a b':\n    kind: load_corpus\n    params: {path: c, pivot: eng}\n", &["p.yaml:3:"])),
     ];
     let mut v = v;

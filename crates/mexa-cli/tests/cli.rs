@@ -62,8 +62,9 @@ fn demo_like_pipeline_end_to_end() {
     std::fs::write(&pipe, pipeline_text()).unwrap();
     let p = pipe.to_str().unwrap();
 
+    // `plan` exits 1 while something is to run, 0 once nothing is (for scripts).
     let o = mexa(&store, &["plan", p]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("6 nodes, 0 cached, 6 to run") && text(&o).contains("never run"), "{}", text(&o));
 
     let o = mexa(&store, &["run", p]);
@@ -73,6 +74,16 @@ fn demo_like_pipeline_end_to_end() {
     // Rerun: nothing to do.
     let o = mexa(&store, &["run", p]);
     assert!(text(&o).contains("0 computed, 6 cached"), "{}", text(&o));
+    assert_eq!(mexa(&store, &["plan", p]).status.code(), Some(0));
+
+    // The DAG for Graphviz and Mermaid: every node, every edge, coloured as cached.
+    let dot = String::from_utf8(mexa(&store, &["plan", "--dot", p]).stdout).unwrap();
+    assert!(dot.starts_with("digraph \"e2e\" {") && dot.trim_end().ends_with('}'), "{dot}");
+    assert_eq!(dot.matches("fillcolor=\"#c7e9c0\"").count(), 6, "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 6, "{dot}");
+    assert!(dot.contains("[label=\"corpus\"]"), "edges name their input slot: {dot}");
+    let mermaid = String::from_utf8(mexa(&store, &["plan", "--mermaid", p]).stdout).unwrap();
+    assert!(mermaid.starts_with("flowchart LR") && mermaid.matches(":::cached").count() == 6, "{mermaid}");
 
     // Execution settings (batching, device) are not part of keys: still all cached.
     let tuned = dir.path().join("tuned.yaml");
@@ -241,7 +252,7 @@ fn version_and_errors_are_clear() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "stages:\n  a:\n    kind: load_corpus\n    params: {pth: x}\n").unwrap();
     let o = mexa(&dir.path().join("s"), &["plan", bad.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "plan's errors exit 2 (1 means something to run)");
     let t = text(&o);
     assert!(
         t.contains("bad.yaml:4:14: error: stage `a`: `load_corpus` has no parameter `pth`")
@@ -560,6 +571,337 @@ fn the_bundled_pipelines_plan_cleanly() {
     for p in ["demo.yaml", "udhr.yaml", "sib200.yaml", "sib200-cpu.yaml"] {
         let file = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines")).join(p);
         let o = mexa(&dir.path().join("store"), &["plan", file.to_str().unwrap()]);
-        assert!(o.status.success(), "{p}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(1), "{p}: everything is to run in an empty store: {}", text(&o));
     }
+}
+
+/// A small MiniLM sweep over the corpus size, for the sweep commands.
+fn sweep_pipeline(dir: &Path, store: Option<&str>) -> PathBuf {
+    let p = dir.join("sweep.yaml");
+    let store = store.map(|s| format!("store: {s}\n")).unwrap_or_default();
+    std::fs::write(
+        &p,
+        format!(
+            "pipeline: sweep
+{store}grid:
+  limit: [6, 8]
+stages:
+  corpus:
+    kind: load_corpus
+    params: {{path: \"${{assets}}/corpora/udhr\", pivot: eng, languages: [fra, spa], limit: \"${{limit}}\"}}
+  embed:
+    kind: embed
+    inputs: {{corpus: corpus}}
+    params: {{model: \"${{assets}}/models/all-minilm-l6-v2\", poolings: [weighted, last]}}
+  align:
+    kind: align
+    inputs: {{embeddings: embed}}
+  summary:
+    kind: aggregate
+    inputs: {{alignment: align}}
+"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn only_where_and_overrides_choose_and_change_what_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let p = sweep_pipeline(dir.path(), None);
+    let p = p.to_str().unwrap();
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["plan", p];
+        args.extend_from_slice(extra);
+        text(&mexa(&store, &args))
+    };
+    assert!(plan(&[]).contains("8 nodes, 0 cached, 8 to run"), "{}", plan(&[]));
+    // --where keeps one grid cell; --only a stage and what it needs.
+    let t = plan(&["--where", "limit=6"]);
+    assert!(t.contains("4 nodes") && t.contains("summary[limit=6]") && !t.contains("limit=8"), "{t}");
+    let t = plan(&["--only", "embed"]);
+    assert!(t.contains("4 nodes") && t.contains("embed[limit=8]") && !t.contains("align"), "{t}");
+    let o = mexa(&store, &["run", p, "--only", "align", "--where", "limit=6"]);
+    assert!(o.status.success() && text(&o).contains("3 computed"), "{}", text(&o));
+    let t = plan(&[]);
+    assert!(t.contains("8 nodes, 3 cached, 5 to run") && t.contains("summary[limit=6]"), "{t}");
+    // Mistakes name what exists.
+    assert!(plan(&["--where", "limt=6"]).contains("did you mean `limit`"));
+    assert!(plan(&["--where", "limit=7"]).contains("it has: 6, 8"));
+    assert!(plan(&["--only", "sumary"]).contains("did you mean `summary`"));
+
+    // -S edits the file as a user would: a parameter (the key changes, with the reason),
+    // or an axis's values (the grid shrinks); cached work stays cached.
+    let t = plan(&["-S", "embed.poolings=[last]", "--where", "limit=6"]);
+    assert!(t.contains("embed[limit=6]") && t.contains("new parameters: poolings"), "{t}");
+    assert!(t.contains("1 cached"), "the corpus is unchanged: {t}");
+    let t = plan(&["-S", "limit=6"]);
+    assert!(t.contains("4 nodes, 3 cached, 1 to run"), "{t}");
+    let o = mexa(&store, &["plan", p, "-S", "embed.dtype=f64"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("-S embed.dtype:1:1: error: stage `embed`: `dtype` must be one of f32, f16, bf16"),
+        "{}",
+        text(&o)
+    );
+    assert!(plan(&["-S", "embd.dtype=f16"]).contains("did you mean `embed`"));
+}
+
+#[test]
+fn a_pipeline_names_its_store_and_reading_never_creates_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = sweep_pipeline(dir.path(), Some("results/store"));
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let bare = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mexa"))
+            .args(args)
+            .current_dir(&elsewhere)
+            .env_remove("MEXA_STORE")
+            .output()
+            .unwrap()
+    };
+    // Reading commands say there is no store and create none.
+    let o = bare(&["ls"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("no store at artifacts"), "{}", text(&o));
+    let o = bare(&["plan", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "everything to run: {}", text(&o));
+    assert!(text(&o).contains("no store at") && text(&o).contains("yet"), "{}", text(&o));
+    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none(), "nothing created where it ran");
+    assert!(!dir.path().join("results").exists(), "plan created the pipeline's store");
+    // `run` from another folder uses the store the pipeline names, beside the file.
+    let o = bare(&["run", p.to_str().unwrap(), "--where", "limit=6", "--only", "corpus"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dir.path().join("results/store/objects").is_dir());
+    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
+    let o = bare(&["plan", p.to_str().unwrap()]);
+    assert!(text(&o).contains("8 nodes, 1 cached"), "{}", text(&o));
+    // --store still wins.
+    let o = mexa(&dir.path().join("other"), &["plan", p.to_str().unwrap()]);
+    assert!(text(&o).contains("8 nodes, 0 cached"), "{}", text(&o));
+}
+
+#[test]
+fn export_writes_hive_parquet_and_table_puts_the_grid_in_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let p = sweep_pipeline(dir.path(), None);
+    let p = p.to_str().unwrap();
+    let out = dir.path().join("export");
+    // Nothing computed yet: export says so.
+    let o = mexa(&store, &["export", out.to_str().unwrap(), p]);
+    assert!(!o.status.success() && text(&o).contains("not computed yet"), "{}", text(&o));
+    assert!(mexa(&store, &["run", p]).status.success());
+    let o = mexa(&store, &["export", out.to_str().unwrap(), p]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("hive_partitioning=True"), "the one line to load it: {}", text(&o));
+    // The layout: stage=<stage>/<axis>=<value>/part-0.parquet; embeddings left out by default.
+    let mut files: Vec<String> = Vec::new();
+    let mut stack = vec![out.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap().path();
+            if e.is_dir() {
+                stack.push(e);
+            } else {
+                files.push(e.strip_prefix(&out).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "stage=align/limit=6/part-0.parquet",
+            "stage=align/limit=8/part-0.parquet",
+            "stage=corpus/limit=6/part-0.parquet",
+            "stage=corpus/limit=8/part-0.parquet",
+            "stage=summary/limit=6/part-0.parquet",
+            "stage=summary/limit=8/part-0.parquet",
+        ]
+    );
+    // Each file holds exactly the node's table (as `show` prints it).
+    let (schema, batches) = mexa_store::read_parquet(&out.join("stage=summary/limit=8/part-0.parquet")).unwrap();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let shown: Vec<serde_json::Value> =
+        serde_json::from_slice(&mexa(&store, &["show", "summary[limit=8]", "--format", "json"]).stdout).unwrap();
+    assert_eq!(rows, shown.len());
+    assert_eq!(rows, 2 * 2, "2 languages × 2 poolings");
+    assert!(
+        schema.field_with_name("mean").is_ok() && schema.field_with_name("limit").is_err(),
+        "grid values live in the path"
+    );
+    // `--format parquet` writes the same table to stdout.
+    let o = mexa(&store, &["show", "summary[limit=8]", "--format", "parquet"]);
+    let back = mexa_store::read_parquet_bytes(o.stdout, Path::new("stdout")).unwrap();
+    assert_eq!(back.1.iter().map(|b| b.num_rows()).sum::<usize>(), rows);
+
+    // table: one row per node row, the grid's axes first.
+    let o = mexa(&store, &["table", p, "summary", "--columns", "language,pooling,mean", "--format", "json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(t.len(), 8);
+    assert_eq!(t[0].as_object().unwrap().keys().collect::<Vec<_>>(), ["limit", "language", "pooling", "mean"]);
+    assert_eq!(t.iter().filter(|r| r["limit"] == "6").count(), 4);
+    assert!(text(&mexa(&store, &["table", p, "summary", "--columns", "maen"])).contains("did you mean `mean`"));
+}
+
+#[test]
+fn completions_and_the_pipeline_schema_come_from_the_cli_and_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s");
+    let o = mexa(&s, &["completions", "bash"]);
+    assert!(o.status.success() && text(&o).contains("_mexa()") && text(&o).contains("--where"), "{}", text(&o));
+    let o = mexa(&s, &["schema"]);
+    let schema: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kinds = schema["properties"]["stages"]["additionalProperties"]["allOf"].as_array().unwrap();
+    // Every stage kind and every parameter `mexa stages` lists is in the schema, with its doc.
+    let stages = text(&mexa(&s, &["stages"]));
+    let mut listed = 0;
+    for line in stages.lines() {
+        let Some(rest) = line.strip_prefix("  param  ") else { continue };
+        let name = rest.split_whitespace().next().unwrap();
+        listed += 1;
+        assert!(
+            kinds.iter().any(|k| k["then"]["properties"]["params"]["properties"][name]["description"].is_string()),
+            "{name} missing from the schema"
+        );
+    }
+    assert!(listed > 40 && kinds.len() == 9, "{listed} params, {} kinds", kinds.len());
+    let embed = kinds.iter().find(|k| k["if"]["properties"]["kind"]["const"] == "embed").unwrap();
+    assert_eq!(
+        embed["then"]["properties"]["params"]["properties"]["dtype"]["anyOf"][0]["enum"],
+        serde_json::json!(["f32", "f16", "bf16"])
+    );
+    assert_eq!(embed["then"]["properties"]["params"]["required"], serde_json::json!(["model"]));
+}
+
+#[test]
+fn profile_reports_what_each_node_cost_and_draws_the_last_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let p = sweep_pipeline(dir.path(), None);
+    let p = p.to_str().unwrap();
+    assert!(mexa(&store, &["run", p, "-j", "1", "--where", "limit=6"]).status.success());
+    let o = mexa(&store, &["profile", p, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let nodes: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(nodes.len(), 8);
+    for n in &nodes {
+        let computed = n["label"].as_str().unwrap().contains("limit=6");
+        assert_eq!(n["computed"], computed, "{n}");
+        if computed {
+            assert!(n["wall_s"].as_f64().unwrap() >= 0.0 && n["cpu_s"].as_f64().unwrap() >= 0.0, "{n}");
+            assert!(n["peak_rss_bytes"].as_u64().unwrap() > 10 << 20, "{n}");
+        }
+    }
+    let embed = nodes.iter().find(|n| n["label"] == "embed[limit=6]").unwrap();
+    assert!(embed["tokens"].as_u64().unwrap() > 3 * 6, "3 languages × 6 sentences: {embed}");
+    // MiniLM's weights are resident while it embeds.
+    assert!(embed["peak_rss_bytes"].as_u64().unwrap() > 80 << 20, "{embed}");
+    let o = mexa(&store, &["profile", p, "--timeline", dir.path().join("t").to_str().unwrap()]);
+    let t = text(&o);
+    assert!(t.contains("embed") && t.contains("tokens/s") && t.contains("not computed"), "{t}");
+    let png = std::fs::read(dir.path().join("t/timeline.png")).unwrap();
+    assert_eq!(png_size(&png).0, 1000);
+    let svg = std::fs::read_to_string(dir.path().join("t/timeline.svg")).unwrap();
+    assert!(svg.contains("embed[limit=6]") && svg.contains("seconds since the run began"), "the bars are labelled");
+}
+
+#[test]
+fn force_recomputes_a_cached_node_and_replaces_it_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let p = sweep_pipeline(dir.path(), None);
+    let p = p.to_str().unwrap();
+    assert!(mexa(&store, &["run", p, "--where", "limit=6"]).status.success());
+    let artifacts = || -> Vec<serde_json::Value> {
+        serde_json::from_slice(&mexa(&store, &["ls", "--shards", "--json"]).stdout).unwrap()
+    };
+    let before = artifacts();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let t = text(&mexa(&store, &["plan", p, "--where", "limit=6", "--force", "embed"]));
+    assert!(t.contains("1 to run") && t.contains("forced (--force)"), "{t}");
+    let o = mexa(&store, &["run", p, "--where", "limit=6", "--force", "embed"]);
+    assert!(o.status.success() && text(&o).contains("1 computed, 3 cached"), "{}", text(&o));
+    let after = artifacts();
+    // Same keys (nothing downstream reruns), the embed node and each of its shards rewritten
+    // (newer), everything else untouched; the store verifies.
+    assert_eq!(before.len(), after.len());
+    for a in &after {
+        let b = before.iter().find(|b| b["key"] == a["key"]).expect("same keys");
+        let rewritten = a["label"].as_str().unwrap().starts_with("embed[limit=6]");
+        assert_eq!(a["created_unix"] != b["created_unix"], rewritten, "{a} vs {b}");
+    }
+    assert_eq!(after.iter().filter(|a| a["label"].as_str().unwrap().starts_with("embed[limit=6]")).count(), 4);
+    let o = mexa(&store, &["verify"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&mexa(&store, &["run", p, "--force", "embd"])).contains("did you mean `embed`"));
+}
+
+#[test]
+fn a_memory_budget_runs_models_one_at_a_time_and_gives_the_same_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("models.yaml");
+    std::fs::write(
+        &p,
+        "pipeline: models
+grid:
+  model:
+    - {name: minilm, path: \"${assets}/models/all-minilm-l6-v2\"}
+    - {name: smollm2, path: \"${assets}/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf\"}
+    - {name: gemma, path: \"${assets}/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf\"}
+stages:
+  corpus:
+    kind: load_corpus
+    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra], limit: 4}
+  embed:
+    kind: embed
+    inputs: {corpus: corpus}
+    params: {model: \"${model.path}\", poolings: [last]}
+",
+    )
+    .unwrap();
+    let p = p.to_str().unwrap();
+    let (free, tight) = (dir.path().join("free"), dir.path().join("tight"));
+    let o = mexa(&free, &["run", p, "-j", "3", "--memory", "none"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // 600 MB: SmolLM2 (540 MB in f32) and MiniLM (90 MB) do not fit together; Gemma (1.07 GB)
+    // fits alone only.
+    let o = mexa(&tight, &["run", p, "-j", "3", "--memory", "600M"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut running = 0;
+    for l in String::from_utf8_lossy(&o.stderr).lines() {
+        if l.contains("] start embed[") {
+            running += 1;
+            assert_eq!(running, 1, "two models at once under the budget:\n{}", text(&o));
+        } else if l.contains("] done embed[") {
+            running -= 1;
+        }
+    }
+    assert!(text(&o).contains("4 computed"), "{}", text(&o));
+    // Same artifacts, byte for byte.
+    let objects = |store: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        let list: Vec<serde_json::Value> =
+            serde_json::from_slice(&mexa(store, &["ls", "--shards", "--json"]).stdout).unwrap();
+        list.iter()
+            .map(|a| {
+                let k = a["key"].as_str().unwrap().to_string();
+                let data = std::fs::read(store.join("objects").join(&k[..2]).join(&k).join("data.parquet")).unwrap();
+                (k, data)
+            })
+            .collect()
+    };
+    assert_eq!(objects(&free), objects(&tight));
+    // Released between nodes, the models never sat in memory together.
+    let peak = |store: &Path| -> u64 {
+        let nodes: Vec<serde_json::Value> =
+            serde_json::from_slice(&mexa(store, &["profile", p, "--json"]).stdout).unwrap();
+        nodes.iter().filter_map(|n| n["peak_rss_bytes"].as_u64()).max().unwrap()
+    };
+    let (pf, pt) = (peak(&free), peak(&tight));
+    assert!(pt + (300 << 20) < pf, "peak {:.2} GB with the budget, {:.2} GB without", pt as f64 / 1e9, pf as f64 / 1e9);
 }

@@ -76,7 +76,7 @@ impl Bert {
         };
         let lin = |p: &str, out: i64, inp: i64| -> Result<Linear> {
             Ok(Linear {
-                w: w.shaped(&format!("{p}.weight"), &[out, inp])?,
+                w: w.weight(&format!("{p}.weight"), &[out, inp])?,
                 b: Some(w.shaped(&format!("{p}.bias"), &[out])?),
             })
         };

@@ -134,7 +134,7 @@ impl Cohere {
         let eps = cfg.layer_norm_eps;
         let lin = |n: &str, out: i64, inp: i64, bias: bool| -> Result<Linear> {
             Ok(Linear {
-                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                w: w.weight(&format!("{n}.weight"), &[out, inp])?,
                 b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None },
             })
         };

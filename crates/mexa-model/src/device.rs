@@ -64,3 +64,20 @@ pub fn tune_allocator() {
         }
     }
 }
+
+/// Hands memory the allocator keeps after frees back to the system (glibc's `malloc_trim`,
+/// which walks every thread's arena). [`tune_allocator`] tells glibc to keep up to 1 GB, which
+/// is right between batches but wrong after a model is dropped: a sweep would hold the last
+/// model's pages while loading the next. Called when models are released.
+pub fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free pages to the kernel.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}

@@ -6,7 +6,8 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 /// How a layer's token states become one sentence vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// Position-weighted mean over the sentence's tokens, weights 1..T (SGPT; MEXA's default).
     Weighted,
@@ -18,6 +19,8 @@ pub enum Pooling {
 
 impl Pooling {
     pub const ALL: [Pooling; 3] = [Pooling::Weighted, Pooling::Last, Pooling::Mean];
+    /// The names pipelines and tables use, in [`Pooling::ALL`]'s order.
+    pub const NAMES: &'static [&'static str] = &["weighted", "last", "mean"];
     pub fn name(self) -> &'static str {
         match self {
             Pooling::Weighted => "weighted",
@@ -32,6 +35,12 @@ impl Pooling {
             "mean" => Pooling::Mean,
             other => bail!("unknown pooling `{other}`: expected weighted, last or mean"),
         })
+    }
+}
+
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

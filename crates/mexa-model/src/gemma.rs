@@ -227,7 +227,7 @@ impl Gemma {
             |n: &str, dim: i64| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[dim])?, eps, offset: true }) };
         let lin = |n: &str, out: i64, inp: i64| -> Result<Linear> {
             Ok(Linear {
-                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                w: w.weight(&format!("{n}.weight"), &[out, inp])?,
                 b: w.opt_shaped(&format!("{n}.bias"), &[out])?,
             })
         };

@@ -213,6 +213,7 @@ impl Gguf {
         })
     }
 
+    // Long: the GGUF header's fields in file order, each with its bound check; reads as the format's spec.
     fn read_header(path: &Path) -> Result<Self> {
         let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
         let file_len = f.metadata()?.len();
@@ -403,6 +404,7 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (f32, f32) {
     }
 }
 
+// Long: one arm per GGUF block type, each transcribing ggml's reference dequantisation; a table, not a procedure.
 fn dequant_block(ty: GgmlType, b: &[u8], y: &mut [f32]) {
     match ty {
         GgmlType::F32 => y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),

@@ -3,14 +3,61 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 /// A linear layer `y = x Wᵀ + b`.
+/// A weight matrix: resident and dense, or kept in its file's form and made dense only while
+/// it is used ([`crate::weights::Stored`]), with identical results.
+#[derive(Debug)]
+pub enum Weight {
+    Dense(Tensor),
+    Stored(std::sync::Arc<crate::weights::Stored>),
+}
+
+impl Weight {
+    /// The dense matrix: the resident tensor, or a fresh one dropped after use.
+    pub fn tensor(&self) -> Tensor {
+        match self {
+            Weight::Dense(t) => t.shallow_clone(),
+            Weight::Stored(s) => s.dense(),
+        }
+    }
+    pub fn size(&self) -> Vec<i64> {
+        match self {
+            Weight::Dense(t) => t.size(),
+            Weight::Stored(s) => s.shape().to_vec(),
+        }
+    }
+    /// Token-embedding lookup: `ids` → their rows (a stored table dequantises those rows only).
+    pub fn embedding(&self, ids: &Tensor) -> Tensor {
+        match self {
+            Weight::Dense(t) => Tensor::embedding(t, ids, -1, false, false),
+            Weight::Stored(s) => {
+                let flat: Vec<i64> =
+                    Vec::<i64>::try_from(ids.flatten(0, -1).to_device(tch::Device::Cpu)).expect("token ids are int64");
+                let mut uniq = flat.clone();
+                uniq.sort_unstable();
+                uniq.dedup();
+                let table = s.rows(&uniq);
+                let local: Vec<i64> = flat.iter().map(|id| uniq.binary_search(id).expect("present") as i64).collect();
+                let local = Tensor::from_slice(&local).reshape(ids.size()).to_device(ids.device());
+                Tensor::embedding(&table, &local, -1, false, false)
+            }
+        }
+    }
+}
+
+impl From<Tensor> for Weight {
+    fn from(t: Tensor) -> Self {
+        Weight::Dense(t)
+    }
+}
+
 pub struct Linear {
-    pub w: Tensor,
+    pub w: Weight,
     pub b: Option<Tensor>,
 }
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.w, self.b.as_ref())
+        x.linear(&self.w.tensor(), self.b.as_ref())
     }
 }
 

@@ -23,8 +23,8 @@ pub mod tokenizer;
 pub mod weights;
 pub mod xglm;
 
-pub use device::{parse_device, runtime_info, tune_allocator};
+pub use device::{parse_device, return_free_memory, runtime_info, tune_allocator};
 pub use embed::{embed, BatchOptions, Pooled, Pooling};
-pub use model::{load_network, parse_dtype, HiddenStates, LoadOptions, Model};
+pub use model::{load_network, parse_dtype, weight_bytes, DType, HiddenStates, LoadOptions, Model};
 pub use score::{encode_request, score, IdRequest, ScoreOptions, Scored};
 pub use tokenizer::{BosPolicy, TextTokenizer};

@@ -5,7 +5,7 @@
 use crate::gguf::Gguf;
 use crate::layers::{
     apply_rope, attention, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Layout, Linear, RmsNorm,
-    Rope, RopeScaling,
+    Rope, RopeScaling, Weight,
 };
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
@@ -126,6 +126,7 @@ fn split_fused(w: &Weights, cfg: &Config) -> Result<Weights> {
         }
     }
     out.source = w.source.clone();
+    out.stored = w.stored.clone();
     Ok(out)
 }
 
@@ -190,9 +191,9 @@ struct Block {
 
 pub struct Llama {
     cfg: Config,
-    embed: Tensor,
+    embed: Weight,
     /// An untied LM head, when the weights carried one.
-    lm_head: Option<Tensor>,
+    lm_head: Option<Weight>,
     blocks: Vec<Block>,
     norm: RmsNorm,
     rope: Rope,
@@ -208,7 +209,7 @@ impl Llama {
         let norm = |n: &str| -> Result<RmsNorm> { Ok(RmsNorm { w: w.shaped(n, &[d])?, eps, offset: false }) };
         let lin = |n: &str, out: i64, inp: i64, bias: bool| -> Result<Linear> {
             Ok(Linear {
-                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                w: w.weight(&format!("{n}.weight"), &[out, inp])?,
                 b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None },
             })
         };
@@ -236,14 +237,14 @@ impl Llama {
                 down: lin(&format!("{p}.mlp.down_proj"), d, ff, false)?,
             });
         }
-        let embed = w.get("embed_tokens.weight")?;
+        let embed = w.matrix("embed_tokens.weight")?;
         if embed.size()[1] != d {
             anyhow::bail!("embed_tokens.weight has width {}, expected {d}", embed.size()[1]);
         }
         Ok(Self {
             rope: Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling),
-            embed: embed.shallow_clone(),
-            lm_head: w.opt("lm_head.weight").map(|t| t.shallow_clone()),
+            embed,
+            lm_head: w.opt_matrix("lm_head.weight"),
             norm: norm("norm.weight")?,
             blocks,
             cfg,
@@ -279,7 +280,7 @@ impl Llama {
             _ if n == "output.weight" && !opts.lm_head => None,
             _ => gguf_name(n),
         };
-        let w = Weights::from_gguf(g, opts.kind, opts.device, rename, |name, t| {
+        let fix = move |name: &str, t: Tensor| {
             if permuted && name.ends_with("self_attn.q_proj.weight") {
                 unpermute(t, h)
             } else if permuted && name.ends_with("self_attn.k_proj.weight") {
@@ -287,7 +288,14 @@ impl Llama {
             } else {
                 t
             }
-        })?;
+        };
+        let w = if opts.stored_weights {
+            // Fused Phi-3 projections are split at load, so they load dense.
+            let stored = |n: &str| !n.ends_with("qkv_proj.weight") && !n.ends_with("gate_up_proj.weight");
+            Weights::from_gguf_stored(g, opts.kind, opts.device, rename, fix, stored)?
+        } else {
+            Weights::from_gguf(g, opts.kind, opts.device, rename, fix)?
+        };
         Self::load(cfg, &w)
     }
 }
@@ -297,7 +305,7 @@ impl Llama {
     fn hidden(&self, ids: &Tensor, layout: &Layout) -> Vec<Tensor> {
         let c = &self.cfg;
         let t = ids.size()[1];
-        let x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        let x = self.embed.embedding(ids);
         let kind = x.kind();
         let bias = layout.bias(true, c.sliding_window, kind);
         let (cos, sin) = layout.rope(&self.rope, t, kind, x.device());
@@ -339,8 +347,8 @@ impl HiddenStates for Llama {
     }
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let head = match (&self.lm_head, self.cfg.tie_word_embeddings) {
-            (Some(h), _) => h,
-            (None, true) => &self.embed,
+            (Some(h), _) => h.tensor(),
+            (None, true) => self.embed.tensor(),
             (None, false) => anyhow::bail!("the weights have no lm_head.weight (and tie_word_embeddings is false); was the model loaded with its LM head?"),
         };
         Ok(hidden.matmul(&head.tr()))

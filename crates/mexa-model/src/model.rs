@@ -96,15 +96,46 @@ pub struct LoadOptions {
     /// Keep an untied LM head (`lm_head.weight`, GGUF `output.weight`) for
     /// [`HiddenStates::logits`]; embeddings do not need it, and it can be a large matrix.
     pub lm_head: bool,
+    /// Keep GGUF weights in their quantised blocks (memory-mapped) and dequantise each only
+    /// while it is used: identical results, a fraction of the memory (Llama family; other
+    /// families load dense).
+    pub stored_weights: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { kind: Kind::Float, device: Device::Cpu, tokenizer: None, bos: BosPolicy::Auto, lm_head: false }
+        Self {
+            kind: Kind::Float,
+            device: Device::Cpu,
+            tokenizer: None,
+            bos: BosPolicy::Auto,
+            lm_head: false,
+            stored_weights: false,
+        }
     }
 }
 
-/// Parses `f32`, `f16`, `bf16`.
+/// The dtype of weights and activations, as pipelines name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DType {
+    pub const NAMES: &'static [&'static str] = &["f32", "f16", "bf16"];
+    pub fn kind(self) -> Kind {
+        match self {
+            DType::F32 => Kind::Float,
+            DType::F16 => Kind::Half,
+            DType::Bf16 => Kind::BFloat16,
+        }
+    }
+}
+
+/// Parses `f32`, `f16`, `bf16` (and their long names).
 pub fn parse_dtype(s: &str) -> Result<Kind> {
     Ok(match s {
         "f32" | "float32" => Kind::Float,
@@ -172,6 +203,23 @@ fn locate(path: &Path) -> Result<Source> {
         0 => bail!("{}: neither a config.json (Hugging Face folder) nor a .gguf file", path.display()),
         n => bail!("{}: {n} .gguf files; name one", path.display()),
     }
+}
+
+/// The memory a model's weights take once loaded densely in `kind`, from the files' headers
+/// alone (no weights read): what a scheduler reserves for a node that loads it. GGUF tensors
+/// count at their dequantised size, as the dense loader holds them.
+pub fn weight_bytes(path: &Path, kind: Kind) -> Result<u64> {
+    let numel: u64 = match locate(path)? {
+        Source::Gguf(file) => Gguf::open(&file)?.tensors.iter().map(|t| t.numel() as u64).sum(),
+        Source::Hf(dir) => {
+            let mut n = 0;
+            for f in crate::weights::safetensors_files(&dir)? {
+                n += crate::weights::safetensors_numel(&f)?;
+            }
+            n
+        }
+    };
+    Ok(numel * kind.elt_size_in_bytes() as u64)
 }
 
 /// Loads only the network (no tokenizer): a Hugging Face folder or a GGUF file. Returns it

@@ -98,7 +98,7 @@ impl Olmo {
         };
         let lin = |n: &str, out: i64, inp: i64, bias: bool| -> Result<Linear> {
             Ok(Linear {
-                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                w: w.weight(&format!("{n}.weight"), &[out, inp])?,
                 b: if bias { Some(w.shaped(&format!("{n}.bias"), &[out])?) } else { None },
             })
         };

@@ -129,6 +129,7 @@ fn rows(requests: &[IdRequest], packed: bool) -> Vec<Row> {
 
 /// Scores every continuation of every request. Returns, per request, one [`Scored`] per
 /// continuation; `progress` is called with the number of continuations finished.
+// Long: one pass over packed rows whose index bookkeeping (row, answer, position) must stay side by side to be checked; tests/loglik.rs checks it against transformers.
 pub fn score_ids(
     net: &dyn HiddenStates,
     device: Device,

@@ -10,12 +10,18 @@ use std::path::Path;
 use tokenizers::Tokenizer;
 
 /// Whether sentences start with the BOS token.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BosPolicy {
     /// As the tokenizer (or GGUF metadata) says.
     Auto,
     Always,
     Never,
+}
+
+impl BosPolicy {
+    /// The names pipelines use.
+    pub const NAMES: &'static [&'static str] = &["auto", "always", "never"];
 }
 
 impl std::str::FromStr for BosPolicy {

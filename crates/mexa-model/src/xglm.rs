@@ -85,7 +85,7 @@ impl Xglm {
         };
         let lin = |n: &str, out: i64, inp: i64| -> Result<Linear> {
             Ok(Linear {
-                w: w.shaped(&format!("{n}.weight"), &[out, inp])?,
+                w: w.weight(&format!("{n}.weight"), &[out, inp])?,
                 b: Some(w.shaped(&format!("{n}.bias"), &[out])?),
             })
         };

@@ -123,3 +123,28 @@ fn qwen25_coder_05b_xcopa_loglikelihoods_match_lm_eval_conventions() {
         1e-4,
     );
 }
+
+/// Real quantised GGUFs (Q4_1, Q4_K_M) embedded with weights kept in their blocks give the
+/// dense load's pooled vectors bit for bit.
+#[test]
+fn stored_weights_embed_bit_identically_on_real_ggufs() {
+    let fx = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/gguf"));
+    for (name, file) in [
+        ("smollm2-135m", "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ("qwen2.5-coder-0.5b", "models/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+    ] {
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{name}.reference.json"))).unwrap()).unwrap();
+        let sentences: Vec<String> =
+            meta["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+        let pooled = |stored_weights: bool| {
+            let model =
+                Model::load(&assets().join(file), &LoadOptions { stored_weights, ..Default::default() }).unwrap();
+            embed(&model, &sentences, &[Pooling::Weighted, Pooling::Last], BatchOptions::default(), |_| {}).unwrap()
+        };
+        let (dense, stored) = (pooled(false), pooled(true));
+        for (a, b) in dense.iter().zip(&stored) {
+            assert!(a.data == b.data, "{name}: {} pooling differs between dense and stored weights", a.pooling.name());
+        }
+    }
+}

@@ -3,15 +3,16 @@
 //! artifact appearing in the store. Each array task runs `mexa exec-node SPEC` on a
 //! serialised [`NodeSpec`], so workers never re-plan. The store must be on a filesystem the
 //! head and every node share.
-use crate::plan::{Plan, Status};
-use crate::run::{NodeSpec, RunSummary};
+use crate::node::{NodeOutcome, NodeSpec};
+use crate::plan::Plan;
+use crate::walk::{walk, Executor, Finished, RunSummary, WalkOptions};
 use anyhow::{bail, Context, Result};
 use mexa_store::Store;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// The keys a stage's `resources: {slurm: {...}}` may set, and what each must be (checked
@@ -44,6 +45,8 @@ pub struct SlurmOptions {
     pub keep_going: bool,
     pub poll_min: Duration,
     pub poll_max: Duration,
+    /// One line per node started and finished on stderr (for the head job's log).
+    pub lines: bool,
 }
 
 impl Default for SlurmOptions {
@@ -61,6 +64,7 @@ impl Default for SlurmOptions {
             keep_going: false,
             poll_min: Duration::from_millis(300),
             poll_max: Duration::from_secs(10),
+            lines: false,
         }
     }
 }
@@ -101,16 +105,6 @@ fn run_cmd(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum St {
-    Waiting,
-    Ready { attempt: u32 },
-    Submitted { task: String, log: PathBuf, attempt: u32, gone: u32 },
-    Done,
-    Failed,
-    Skipped,
-}
-
 /// Why a finished job left no artifact: state, exit code (scontrol, else sacct), log tail.
 fn failure_reason(task: &str, log: &Path) -> String {
     let mut parts = Vec::new();
@@ -148,9 +142,7 @@ fn failure_reason(task: &str, log: &Path) -> String {
 
 /// Runs every node of `plan` that is not cached on Slurm.
 pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &AtomicBool) -> Result<RunSummary> {
-    let t0 = Instant::now();
     let _registered = store.register_run()?;
-    let n = plan.nodes.len();
     let root = std::fs::canonicalize(store.root())?;
     let run_id = format!("{}-{}", chrono_like(), std::process::id());
     let work = root.join("slurm").join(&run_id);
@@ -166,158 +158,158 @@ pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &Atomi
             shell_quote(&root.to_string_lossy())
         ),
     )?;
-    let mut summary = RunSummary { total: n, ..Default::default() };
-    let mut st: Vec<St> =
-        plan.nodes.iter().map(|nd| if nd.status == Status::Cached { St::Done } else { St::Waiting }).collect();
-    summary.cached = st.iter().filter(|s| **s == St::Done).count();
-    let deps: Vec<Vec<usize>> = plan.nodes.iter().map(|nd| nd.deps.values().flatten().copied().collect()).collect();
-    let mut arrays: Vec<String> = Vec::new();
-    let mut interval = opts.poll_min;
-    let mut stop = false;
-    let mut chunk_no = 0usize;
-    loop {
-        if cancel.load(Ordering::SeqCst) {
-            // Cancel the arrays that still have our tasks in flight.
-            let mut live: Vec<String> = st
-                .iter()
-                .filter_map(|s| {
-                    if let St::Submitted { task, .. } = s {
-                        task.split('_').next().map(str::to_string)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            live.sort();
-            live.dedup();
-            if !live.is_empty() {
-                let _ = run_cmd(Command::new("scancel").args(&live));
-                eprintln!("cancelled {} Slurm job(s): {}", live.len(), live.join(", "));
-            }
-            summary.cancelled = true;
-            break;
+    let mut exec = Slurm {
+        opts,
+        store,
+        work: work.clone(),
+        script,
+        arrays: vec![],
+        chunk_no: 0,
+        interval: opts.poll_min,
+        changed: false,
+        in_flight: BTreeMap::new(),
+    };
+    // Slurm places jobs by their `resources:`; no memory budget on the head.
+    let walk_opts =
+        WalkOptions { keep_going: opts.keep_going, retries: opts.retries, lines: opts.lines, memory_budget: None };
+    let summary = walk(plan, &mut exec, walk_opts, cancel, &())?;
+    tracing::info!("Slurm run {run_id}: specs, job lists and logs in {}", work.display());
+    Ok(summary)
+}
+
+/// A submitted node: its array task, log file, when it was submitted, and whether it was
+/// already seen gone from the queue without its artifact.
+struct Task {
+    task: String,
+    log: PathBuf,
+    since: Instant,
+    gone: bool,
+}
+
+/// The Slurm executor: ready nodes become job arrays (one per stage and resource set, in
+/// chunks of `max_array`); a node is done when its artifact is complete in the store.
+struct Slurm<'a> {
+    opts: &'a SlurmOptions,
+    store: &'a Store,
+    work: PathBuf,
+    script: PathBuf,
+    /// Every array submitted, for the queue query.
+    arrays: Vec<String>,
+    chunk_no: usize,
+    /// The poll interval: back to the minimum after a change, else growing to the maximum.
+    interval: Duration,
+    changed: bool,
+    in_flight: BTreeMap<usize, Task>,
+}
+
+impl Executor for Slurm<'_> {
+    fn free(&self) -> usize {
+        usize::MAX
+    }
+
+    fn start(&mut self, plan: &Plan, nodes: &[usize]) -> Result<()> {
+        let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        for &i in nodes {
+            let nd = &plan.nodes[i];
+            groups.entry((nd.stage.clone(), nd.resources.to_string())).or_default().push(i);
         }
-        let mut changed = false;
-        // Promote nodes whose inputs are done.
-        for i in 0..n {
-            if st[i] == St::Waiting && deps[i].iter().all(|&d| st[d] == St::Done) {
-                st[i] = St::Ready { attempt: 0 };
-            }
-        }
-        // Submit ready nodes, grouped by stage and resources.
-        if !stop {
-            let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-            for i in 0..n {
-                if let St::Ready { .. } = st[i] {
-                    let nd = &plan.nodes[i];
-                    groups.entry((nd.stage.clone(), nd.resources.to_string())).or_default().push(i);
-                }
-            }
-            for ((stage, _), idx) in groups {
-                for chunk in idx.chunks(opts.max_array.max(1)) {
-                    let mut lines = String::new();
-                    for &i in chunk {
-                        let spec = NodeSpec::from_plan(plan, i);
-                        let p = work.join("specs").join(format!("{}.json", spec.key));
-                        std::fs::write(&p, serde_json::to_vec_pretty(&spec)?)?;
-                        lines.push_str(&p.to_string_lossy());
-                        lines.push('\n');
-                    }
-                    chunk_no += 1;
-                    let list = work.join("lists").join(format!("{chunk_no}-{stage}.txt"));
-                    std::fs::write(&list, lines)?;
-                    let log_pattern = work.join("logs").join(format!("{stage}-%A_%a.log"));
-                    let mut cmd = Command::new("sbatch");
-                    cmd.arg("--parsable")
-                        .arg(format!("--array=0-{}", chunk.len() - 1))
-                        .arg(format!("--job-name=mexa:{}:{stage}", plan.pipeline))
-                        .arg(format!("--output={}", log_pattern.display()))
-                        .args(sbatch_args(opts, &plan.nodes[chunk[0]].resources))
-                        .arg(&script)
-                        .arg(&list);
-                    let out = run_cmd(&mut cmd)?;
-                    let array = out.trim().split(';').next().unwrap_or("").to_string();
-                    if array.is_empty() {
-                        bail!("sbatch printed no job id");
-                    }
-                    tracing::info!("submitted {} node(s) of `{stage}` as job array {array}", chunk.len());
-                    arrays.push(array.clone());
-                    for (k, &i) in chunk.iter().enumerate() {
-                        let attempt = if let St::Ready { attempt } = st[i] { attempt } else { 0 };
-                        let log = work.join("logs").join(format!("{stage}-{array}_{k}.log"));
-                        st[i] = St::Submitted { task: format!("{array}_{k}"), log, attempt, gone: 0 };
-                    }
-                    changed = true;
-                }
+        for ((stage, _), idx) in groups {
+            for chunk in idx.chunks(self.opts.max_array.max(1)) {
+                self.submit(plan, &stage, chunk)?;
             }
         }
-        let active: Vec<usize> = (0..n).filter(|&i| matches!(st[i], St::Submitted { .. })).collect();
-        let pending_work = (0..n).any(|i| matches!(st[i], St::Waiting | St::Ready { .. }));
-        if active.is_empty() && (stop || !pending_work) {
-            break;
-        }
-        if active.is_empty() && pending_work && !(0..n).any(|i| matches!(st[i], St::Ready { .. })) {
-            // Nothing can become ready any more (inputs failed).
-            break;
-        }
-        std::thread::sleep(interval);
+        self.changed = true;
+        Ok(())
+    }
+
+    fn poll(&mut self, plan: &Plan) -> Result<Vec<Finished>> {
+        self.interval = if std::mem::take(&mut self.changed) {
+            self.opts.poll_min
+        } else {
+            self.interval.mul_f64(1.5).min(self.opts.poll_max)
+        };
+        std::thread::sleep(self.interval);
         // One scheduler query per cycle for all our jobs.
-        let queued: HashMap<String, String> = if arrays.is_empty() {
+        let queued: HashMap<String, String> = if self.arrays.is_empty() {
             HashMap::new()
         } else {
-            run_cmd(Command::new("squeue").args(["-h", "-r", "-o", "%i %T", "-j", &arrays.join(",")]))
+            run_cmd(Command::new("squeue").args(["-h", "-r", "-o", "%i %T", "-j", &self.arrays.join(",")]))
                 .unwrap_or_default()
                 .lines()
                 .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
                 .collect()
         };
-        for i in active {
-            let St::Submitted { task, log, attempt, gone } = st[i].clone() else { continue };
-            if store.complete(&plan.nodes[i].key) {
-                st[i] = St::Done;
-                summary.computed += 1;
-                changed = true;
+        let mut out = Vec::new();
+        for (&i, t) in self.in_flight.iter_mut() {
+            if self.store.complete(&plan.nodes[i].key) {
+                out.push((i, Ok(NodeOutcome::Computed { seconds: t.since.elapsed().as_secs_f64() })));
+            } else if queued.contains_key(&t.task) {
                 continue;
-            }
-            if queued.contains_key(&task) {
-                continue;
-            }
-            // Gone from the queue without an artifact: allow one cycle for the rename to be
-            // visible on a shared filesystem, then count it as failed.
-            if gone == 0 {
-                st[i] = St::Submitted { task, log, attempt, gone: 1 };
-                continue;
-            }
-            let why = failure_reason(&task, &log);
-            changed = true;
-            if attempt < opts.retries && !stop {
-                tracing::warn!("{} failed, retrying ({}/{}): {why}", plan.nodes[i].label, attempt + 1, opts.retries);
-                st[i] = St::Ready { attempt: attempt + 1 };
+            } else if !t.gone {
+                // Gone from the queue without an artifact: allow one cycle for the rename to
+                // be visible on a shared filesystem, then count it as failed.
+                t.gone = true;
             } else {
-                tracing::error!("{} failed: {why}", plan.nodes[i].label);
-                summary.failed.push((plan.nodes[i].label.clone(), why));
-                st[i] = St::Failed;
-                let mut stack = vec![i];
-                while let Some(f) = stack.pop() {
-                    for j in 0..n {
-                        if deps[j].contains(&f) && matches!(st[j], St::Waiting | St::Ready { .. }) {
-                            st[j] = St::Skipped;
-                            stack.push(j);
-                        }
-                    }
-                }
-                if !opts.keep_going {
-                    stop = true;
-                }
+                out.push((i, Err(failure_reason(&t.task, &t.log))));
             }
         }
-        interval = if changed { opts.poll_min } else { (interval.mul_f64(1.5)).min(opts.poll_max) };
+        for (i, _) in &out {
+            self.in_flight.remove(i);
+        }
+        self.changed |= !out.is_empty();
+        Ok(out)
     }
-    summary.skipped =
-        st.iter().filter(|s| matches!(s, St::Waiting | St::Ready { .. } | St::Skipped | St::Submitted { .. })).count();
-    summary.seconds = t0.elapsed().as_secs_f64();
-    tracing::info!("Slurm run {run_id}: specs, job lists and logs in {}", work.display());
-    Ok(summary)
+
+    fn cancel(&mut self) -> Vec<usize> {
+        // Cancel the arrays that still have our tasks in flight.
+        let mut live: Vec<String> =
+            self.in_flight.values().filter_map(|t| t.task.split('_').next().map(str::to_string)).collect();
+        live.sort();
+        live.dedup();
+        if !live.is_empty() {
+            let _ = run_cmd(Command::new("scancel").args(&live));
+            eprintln!("cancelled {} Slurm job(s): {}", live.len(), live.join(", "));
+        }
+        std::mem::take(&mut self.in_flight).into_keys().collect()
+    }
+}
+
+impl Slurm<'_> {
+    /// Submits one chunk of a stage's ready nodes as a job array.
+    fn submit(&mut self, plan: &Plan, stage: &str, chunk: &[usize]) -> Result<()> {
+        let mut lines = String::new();
+        for &i in chunk {
+            let spec = NodeSpec::from_plan(plan, i);
+            let p = self.work.join("specs").join(format!("{}.json", spec.key));
+            std::fs::write(&p, serde_json::to_vec_pretty(&spec)?)?;
+            lines.push_str(&p.to_string_lossy());
+            lines.push('\n');
+        }
+        self.chunk_no += 1;
+        let list = self.work.join("lists").join(format!("{}-{stage}.txt", self.chunk_no));
+        std::fs::write(&list, lines)?;
+        let log_pattern = self.work.join("logs").join(format!("{stage}-%A_%a.log"));
+        let mut cmd = Command::new("sbatch");
+        cmd.arg("--parsable")
+            .arg(format!("--array=0-{}", chunk.len() - 1))
+            .arg(format!("--job-name=mexa:{}:{stage}", plan.pipeline))
+            .arg(format!("--output={}", log_pattern.display()))
+            .args(sbatch_args(self.opts, &plan.nodes[chunk[0]].resources))
+            .arg(&self.script)
+            .arg(&list);
+        let out = run_cmd(&mut cmd)?;
+        let array = out.trim().split(';').next().unwrap_or("").to_string();
+        if array.is_empty() {
+            bail!("sbatch printed no job id");
+        }
+        tracing::info!("submitted {} node(s) of `{stage}` as job array {array}", chunk.len());
+        self.arrays.push(array.clone());
+        for (k, &i) in chunk.iter().enumerate() {
+            let log = self.work.join("logs").join(format!("{stage}-{array}_{k}.log"));
+            self.in_flight.insert(i, Task { task: format!("{array}_{k}"), log, since: Instant::now(), gone: false });
+        }
+        Ok(())
+    }
 }
 
 fn shell_quote(s: &str) -> String {

@@ -61,6 +61,9 @@ pub struct PipelineSpec {
     /// The file's `description:` (shown on reports).
     pub description: String,
     pub file: PathBuf,
+    /// The file's `store:`, resolved against the file's folder: where its artifacts live
+    /// unless `--store`/MEXA_STORE says otherwise.
+    pub store: Option<PathBuf>,
     pub axes: Vec<Axis>,
     pub include: Vec<Rule>,
     pub exclude: Vec<Rule>,
@@ -76,6 +79,12 @@ impl PipelineSpec {
 
 /// Reads, parses and validates a pipeline file against the registry.
 pub fn load(path: &Path, registry: &Registry) -> Result<PipelineSpec, SpecErrors> {
+    load_with(path, registry, &[])
+}
+
+/// [`load`] with command-line overrides applied to the file (after its imports), so they
+/// change keys exactly as the same edit of the file would.
+pub fn load_with(path: &Path, registry: &Registry, overrides: &[Override]) -> Result<PipelineSpec, SpecErrors> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         SpecErrors(vec![SpecError::new(
@@ -83,14 +92,27 @@ pub fn load(path: &Path, registry: &Registry) -> Result<PipelineSpec, SpecErrors
             format!("cannot read the pipeline file: {e}"),
         )])
     })?;
-    parse(&display, &text, path, registry)
+    parse_with(&display, &text, path, registry, overrides)
 }
 
 /// Parses and validates pipeline text. `path` names the file (for relative paths and the
 /// default pipeline name).
 pub fn parse(display: &str, text: &str, path: &Path, registry: &Registry) -> Result<PipelineSpec, SpecErrors> {
+    parse_with(display, text, path, registry, &[])
+}
+
+fn parse_with(
+    display: &str,
+    text: &str,
+    path: &Path,
+    registry: &Registry,
+    overrides: &[Override],
+) -> Result<PipelineSpec, SpecErrors> {
     let root = yaml::parse(display, text).map_err(|e| SpecErrors(vec![e]))?;
-    let root = with_imports(root, path, &mut vec![path.to_path_buf()])?;
+    let mut root = with_imports(root, path, &mut vec![path.to_path_buf()])?;
+    for o in overrides {
+        o.apply(&mut root).map_err(|e| SpecErrors(vec![e]))?;
+    }
     let mut errs = Vec::new();
     let spec = build(&root, path, registry, &mut errs);
     if errs.is_empty() {
@@ -101,10 +123,11 @@ pub fn parse(display: &str, text: &str, path: &Path, registry: &Registry) -> Res
     }
 }
 
-const TOP_KEYS: &[&str] = &["pipeline", "description", "imports", "grid", "stages"];
+const TOP_KEYS: &[&str] = &["pipeline", "description", "store", "imports", "grid", "stages"];
 
 /// Merges the stages and grid axes of `imports: [file, ...]` (relative to the importing file,
 /// recursively) under this file's own. A name defined twice is an error naming both places.
+// Long: import resolution with its cycle, depth and override checks, each a located error; splitting would pass the same four pieces of state around.
 fn with_imports(root: Node, path: &Path, chain: &mut Vec<PathBuf>) -> Result<Node, SpecErrors> {
     let Some(imports) = root.get("imports").cloned() else { return Ok(root) };
     let Some(list) = imports.as_seq() else {
@@ -201,6 +224,95 @@ pub fn is_pipeline_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
+/// A command-line override (`-S`): `stage.param=value` sets a stage's parameter,
+/// `axis=v1,v2` (or `axis=[v1, v2]`) replaces a grid axis's values. Values are YAML, so
+/// `-S embed.poolings=[last]` is a list and `-S corpus.limit=10` a number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    /// `stage.param` or `axis`.
+    pub target: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((t, v)) if !t.trim().is_empty() => Ok(Override { target: t.trim().to_string(), value: v.to_string() }),
+            _ => Err(format!("`{s}`: expected stage.param=value or axis=value,value")),
+        }
+    }
+}
+
+impl Override {
+    /// Applies the override to a pipeline's YAML tree; errors name the override.
+    fn apply(&self, root: &mut Node) -> Result<(), SpecError> {
+        let src = format!("-S {}", self.target);
+        let at = Pos { file: src.as_str().into(), line: 0, col: 0 };
+        let value = |text: &str| yaml::parse(&src, text);
+        let NodeKind::Map(top) = &mut root.kind else { return Ok(()) };
+        let section = |top: &mut Vec<(Node, Node)>, key: &str| -> Option<usize> {
+            top.iter().position(|(k, _)| k.as_str() == Some(key))
+        };
+        if let Some((stage, param)) = self.target.split_once('.') {
+            let Some(si) = section(top, "stages") else {
+                return Err(SpecError::new(at, "the pipeline has no `stages:` to override"));
+            };
+            let NodeKind::Map(stages) = &mut top[si].1.kind else { return Ok(()) };
+            let names: Vec<String> = stages.iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect();
+            let Some((_, st)) = stages.iter_mut().find(|(k, _)| k.as_str() == Some(stage)) else {
+                let hint = suggest(stage, names.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("stages: {}", names.join(", ")));
+                return Err(SpecError::new(at, format!("no stage `{stage}` to override")).hint(hint));
+            };
+            let NodeKind::Map(fields) = &mut st.kind else { return Ok(()) };
+            let key =
+                |text: &str| Node { pos: at.clone(), kind: NodeKind::Scalar { text: text.into(), quoted: false } };
+            if !fields.iter().any(|(k, _)| k.as_str() == Some("params")) {
+                fields.push((key("params"), Node { pos: at.clone(), kind: NodeKind::Map(vec![]) }));
+            }
+            let params = fields.iter_mut().find(|(k, _)| k.as_str() == Some("params")).expect("just added");
+            let NodeKind::Map(params) = &mut params.1.kind else {
+                return Err(SpecError::new(at, format!("stage `{stage}`: `params` is not a mapping")));
+            };
+            let v = value(&self.value)?;
+            match params.iter_mut().find(|(k, _)| k.as_str() == Some(param)) {
+                Some(slot) => slot.1 = v,
+                None => params.push((key(param), v)),
+            }
+            return Ok(());
+        }
+        let axis = self.target.as_str();
+        let grid = section(top, "grid").and_then(|gi| match &mut top[gi].1.kind {
+            NodeKind::Map(g) => Some(g),
+            _ => None,
+        });
+        let axes: Vec<String> = grid
+            .as_ref()
+            .map(|g| g.iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let Some(slot) =
+            grid.and_then(|g| g.iter_mut().find(|(k, _)| k.as_str() == Some(axis) && !RULE_KEYS.contains(&axis)))
+        else {
+            let hint = suggest(axis, axes.iter().map(String::as_str)).unwrap_or_else(|| {
+                "`-S axis=v1,v2` replaces a grid axis's values; `-S stage.param=value` sets a parameter".into()
+            });
+            return Err(SpecError::new(at, format!("`{axis}` is not a grid axis")).hint(hint));
+        };
+        let text = self.value.trim();
+        slot.1 = if text.starts_with('[') {
+            value(text)?
+        } else {
+            let items = text.split(',').map(|v| value(v.trim())).collect::<Result<Vec<_>, _>>()?;
+            Node { pos: at, kind: NodeKind::Seq(items) }
+        };
+        Ok(())
+    }
+}
+
+/// Keys of `grid:` that are rules, not axes.
+const RULE_KEYS: &[&str] = &["include", "exclude"];
+
 /// The most cells a grid may expand to.
 pub const MAX_GRID_CELLS: usize = 100_000;
 
@@ -212,6 +324,55 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
         );
         return None;
     };
+    check_top_keys(top, errs);
+    let name = pipeline_name(root, path, errs);
+    let (axes, include, exclude) = parse_grid(root, errs);
+    let stages = parse_stages(root, registry, &axes, errs);
+    check_inputs(&stages, registry, errs);
+    if !errs.is_empty() {
+        return None;
+    }
+
+    // Topological order; report a cycle with its members.
+    let stages = match topo_sort(stages) {
+        Ok(s) => s,
+        Err((cycle, pos)) => {
+            errs.push(
+                SpecError::new(pos, format!("the stages form a cycle: {}", cycle.join(" → ")))
+                    .hint("a stage cannot depend, directly or not, on itself"),
+            );
+            return None;
+        }
+    };
+
+    // Unused axes.
+    let used: BTreeSet<&str> = stages.iter().flat_map(|s| s.direct_axes.iter().map(String::as_str)).collect();
+    for a in &axes {
+        if !used.contains(a.name.as_str()) {
+            errs.push(
+                SpecError::new(a.pos.clone(), format!("grid axis `{}` is not used by any stage", a.name))
+                    .hint(format!("refer to it as `${{{}}}` in a stage's params, or remove it", a.name)),
+            );
+        }
+    }
+    if !errs.is_empty() {
+        return None;
+    }
+    let description = root.get("description").and_then(Node::as_str).unwrap_or_default().to_string();
+    let store = match root.get("store") {
+        None => None,
+        Some(n) => match n.as_str().filter(|s| !s.is_empty()) {
+            Some(s) => Some(path.parent().unwrap_or(Path::new("")).join(s)),
+            None => {
+                errs.push(SpecError::new(n.pos.clone(), format!("`store` is a folder path, found {}", n.describe())));
+                return None;
+            }
+        },
+    };
+    Some(PipelineSpec { name, description, file: path.to_path_buf(), store, axes, include, exclude, stages })
+}
+
+fn check_top_keys(top: &[(Node, Node)], errs: &mut Vec<SpecError>) {
     for (k, _) in top {
         let key = k.as_str().unwrap_or_default();
         if !TOP_KEYS.contains(&key) {
@@ -223,7 +384,11 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
             errs.push(e);
         }
     }
-    let name = match root.get("pipeline") {
+}
+
+/// `pipeline:`, else the file's stem.
+fn pipeline_name(root: &Node, path: &Path, errs: &mut Vec<SpecError>) -> String {
+    match root.get("pipeline") {
         Some(n) => match n.as_str() {
             Some(s) if is_pipeline_name(s) => s.to_string(),
             Some(s) if !s.is_empty() => {
@@ -237,9 +402,11 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
             }
         },
         None => path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into()),
-    };
+    }
+}
 
-    // Grid.
+/// `grid:` → (axes, include rules, exclude rules), capped at [`MAX_GRID_CELLS`] cells.
+fn parse_grid(root: &Node, errs: &mut Vec<SpecError>) -> (Vec<Axis>, Vec<Rule>, Vec<Rule>) {
     let (mut axes, mut include, mut exclude) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(g) = root.get("grid") {
         match g.as_map() {
@@ -320,8 +487,10 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
             }
         }
     }
+    (axes, include, exclude)
+}
 
-    // Stages.
+fn parse_stages(root: &Node, registry: &Registry, axes: &[Axis], errs: &mut Vec<SpecError>) -> Vec<StageDecl> {
     let mut stages = Vec::new();
     match root.get("stages") {
         None => errs.push(SpecError::new(root.pos.clone(), "the pipeline has no `stages:`")),
@@ -332,17 +501,20 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
             )),
             Some(entries) => {
                 for (k, v) in entries {
-                    if let Some(st) = parse_stage(k, v, registry, &axes, errs) {
+                    if let Some(st) = parse_stage(k, v, registry, axes, errs) {
                         stages.push(st);
                     }
                 }
             }
         },
     }
+    stages
+}
 
-    // Inputs: targets exist, slots known, required slots connected.
+/// Inputs: targets exist, slots known, required slots connected.
+fn check_inputs(stages: &[StageDecl], registry: &Registry, errs: &mut Vec<SpecError>) {
     let names: Vec<String> = stages.iter().map(|s: &StageDecl| s.name.clone()).collect();
-    for st in &stages {
+    for st in stages {
         let Some(imp) = registry.get(&st.kind) else { continue };
         let slots = imp.inputs();
         for ((slot, target, pos), slot_pos) in st.inputs.iter().zip(&st.input_slot_pos) {
@@ -386,37 +558,6 @@ fn build(root: &Node, path: &Path, registry: &Registry, errs: &mut Vec<SpecError
             }
         }
     }
-    if !errs.is_empty() {
-        return None;
-    }
-
-    // Topological order; report a cycle with its members.
-    let stages = match topo_sort(stages) {
-        Ok(s) => s,
-        Err((cycle, pos)) => {
-            errs.push(
-                SpecError::new(pos, format!("the stages form a cycle: {}", cycle.join(" → ")))
-                    .hint("a stage cannot depend, directly or not, on itself"),
-            );
-            return None;
-        }
-    };
-
-    // Unused axes.
-    let used: BTreeSet<&str> = stages.iter().flat_map(|s| s.direct_axes.iter().map(String::as_str)).collect();
-    for a in &axes {
-        if !used.contains(a.name.as_str()) {
-            errs.push(
-                SpecError::new(a.pos.clone(), format!("grid axis `{}` is not used by any stage", a.name))
-                    .hint(format!("refer to it as `${{{}}}` in a stage's params, or remove it", a.name)),
-            );
-        }
-    }
-    if !errs.is_empty() {
-        return None;
-    }
-    let description = root.get("description").and_then(Node::as_str).unwrap_or_default().to_string();
-    Some(PipelineSpec { name, description, file: path.to_path_buf(), axes, include, exclude, stages })
 }
 
 fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {
@@ -567,6 +708,7 @@ fn parse_when(stage: &str, v: &Node, grid: &[Axis], errs: &mut Vec<SpecError>) -
     out
 }
 
+// Long: one check per key of a stage mapping (kind, params, inputs, when, resources), in the order a reader meets them, each with its own located error.
 fn parse_stage(k: &Node, v: &Node, registry: &Registry, grid: &[Axis], errs: &mut Vec<SpecError>) -> Option<StageDecl> {
     let axis_names: Vec<&str> = grid.iter().map(|a| a.name.as_str()).collect();
     let axes = axis_names.as_slice();

@@ -46,7 +46,13 @@ fn child_entry() {
     let Ok(store) = std::env::var("MEXA_CHILD_STORE") else { return };
     let store = Store::open(store).unwrap();
     let p = planned(&store);
-    let opts = RunOptions { jobs: 2, threads: 1, keep_going: false, progress: mexa_pipeline::run::ProgressMode::None };
+    let opts = RunOptions {
+        jobs: 2,
+        threads: 1,
+        keep_going: false,
+        progress: mexa_pipeline::run::ProgressMode::None,
+        memory_budget: None,
+    };
     let s = run(&p, &common::registry(), &store, &opts, &AtomicBool::new(false));
     std::process::exit(if s.ok() { 0 } else { 3 });
 }

@@ -32,7 +32,13 @@ fn planned(text: &str, reg: &Registry, store: &Store) -> Plan {
 }
 
 fn opts() -> RunOptions {
-    RunOptions { jobs: 2, threads: 1, keep_going: false, progress: mexa_pipeline::run::ProgressMode::None }
+    RunOptions {
+        jobs: 2,
+        threads: 1,
+        keep_going: false,
+        progress: mexa_pipeline::run::ProgressMode::None,
+        memory_budget: None,
+    }
 }
 
 fn reasons(p: &Plan) -> Vec<(String, Status)> {
@@ -83,6 +89,7 @@ fn run_then_everything_is_cached_and_results_are_right() {
         cancel: &cancel,
         progress: &NoProgress,
         threads: 1,
+        force: false,
     };
     let lines = lines_of(&ctx.read(&ctx_in).unwrap());
     assert_eq!(lines.len(), 3 * 3 * (1 + 2 + 1 + 2 + 1));

@@ -226,3 +226,55 @@ pub fn curves<DB: DrawingBackend>(
         .map_err(err)?;
     Ok(())
 }
+
+/// A run's timeline: one bar per node from its start to its end (seconds since the run
+/// began), coloured by stage; `bars` are (label, stage, start, end).
+pub fn timeline<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    bars: &[(String, String, f64, f64)],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let end = bars.iter().map(|b| b.3).fold(1.0f64, f64::max);
+    let n = bars.len().max(1);
+    let label_w = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(4).min(48) as u32 * 7 + 16;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(label_w)
+        .build_cartesian_2d(0f64..end * 1.02, -0.5f64..n as f64 - 0.5)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the run began")
+        .y_labels(0)
+        .label_style(("sans-serif", 12))
+        .disable_y_mesh()
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
+    let mut stages: Vec<&str> = Vec::new();
+    for b in bars {
+        if !stages.contains(&b.1.as_str()) {
+            stages.push(&b.1);
+        }
+    }
+    for (i, (_, stage, start, stop)) in bars.iter().enumerate() {
+        let c = Palette99::pick(stages.iter().position(|s| s == stage).unwrap_or(0)).to_rgba();
+        let y = (n - 1 - i) as f64;
+        // The node's label left of its row (drawn on the root: it sits outside the plot area).
+        let (px, py) = chart.backend_coord(&(0.0, y));
+        use plotters::style::text_anchor::{HPos, Pos, VPos};
+        let style = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+        let label: String = bars[i].0.chars().take(48).collect();
+        root.draw(&Text::new(label, (px - 6, py), style)).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(*start, y + 0.15), (stop.max(start + end * 0.002), y + 0.85)],
+                c.filled(),
+            )))
+            .map_err(err)?;
+    }
+    Ok(())
+}

@@ -2,7 +2,7 @@
 //! Markdown summary, and every figure as PNG and SVG: a layer × language heatmap of
 //! alignment per model, scatters of alignment against task scores with the fitted line and r,
 //! and per-layer curves. Input is plain data (no store access); output is a list of files.
-mod figures;
+pub mod figures;
 mod page;
 
 pub use page::render;

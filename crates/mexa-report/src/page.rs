@@ -112,7 +112,6 @@ fn corr_text(c: &Option<(f64, f64, f64)>) -> String {
 
 /// Renders the report: report.html, report.md, figures/*.png and figures/*.svg.
 pub fn render(d: &ReportData) -> Result<Vec<File>> {
-    let mut files: Vec<File> = Vec::new();
     let axes: Vec<String> = {
         let mut v: Vec<String> = Vec::new();
         for s in &d.summaries {
@@ -132,19 +131,39 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
         .into_iter()
         .collect();
     let rows = grid(d, &axes, &tasks);
+    let show_metric = !axes.iter().any(|a| a == "metric");
+    let mut figs = Figures::default();
+    alignment_figures(d, &mut figs)?;
+    scatter_figures(d, &mut figs)?;
+    let page = Page { d, axes: &axes, tasks: &tasks, rows: &rows, sections: &figs.sections, show_metric };
+    let mut files = figs.files;
+    files.push(("report.html".into(), page.html()?.into_bytes()));
+    files.push(("report.md".into(), page.markdown()?.into_bytes()));
+    Ok(files)
+}
 
-    // Figures.
-    let mut sections: Vec<(String, Vec<(String, String, String)>)> = Vec::new(); // (title, [(stem, caption, svg)])
-    let mut add = |files: &mut Vec<File>, section: &str, fig: Figure, caption: String| -> Result<()> {
+/// The figures drawn so far: their files, and by section (title, [(stem, caption, svg)]).
+#[derive(Default)]
+struct Figures {
+    files: Vec<File>,
+    sections: Vec<(String, Vec<(String, String, String)>)>,
+}
+
+impl Figures {
+    fn add(&mut self, section: &str, fig: Figure, caption: String) -> Result<()> {
         let (png, svg) = figures::render(&fig)?;
-        files.push((format!("figures/{}.png", fig.stem), png));
-        files.push((format!("figures/{}.svg", fig.stem), svg.clone().into_bytes()));
-        match sections.iter_mut().find(|(t, _)| t == section) {
+        self.files.push((format!("figures/{}.png", fig.stem), png));
+        self.files.push((format!("figures/{}.svg", fig.stem), svg.clone().into_bytes()));
+        match self.sections.iter_mut().find(|(t, _)| t == section) {
             Some((_, v)) => v.push((fig.stem, caption, svg)),
-            None => sections.push((section.to_string(), vec![(fig.stem, caption, svg)])),
+            None => self.sections.push((section.to_string(), vec![(fig.stem, caption, svg)])),
         }
         Ok(())
-    };
+    }
+}
+
+/// Per align node and pooling: the language × layer heatmap and the per-layer curves.
+fn alignment_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
     for a in &d.alignments {
         let poolings: BTreeSet<&String> = a.rows.iter().map(|c| &c.pooling).collect();
         for p in poolings {
@@ -161,8 +180,7 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
             let h = (90 + 22 * langs.len() as u32).max(260);
             let (t1, l1, g1) = (title.clone(), langs.clone(), grid_v.clone());
             let (t2, l2, g2) = (title.clone(), langs.clone(), grid_v.clone());
-            add(
-                &mut files,
+            figs.add(
                 &a.label,
                 Figure {
                     stem: format!("heatmap-{}-{p}", slug(&a.label)),
@@ -184,8 +202,7 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
                 pick.iter().map(|&i| (curves[i].0.clone(), curves[i].1.clone())).collect();
             let title = format!("Per-layer μ — {} ({p})", a.label);
             let (t1, ln1, t2, ln2) = (title.clone(), lines.clone(), title, lines);
-            add(
-                &mut files,
+            figs.add(
                 &a.label,
                 Figure {
                     stem: format!("layers-{}-{p}", slug(&a.label)),
@@ -197,6 +214,12 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
             )?;
         }
     }
+    Ok(())
+}
+
+/// Per join_tasks node and (task, pooling, layer pooling): the scatter of task score against
+/// μ, with its grid cell's fitted line.
+fn scatter_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
     for pn in &d.points {
         let combos: BTreeSet<(&String, &String, &String)> =
             pn.rows.iter().map(|r| (&r.task, &r.pooling, &r.layer_pool)).collect();
@@ -222,8 +245,7 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
             let xd = format!("μ{} ({pooling} pooling)", if lp == "mean" { "Mean" } else { "Max" });
             let (t1, x1, p1, t2, x2, p2) = (title.clone(), xd.clone(), pts.clone(), title, xd, pts);
             let (ta, tb) = (task.clone(), task.clone());
-            add(
-                &mut files,
+            figs.add(
                 &pn.label,
                 Figure {
                     stem: format!("scatter-{}-{}-{pooling}-{lp}", slug(&pn.label), slug(task)),
@@ -235,134 +257,151 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
             )?;
         }
     }
+    Ok(())
+}
 
-    // HTML.
-    let mut h = String::new();
-    let title = esc(&d.title);
-    write!(h, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>\
+/// What the HTML page and the Markdown summary are written from.
+struct Page<'a> {
+    d: &'a ReportData,
+    axes: &'a [String],
+    tasks: &'a [String],
+    rows: &'a [GridRow],
+    sections: &'a [(String, Vec<(String, String, String)>)],
+    show_metric: bool,
+}
+
+impl Page<'_> {
+    fn html(&self) -> Result<String> {
+        let Page { d, axes, tasks, rows, sections, show_metric } = *self;
+        let mut h = String::new();
+        let title = esc(&d.title);
+        write!(h, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>\
 body{{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}}\
 table{{border-collapse:collapse;margin:1em 0;font-size:14px}}th,td{{border:1px solid #ccc;padding:3px 8px}}\
 th{{background:#f3f3f3}}td.n{{text-align:right;font-variant-numeric:tabular-nums}}figure{{margin:1.5em 0}}\
 figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-bottom:4px}}</style></head><body>\n<h1>{title}</h1>\n")?;
-    if !d.description.is_empty() {
-        writeln!(h, "<p class=\"description\">{}</p>", esc(&d.description))?;
-    }
-    writeln!(h, "<p>MEXA alignment of each language with the pivot (share of parallel sentences whose cosine beats every other in its row and column), pooled over layers; μMean and μMax are averages over languages. Correlations are Pearson's r across languages with a bootstrap 95% interval.</p>")?;
-    writeln!(h, "<h2>Grid</h2>\n<table id=\"grid\"><thead><tr>")?;
-    for a in &axes {
-        write!(h, "<th>{}</th>", esc(a))?;
-    }
-    let show_metric = !axes.iter().any(|a| a == "metric");
-    write!(
-        h,
-        "<th>pooling</th>{}<th>languages</th><th>μMean</th><th>μMax</th><th>best layer (μ)</th>",
-        if show_metric { "<th>metric</th>" } else { "" }
-    )?;
-    for t in &tasks {
-        write!(h, "<th>r({}, μMean)</th><th>r({}, μMax)</th>", esc(t), esc(t))?;
-    }
-    writeln!(h, "</tr></thead><tbody>")?;
-    for r in &rows {
-        write!(h, "<tr>")?;
-        for c in &r.cell {
-            write!(h, "<td>{}</td>", esc(c))?;
+        if !d.description.is_empty() {
+            writeln!(h, "<p class=\"description\">{}</p>", esc(&d.description))?;
         }
-        let metric = if show_metric { format!("<td>{}</td>", esc(&r.metric)) } else { String::new() };
+        writeln!(h, "<p>MEXA alignment of each language with the pivot (share of parallel sentences whose cosine beats every other in its row and column), pooled over layers; μMean and μMax are averages over languages. Correlations are Pearson's r across languages with a bootstrap 95% interval.</p>")?;
+        writeln!(h, "<h2>Grid</h2>\n<table id=\"grid\"><thead><tr>")?;
+        for a in axes {
+            write!(h, "<th>{}</th>", esc(a))?;
+        }
         write!(
             h,
-            "<td>{}</td>{metric}<td class=\"n\">{}</td>{}{}<td class=\"n\">{}</td>",
-            esc(&r.pooling),
-            r.languages,
-            td_num(r.mu_mean),
-            td_num(r.mu_max),
-            r.best_layer.map(|b| b.to_string()).unwrap_or("–".into())
+            "<th>pooling</th>{}<th>languages</th><th>μMean</th><th>μMax</th><th>best layer (μ)</th>",
+            if show_metric { "<th>metric</th>" } else { "" }
         )?;
-        for (_, m, x) in &r.corr {
-            write!(h, "<td class=\"n\">{}</td><td class=\"n\">{}</td>", corr_text(m), corr_text(x))?;
-        }
-        writeln!(h, "</tr>")?;
-    }
-    writeln!(h, "</tbody></table>")?;
-    for (section, figs) in &sections {
-        writeln!(h, "<h2>{}</h2>", esc(section))?;
-        for (stem, caption, svg) in figs {
-            writeln!(h, "<figure id=\"{stem}\">{svg}<figcaption>{} (<a href=\"figures/{stem}.png\">PNG</a>, <a href=\"figures/{stem}.svg\">SVG</a>)</figcaption></figure>", esc(caption))?;
-        }
-    }
-    writeln!(h, "<h2>Per language</h2>")?;
-    for s in &d.summaries {
-        let poolings: Vec<String> =
-            s.rows.iter().map(|r| r.pooling.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        let langs: Vec<String> =
-            s.rows.iter().map(|r| r.language.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-        writeln!(
-            h,
-            "<h3>{}</h3>\n<table class=\"languages\" data-key=\"{}\"><thead><tr><th>language</th>",
-            esc(&s.label),
-            s.key
-        )?;
-        for p in &poolings {
-            write!(h, "<th>{p} mean</th><th>{p} max</th><th>{p} best layer</th>")?;
+        for t in tasks {
+            write!(h, "<th>r({}, μMean)</th><th>r({}, μMax)</th>", esc(t), esc(t))?;
         }
         writeln!(h, "</tr></thead><tbody>")?;
-        for l in &langs {
-            write!(h, "<tr><td>{}</td>", esc(l))?;
-            for p in &poolings {
-                match s.rows.iter().find(|r| &r.language == l && &r.pooling == p) {
-                    Some(r) => write!(h, "{}{}<td class=\"n\">{}</td>", td_num(r.mean), td_num(r.max), r.best_layer)?,
-                    None => write!(h, "<td></td><td></td><td></td>")?,
-                }
+        for r in rows {
+            write!(h, "<tr>")?;
+            for c in &r.cell {
+                write!(h, "<td>{}</td>", esc(c))?;
+            }
+            let metric = if show_metric { format!("<td>{}</td>", esc(&r.metric)) } else { String::new() };
+            write!(
+                h,
+                "<td>{}</td>{metric}<td class=\"n\">{}</td>{}{}<td class=\"n\">{}</td>",
+                esc(&r.pooling),
+                r.languages,
+                td_num(r.mu_mean),
+                td_num(r.mu_max),
+                r.best_layer.map(|b| b.to_string()).unwrap_or("–".into())
+            )?;
+            for (_, m, x) in &r.corr {
+                write!(h, "<td class=\"n\">{}</td><td class=\"n\">{}</td>", corr_text(m), corr_text(x))?;
             }
             writeln!(h, "</tr>")?;
         }
         writeln!(h, "</tbody></table>")?;
+        for (section, figs) in sections {
+            writeln!(h, "<h2>{}</h2>", esc(section))?;
+            for (stem, caption, svg) in figs {
+                writeln!(h, "<figure id=\"{stem}\">{svg}<figcaption>{} (<a href=\"figures/{stem}.png\">PNG</a>, <a href=\"figures/{stem}.svg\">SVG</a>)</figcaption></figure>", esc(caption))?;
+            }
+        }
+        writeln!(h, "<h2>Per language</h2>")?;
+        for s in &d.summaries {
+            let poolings: Vec<String> =
+                s.rows.iter().map(|r| r.pooling.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            let langs: Vec<String> =
+                s.rows.iter().map(|r| r.language.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            writeln!(
+                h,
+                "<h3>{}</h3>\n<table class=\"languages\" data-key=\"{}\"><thead><tr><th>language</th>",
+                esc(&s.label),
+                s.key
+            )?;
+            for p in &poolings {
+                write!(h, "<th>{p} mean</th><th>{p} max</th><th>{p} best layer</th>")?;
+            }
+            writeln!(h, "</tr></thead><tbody>")?;
+            for l in &langs {
+                write!(h, "<tr><td>{}</td>", esc(l))?;
+                for p in &poolings {
+                    match s.rows.iter().find(|r| &r.language == l && &r.pooling == p) {
+                        Some(r) => {
+                            write!(h, "{}{}<td class=\"n\">{}</td>", td_num(r.mean), td_num(r.max), r.best_layer)?
+                        }
+                        None => write!(h, "<td></td><td></td><td></td>")?,
+                    }
+                }
+                writeln!(h, "</tr>")?;
+            }
+            writeln!(h, "</tbody></table>")?;
+        }
+        writeln!(h, "</body></html>")?;
+        Ok(h)
     }
-    writeln!(h, "</body></html>")?;
-    files.push(("report.html".into(), h.into_bytes()));
 
-    // Markdown.
-    let mut m = format!("# {}\n\n", d.title);
-    if !d.description.is_empty() {
-        writeln!(m, "{}\n", d.description)?;
-    }
-    m.push_str("## Grid\n\n");
-    let mut header: Vec<String> = axes.clone();
-    header.push("pooling".into());
-    if show_metric {
-        header.push("metric".into());
-    }
-    header.extend(["languages", "μMean", "μMax", "best layer (μ)"].map(String::from));
-    for t in &tasks {
-        header.push(format!("r({t}, μMean)"));
-        header.push(format!("r({t}, μMax)"));
-    }
-    writeln!(m, "| {} |\n|{}|", header.join(" | "), header.iter().map(|_| "---").collect::<Vec<_>>().join("|"))?;
-    for r in &rows {
-        let mut cells = r.cell.clone();
-        cells.push(r.pooling.clone());
+    fn markdown(&self) -> Result<String> {
+        let Page { d, axes, tasks, rows, sections, show_metric } = *self;
+        let mut m = format!("# {}\n\n", d.title);
+        if !d.description.is_empty() {
+            writeln!(m, "{}\n", d.description)?;
+        }
+        m.push_str("## Grid\n\n");
+        let mut header: Vec<String> = axes.to_vec();
+        header.push("pooling".into());
         if show_metric {
-            cells.push(r.metric.clone());
+            header.push("metric".into());
         }
-        cells.extend([
-            r.languages.to_string(),
-            num(r.mu_mean),
-            num(r.mu_max),
-            r.best_layer.map(|b| b.to_string()).unwrap_or("–".into()),
-        ]);
-        for (_, a, b) in &r.corr {
-            cells.push(corr_text(a));
-            cells.push(corr_text(b));
+        header.extend(["languages", "μMean", "μMax", "best layer (μ)"].map(String::from));
+        for t in tasks {
+            header.push(format!("r({t}, μMean)"));
+            header.push(format!("r({t}, μMax)"));
         }
-        writeln!(m, "| {} |", cells.join(" | "))?;
+        writeln!(m, "| {} |\n|{}|", header.join(" | "), header.iter().map(|_| "---").collect::<Vec<_>>().join("|"))?;
+        for r in rows {
+            let mut cells = r.cell.clone();
+            cells.push(r.pooling.clone());
+            if show_metric {
+                cells.push(r.metric.clone());
+            }
+            cells.extend([
+                r.languages.to_string(),
+                num(r.mu_mean),
+                num(r.mu_max),
+                r.best_layer.map(|b| b.to_string()).unwrap_or("–".into()),
+            ]);
+            for (_, a, b) in &r.corr {
+                cells.push(corr_text(a));
+                cells.push(corr_text(b));
+            }
+            writeln!(m, "| {} |", cells.join(" | "))?;
+        }
+        for (section, figs) in sections {
+            writeln!(m, "\n## {section}\n")?;
+            for (stem, caption, _) in figs {
+                writeln!(m, "![{caption}](figures/{stem}.png)\n")?;
+            }
+        }
+        Ok(m)
     }
-    for (section, figs) in &sections {
-        writeln!(m, "\n## {section}\n")?;
-        for (stem, caption, _) in figs {
-            writeln!(m, "![{caption}](figures/{stem}.png)\n")?;
-        }
-    }
-    files.push(("report.md".into(), m.into_bytes()));
-    Ok(files)
 }
 
 #[cfg(test)]

@@ -1,22 +1,24 @@
 //! `aggregate`: pools each language's per-layer scores: mean and max over layers (or a
 //! layer range), and the best layer.
-use crate::align::{read_alignment, METRICS};
+use crate::align::{read_alignment, Metric};
 use crate::util::{f64_col, i32_col, schema, utf8_col};
 use anyhow::{bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use mexa_metrics::aggregate;
-use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Stage, Table};
 use std::collections::BTreeMap;
 
 pub struct Aggregate;
 
-/// `aggregate`'s parameters (declared for pipelines in `params()`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    metric: String,
-    layers: Vec<usize>,
+mexa_pipeline::stage_params! {
+    /// `aggregate`'s parameters.
+    struct Params {
+        /// which alignment score to pool
+        metric: Metric = Metric::Mexa,
+        /// [first, last] hidden-state indices, inclusive (empty: all; 0 is the embedding output)
+        layers: Vec<usize> = vec![],
+    }
 }
 
 impl Stage for Aggregate {
@@ -30,15 +32,7 @@ impl Stage for Aggregate {
         "Pools per-layer alignment into one score per language and pooling: mean and max over the layers (or a range), and the best layer"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional("metric", ParamType::Enum(METRICS), "\"mexa\"", "which alignment score to pool"),
-            ParamSpec::optional(
-                "layers",
-                ParamType::IntList,
-                "[]",
-                "[first, last] hidden-state indices, inclusive (empty: all; 0 is the embedding output)",
-            ),
-        ]
+        Params::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::one("alignment", "an align table")]
@@ -49,10 +43,6 @@ impl Stage for Aggregate {
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let p: Params = ctx.typed()?;
         let rows = read_alignment(&ctx.read(ctx.input("alignment")?)?)?;
-        let mi = METRICS
-            .iter()
-            .position(|m| *m == p.metric)
-            .ok_or_else(|| anyhow::anyhow!("unknown metric `{}`", p.metric))?;
         let range = match p.layers.as_slice() {
             [] => None,
             &[a, b] if a <= b => Some((a, b)),
@@ -60,7 +50,8 @@ impl Stage for Aggregate {
         };
         let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
         for r in rows {
-            curves.entry((r.language, r.pooling)).or_default().push((r.layer, r.scores[mi]));
+            let score = r.score(p.metric);
+            curves.entry((r.language, r.pooling.name().to_string())).or_default().push((r.layer, score));
         }
         let (mut lang, mut pool, mut mean, mut max, mut best, mut nl) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -92,7 +83,7 @@ impl Stage for Aggregate {
             vec![
                 utf8_col(lang),
                 utf8_col(pool),
-                utf8_col(vec![p.metric.clone(); n]),
+                utf8_col(vec![p.metric.name().to_string(); n]),
                 f64_col(mean),
                 f64_col(max),
                 i32_col(best),

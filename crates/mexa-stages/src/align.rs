@@ -1,45 +1,90 @@
 //! `align`: every language against the pivot, per layer and pooling: MEXA μ, P@1 both ways,
 //! mean parallel cosine, margin accuracy. Parallel over layers × poolings.
-use crate::embed::read_embeddings;
+use crate::embed::{embeddings_meta, read_embeddings};
 use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
 use anyhow::{anyhow, bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use mexa_metrics::{align, Alignment};
-use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use mexa_model::Pooling;
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Stage, Table};
 use rayon::prelude::*;
 
 pub struct Align;
 
-/// `align`'s parameters (declared for pipelines in `params()`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    poolings: Vec<String>,
-    margin_k: usize,
-}
-
-/// Score columns of an alignment table, in order.
-pub const METRICS: &[&str] = &["mexa", "p1_pivot_to_lang", "p1_lang_to_pivot", "mean_cosine", "margin_acc"];
-
-fn metric(a: &Alignment, name: &str) -> f64 {
-    match name {
-        "mexa" => a.mexa,
-        "p1_pivot_to_lang" => a.p1_pivot_to_lang,
-        "p1_lang_to_pivot" => a.p1_lang_to_pivot,
-        "mean_cosine" => a.mean_cosine,
-        _ => a.margin_acc,
+mexa_pipeline::stage_params! {
+    /// `align`'s parameters.
+    struct Params {
+        /// poolings to score (empty: all the embeddings have)
+        poolings: Vec<Pooling> as EnumList(Pooling::NAMES) = vec![],
+        /// neighbourhood size of the margin score
+        margin_k: usize = 4,
     }
 }
 
-/// One row of an alignment table.
+mexa_pipeline::param_enum! {
+    /// A score column of an alignment table; [`Metric::ALL`] is the columns' order.
+    pub enum Metric {
+        Mexa = "mexa",
+        P1PivotToLang = "p1_pivot_to_lang",
+        P1LangToPivot = "p1_lang_to_pivot",
+        MeanCosine = "mean_cosine",
+        MarginAcc = "margin_acc",
+    }
+}
+
+impl Metric {
+    /// This score of one alignment.
+    pub fn of(self, a: &Alignment) -> f64 {
+        match self {
+            Metric::Mexa => a.mexa,
+            Metric::P1PivotToLang => a.p1_pivot_to_lang,
+            Metric::P1LangToPivot => a.p1_lang_to_pivot,
+            Metric::MeanCosine => a.mean_cosine,
+            Metric::MarginAcc => a.margin_acc,
+        }
+    }
+}
+
+/// One row of an alignment table; [`alignment_table`] writes them and [`read_alignment`]
+/// reads them back, so the columns are defined here only.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub language: String,
-    pub pooling: String,
+    pub pooling: Pooling,
     pub layer: i32,
     pub n: i32,
+    /// One score per [`Metric::ALL`], in that order.
     pub scores: Vec<f64>,
+}
+
+impl Row {
+    pub fn score(&self, m: Metric) -> f64 {
+        self.scores[m as usize]
+    }
+}
+
+/// The alignment table of these rows.
+pub fn alignment_table(rows: &[Row]) -> Result<Table> {
+    let mut fields = vec![
+        ("language", DataType::Utf8),
+        ("pooling", DataType::Utf8),
+        ("layer", DataType::Int32),
+        ("n", DataType::Int32),
+    ];
+    fields.extend(Metric::ALL.iter().map(|m| (m.name(), DataType::Float64)));
+    let sch = schema(&fields);
+    let mut cols = vec![
+        utf8_col(rows.iter().map(|r| r.language.clone()).collect()),
+        utf8_col(rows.iter().map(|r| r.pooling.name().to_string()).collect()),
+        i32_col(rows.iter().map(|r| r.layer).collect()),
+        i32_col(rows.iter().map(|r| r.n).collect()),
+    ];
+    for j in 0..Metric::ALL.len() {
+        cols.push(f64_col(rows.iter().map(|r| r.scores[j]).collect()));
+    }
+    let b = RecordBatch::try_new(sch.clone(), cols)?;
+    Ok(Table::new(sch, vec![b]))
 }
 
 pub fn read_alignment(t: &Table) -> Result<Vec<Row>> {
@@ -47,11 +92,11 @@ pub fn read_alignment(t: &Table) -> Result<Vec<Row>> {
     for b in &t.batches {
         let (l, p, layer, n) =
             (col_str(b, "language")?, col_str(b, "pooling")?, col_i32(b, "layer")?, col_i32(b, "n")?);
-        let cols = METRICS.iter().map(|m| col_f64(b, m)).collect::<Result<Vec<_>>>()?;
+        let cols = Metric::ALL.iter().map(|m| col_f64(b, m.name())).collect::<Result<Vec<_>>>()?;
         for i in 0..b.num_rows() {
             out.push(Row {
                 language: l.value(i).into(),
-                pooling: p.value(i).into(),
+                pooling: Pooling::parse(p.value(i))?,
                 layer: layer.value(i),
                 n: n.value(i),
                 scores: cols.iter().map(|c| c.value(i)).collect(),
@@ -73,15 +118,7 @@ impl Stage for Align {
         "Scores each language against the pivot per layer and pooling: MEXA μ (strict, n = min count), P@1 both ways, mean parallel cosine, margin (xsim) accuracy"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional(
-                "poolings",
-                ParamType::EnumList(crate::embed::POOLINGS),
-                "[]",
-                "poolings to score (empty: all the embeddings have)",
-            ),
-            ParamSpec::optional("margin_k", ParamType::Int, "4", "neighbourhood size of the margin score"),
-        ]
+        Params::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::one("embeddings", "an embed artifact")]
@@ -92,22 +129,21 @@ impl Stage for Align {
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let p: Params = ctx.typed()?;
         let input = ctx.input("embeddings")?;
-        let meta = ctx.store.manifest(&input.key)?.meta;
-        let pivot = meta["pivot"].as_str().ok_or_else(|| anyhow!("{}: no pivot recorded", input.label))?.to_string();
+        let (pivot, meta) = embeddings_meta(ctx, input)?;
         let shards = ctx.shards_of(input)?;
         let k = p.margin_k.max(1);
         let wanted = p.poolings;
         let pivot_key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
         let pivot_emb = read_embeddings(&ctx.read_key(pivot_key)?)?;
-        let mut poolings: Vec<String> =
-            pivot_emb.keys().filter(|p| wanted.is_empty() || wanted.contains(p)).cloned().collect();
-        poolings.sort();
+        let mut poolings: Vec<Pooling> =
+            pivot_emb.keys().filter(|p| wanted.is_empty() || wanted.contains(p)).copied().collect();
+        poolings.sort_by_key(|p| p.name());
         for w in &wanted {
             if !pivot_emb.contains_key(w) {
                 bail!(
                     "pooling `{w}` was not computed by {} (it has: {})",
                     input.label,
-                    pivot_emb.keys().cloned().collect::<Vec<_>>().join(", ")
+                    pivot_emb.keys().map(|p| p.name()).collect::<Vec<_>>().join(", ")
                 );
             }
         }
@@ -118,45 +154,27 @@ impl Stage for Align {
                 continue;
             }
             let emb = read_embeddings(&ctx.read_key(key)?)?;
-            let jobs: Vec<(&String, usize)> =
-                poolings.iter().flat_map(|p| (0..pivot_emb[p].len()).map(move |l| (p, l))).collect();
+            let jobs: Vec<(Pooling, usize)> =
+                poolings.iter().flat_map(|&p| (0..pivot_emb[&p].len()).map(move |l| (p, l))).collect();
             let mut part: Vec<Row> = jobs
                 .par_iter()
                 .map(|&(p, l)| {
-                    let a = align(&pivot_emb[p][l], &emb[p][l], k);
+                    let a = align(&pivot_emb[&p][l], &emb[&p][l], k);
                     Row {
                         language: lang.clone(),
-                        pooling: p.clone(),
+                        pooling: p,
                         layer: l as i32,
                         n: a.n as i32,
-                        scores: METRICS.iter().map(|m| metric(&a, m)).collect(),
+                        scores: Metric::ALL.iter().map(|m| m.of(&a)).collect(),
                     }
                 })
                 .collect();
             rows.append(&mut part);
             ctx.progress.inc(1);
         }
-        let mut fields = vec![
-            ("language", DataType::Utf8),
-            ("pooling", DataType::Utf8),
-            ("layer", DataType::Int32),
-            ("n", DataType::Int32),
-        ];
-        fields.extend(METRICS.iter().map(|m| (*m, DataType::Float64)));
-        let sch = schema(&fields);
-        let mut cols = vec![
-            utf8_col(rows.iter().map(|r| r.language.clone()).collect()),
-            utf8_col(rows.iter().map(|r| r.pooling.clone()).collect()),
-            i32_col(rows.iter().map(|r| r.layer).collect()),
-            i32_col(rows.iter().map(|r| r.n).collect()),
-        ];
-        for j in 0..METRICS.len() {
-            cols.push(f64_col(rows.iter().map(|r| r.scores[j]).collect()));
-        }
-        let b = RecordBatch::try_new(sch.clone(), cols)?;
         Ok(Output {
-            table: Table::new(sch, vec![b]),
-            meta: serde_json::json!({"pivot": pivot, "architecture": meta["architecture"]}),
+            table: alignment_table(&rows)?,
+            meta: serde_json::json!({"pivot": pivot, "architecture": meta.architecture}),
         })
     }
 }

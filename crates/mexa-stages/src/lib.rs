@@ -43,7 +43,7 @@ mod tests {
         for stage in super::registry().iter() {
             let mut params = serde_json::Map::new();
             for p in stage.params() {
-                let v = p.default_value().unwrap_or_else(|| match p.ty {
+                let v = p.default.clone().unwrap_or_else(|| match p.ty {
                     ParamType::Int => json!(1),
                     ParamType::Float => json!(1.0),
                     ParamType::Bool => json!(true),

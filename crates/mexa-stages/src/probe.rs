@@ -4,32 +4,42 @@
 //! tested on every language of the `test` embeddings: cross-lingual transfer, the SIB-200
 //! paper's protocol. Labels come from the id-keyed corpus files (`<language>/<split>.tsv`,
 //! a label column), in the order load_corpus reads them (the pivot's id order).
-use crate::embed::{read_embeddings, POOLINGS};
+use crate::embed::{embeddings_meta, read_embeddings};
 use crate::util::{f64_col, i32_col, schema, utf8_col};
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use mexa_metrics::probe::{wilson, Probe, ProbeOptions};
 use mexa_metrics::Matrix;
-use mexa_pipeline::{Ctx, InputRef, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use mexa_model::Pooling;
+use mexa_pipeline::{Ctx, InputRef, InputSpec, Output, ParamSpec, Stage, Table};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct ProbeStage;
 
-/// `probe`'s parameters (declared for pipelines in `params()`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    labels: String,
-    train_split: String,
-    test_split: String,
-    label_column: String,
-    pooling: String,
-    steps: usize,
-    learning_rate: f64,
-    l2: f64,
+mexa_pipeline::stage_params! {
+    /// `probe`'s parameters.
+    struct Params {
+        /// the id-keyed corpus folder the embeddings were read from (<language>/<split>.tsv
+        /// with a label column)
+        labels: PathBuf,
+        /// split of the training embeddings
+        train_split: String = "train",
+        /// split of the test embeddings
+        test_split: String = "test",
+        /// the label column
+        label_column: String = "category",
+        /// which sentence embedding to probe
+        pooling: Pooling as Enum(Pooling::NAMES) = Pooling::Weighted,
+        /// full-batch training steps per layer
+        steps: usize = 300,
+        /// Adam step size
+        learning_rate: f64 = 0.05,
+        /// L2 penalty on the weights
+        l2: f64 = 0.001,
+    }
 }
 
 /// The label column of `<dir>/<language>/<split>.tsv`, in file order.
@@ -52,11 +62,8 @@ pub fn read_labels(dir: &Path, language: &str, split: &str, column: &str) -> Res
 }
 
 /// The pivot's embeddings of one pooling, per layer, and the pivot's code.
-fn pivot_layers(ctx: &Ctx, input: &InputRef, pooling: &str) -> Result<(String, Vec<Matrix>)> {
-    let pivot = ctx.store.manifest(&input.key)?.meta["pivot"]
-        .as_str()
-        .ok_or_else(|| anyhow!("{}: no pivot recorded", input.label))?
-        .to_string();
+fn pivot_layers(ctx: &Ctx, input: &InputRef, pooling: Pooling) -> Result<(String, Vec<Matrix>)> {
+    let (pivot, _) = embeddings_meta(ctx, input)?;
     let shards = ctx.shards_of(input)?;
     let key = &shards
         .iter()
@@ -64,7 +71,8 @@ fn pivot_layers(ctx: &Ctx, input: &InputRef, pooling: &str) -> Result<(String, V
         .ok_or_else(|| anyhow!("{}: no shard for its pivot {pivot}", input.label))?
         .1;
     let mut emb = read_embeddings(&ctx.read_key(key)?)?;
-    let layers = emb.remove(pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", input.label))?;
+    let layers =
+        emb.remove(&pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", input.label))?;
     Ok((pivot, layers))
 }
 
@@ -79,25 +87,7 @@ impl Stage for ProbeStage {
         "A model's own accuracy per language and layer on a labelled task (SIB-200 topics): a logistic-regression probe per layer, trained on the train embeddings' pivot, tested on every language of the test embeddings; accuracy, n and a 95% Wilson interval"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::required(
-                "labels",
-                ParamType::Path,
-                "the id-keyed corpus folder the embeddings were read from (<language>/<split>.tsv with a label column)",
-            ),
-            ParamSpec::optional("train_split", ParamType::Str, "\"train\"", "split of the training embeddings"),
-            ParamSpec::optional("test_split", ParamType::Str, "\"test\"", "split of the test embeddings"),
-            ParamSpec::optional("label_column", ParamType::Str, "\"category\"", "the label column"),
-            ParamSpec::optional(
-                "pooling",
-                ParamType::Enum(POOLINGS),
-                "\"weighted\"",
-                "which sentence embedding to probe",
-            ),
-            ParamSpec::optional("steps", ParamType::Int, "300", "full-batch training steps per layer"),
-            ParamSpec::optional("learning_rate", ParamType::Float, "0.05", "Adam step size"),
-            ParamSpec::optional("l2", ParamType::Float, "0.001", "L2 penalty on the weights"),
-        ]
+        Params::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![
@@ -108,10 +98,12 @@ impl Stage for ProbeStage {
     fn check_params(&self, params: &serde_json::Value) -> Result<()> {
         mexa_pipeline::check::<Params>(params)
     }
+    // Long: train one probe per layer on the pivot, then score every language's shard with them;
+    // both halves share the probes, classes and labels.
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let p: Params = ctx.typed()?;
         let dir = Path::new(&p.labels);
-        let (column, pooling) = (p.label_column.as_str(), p.pooling.as_str());
+        let (column, pooling) = (p.label_column.as_str(), p.pooling);
         let (train_in, test_in) = (ctx.input("train")?, ctx.input("test")?);
         let (train_lang, train_layers) = pivot_layers(ctx, train_in, pooling)?;
         let (test_pivot, _) = pivot_layers(ctx, test_in, pooling)?;
@@ -150,7 +142,7 @@ impl Stage for ProbeStage {
             let emb =
                 read_embeddings(&ctx.read_key(key)?).with_context(|| format!("{}: shard {code}", test_in.label))?;
             let layers =
-                emb.get(pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", test_in.label))?;
+                emb.get(&pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", test_in.label))?;
             if layers.len() != probes.len() {
                 bail!(
                     "{} has {} hidden states, {} has {}: train and test embeddings must come from the same model",

@@ -1,25 +1,54 @@
 //! `report`: an HTML page, a Markdown summary and PNG/SVG figures of a pipeline's results,
 //! stored as an artifact (a table of file paths and bytes) so it is cached like the rest.
-use crate::align::{read_alignment, METRICS};
+use crate::align::{read_alignment, Metric};
 use crate::correlate::read_points;
 use crate::util::{col_f64, col_i32, col_str, schema};
 use anyhow::{anyhow, Result};
 use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
-use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Stage, Table};
+use mexa_pipeline::{Ctx, InputSpec, NodeSpec, Output, ParamSpec, Plan, Stage, Table};
 use mexa_report::{AggRow, CorrRow, Curve, Node, PointRow, ReportData};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct Report;
 
-/// `report`'s parameters (declared for pipelines in `params()`).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    title: String,
-    description: String,
-    curve_languages: Vec<String>,
+mexa_pipeline::stage_params! {
+    /// `report`'s parameters.
+    struct Params {
+        /// page title
+        title: String = "MEXA report",
+        /// a paragraph under the title
+        description: String = "",
+        /// languages drawn in the per-layer curves (empty: eight spread over the ranking)
+        curve_languages: Vec<String> = vec![],
+    }
+}
+
+/// The report's input slots: (slot, the stage kind whose nodes it gathers, doc).
+pub const SLOTS: &[(&str, &str, &str)] = &[
+    ("alignment", "align", "align nodes"),
+    ("summary", "aggregate", "aggregate nodes"),
+    ("points", "join_tasks", "join_tasks nodes"),
+    ("correlation", "correlate", "correlate nodes"),
+];
+
+/// The report node of a planned pipeline (`mexa report FILE`): every node of the stages the
+/// report draws, by slot and ordered by label.
+pub fn report_node(plan: &Plan, title: String, curve_languages: Vec<String>) -> NodeSpec {
+    let mut inputs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for n in &plan.nodes {
+        if let Some((slot, ..)) = SLOTS.iter().find(|(_, kind, _)| *kind == n.kind) {
+            inputs.entry(slot.to_string()).or_default().push((n.key.clone(), n.label.clone()));
+        }
+    }
+    for v in inputs.values_mut() {
+        v.sort_by(|x, y| x.1.cmp(&y.1));
+    }
+    let params =
+        serde_json::json!({ "title": title, "description": plan.description, "curve_languages": curve_languages });
+    let (label, node_id) = (format!("{}/report", plan.pipeline), format!("{}/report (mexa report)", plan.pipeline));
+    NodeSpec::new(&Report, label, node_id, params, inputs)
 }
 
 fn aggregate_rows(t: &Table) -> Result<Vec<AggRow>> {
@@ -125,24 +154,10 @@ impl Stage for Report {
         "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables, layer × language heatmaps, alignment-vs-task scatters, per-layer curves"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional("title", ParamType::Str, "\"MEXA report\"", "page title"),
-            ParamSpec::optional("description", ParamType::Str, "\"\"", "a paragraph under the title"),
-            ParamSpec::optional(
-                "curve_languages",
-                ParamType::StrList,
-                "[]",
-                "languages drawn in the per-layer curves (empty: eight spread over the ranking)",
-            ),
-        ]
+        Params::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
-        vec![
-            InputSpec::gather("alignment", "align nodes").optional(),
-            InputSpec::gather("summary", "aggregate nodes").optional(),
-            InputSpec::gather("points", "join_tasks nodes").optional(),
-            InputSpec::gather("correlation", "correlate nodes").optional(),
-        ]
+        SLOTS.iter().map(|&(slot, _, doc)| InputSpec::gather(slot, doc).optional()).collect()
     }
     fn check_params(&self, params: &serde_json::Value) -> Result<()> {
         mexa_pipeline::check::<Params>(params)
@@ -157,9 +172,9 @@ impl Stage for Report {
         };
         for i in ctx.gathered("alignment") {
             let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
-            let mi = METRICS.iter().position(|m| *m == "mexa").unwrap();
             for r in read_alignment(&ctx.read(i)?)? {
-                curves.entry((r.language, r.pooling)).or_default().push((r.layer, r.scores[mi]));
+                let score = r.score(Metric::Mexa);
+                curves.entry((r.language, r.pooling.name().to_string())).or_default().push((r.layer, score));
             }
             let rows = curves
                 .into_iter()

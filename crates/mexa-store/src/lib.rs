@@ -34,10 +34,13 @@ mod table;
 pub use filehash::FileHasher;
 pub use gc::{GcReport, RunGuard};
 pub use key::{canonical_json, key_of, KeySpec};
-pub use store::{is_key, read_regular, KeyLock, Manifest, ObjectInfo, Refs, Store, VerifyReport, FORMAT_VERSION};
+pub use store::{
+    is_key, mark_sharded, read_regular, shard_spec, Cost, KeyLock, Manifest, ObjectInfo, Refs, Store, VerifyReport,
+    FORMAT_VERSION,
+};
 pub use table::{
-    format_rows, format_rows_fit, read_parquet, terminal_width, text_rows, to_csv, to_json_rows, write_parquet,
-    TableSummary,
+    compare_tables, format_rows, format_rows_fit, read_parquet, read_parquet_bytes, terminal_width, text_rows, to_csv,
+    to_json_rows, write_parquet, write_parquet_to, TableSummary,
 };
 
 /// An artifact key: 64 lowercase hex digits of a blake3 hash.

@@ -30,6 +30,12 @@ pub struct Manifest {
     /// blake3 hex of `data.parquet`.
     pub file_hash: String,
     pub wall_time_s: f64,
+    /// CPU time (user + system) of the process while computing it, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time_s: Option<f64>,
+    /// The process's peak resident memory while computing it, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
     pub tool_version: String,
     pub host: String,
     /// Seconds since the epoch when written (informational; never part of the key).
@@ -60,21 +66,79 @@ impl Manifest {
         self.seal.is_empty() || self.seal == self.seal_of()
     }
 
-    /// The node key a shard artifact belongs to (shards are keyed by node key and shard name).
-    pub fn shard_parent(&self) -> Option<&str> {
-        if !self.spec.stage.ends_with("#shard") {
-            return None;
-        }
-        self.spec.inputs.get("node").and_then(|v| v.first()).map(String::as_str)
+    /// True for one shard of a sharded node's output.
+    pub fn is_shard(&self) -> bool {
+        self.spec.stage.ends_with(SHARD_SUFFIX)
     }
 
-    /// Keys of the shards a sharded node's index lists (recorded in `meta.shard_keys`).
+    /// The stage kind that wrote this artifact (a shard's node's kind for a shard).
+    pub fn stage_kind(&self) -> &str {
+        self.spec.stage.trim_end_matches(SHARD_SUFFIX)
+    }
+
+    /// The node key a shard artifact belongs to (shards are keyed by node key and shard name).
+    pub fn shard_parent(&self) -> Option<&str> {
+        if !self.is_shard() {
+            return None;
+        }
+        self.spec.inputs.get(SHARD_NODE_INPUT).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    /// True for a sharded node's index (its table lists shard names and keys).
+    pub fn is_sharded(&self) -> bool {
+        self.meta.get(SHARDED).and_then(Value::as_bool) == Some(true)
+    }
+
+    /// Keys of the shards a sharded node's index lists (recorded in its meta).
     pub fn shard_keys(&self) -> Vec<&str> {
         self.meta
-            .get("shard_keys")
+            .get(SHARD_KEYS)
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default()
+    }
+}
+
+// How shards are recorded: defined here, written by mexa-pipeline, read by the store's
+// completeness check, gc and the CLI.
+/// A shard's key spec names its stage `<kind>#shard`.
+const SHARD_SUFFIX: &str = "#shard";
+/// A shard's key spec has one input, its node's key, under this name.
+const SHARD_NODE_INPUT: &str = "node";
+/// An index manifest's meta marks it sharded ...
+const SHARDED: &str = "sharded";
+/// ... and lists its shards' keys, so completeness is checked without reading the index.
+const SHARD_KEYS: &str = "shard_keys";
+
+/// The key spec of the shard `name` of node `node_key` of stage `kind`.
+pub fn shard_spec(kind: &str, version: u32, node_key: &str, name: &str) -> KeySpec {
+    KeySpec {
+        stage: format!("{kind}{SHARD_SUFFIX}"),
+        version,
+        params: Value::from(name),
+        inputs: std::collections::BTreeMap::from([(SHARD_NODE_INPUT.to_string(), vec![node_key.to_string()])]),
+    }
+}
+
+/// Marks an index artifact's meta as sharded over these shard keys.
+pub fn mark_sharded(meta: Value, shard_keys: Vec<String>) -> Value {
+    let mut meta = if meta.is_object() { meta } else { Value::Object(Default::default()) };
+    meta[SHARDED] = Value::Bool(true);
+    meta[SHARD_KEYS] = Value::from(shard_keys);
+    meta
+}
+
+/// What computing an artifact cost (recorded in its manifest; `mexa profile` shows it).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    pub wall_s: f64,
+    pub cpu_s: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl From<f64> for Cost {
+    fn from(wall_s: f64) -> Self {
+        Cost { wall_s, ..Default::default() }
     }
 }
 
@@ -154,6 +218,29 @@ impl Store {
         Ok(Self { root })
     }
 
+    /// Opens a store that must already exist (commands that only read never create one).
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        if !Self::exists(&root) {
+            bail!(
+                "no store at {}: a store is created by `mexa run`; pick another with --store or MEXA_STORE (a pipeline's `store:` names its own)",
+                root.display()
+            );
+        }
+        Self::open(root)
+    }
+
+    /// True when `root` holds a store (its `objects` folder).
+    pub fn exists(root: &Path) -> bool {
+        root.join("objects").is_dir()
+    }
+
+    /// A store that does not exist (yet), for planning against: every artifact reads as
+    /// missing and nothing is created.
+    pub fn absent(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -211,8 +298,36 @@ impl Store {
         label: &str,
         schema: SchemaRef,
         batches: &[RecordBatch],
-        wall_time_s: f64,
+        cost: impl Into<Cost>,
         meta: Value,
+    ) -> Result<Manifest> {
+        self.write_as(spec, label, schema, batches, cost.into(), meta, false)
+    }
+
+    /// [`Store::write`] that replaces an artifact already there (`run --force`): the old
+    /// object is renamed aside and the new one renamed in, so readers see one or the other,
+    /// never a mix. Call it under the key's lock.
+    pub fn overwrite(
+        &self,
+        spec: KeySpec,
+        label: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+        cost: impl Into<Cost>,
+        meta: Value,
+    ) -> Result<Manifest> {
+        self.write_as(spec, label, schema, batches, cost.into(), meta, true)
+    }
+
+    fn write_as(
+        &self,
+        spec: KeySpec,
+        label: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+        cost: Cost,
+        meta: Value,
+        replace: bool,
     ) -> Result<Manifest> {
         let key = key_of(&spec);
         let tmp = self.temp_dir(&key)?;
@@ -227,7 +342,9 @@ impl Store {
             rows,
             bytes: fs::metadata(&data)?.len(),
             file_hash: hash_file(&data)?,
-            wall_time_s,
+            wall_time_s: cost.wall_s,
+            cpu_time_s: cost.cpu_s,
+            peak_rss_bytes: cost.peak_rss_bytes,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             host: hostname(),
             created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
@@ -237,7 +354,17 @@ impl Store {
         let manifest = Manifest { seal: manifest.seal_of(), ..manifest };
         write_json(&tmp.join("manifest.json"), &manifest)?;
         File::open(&data)?.sync_all()?;
-        self.publish(&tmp, &key)?;
+        if replace && self.contains(&key) {
+            // rename(2) onto an empty directory replaces it: the old object moves aside in one
+            // step, the new one moves in in the next.
+            let retired = self.temp_dir(&format!("retired-{key}"))?;
+            fs::rename(self.object_dir(&key), &retired).with_context(|| format!("retiring {}", &key[..12]))?;
+            let published = self.publish(&tmp, &key);
+            fs::remove_dir_all(&retired).ok();
+            published?;
+        } else {
+            self.publish(&tmp, &key)?;
+        }
         self.manifest(&key)
     }
 
@@ -837,7 +964,7 @@ mod hardening {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path()).unwrap();
         let shard = write(&s, 1, Value::Null);
-        let node = write(&s, 2, serde_json::json!({"sharded": true, "shard_keys": [shard.key]}));
+        let node = write(&s, 2, mark_sharded(Value::Null, vec![shard.key.clone()]));
         assert!(s.complete(&node.key));
         s.remove(&shard.key).unwrap();
         assert!(s.contains(&node.key) && !s.complete(&node.key));

@@ -13,11 +13,16 @@ use std::path::Path;
 /// Writes `batches` (all of `schema`) to `path` as Parquet; returns the row count.
 pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    write_parquet_to(file, schema, batches)
+}
+
+/// Writes `batches` as Parquet to any writer (a file, stdout); returns the row count.
+pub fn write_parquet_to(out: impl std::io::Write + Send, schema: SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
     let props = WriterProperties::builder()
         .set_created_by(format!("mexa {}", env!("CARGO_PKG_VERSION")))
         .set_max_row_group_row_count(Some(1 << 20))
         .build();
-    let mut w = ArrowWriter::try_new(file, schema, Some(props))?;
+    let mut w = ArrowWriter::try_new(out, schema, Some(props))?;
     let mut rows = 0u64;
     for b in batches {
         rows += b.num_rows() as u64;
@@ -86,9 +91,12 @@ impl TableSummary {
     }
 }
 
-/// Width to format for: $COLUMNS, else 100.
+/// Width to format for: $COLUMNS when set (scripts pin it), else the terminal's width on
+/// stdout, else 100 (a pipe or a file).
 pub fn terminal_width() -> usize {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&w: &usize| w >= 40).unwrap_or(100)
+    let env = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok());
+    let term = || terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| w.0 as usize);
+    env.or_else(term).filter(|&w| w >= 40).unwrap_or(100)
 }
 
 /// Like [`format_rows`], but a table wider than `width` is printed as several blocks of
@@ -183,44 +191,119 @@ pub fn text_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<Vec<
 pub fn to_csv(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String> {
     let mut out = String::new();
     for row in text_rows(schema, batches)? {
-        let cells: Vec<String> = row
-            .iter()
-            .map(|c| if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() })
-            .collect();
+        let cells: Vec<String> =
+            row.iter()
+                .map(|c| {
+                    if c.contains([',', '"', '\n', '\r']) {
+                        format!("\"{}\"", c.replace('"', "\"\""))
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect();
         out.push_str(&cells.join(","));
         out.push('\n');
     }
     Ok(out)
 }
 
-/// One JSON object per row (numbers as numbers).
+/// One JSON object per row: numbers as numbers, lists (embedding vectors) as arrays, nulls
+/// as null; other types as their display text.
 pub fn to_json_rows(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>> {
-    use arrow::datatypes::DataType as D;
-    let rows = text_rows(schema, batches)?;
-    let types: Vec<&D> = schema.fields().iter().map(|f| f.data_type()).collect();
-    Ok(rows[1..]
-        .iter()
-        .map(|r| {
+    let mut out = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
             let mut m = serde_json::Map::new();
-            for ((name, cell), ty) in rows[0].iter().zip(r).zip(&types) {
-                let v = match ty {
-                    D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 | D::UInt64 => {
-                        cell.parse::<i64>().map(serde_json::Value::from).unwrap_or(serde_json::Value::Null)
-                    }
-                    D::Float32 | D::Float64 => cell
-                        .parse::<f64>()
-                        .ok()
-                        .and_then(serde_json::Number::from_f64)
-                        .map(serde_json::Value::Number)
-                        .unwrap_or(serde_json::Value::Null),
-                    D::Boolean => serde_json::Value::Bool(cell == "true"),
-                    _ => serde_json::Value::String(cell.clone()),
-                };
-                m.insert(name.clone(), v);
+            for (f, c) in schema.fields().iter().zip(b.columns()) {
+                m.insert(f.name().clone(), json_value(c.as_ref(), r)?);
             }
-            serde_json::Value::Object(m)
-        })
-        .collect())
+            out.push(serde_json::Value::Object(m));
+        }
+    }
+    Ok(out)
+}
+
+/// Row `r` of an Arrow array as JSON.
+fn json_value(a: &dyn arrow::array::Array, r: usize) -> Result<serde_json::Value> {
+    use arrow::array::{AsArray, FixedSizeListArray};
+    use arrow::datatypes::{DataType as D, Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
+    use serde_json::Value as J;
+    if a.is_null(r) {
+        return Ok(J::Null);
+    }
+    let float = |v: f64| serde_json::Number::from_f64(v).map(J::Number).unwrap_or(J::Null);
+    let list = |values: arrow::array::ArrayRef| -> Result<J> {
+        Ok(J::Array((0..values.len()).map(|i| json_value(values.as_ref(), i)).collect::<Result<_>>()?))
+    };
+    Ok(match a.data_type() {
+        D::Boolean => J::Bool(a.as_boolean().value(r)),
+        D::Int32 => J::from(a.as_primitive::<Int32Type>().value(r)),
+        D::Int64 => J::from(a.as_primitive::<Int64Type>().value(r)),
+        D::UInt32 => J::from(a.as_primitive::<UInt32Type>().value(r)),
+        D::UInt64 => J::from(a.as_primitive::<UInt64Type>().value(r)),
+        D::Float32 => float(a.as_primitive::<Float32Type>().value(r) as f64),
+        D::Float64 => float(a.as_primitive::<Float64Type>().value(r)),
+        D::Utf8 => J::String(a.as_string::<i32>().value(r).to_string()),
+        D::LargeUtf8 => J::String(a.as_string::<i64>().value(r).to_string()),
+        D::List(_) => list(a.as_list::<i32>().value(r))?,
+        D::LargeList(_) => list(a.as_list::<i64>().value(r))?,
+        D::FixedSizeList(..) => list(a.as_any().downcast_ref::<FixedSizeListArray>().expect("typed").value(r))?,
+        _ => J::String(ArrayFormatter::try_new(a, &FormatOptions::default())?.value(r).to_string()),
+    })
+}
+
+/// Two tables side by side: rows joined on the text columns both have, and for each numeric
+/// (Float64) column both have — p-value columns (`*_p`) left out — `<col> A`, `<col> B` and
+/// `<col> B−A`. A row in one table only has nulls on the other side. For `mexa compare`.
+pub fn compare_tables(
+    a: &(SchemaRef, Vec<RecordBatch>),
+    b: &(SchemaRef, Vec<RecordBatch>),
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    use arrow::array::{Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+    let named = |s: &SchemaRef, t: &DataType| -> Vec<String> {
+        s.fields().iter().filter(|f| f.data_type() == t).map(|f| f.name().clone()).collect()
+    };
+    let keys: Vec<String> =
+        named(&a.0, &DataType::Utf8).into_iter().filter(|k| named(&b.0, &DataType::Utf8).contains(k)).collect();
+    let vals: Vec<String> = named(&a.0, &DataType::Float64)
+        .into_iter()
+        .filter(|k| named(&b.0, &DataType::Float64).contains(k) && !k.ends_with("_p"))
+        .collect();
+    if keys.is_empty() || vals.is_empty() {
+        anyhow::bail!("the two artifacts share no text key columns and numeric columns to compare");
+    }
+    let index = |t: &(SchemaRef, Vec<RecordBatch>)| -> BTreeMap<Vec<String>, Vec<f64>> {
+        let mut m = BTreeMap::new();
+        for batch in &t.1 {
+            let col = |k: &String| batch.column_by_name(k).expect("the column is in the schema");
+            let kc: Vec<&StringArray> = keys.iter().map(|k| col(k).as_any().downcast_ref().expect("Utf8")).collect();
+            let vc: Vec<&Float64Array> =
+                vals.iter().map(|k| col(k).as_any().downcast_ref().expect("Float64")).collect();
+            for i in 0..batch.num_rows() {
+                m.insert(kc.iter().map(|c| c.value(i).to_string()).collect(), vc.iter().map(|c| c.value(i)).collect());
+            }
+        }
+        m
+    };
+    let (ia, ib) = (index(a), index(b));
+    let all: Vec<&Vec<String>> = ia.keys().chain(ib.keys()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut fields: Vec<Field> = keys.iter().map(|k| Field::new(k, DataType::Utf8, false)).collect();
+    let mut cols: Vec<arrow::array::ArrayRef> =
+        (0..keys.len()).map(|j| Arc::new(StringArray::from_iter_values(all.iter().map(|k| &k[j]))) as _).collect();
+    for (j, v) in vals.iter().enumerate() {
+        let (x, y): (Vec<Option<f64>>, Vec<Option<f64>>) =
+            all.iter().map(|k| (ia.get(*k).map(|r| r[j]), ib.get(*k).map(|r| r[j]))).unzip();
+        let d: Vec<Option<f64>> = x.iter().zip(&y).map(|(x, y)| Some(y.as_ref()? - x.as_ref()?)).collect();
+        for (suffix, c) in [("A", x), ("B", y), ("B−A", d)] {
+            fields.push(Field::new(format!("{v} {suffix}"), DataType::Float64, true));
+            cols.push(Arc::new(Float64Array::from(c)));
+        }
+    }
+    let schema = Arc::new(Schema::new(fields));
+    Ok((schema.clone(), vec![RecordBatch::try_new(schema, cols)?]))
 }
 
 #[cfg(test)]
@@ -229,6 +312,59 @@ mod tests {
     use arrow::array::Float64Array;
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
+
+    fn table(cols: Vec<(&str, arrow::array::ArrayRef)>) -> (SchemaRef, Vec<RecordBatch>) {
+        let b = RecordBatch::try_from_iter(cols).unwrap();
+        (b.schema(), vec![b])
+    }
+
+    #[test]
+    fn compare_joins_on_shared_text_columns_and_leaves_gaps_null() {
+        use arrow::array::{Array, StringArray};
+        let s = |v: &[&str]| Arc::new(StringArray::from(v.to_vec())) as arrow::array::ArrayRef;
+        let f = |v: &[f64]| Arc::new(Float64Array::from(v.to_vec())) as arrow::array::ArrayRef;
+        let a = table(vec![("language", s(&["fra", "zul"])), ("mean", f(&[0.5, 0.25])), ("r_p", f(&[0.1, 0.2]))]);
+        let b = table(vec![("language", s(&["fra", "amh"])), ("mean", f(&[0.75, 0.5])), ("r_p", f(&[0.3, 0.4]))]);
+        let (schema, batches) = compare_tables(&a, &b).unwrap();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["language", "mean A", "mean B", "mean B−A"], "p-values are not compared");
+        let rows = text_rows(&schema, &batches).unwrap();
+        assert_eq!(rows[1], ["amh", "", "0.5", ""]);
+        assert_eq!(rows[2], ["fra", "0.5", "0.75", "0.25"]);
+        assert_eq!(rows[3], ["zul", "0.25", "", ""]);
+        assert!(batches[0].column(3).is_null(0));
+        let none = table(vec![("x", f(&[1.0]))]);
+        assert!(compare_tables(&a, &none).is_err());
+    }
+
+    #[test]
+    fn csv_quotes_and_json_keeps_types_and_vectors() {
+        use arrow::array::{FixedSizeListArray, Float32Array, Int32Array, StringArray};
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let vectors =
+            FixedSizeListArray::try_new(item, 2, Arc::new(Float32Array::from(vec![1.0, 2.0, 3.0, 0.5])), None).unwrap();
+        let t = table(vec![
+            ("text", Arc::new(StringArray::from(vec!["a, \"b\"", "line\nbreak"])) as _),
+            ("n", Arc::new(Int32Array::from(vec![1, 2])) as _),
+            ("x", Arc::new(Float64Array::from(vec![Some(0.5), None])) as _),
+            ("vector", Arc::new(vectors) as _),
+        ]);
+        let csv = to_csv(&t.0, &t.1).unwrap();
+        assert_eq!(csv, "text,n,x,vector\n\"a, \"\"b\"\"\",1,0.5,\"[1.0, 2.0]\"\n\"line\nbreak\",2,,\"[3.0, 0.5]\"\n");
+        let json = to_json_rows(&t.0, &t.1).unwrap();
+        assert_eq!(
+            serde_json::Value::Array(json),
+            serde_json::json!([
+                {"text": "a, \"b\"", "n": 1, "x": 0.5, "vector": [1.0, 2.0]},
+                {"text": "line\nbreak", "n": 2, "x": null, "vector": [3.0, 0.5]}
+            ])
+        );
+        let mut bytes = Vec::new();
+        write_parquet_to(&mut bytes, t.0.clone(), &t.1).unwrap();
+        let (schema, back) = read_parquet_bytes(bytes, Path::new("mem")).unwrap();
+        assert_eq!(schema, t.0);
+        assert_eq!(back, t.1);
+    }
 
     #[test]
     fn wide_tables_fold_into_blocks_that_fit() {

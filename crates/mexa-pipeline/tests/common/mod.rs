@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use mexa_pipeline::stage::string_col;
-use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, ParamType, Registry, Stage, Table};
+use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Registry, Stage, Table};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -38,6 +38,30 @@ fn log_compute(key: &str) {
     }
 }
 
+mexa_pipeline::stage_params! {
+    pub struct SourceParams {
+        /// text
+        text: String,
+        /// copies
+        copies: usize = 1,
+    }
+}
+
+mexa_pipeline::stage_params! {
+    pub struct ShoutParams {
+        /// shards
+        shards: usize = 1,
+        /// sleep per shard
+        sleep_ms: u64 = 0; execution,
+        /// fail
+        fail: bool = false,
+        /// rows per input line
+        rows: usize = 1,
+        /// appended
+        suffix: String = "",
+    }
+}
+
 /// `source`: `copies` copies of `text`, one per line.
 pub struct Source;
 impl Stage for Source {
@@ -51,21 +75,13 @@ impl Stage for Source {
         "test: emits text"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::required("text", ParamType::Str, "text"),
-            ParamSpec::optional("copies", ParamType::Int, "1", "copies"),
-        ]
+        SourceParams::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
-        #[derive(serde::Deserialize)]
-        struct P {
-            text: String,
-            copies: usize,
-        }
-        let p: P = ctx.typed()?;
+        let p: SourceParams = ctx.typed()?;
         log_compute(ctx.key);
         Ok(lines_table(vec![p.text; p.copies]).into())
     }
@@ -85,27 +101,13 @@ impl Stage for Shout {
         "test: sharded transform"
     }
     fn params(&self) -> Vec<ParamSpec> {
-        vec![
-            ParamSpec::optional("shards", ParamType::Int, "1", "shards"),
-            ParamSpec::optional("sleep_ms", ParamType::Int, "0", "sleep per shard").execution(),
-            ParamSpec::optional("fail", ParamType::Bool, "false", "fail"),
-            ParamSpec::optional("rows", ParamType::Int, "1", "rows per input line"),
-            ParamSpec::optional("suffix", ParamType::Str, "\"\"", "appended"),
-        ]
+        ShoutParams::specs()
     }
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::one("src", "lines")]
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
-        #[derive(serde::Deserialize)]
-        struct P {
-            shards: usize,
-            sleep_ms: u64,
-            fail: bool,
-            rows: usize,
-            suffix: String,
-        }
-        let p: P = ctx.typed()?;
+        let p: ShoutParams = ctx.typed()?;
         if p.fail {
             bail!("asked to fail");
         }
