@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// Device for `embed`, mexa and transformers alike: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Most padded tokens per batch for `weights` (both sides).
+    #[arg(long, default_value_t = 4096)]
+    batch_tokens: usize,
 }
 
 mexa_pipeline::stage_params! {
@@ -261,7 +264,8 @@ fn bench_weights_child(a: &BenchArgs, mode: &str) -> Result<i32> {
     let tokens: usize = sentences.iter().map(|s| m.tokenizer.encode(s).map(|t| t.len())).sum::<Result<usize>>()?;
     let pool = [mexa_model::Pooling::Weighted, mexa_model::Pooling::Last];
     let t = Instant::now();
-    mexa_model::embed(&m, &sentences, &pool, Default::default(), |_| {})?;
+    let batch = mexa_model::BatchOptions { max_tokens: a.batch_tokens, ..Default::default() };
+    mexa_model::embed(&m, &sentences, &pool, batch, |_| {})?;
     let secs = t.elapsed().as_secs_f64();
     // SAFETY: getrusage writes into the struct we own.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -280,6 +284,7 @@ fn bench_weights(a: &BenchArgs) -> Result<()> {
     let run = |mode: &str| -> Result<serde_json::Value> {
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
         cmd.arg("bench").arg("weights").arg("--model").arg(&model).env("MEXA_BENCH_WEIGHTS_CHILD", mode);
+        cmd.arg("--batch-tokens").arg(a.batch_tokens.to_string());
         if let Some(s) = &a.sentences {
             cmd.arg("--sentences").arg(s);
         }
@@ -296,11 +301,12 @@ fn bench_weights(a: &BenchArgs) -> Result<()> {
     let gb = |v: &serde_json::Value| v["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / 1e9;
     let tps = |v: &serde_json::Value| v["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
     println!(
-        "weights: {} ({}), {:.2} GB file, {} tokens",
+        "weights: {} ({}), {:.2} GB file, {} tokens, batches of at most {} tokens",
         model.display(),
         dense["architecture"].as_str().unwrap_or("?"),
         file as f64 / 1e9,
-        dense["tokens"]
+        dense["tokens"],
+        a.batch_tokens
     );
     for (name, v) in [("dense (dequantised at load)", &dense), ("stored (dequantised per use)", &stored)] {
         println!(

@@ -861,7 +861,7 @@ stages:
   embed:
     kind: embed
     inputs: {corpus: corpus}
-    params: {model: \"${model.path}\", poolings: [last]}
+    params: {model: \"${model.path}\", poolings: [last], weights: dense}
 ",
     )
     .unwrap();
@@ -869,8 +869,8 @@ stages:
     let (free, tight) = (dir.path().join("free"), dir.path().join("tight"));
     let o = mexa(&free, &["run", p, "-j", "3", "--memory", "none"]);
     assert!(o.status.success(), "{}", text(&o));
-    // 600 MB: SmolLM2 (540 MB in f32) and MiniLM (90 MB) do not fit together; Gemma (1.07 GB)
-    // fits alone only.
+    // 600 MB: SmolLM2 (540 MB dense in f32) and MiniLM (90 MB) do not fit together; Gemma
+    // (1.07 GB) fits alone only.
     let o = mexa(&tight, &["run", p, "-j", "3", "--memory", "600M"]);
     assert!(o.status.success(), "{}", text(&o));
     let mut running = 0;

@@ -184,15 +184,24 @@ pub fn embed(
         let ids_t = Tensor::from_slice(&flat).view([b as i64, longest as i64]).to_device(dev);
         let mask_f = Tensor::from_slice(&m).view([b as i64, longest as i64]).to_device(dev);
         let lens_t = Tensor::from_slice(&lens).to_device(dev);
-        let states = guarded(&model.architecture, || model.net.forward(&ids_t, &mask_f.to_kind(Kind::Int64)))?;
-        if states.len() != layers {
-            bail!("internal error: {} hidden states, expected {layers}", states.len());
+        // Each layer is pooled as soon as the network makes it and then let go, so a batch
+        // never holds every layer's token states at once (families that stream them).
+        let mut pooled: Vec<Vec<Tensor>> = out.iter().map(|_| Vec::with_capacity(layers)).collect();
+        let mask_i = mask_f.to_kind(Kind::Int64);
+        guarded(&model.architecture, || {
+            model.net.forward_each(&ids_t, &mask_i, &mut |_, h| {
+                for (k, o) in out.iter().enumerate() {
+                    pooled[k].push(pool(&h, &mask_f, &lens_t, o.pooling));
+                }
+            })
+        })?;
+        if pooled.first().is_some_and(|p| p.len() != layers) {
+            bail!("internal error: {} hidden states, expected {layers}", pooled[0].len());
         }
-        for o in out.iter_mut() {
+        for (o, pooled) in out.iter_mut().zip(&pooled) {
             // Every layer pooled on the model's device, then one copy to the host per pooling
             // and batch (on a GPU, each copy is a synchronisation).
-            let pooled: Vec<Tensor> = states.iter().map(|h| pool(h, &mask_f, &lens_t, o.pooling)).collect();
-            let v = Tensor::stack(&pooled, 0).to_device(tch::Device::Cpu).contiguous(); // [L, B, D]
+            let v = Tensor::stack(pooled, 0).to_device(tch::Device::Cpu).contiguous(); // [L, B, D]
             let v: Vec<f32> = Vec::<f32>::try_from(v.view([-1]))?;
             for li in 0..layers {
                 for (r, &i) in batch.iter().enumerate() {

@@ -340,17 +340,29 @@ pub fn rope_from_hf(v: &serde_json::Value, layer_type: Option<&str>, default_the
 pub fn decoder_hidden_states<B>(
     x: Tensor,
     blocks: &[B],
-    mut block: impl FnMut(usize, &B, Tensor) -> Tensor,
+    block: impl FnMut(usize, &B, Tensor) -> Tensor,
     final_norm: impl Fn(&Tensor) -> Tensor,
 ) -> Vec<Tensor> {
-    let mut states = vec![x.shallow_clone()];
+    let mut states = Vec::with_capacity(blocks.len() + 1);
+    decoder_hidden_states_each(x, blocks, block, final_norm, &mut |_, h| states.push(h));
+    states
+}
+
+/// [`decoder_hidden_states`], handing each state to `sink` as it is made.
+pub fn decoder_hidden_states_each<B>(
+    x: Tensor,
+    blocks: &[B],
+    mut block: impl FnMut(usize, &B, Tensor) -> Tensor,
+    final_norm: impl Fn(&Tensor) -> Tensor,
+    sink: &mut dyn FnMut(usize, Tensor),
+) {
+    sink(0, x.shallow_clone());
     let mut x = x;
     for (i, b) in blocks.iter().enumerate() {
         x = block(i, b, x);
         if i + 1 < blocks.len() {
-            states.push(x.shallow_clone());
+            sink(i + 1, x.shallow_clone());
         }
     }
-    states.push(final_norm(&x));
-    states
+    sink(blocks.len(), final_norm(&x));
 }

@@ -4,7 +4,7 @@
 //! Pre-norm decoder: RMSNorm → attention (GQA, rotary) → residual → RMSNorm → SwiGLU → residual.
 use crate::gguf::Gguf;
 use crate::layers::{
-    apply_rope, attention, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Layout, Linear, RmsNorm,
+    apply_rope, attention, decoder_hidden_states_each, merge_heads, rope_from_hf, split_heads, Layout, Linear, RmsNorm,
     Rope, RopeScaling, Weight,
 };
 use crate::model::{req, HiddenStates, LoadOptions};
@@ -303,6 +303,13 @@ impl Llama {
 impl Llama {
     /// Hidden states for any [`Layout`]: a padded batch or a packed prompt tree.
     fn hidden(&self, ids: &Tensor, layout: &Layout) -> Vec<Tensor> {
+        let mut states = Vec::with_capacity(self.blocks.len() + 1);
+        self.hidden_each(ids, layout, &mut |_, h| states.push(h));
+        states
+    }
+
+    /// [`Llama::hidden`], each state handed to `sink` as it is made.
+    fn hidden_each(&self, ids: &Tensor, layout: &Layout, sink: &mut dyn FnMut(usize, Tensor)) {
         let c = &self.cfg;
         let t = ids.size()[1];
         let x = self.embed.embedding(ids);
@@ -310,7 +317,7 @@ impl Llama {
         let bias = layout.bias(true, c.sliding_window, kind);
         let (cos, sin) = layout.rope(&self.rope, t, kind, x.device());
         let scale = 1.0 / (c.head_dim as f64).sqrt();
-        decoder_hidden_states(
+        decoder_hidden_states_each(
             x,
             &self.blocks,
             |_, b, x| {
@@ -330,6 +337,7 @@ impl Llama {
                 &x + b.down.forward(&(b.gate.forward(&hsx).silu() * b.up.forward(&hsx)))
             },
             |x| self.norm.forward(x),
+            sink,
         )
     }
 }
@@ -338,6 +346,10 @@ impl HiddenStates for Llama {
     crate::model::hidden_dims!(num_layers, hidden_size, embed);
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         Ok(self.hidden(ids, &Layout::Padded(mask)))
+    }
+    fn forward_each(&self, ids: &Tensor, mask: &Tensor, sink: &mut dyn FnMut(usize, Tensor)) -> Result<()> {
+        self.hidden_each(ids, &Layout::Padded(mask), sink);
+        Ok(())
     }
     fn packs(&self) -> bool {
         true

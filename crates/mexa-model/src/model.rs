@@ -48,6 +48,15 @@ pub trait HiddenStates: Send {
     /// Returns `num_hidden_states()` tensors of [B, T, D], as Hugging Face's
     /// `output_hidden_states=True` (the last one after the final norm, for decoders).
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>>;
+    /// [`HiddenStates::forward`], handing each hidden state to `sink` (in order) as soon as it
+    /// exists, so a caller that pools can let it go instead of holding every layer's states of
+    /// the batch at once. The default runs `forward`; the Llama family streams.
+    fn forward_each(&self, ids: &Tensor, mask: &Tensor, sink: &mut dyn FnMut(usize, Tensor)) -> Result<()> {
+        for (i, h) in self.forward(ids, mask)?.into_iter().enumerate() {
+            sink(i, h);
+        }
+        Ok(())
+    }
     /// The hidden states of a packed prompt tree: explicit `positions` [B, T] (int64) and the
     /// keys each query may see, `allowed` [B, T, T] (bool). A shared prompt is run once for
     /// all its continuations this way ([`crate::score`]).
@@ -220,6 +229,30 @@ pub fn weight_bytes(path: &Path, kind: Kind) -> Result<u64> {
         }
     };
     Ok(numel * kind.elt_size_in_bytes() as u64)
+}
+
+/// [`weight_bytes`] for a load with `stored_weights`: a Llama-family GGUF then holds its 2-D
+/// weights as their quantised blocks (counted at their size in the file, which the memory
+/// map brings in) plus, while a matrix is in use, that matrix dense; everything else as
+/// [`weight_bytes`].
+pub fn resident_bytes(path: &Path, kind: Kind, stored_weights: bool) -> Result<u64> {
+    if let (true, Source::Gguf(file)) = (stored_weights, locate(path)?) {
+        let g = Gguf::open(&file)?;
+        if matches!(g.architecture()?, "llama" | "qwen2" | "qwen3" | "phi3") {
+            let el = kind.elt_size_in_bytes() as u64;
+            let (mut held, mut largest) = (0u64, 0u64);
+            for t in &g.tensors {
+                if t.shape.len() == 2 {
+                    held += t.byte_len() as u64;
+                    largest = largest.max(t.numel() as u64 * el);
+                } else {
+                    held += t.numel() as u64 * el;
+                }
+            }
+            return Ok(held + largest);
+        }
+    }
+    weight_bytes(path, kind)
 }
 
 /// Loads only the network (no tokenizer): a Hugging Face folder or a GGUF file. Returns it

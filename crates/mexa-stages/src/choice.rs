@@ -47,6 +47,8 @@ mexa_pipeline::stage_params! {
         device: String = "auto"; execution,
         /// most padded tokens per forward
         batch_tokens: usize = 4096; execution,
+        /// GGUF weights kept in their quantised blocks (stored) or dequantised at load (dense)
+        weights: crate::embed::WeightsMode = crate::embed::WeightsMode::Auto; execution,
     }
 }
 
@@ -187,7 +189,7 @@ impl Stage for Choice {
     }
     fn resources(&self, params: &serde_json::Value) -> Result<Resources> {
         let p = <Params as serde::Deserialize>::deserialize(params)?;
-        crate::embed::model_resources(&p.model, p.dtype)
+        crate::embed::model_resources(&p.model, p.dtype, p.weights)
     }
     fn release(&self, keep: &std::collections::BTreeSet<String>) {
         crate::embed::release_models(keep);
@@ -218,6 +220,7 @@ impl Stage for Choice {
             dtype: p.dtype,
             device: &p.device,
             bos: p.bos,
+            weights: p.weights,
         };
         let opts = load_options(&mp, true)?;
         let model_path = p.model.as_str();

@@ -14,12 +14,20 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub struct Embed;
 
+mexa_pipeline::param_enum! {
+    /// How a GGUF's weights are held: `stored` keeps the quantised blocks (memory-mapped) and
+    /// dequantises each matrix while it is used (Llama family; bit-identical results, a
+    /// fraction of the memory); `dense` dequantises everything at load; `auto` is `stored`.
+    pub enum WeightsMode { Auto = "auto", Dense = "dense", Stored = "stored" }
+}
+
 /// The parameters every model-running stage has (embed, choice).
 pub(crate) struct ModelParams<'a> {
     pub tokenizer: Option<&'a PathBuf>,
     pub dtype: DType,
     pub device: &'a str,
     pub bos: BosPolicy,
+    pub weights: WeightsMode,
 }
 
 /// Load options from a model-running stage's parameters.
@@ -30,7 +38,7 @@ pub(crate) fn load_options(p: &ModelParams, lm_head: bool) -> Result<LoadOptions
         tokenizer: p.tokenizer.filter(|t| !t.as_os_str().is_empty()).cloned(),
         bos: p.bos,
         lm_head,
-        stored_weights: false,
+        stored_weights: p.weights != WeightsMode::Dense,
     })
 }
 
@@ -53,33 +61,39 @@ mexa_pipeline::stage_params! {
         batch_tokens: usize = 4096; execution,
         /// most sentences per batch (raise with batch_tokens on a GPU)
         batch_sentences: usize = 64; execution,
+        /// GGUF weights kept in their quantised blocks (stored, the default) or dequantised at
+        /// load (dense): the same results, stored needs a fraction of the memory
+        weights: WeightsMode = WeightsMode::Auto; execution,
     }
 }
 
 impl Params {
     fn model_params(&self) -> ModelParams<'_> {
-        ModelParams { tokenizer: self.tokenizer.as_ref(), dtype: self.dtype, device: &self.device, bos: self.bos }
+        ModelParams {
+            tokenizer: self.tokenizer.as_ref(),
+            dtype: self.dtype,
+            device: &self.device,
+            bos: self.bos,
+            weights: self.weights,
+        }
     }
 }
 
 /// A cached model and whether it was loaded with its LM head.
 type Cached = (bool, Arc<Mutex<Model>>);
 
-/// Models stay loaded for the life of the process, shared by every node that names them.
+/// Loaded models, shared by every node that names them until the runner releases them
+/// ([`release_models`]: no running or ready node needs them).
 fn model_cache() -> &'static Mutex<HashMap<String, Cached>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Cached>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
-/// The model at `path` with these options, loaded once per process. A model loaded with its
-/// LM head (`choice`) also serves requests without it (`embed`); one loaded without it is
-/// replaced when a head is asked for (an untied head is not in it).
-/// What a node that loads this model holds: its weights' size in `dtype`, and the model.
-pub(crate) fn model_resources(model: &str, dtype: DType) -> Result<Resources> {
-    Ok(Resources {
-        memory: mexa_model::weight_bytes(std::path::Path::new(model), dtype.kind())?,
-        holds: vec![model.into()],
-    })
+/// What a node that loads this model holds: its weights' resident size, and the model.
+pub(crate) fn model_resources(model: &str, dtype: DType, weights: WeightsMode) -> Result<Resources> {
+    let stored = weights != WeightsMode::Dense;
+    let memory = mexa_model::resident_bytes(std::path::Path::new(model), dtype.kind(), stored)?;
+    Ok(Resources { memory, holds: vec![model.into()] })
 }
 
 /// Drops the cached models not in `keep` (by path); a node still using one keeps it alive
@@ -94,8 +108,12 @@ pub(crate) fn release_models(keep: &std::collections::BTreeSet<String>) {
     }
 }
 
+/// The model at `path` with these options, loaded once per process. A model loaded with its
+/// LM head (`choice`) also serves requests without it (`embed`); one loaded without it is
+/// replaced when a head is asked for (an untied head is not in it).
 pub(crate) fn load_model(path: &str, opts: &LoadOptions) -> Result<Arc<Mutex<Model>>> {
-    let id = format!("{path}|{:?}|{:?}|{:?}|{:?}", opts.kind, opts.device, opts.tokenizer, opts.bos);
+    let id =
+        format!("{path}|{:?}|{:?}|{:?}|{:?}|{}", opts.kind, opts.device, opts.tokenizer, opts.bos, opts.stored_weights);
     let mut cache = model_cache().lock().unwrap();
     if let Some((head, m)) = cache.get(&id) {
         if *head || !opts.lm_head {
@@ -237,7 +255,7 @@ impl Stage for Embed {
     }
     fn resources(&self, params: &serde_json::Value) -> Result<Resources> {
         let p = Params::deserialize(params)?;
-        model_resources(&p.model, p.dtype)
+        model_resources(&p.model, p.dtype, p.weights)
     }
     fn release(&self, keep: &std::collections::BTreeSet<String>) {
         release_models(keep);
