@@ -905,3 +905,58 @@ stages:
     let (pf, pt) = (peak(&free), peak(&tight));
     assert!(pt + (300 << 20) < pf, "peak {:.2} GB with the budget, {:.2} GB without", pt as f64 / 1e9, pf as f64 / 1e9);
 }
+
+#[test]
+fn all_pairs_rows_for_the_corpus_pivot_equal_align() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let p = dir.path().join("pairs.yaml");
+    std::fs::write(
+        &p,
+        "pipeline: pairs
+stages:
+  corpus:
+    kind: load_corpus
+    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra, spa, zul], limit: 8}
+  embed:
+    kind: embed
+    inputs: {corpus: corpus}
+    params: {model: \"${assets}/models/all-minilm-l6-v2\", poolings: [weighted, last]}
+  align:
+    kind: align
+    inputs: {embeddings: embed}
+  pairs:
+    kind: align_pairs
+    inputs: {embeddings: embed}
+",
+    )
+    .unwrap();
+    let o = mexa(&store, &["run", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = |what: &str| -> Vec<serde_json::Value> {
+        serde_json::from_slice(&mexa(&store, &["show", what, "--format", "json"]).stdout).unwrap()
+    };
+    let (align, pairs) = (rows("align"), rows("pairs"));
+    // 4 languages: 12 ordered pairs × 2 poolings × 7 hidden states.
+    assert_eq!(pairs.len(), 12 * 2 * 7);
+    let from_eng: Vec<&serde_json::Value> = pairs.iter().filter(|r| r["pivot"] == "eng").collect();
+    assert_eq!(from_eng.len(), align.len());
+    for a in &align {
+        let p = from_eng
+            .iter()
+            .find(|r| r["language"] == a["language"] && r["pooling"] == a["pooling"] && r["layer"] == a["layer"])
+            .unwrap();
+        for m in ["mexa", "p1_pivot_to_lang", "p1_lang_to_pivot", "mean_cosine", "margin_acc", "n"] {
+            assert_eq!(p[m], a[m], "{m} of {a}");
+        }
+    }
+    // Swapping pivot and language swaps the two P@1 directions.
+    let find = |pv: &str, l: &str| {
+        pairs
+            .iter()
+            .find(|r| r["pivot"] == pv && r["language"] == l && r["layer"] == 3 && r["pooling"] == "last")
+            .unwrap()
+    };
+    assert_eq!(find("fra", "zul")["p1_pivot_to_lang"], find("zul", "fra")["p1_lang_to_pivot"]);
+    assert_eq!(find("fra", "zul")["mexa"], find("zul", "fra")["mexa"]);
+}

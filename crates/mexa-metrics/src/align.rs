@@ -234,6 +234,31 @@ pub fn align(pivot: &Matrix, lang: &Matrix, k: usize) -> Alignment {
     })
 }
 
+/// Every ordered pair of `mats` (each language against each other as pivot): `(pivot, lang,
+/// scores)` for all `i ≠ j`, equal to `align(mats[i], mats[j], k)`. Each unordered pair's
+/// cosine matrix is computed once and read both ways (the transpose is the same products),
+/// in parallel over pairs.
+pub fn align_pairs(mats: &[&Matrix], k: usize) -> Vec<(usize, usize, Alignment)> {
+    let pairs: Vec<(usize, usize)> = (0..mats.len()).flat_map(|i| (i + 1..mats.len()).map(move |j| (i, j))).collect();
+    pairs
+        .par_iter()
+        .flat_map_iter(|&(i, j)| {
+            let n = mats[i].rows.min(mats[j].rows);
+            if n == 0 {
+                return vec![(i, j, align(mats[i], mats[j], k)), (j, i, align(mats[j], mats[i], k))];
+            }
+            let c = cosine_matrix(mats[i], mats[j], n);
+            let mut t = vec![0.0; n * n];
+            for r in 0..n {
+                for q in 0..n {
+                    t[q * n + r] = c[r * n + q];
+                }
+            }
+            vec![(i, j, scores_from_cosines(&c, n, k)), (j, i, scores_from_cosines(&t, n, k))]
+        })
+        .collect()
+}
+
 /// The scores, given the cosine matrix.
 pub fn scores_from_cosines(c: &[f64], n: usize, k: usize) -> Alignment {
     let at = |i: usize, j: usize| c[i * n + j];
@@ -524,6 +549,27 @@ mod tests {
             assert_eq!(r.mexa, mu, "seed {seed}");
             assert_eq!(align_loop(&pivot, &lang), (n, mu));
             assert!(r.mexa <= r.p1_pivot_to_lang.min(r.p1_lang_to_pivot));
+        }
+    }
+
+    #[test]
+    fn all_pairs_equal_align_run_once_per_pivot() {
+        // Four languages of slightly different lengths, correlated so scores are not trivial.
+        let base = rand_matrix(30, 12, 7);
+        let mats: Vec<Matrix> = (0..4u64)
+            .map(|l| {
+                let noise = rand_matrix(30 - l as usize, 12, 100 + l);
+                let rows = noise.rows;
+                let data = (0..rows * 12).map(|x| base.data[x] + 0.6 * noise.data[x]).collect();
+                Matrix::new(rows, 12, data)
+            })
+            .collect();
+        let refs: Vec<&Matrix> = mats.iter().collect();
+        let pairs = align_pairs(&refs, 4);
+        assert_eq!(pairs.len(), 4 * 3);
+        for (i, j, a) in pairs {
+            let want = align(&mats[i], &mats[j], 4);
+            assert_eq!(a, want, "pivot {i}, language {j}");
         }
     }
 }

@@ -9,5 +9,5 @@ pub mod probe;
 pub mod stats;
 
 pub use aggregate::{aggregate, Aggregate};
-pub use align::{align, align_loop, align_naive, Alignment, Matrix};
+pub use align::{align, align_loop, align_naive, align_pairs, Alignment, Matrix};
 pub use stats::{bootstrap_ci, kendall, linear_fit, pearson, spearman, Correlation};

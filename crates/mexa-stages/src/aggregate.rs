@@ -1,7 +1,7 @@
 //! `aggregate`: pools each language's per-layer scores: mean and max over layers (or a
 //! layer range), and the best layer.
 use crate::align::{read_alignment, Metric};
-use crate::util::{f64_col, i32_col, schema, utf8_col};
+use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
 use anyhow::{bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -92,4 +92,31 @@ impl Stage for Aggregate {
         )?;
         Ok(Table::new(sch, vec![b]).into())
     }
+}
+
+/// Reads an aggregate (summary) table back; its writer is `Aggregate::run` above, the
+/// columns named once between them here.
+pub fn read_summary(t: &Table) -> Result<Vec<mexa_report::AggRow>> {
+    let mut out = Vec::new();
+    for b in &t.batches {
+        let (l, p, m, mean, max, best) = (
+            col_str(b, "language")?,
+            col_str(b, "pooling")?,
+            col_str(b, "metric")?,
+            col_f64(b, "mean")?,
+            col_f64(b, "max")?,
+            col_i32(b, "best_layer")?,
+        );
+        for i in 0..b.num_rows() {
+            out.push(mexa_report::AggRow {
+                language: l.value(i).into(),
+                pooling: p.value(i).into(),
+                metric: m.value(i).into(),
+                mean: mean.value(i),
+                max: max.value(i),
+                best_layer: best.value(i),
+            });
+        }
+    }
+    Ok(out)
 }

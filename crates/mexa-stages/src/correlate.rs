@@ -6,7 +6,7 @@
 //! pivot-language task score). `correlate` computes Pearson, Spearman and Kendall with
 //! p-values, a bootstrap confidence interval of Pearson's r, and the least-squares line.
 use crate::corpus::read_corpus_iso;
-use crate::util::{col_f64, col_str, f64_col, i32_col, schema, utf8_col};
+use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
 use anyhow::{anyhow, bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -367,4 +367,41 @@ impl Stage for Correlate {
         let batch = RecordBatch::try_new(sch.clone(), cols)?;
         Ok(Table::new(sch, vec![batch]).into())
     }
+}
+
+/// Reads a correlation table back, beside its writer (`Correlate::run`).
+pub fn read_correlation(t: &Table) -> Result<Vec<mexa_report::CorrRow>> {
+    let mut out = Vec::new();
+    for b in &t.batches {
+        let s = |n| col_str(b, n);
+        let f = |n| col_f64(b, n);
+        let (task, p, lp, n) = (s("task")?, s("pooling")?, s("layer_pool")?, col_i32(b, "n")?);
+        let (r, rp, lo, hi, sp, k, sl, ic) = (
+            f("pearson")?,
+            f("pearson_p")?,
+            f("pearson_ci_lo")?,
+            f("pearson_ci_hi")?,
+            f("spearman")?,
+            f("kendall")?,
+            f("slope")?,
+            f("intercept")?,
+        );
+        for i in 0..b.num_rows() {
+            out.push(mexa_report::CorrRow {
+                task: task.value(i).into(),
+                pooling: p.value(i).into(),
+                layer_pool: lp.value(i).into(),
+                n: n.value(i),
+                pearson: r.value(i),
+                pearson_p: rp.value(i),
+                ci_lo: lo.value(i),
+                ci_hi: hi.value(i),
+                spearman: sp.value(i),
+                kendall: k.value(i),
+                slope: sl.value(i),
+                intercept: ic.value(i),
+            });
+        }
+    }
+    Ok(out)
 }

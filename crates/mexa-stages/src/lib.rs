@@ -9,6 +9,7 @@ pub mod choice;
 pub mod corpus;
 pub mod correlate;
 pub mod embed;
+pub mod pairs;
 pub mod probe;
 pub mod report;
 mod util;
@@ -21,6 +22,7 @@ pub fn registry() -> Registry {
     r.add(corpus::LoadCorpus)
         .add(embed::Embed)
         .add(align::Align)
+        .add(pairs::AlignPairs)
         .add(aggregate::Aggregate)
         .add(correlate::JoinTasks)
         .add(correlate::Correlate)

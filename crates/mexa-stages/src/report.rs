@@ -2,12 +2,12 @@
 //! stored as an artifact (a table of file paths and bytes) so it is cached like the rest.
 use crate::align::{read_alignment, Metric};
 use crate::correlate::read_points;
-use crate::util::{col_f64, col_i32, col_str, schema};
+use crate::util::{col_str, schema};
 use anyhow::{anyhow, Result};
 use arrow::array::{Array, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
 use mexa_pipeline::{Ctx, InputSpec, NodeSpec, Output, ParamSpec, Plan, Stage, Table};
-use mexa_report::{AggRow, CorrRow, Curve, Node, PointRow, ReportData};
+use mexa_report::{Curve, Node, PointRow, ReportData};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -49,67 +49,6 @@ pub fn report_node(plan: &Plan, title: String, curve_languages: Vec<String>) -> 
         serde_json::json!({ "title": title, "description": plan.description, "curve_languages": curve_languages });
     let (label, node_id) = (format!("{}/report", plan.pipeline), format!("{}/report (mexa report)", plan.pipeline));
     NodeSpec::new(&Report, label, node_id, params, inputs)
-}
-
-fn aggregate_rows(t: &Table) -> Result<Vec<AggRow>> {
-    let mut out = Vec::new();
-    for b in &t.batches {
-        let (l, p, m, mean, max, best) = (
-            col_str(b, "language")?,
-            col_str(b, "pooling")?,
-            col_str(b, "metric")?,
-            col_f64(b, "mean")?,
-            col_f64(b, "max")?,
-            col_i32(b, "best_layer")?,
-        );
-        for i in 0..b.num_rows() {
-            out.push(AggRow {
-                language: l.value(i).into(),
-                pooling: p.value(i).into(),
-                metric: m.value(i).into(),
-                mean: mean.value(i),
-                max: max.value(i),
-                best_layer: best.value(i),
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn correlation_rows(t: &Table) -> Result<Vec<CorrRow>> {
-    let mut out = Vec::new();
-    for b in &t.batches {
-        let s = |n| col_str(b, n);
-        let f = |n| col_f64(b, n);
-        let (task, p, lp, n) = (s("task")?, s("pooling")?, s("layer_pool")?, col_i32(b, "n")?);
-        let (r, rp, lo, hi, sp, k, sl, ic) = (
-            f("pearson")?,
-            f("pearson_p")?,
-            f("pearson_ci_lo")?,
-            f("pearson_ci_hi")?,
-            f("spearman")?,
-            f("kendall")?,
-            f("slope")?,
-            f("intercept")?,
-        );
-        for i in 0..b.num_rows() {
-            out.push(CorrRow {
-                task: task.value(i).into(),
-                pooling: p.value(i).into(),
-                layer_pool: lp.value(i).into(),
-                n: n.value(i),
-                pearson: r.value(i),
-                pearson_p: rp.value(i),
-                ci_lo: lo.value(i),
-                ci_hi: hi.value(i),
-                spearman: sp.value(i),
-                kendall: k.value(i),
-                slope: sl.value(i),
-                intercept: ic.value(i),
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// The files of a report artifact.
@@ -186,7 +125,7 @@ impl Stage for Report {
             d.alignments.push(Node::new(&i.label, &i.key, rows));
         }
         for i in ctx.gathered("summary") {
-            d.summaries.push(Node::new(&i.label, &i.key, aggregate_rows(&ctx.read(i)?)?));
+            d.summaries.push(Node::new(&i.label, &i.key, crate::aggregate::read_summary(&ctx.read(i)?)?));
         }
         for i in ctx.gathered("points") {
             let rows = read_points(&ctx.read(i)?)?
@@ -203,7 +142,7 @@ impl Stage for Report {
             d.points.push(Node::new(&i.label, &i.key, rows));
         }
         for i in ctx.gathered("correlation") {
-            d.correlations.push(Node::new(&i.label, &i.key, correlation_rows(&ctx.read(i)?)?));
+            d.correlations.push(Node::new(&i.label, &i.key, crate::correlate::read_correlation(&ctx.read(i)?)?));
         }
         let files = mexa_report::render(&d)?;
         let sch = schema(&[("path", DataType::Utf8), ("content", DataType::Binary)]);
