@@ -6,6 +6,8 @@
 //!   one stat(2) of each of those artifacts' manifests.
 //! - `align`: language-layer pairs per second at n = 100 and n = 1000 sentences, mexa's
 //!   aligner against a straightforward single-threaded loop.
+//! - `pairs`: every ordered pair of 205 languages (100 sentences, d = 640) at one hidden
+//!   state, `align_pairs` against `align` per pair (a sample, scaled).
 //! - `embed`: tokens per second of mexa's batched extractor, and of Hugging Face
 //!   transformers batched and one sentence at a time (the published MEXA loop),
 //!   same model, sentences and threads (needs a Python with torch + transformers:
@@ -31,7 +33,7 @@ use std::time::Instant;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Which benchmarks: plan, cached, align, embed, weights (default: all).
+    /// Which benchmarks: plan, cached, align, pairs, embed, weights (default: all).
     which: Vec<String>,
     /// The model for `embed` (default: the bundled SmolLM2-135M GGUF).
     #[arg(long)]
@@ -194,6 +196,35 @@ fn random_matrix(n: usize, d: usize, seed: u64, base: Option<&Matrix>) -> Matrix
         })
         .collect();
     Matrix::new(n, d, data)
+}
+
+/// `pairs`: every ordered pair of 205 languages × 100 sentences × d = 640 at one hidden state
+/// (the SIB-200 study's size), `align_pairs` against `align` run once per ordered pair.
+fn bench_pairs() -> Result<()> {
+    let (langs, n, d) = (205usize, 100usize, 640usize);
+    let base = random_matrix(n, d, 1, None);
+    let mats: Vec<Matrix> = (0..langs).map(|i| random_matrix(n, d, 500 + i as u64, Some(&base))).collect();
+    let refs: Vec<&Matrix> = mats.iter().collect();
+    let t = Instant::now();
+    let all = mexa_metrics::align_pairs(&refs, 4);
+    let ours = t.elapsed().as_secs_f64();
+    // The baseline on a sample of ordered pairs (all 41,820 would take as long again), scaled.
+    let sample: Vec<(usize, usize)> =
+        (0..langs).flat_map(|i| (0..langs).map(move |j| (i, j))).filter(|(i, j)| i != j).step_by(20).collect();
+    let t = Instant::now();
+    let mut check = 0.0;
+    for &(i, j) in &sample {
+        check += align(&mats[i], &mats[j], 4).mexa;
+    }
+    let base_s = t.elapsed().as_secs_f64() * (langs * (langs - 1)) as f64 / sample.len() as f64;
+    std::hint::black_box(check);
+    println!(
+        "pairs: {langs} languages × {n} sentences, d = {d}, one hidden state: align_pairs {ours:.1} s for {} ordered pairs; align per pair (sampled, scaled) {base_s:.1} s; {:.2}×; 30 hidden states ≈ {:.1} min per pooling",
+        all.len(),
+        base_s / ours,
+        ours * 30.0 / 60.0
+    );
+    Ok(())
 }
 
 fn bench_align() -> Result<()> {
@@ -417,7 +448,7 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
     if let Ok(mode) = std::env::var("MEXA_BENCH_WEIGHTS_CHILD") {
         return bench_weights_child(&a, &mode);
     }
-    let all = ["plan", "cached", "align", "embed", "weights"];
+    let all = ["plan", "cached", "align", "pairs", "embed", "weights"];
     let which: Vec<String> =
         if a.which.is_empty() { all.iter().map(|s| s.to_string()).collect() } else { a.which.clone() };
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
@@ -427,6 +458,7 @@ pub fn bench(a: BenchArgs) -> Result<i32> {
             "plan" => bench_plan()?,
             "cached" => bench_cached()?,
             "align" => bench_align()?,
+            "pairs" => bench_pairs()?,
             "embed" => bench_embed(&a, threads)?,
             "weights" => bench_weights(&a)?,
             other => bail!("unknown benchmark `{other}` (known: {})", all.join(", ")),
