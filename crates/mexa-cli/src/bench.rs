@@ -260,8 +260,13 @@ fn bench_align() -> Result<()> {
     Ok(())
 }
 
-/// The bundled UDHR sentences: the first `per_language` of five languages.
-fn udhr_sentences(per_language: usize) -> Result<Vec<String>> {
+/// `--sentences` (a file, one per line), else the first `per_language` bundled UDHR
+/// sentences of five languages.
+fn bench_sentences(a: &BenchArgs, per_language: usize) -> Result<Vec<String>> {
+    if let Some(p) = &a.sentences {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        return Ok(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect());
+    }
     let assets = mexa_pipeline::plan::assets_dir();
     let mut v = Vec::new();
     for lang in ["eng", "fra", "rus", "cmn_hans", "hin"] {
@@ -284,10 +289,7 @@ fn weights_model(a: &BenchArgs) -> PathBuf {
 /// peak resident memory (getrusage's maxrss: the high-water mark of the whole process).
 fn bench_weights_child(a: &BenchArgs, mode: &str) -> Result<i32> {
     let model = weights_model(a);
-    let sentences = match &a.sentences {
-        Some(p) => std::fs::read_to_string(p)?.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect(),
-        None => udhr_sentences(4)?,
-    };
+    let sentences = bench_sentences(a, 4)?;
     let opts = mexa_model::LoadOptions { stored_weights: mode == "stored", ..Default::default() };
     let t = Instant::now();
     let m = mexa_model::Model::load(&model, &opts)?;
@@ -362,23 +364,7 @@ fn bench_embed(a: &BenchArgs, threads: usize) -> Result<()> {
     let assets = mexa_pipeline::plan::assets_dir();
     let model =
         a.model.clone().unwrap_or_else(|| assets.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    let sentences: Vec<String> = match &a.sentences {
-        Some(p) => std::fs::read_to_string(p)?.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect(),
-        None => {
-            let mut v = Vec::new();
-            for lang in ["eng", "fra", "rus", "cmn_hans", "hin"] {
-                let p = assets.join(format!("corpora/udhr/{lang}.txt"));
-                v.extend(
-                    std::fs::read_to_string(&p)
-                        .with_context(|| format!("{}: run scripts/fetch-assets.py", p.display()))?
-                        .lines()
-                        .take(20)
-                        .map(str::to_string),
-                );
-            }
-            v
-        }
-    };
+    let sentences = bench_sentences(a, 20)?;
     let kind = mexa_model::parse_dtype(&a.dtype)?;
     let device = mexa_model::parse_device(&a.device)?;
     let m = mexa_model::Model::load(&model, &mexa_model::LoadOptions { kind, device, ..Default::default() })?;

@@ -131,13 +131,9 @@ pub fn execute_node(
     let out = stage.run(&ctx)?;
     let cost = meter.finish();
     let seconds = cost.wall_s;
-    let (spec, schema, batches) = (node.spec.clone(), out.table.schema, &out.table.batches);
-    let written = if node.force {
-        store.overwrite(spec, &node.label, schema, batches, cost, out.meta)
-    } else {
-        store.write(spec, &node.label, schema, batches, cost, out.meta)
-    };
-    let m = written.with_context(|| format!("writing the artifact of {}", node.label))?;
+    let m = store
+        .write_as(node.spec.clone(), &node.label, out.table.schema, &out.table.batches, cost, out.meta, node.force)
+        .with_context(|| format!("writing the artifact of {}", node.label))?;
     if m.key != node.key {
         return Err(anyhow!("internal error: artifact key {} differs from planned key {}", m.key, node.key));
     }

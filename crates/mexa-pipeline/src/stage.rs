@@ -308,12 +308,8 @@ impl Ctx<'_> {
         let t = Instant::now();
         let out = compute().with_context(|| format!("shard {name}"))?;
         let label = format!("{} shard {name}", self.label);
-        let (schema, batches, secs) = (out.table.schema, &out.table.batches, t.elapsed().as_secs_f64());
-        if self.force {
-            self.store.overwrite(spec, &label, schema, batches, secs, out.meta)?;
-        } else {
-            self.store.write(spec, &label, schema, batches, secs, out.meta)?;
-        }
+        let secs = t.elapsed().as_secs_f64();
+        self.store.write_as(spec, &label, out.table.schema, &out.table.batches, secs, out.meta, self.force)?;
         Ok(key)
     }
 

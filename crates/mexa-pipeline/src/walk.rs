@@ -241,6 +241,9 @@ fn pick(
     budget: Option<u64>,
     need: impl Fn(usize) -> u64,
 ) -> Vec<usize> {
+    if free == 0 || ready.is_empty() {
+        return Vec::new();
+    }
     let mut batch = Vec::new();
     let mut rest = std::collections::VecDeque::new();
     while let Some(i) = ready.pop_front() {

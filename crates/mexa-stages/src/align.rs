@@ -9,12 +9,13 @@ use mexa_metrics::{align, Alignment};
 use mexa_model::Pooling;
 use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Stage, Table};
 use rayon::prelude::*;
+use std::collections::HashMap;
 
 pub struct Align;
 
 mexa_pipeline::stage_params! {
-    /// `align`'s parameters.
-    struct Params {
+    /// `align`'s parameters (`align_pairs` takes the same).
+    pub(crate) struct Params {
         /// poolings to score (empty: all the embeddings have)
         poolings: Vec<Pooling> as EnumList(Pooling::NAMES) = vec![],
         /// neighbourhood size of the margin score
@@ -59,9 +60,34 @@ pub struct Row {
 }
 
 impl Row {
+    /// The row of one language's scores at a layer and pooling.
+    pub fn new(language: &str, pooling: Pooling, layer: usize, a: &Alignment) -> Self {
+        Row {
+            language: language.to_string(),
+            pooling,
+            layer: layer as i32,
+            n: a.n as i32,
+            scores: Metric::ALL.iter().map(|m| m.of(a)).collect(),
+        }
+    }
+
     pub fn score(&self, m: Metric) -> f64 {
         self.scores[m as usize]
     }
+}
+
+/// The poolings to score: those asked for (all the embeddings have when none are), in name
+/// order; asking for one the embeddings lack is an error naming what they have.
+pub(crate) fn chosen_poolings<V>(have: &HashMap<Pooling, V>, wanted: &[Pooling], label: &str) -> Result<Vec<Pooling>> {
+    for w in wanted {
+        if !have.contains_key(w) {
+            let names: Vec<&str> = have.keys().map(|p| p.name()).collect();
+            bail!("pooling `{w}` was not computed by {label} (it has: {})", names.join(", "));
+        }
+    }
+    let mut poolings: Vec<Pooling> = have.keys().filter(|p| wanted.is_empty() || wanted.contains(p)).copied().collect();
+    poolings.sort_by_key(|p| p.name());
+    Ok(poolings)
 }
 
 /// The alignment table of these rows.
@@ -135,18 +161,7 @@ impl Stage for Align {
         let wanted = p.poolings;
         let pivot_key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
         let pivot_emb = read_embeddings(&ctx.read_key(pivot_key)?)?;
-        let mut poolings: Vec<Pooling> =
-            pivot_emb.keys().filter(|p| wanted.is_empty() || wanted.contains(p)).copied().collect();
-        poolings.sort_by_key(|p| p.name());
-        for w in &wanted {
-            if !pivot_emb.contains_key(w) {
-                bail!(
-                    "pooling `{w}` was not computed by {} (it has: {})",
-                    input.label,
-                    pivot_emb.keys().map(|p| p.name()).collect::<Vec<_>>().join(", ")
-                );
-            }
-        }
+        let poolings = chosen_poolings(&pivot_emb, &wanted, &input.label)?;
         ctx.progress.set_length(shards.len().saturating_sub(1) as u64);
         let mut rows: Vec<Row> = Vec::new();
         for (lang, key) in &shards {
@@ -158,16 +173,7 @@ impl Stage for Align {
                 poolings.iter().flat_map(|&p| (0..pivot_emb[&p].len()).map(move |l| (p, l))).collect();
             let mut part: Vec<Row> = jobs
                 .par_iter()
-                .map(|&(p, l)| {
-                    let a = align(&pivot_emb[&p][l], &emb[&p][l], k);
-                    Row {
-                        language: lang.clone(),
-                        pooling: p,
-                        layer: l as i32,
-                        n: a.n as i32,
-                        scores: Metric::ALL.iter().map(|m| m.of(&a)).collect(),
-                    }
-                })
+                .map(|&(p, l)| Row::new(lang, p, l, &align(&pivot_emb[&p][l], &emb[&p][l], k)))
                 .collect();
             rows.append(&mut part);
             ctx.progress.inc(1);

@@ -3,7 +3,7 @@
 //! once; each unordered pair's cosine matrix is computed once and read both ways
 //! (`mexa_metrics::align_pairs`). Memory: every language's embeddings of one pooling at once
 //! (languages × sentences × layers × dim × 4 bytes).
-use crate::align::{alignment_table, Metric, Row};
+use crate::align::{alignment_table, chosen_poolings, Params, Row};
 use crate::embed::{embeddings_meta, read_embeddings};
 use anyhow::{bail, Result};
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
@@ -15,16 +15,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub struct AlignPairs;
-
-mexa_pipeline::stage_params! {
-    /// `align_pairs`'s parameters.
-    struct Params {
-        /// poolings to score (empty: all the embeddings have)
-        poolings: Vec<Pooling> as EnumList(Pooling::NAMES) = vec![],
-        /// neighbourhood size of the margin score
-        margin_k: usize = 4,
-    }
-}
 
 /// The pairs table: a `pivot` column before the alignment table's columns.
 pub fn pairs_table(rows: &[(String, Row)]) -> Result<Table> {
@@ -72,14 +62,7 @@ impl Stage for AlignPairs {
             ctx.progress.inc(1);
         }
         let Some(first) = emb.first() else { bail!("{}: no languages", input.label) };
-        let mut poolings: Vec<Pooling> =
-            first.keys().filter(|x| p.poolings.is_empty() || p.poolings.contains(x)).copied().collect();
-        poolings.sort_by_key(|x| x.name());
-        for w in &p.poolings {
-            if !first.contains_key(w) {
-                bail!("pooling `{w}` was not computed by {}", input.label);
-            }
-        }
+        let poolings = chosen_poolings(first, &p.poolings, &input.label)?;
         let k = p.margin_k.max(1);
         let mut rows: Vec<(String, Row)> = Vec::new();
         for &pool in &poolings {
@@ -87,14 +70,7 @@ impl Stage for AlignPairs {
             for l in 0..layers {
                 let mats: Vec<&Matrix> = emb.iter().map(|e| &e[&pool][l]).collect();
                 for (i, j, a) in align_pairs(&mats, k) {
-                    let row = Row {
-                        language: langs[j].clone(),
-                        pooling: pool,
-                        layer: l as i32,
-                        n: a.n as i32,
-                        scores: Metric::ALL.iter().map(|m| m.of(&a)).collect(),
-                    };
-                    rows.push((langs[i].clone(), row));
+                    rows.push((langs[i].clone(), Row::new(&langs[j], pool, l, &a)));
                 }
             }
         }

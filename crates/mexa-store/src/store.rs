@@ -301,13 +301,13 @@ impl Store {
         cost: impl Into<Cost>,
         meta: Value,
     ) -> Result<Manifest> {
-        self.write_as(spec, label, schema, batches, cost.into(), meta, false)
+        self.write_as(spec, label, schema, batches, cost, meta, false)
     }
 
-    /// [`Store::write`] that replaces an artifact already there (`run --force`): the old
-    /// object is renamed aside and the new one renamed in, so readers see one or the other,
-    /// never a mix. Call it under the key's lock.
-    pub fn overwrite(
+    /// [`Store::write`], or with `replace` (`run --force`) replacing an artifact already
+    /// there: the old object is renamed aside and the new one renamed in, so readers see one
+    /// or the other, never a mix. Call it under the key's lock when replacing.
+    pub fn write_as(
         &self,
         spec: KeySpec,
         label: &str,
@@ -315,20 +315,9 @@ impl Store {
         batches: &[RecordBatch],
         cost: impl Into<Cost>,
         meta: Value,
-    ) -> Result<Manifest> {
-        self.write_as(spec, label, schema, batches, cost.into(), meta, true)
-    }
-
-    fn write_as(
-        &self,
-        spec: KeySpec,
-        label: &str,
-        schema: SchemaRef,
-        batches: &[RecordBatch],
-        cost: Cost,
-        meta: Value,
         replace: bool,
     ) -> Result<Manifest> {
+        let cost = cost.into();
         let key = key_of(&spec);
         let tmp = self.temp_dir(&key)?;
         let data = tmp.join("data.parquet");
