@@ -38,32 +38,7 @@ pub struct Selection {
 pub struct Budget(Option<u64>);
 
 fn parse_size(s: &str) -> Result<Budget, String> {
-    let t = s.trim();
-    if t.eq_ignore_ascii_case("none") {
-        return Ok(Budget(None));
-    }
-    let (num, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len()));
-    let scale: f64 = match unit.to_ascii_uppercase().trim_end_matches('B') {
-        "" => 1.0,
-        "K" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        _ => return Err(format!("`{s}`: a size is a number with K, M, G or T (e.g. 24G), or `none`")),
-    };
-    num.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| *v > 0.0)
-        .map(|v| Budget(Some((v * scale) as u64)))
-        .ok_or_else(|| format!("`{s}`: a size is a positive number with K, M, G or T (e.g. 24G), or `none`"))
-}
-
-/// The memory available now (Linux: MemAvailable in /proc/meminfo).
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    mexa_model::device::parse_bytes(s).map(Budget)
 }
 
 fn parse_where(s: &str) -> Result<(String, String), String> {
@@ -302,7 +277,7 @@ pub fn run(choice: &StoreChoice, a: RunArgs, quiet: bool) -> Result<i32> {
             (false, true) => mexa_pipeline::run::ProgressMode::Bars,
             (false, false) => mexa_pipeline::run::ProgressMode::Lines,
         },
-        memory_budget: a.memory.map(|b| b.0).unwrap_or_else(available_memory),
+        memory_budget: a.memory.map(|b| b.0).unwrap_or_else(mexa_model::device::available_memory),
     };
     tch::set_num_threads(opts.threads as i32);
     let mut code = 0;

@@ -911,6 +911,65 @@ stages:
     assert!(pt + (300 << 20) < pf, "peak {:.2} GB with the budget, {:.2} GB without", pt as f64 / 1e9, pf as f64 / 1e9);
 }
 
+/// A model whose weights exceed the node's memory budget runs from its stored weights,
+/// layer-major over chunks of sentences, its file pages handed back after each layer: the
+/// same embeddings, byte for byte, as the resident dense run, at a fraction of its memory.
+#[test]
+fn a_model_over_its_memory_budget_runs_layer_major_with_the_same_embeddings() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("budget.yaml");
+    std::fs::write(
+        &p,
+        "pipeline: budget
+stages:
+  corpus:
+    kind: load_corpus
+    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra, spa], limit: 8}
+  embed:
+    kind: embed
+    inputs: {corpus: corpus}
+    params:
+      model: \"${assets}/models/gemma3-270m/gemma-3-270m-q4_k_m.gguf\"
+      batch_tokens: 256
+      weights: dense
+      memory: none
+",
+    )
+    .unwrap();
+    let p = p.to_str().unwrap();
+    let (free, tight) = (dir.path().join("free"), dir.path().join("tight"));
+    let o = mexa(&free, &["run", p]);
+    assert!(o.status.success(), "{}", text(&o));
+    // 150 MB: below the model in f32 (1.07 GB) and even below its Q4_K_M file (253 MB).
+    let o = mexa(&tight, &["run", p, "-S", "embed.weights=auto", "-S", "embed.memory=150M"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let shards = |store: &Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        let list: Vec<serde_json::Value> =
+            serde_json::from_slice(&mexa(store, &["ls", "--shards", "--json"]).stdout).unwrap();
+        list.iter()
+            .map(|a| {
+                let k = a["key"].as_str().unwrap().to_string();
+                (k.clone(), std::fs::read(store.join("objects").join(&k[..2]).join(&k).join("data.parquet")).unwrap())
+            })
+            .collect()
+    };
+    let (a, b) = (shards(&free), shards(&tight));
+    assert_eq!(a.len(), 5, "corpus, embed index, three language shards: {:?}", a.keys());
+    assert_eq!(a, b, "execution settings changed a key or a byte");
+    let peak = |store: &Path| -> u64 {
+        let nodes: Vec<serde_json::Value> =
+            serde_json::from_slice(&mexa(store, &["profile", p, "--json"]).stdout).unwrap();
+        nodes.iter().filter_map(|n| n["peak_rss_bytes"].as_u64()).max().unwrap()
+    };
+    let (pf, pt) = (peak(&free), peak(&tight));
+    assert!(
+        pt + (400 << 20) < pf,
+        "peak {:.2} GB under the budget, {:.2} GB resident",
+        pt as f64 / 1e9,
+        pf as f64 / 1e9
+    );
+}
+
 #[test]
 fn all_pairs_rows_for_the_corpus_pivot_equal_align() {
     let dir = tempfile::tempdir().unwrap();

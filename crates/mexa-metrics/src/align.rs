@@ -10,6 +10,15 @@
 //! - **margin accuracy** (xsim, LASER's ratio margin with k nearest neighbours, lang→pivot):
 //!   `margin(x, y) = cos(x, y) / (Σ_{z∈NN_k(x)} cos(x,z)/2k + Σ_{z∈NN_k(y)} cos(y,z)/2k)`;
 //!   the share of language sentences whose margin-best pivot sentence is the parallel one.
+//! - **linear CKA** (Kornblith et al. 2019) of the two sets of embeddings: with `X`, `Y` the
+//!   column-centred first `n` rows, `K = XXᵀ`, `L = YYᵀ`,
+//!   `CKA = ⟨K, L⟩_F / (‖K‖_F ‖L‖_F)` (equal to `‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)`); 0 when
+//!   either set has no variance. Unlike the others it compares the two geometries as wholes,
+//!   not sentence by sentence.
+//!
+//! [`Matrix::centered`] removes a language's mean embedding first (the `centering` option of
+//! `align`), the usual fix for anisotropy: every score above is then computed on the centred
+//! vectors.
 use rayon::prelude::*;
 
 /// A dense row-major matrix of f32 (one embedding per row).
@@ -28,6 +37,38 @@ impl Matrix {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
+    /// The matrix with each column's mean (over all rows, in f64) subtracted.
+    pub fn centered(&self) -> Matrix {
+        let (r, d) = (self.rows, self.cols);
+        let mut mean = vec![0f64; d];
+        for i in 0..r {
+            for (m, &v) in mean.iter_mut().zip(self.row(i)) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= r.max(1) as f64);
+        let data = (0..r).flat_map(|i| self.row(i).iter().zip(&mean).map(|(&v, m)| (v as f64 - m) as f32)).collect();
+        Matrix::new(r, d, data)
+    }
+
+    /// The Gram matrix `XXᵀ` of the first `n` rows with their column means removed (in f64),
+    /// scaled to unit Frobenius norm (all zeros when it has none): one side of [`linear_cka`].
+    pub fn unit_centred_gram(&self, n: usize) -> Vec<f64> {
+        let d = self.cols;
+        let mut x: Vec<f64> = self.data[..n * d].iter().map(|&v| v as f64).collect();
+        for j in 0..d {
+            let mean = (0..n).map(|i| x[i * d + j]).sum::<f64>() / n.max(1) as f64;
+            (0..n).for_each(|i| x[i * d + j] -= mean);
+        }
+        let mut k = Vec::new();
+        gram_into(&x, &x, n, d, &mut k);
+        let norm = k.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            k.iter_mut().for_each(|v| *v /= norm);
+        }
+        k
+    }
+
     /// The first `n` rows scaled to unit L2 norm (a zero row stays zero), in f64 for exact
     /// comparisons, into `out`.
     fn normalized_into(&self, n: usize, out: &mut Vec<f64>) {
@@ -86,6 +127,19 @@ pub struct Alignment {
     pub p1_lang_to_pivot: f64,
     pub mean_cosine: f64,
     pub margin_acc: f64,
+    /// Linear CKA of the two sets (see the module documentation).
+    pub cka: f64,
+}
+
+/// Linear CKA of the first `n` rows of `a` and `b`.
+pub fn linear_cka(a: &Matrix, b: &Matrix, n: usize) -> f64 {
+    cka_of(&a.unit_centred_gram(n), &b.unit_centred_gram(n))
+}
+
+/// CKA from two unit centred Grams: their Frobenius inner product (symmetric in its
+/// arguments to the last bit: the same products summed in the same order).
+fn cka_of(ka: &[f64], kb: &[f64]) -> f64 {
+    ka.iter().zip(kb).map(|(x, y)| x * y).sum()
 }
 
 /// Cosine matrix `C[i][j] = cos(a_i, b_j)` for the first `n` rows of each: the product of the
@@ -226,11 +280,13 @@ pub fn align(pivot: &Matrix, lang: &Matrix, k: usize) -> Alignment {
             p1_lang_to_pivot: 0.0,
             mean_cosine: 0.0,
             margin_acc: 0.0,
+            cka: 0.0,
         };
     }
+    let cka = linear_cka(pivot, lang, n);
     SCRATCH.with_borrow_mut(|s| {
         s.cosines(pivot, lang, n);
-        scores_from_cosines(&s.c, n, k)
+        Alignment { cka, ..scores_from_cosines(&s.c, n, k) }
     })
 }
 
@@ -240,6 +296,9 @@ pub fn align(pivot: &Matrix, lang: &Matrix, k: usize) -> Alignment {
 /// in parallel over pairs.
 pub fn align_pairs(mats: &[&Matrix], k: usize) -> Vec<(usize, usize, Alignment)> {
     let pairs: Vec<(usize, usize)> = (0..mats.len()).flat_map(|i| (i + 1..mats.len()).map(move |j| (i, j))).collect();
+    // Each language's centred Gram once (at its full row count; a pair of unequal counts
+    // computes its own at the smaller one).
+    let grams: Vec<Vec<f64>> = mats.par_iter().map(|m| m.unit_centred_gram(m.rows)).collect();
     pairs
         .par_iter()
         .flat_map_iter(|&(i, j)| {
@@ -247,6 +306,11 @@ pub fn align_pairs(mats: &[&Matrix], k: usize) -> Vec<(usize, usize, Alignment)>
             if n == 0 {
                 return vec![(i, j, align(mats[i], mats[j], k)), (j, i, align(mats[j], mats[i], k))];
             }
+            let cka = if mats[i].rows == n && mats[j].rows == n {
+                cka_of(&grams[i], &grams[j])
+            } else {
+                linear_cka(mats[i], mats[j], n)
+            };
             let c = cosine_matrix(mats[i], mats[j], n);
             let mut t = vec![0.0; n * n];
             for r in 0..n {
@@ -254,12 +318,16 @@ pub fn align_pairs(mats: &[&Matrix], k: usize) -> Vec<(usize, usize, Alignment)>
                     t[q * n + r] = c[r * n + q];
                 }
             }
-            vec![(i, j, scores_from_cosines(&c, n, k)), (j, i, scores_from_cosines(&t, n, k))]
+            vec![
+                (i, j, Alignment { cka, ..scores_from_cosines(&c, n, k) }),
+                (j, i, Alignment { cka, ..scores_from_cosines(&t, n, k) }),
+            ]
         })
         .collect()
 }
 
-/// The scores, given the cosine matrix.
+/// The scores that follow from the cosine matrix (all but `cka`, left NaN: it needs the
+/// embeddings).
 pub fn scores_from_cosines(c: &[f64], n: usize, k: usize) -> Alignment {
     let at = |i: usize, j: usize| c[i * n + j];
     // Off-diagonal maxima of every row and column.
@@ -296,6 +364,7 @@ pub fn scores_from_cosines(c: &[f64], n: usize, k: usize) -> Alignment {
         p1_lang_to_pivot: p_col as f64 / nf,
         mean_cosine: diag / nf,
         margin_acc: margin_accuracy(c, n, k),
+        cka: f64::NAN,
     }
 }
 
@@ -571,5 +640,83 @@ mod tests {
             let want = align(&mats[i], &mats[j], 4);
             assert_eq!(a, want, "pivot {i}, language {j}");
         }
+    }
+
+    /// Equal lengths take the cached-Gram path for CKA; still equal to `align` per pivot.
+    #[test]
+    fn all_pairs_of_equal_lengths_equal_align_with_cka() {
+        let base = rand_matrix(25, 10, 3);
+        let mats: Vec<Matrix> = (0..3u64)
+            .map(|l| {
+                let noise = rand_matrix(25, 10, 50 + l);
+                Matrix::new(25, 10, (0..250).map(|x| base.data[x] + 0.8 * noise.data[x]).collect())
+            })
+            .collect();
+        let refs: Vec<&Matrix> = mats.iter().collect();
+        for (i, j, a) in align_pairs(&refs, 4) {
+            assert_eq!(a, align(&mats[i], &mats[j], 4), "pivot {i}, language {j}");
+            assert!(a.cka > 0.0 && a.cka < 1.0);
+        }
+    }
+
+    /// ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) on column-centred X, Y, with d × d products.
+    fn cka_direct(a: &Matrix, b: &Matrix) -> f64 {
+        let (n, d) = (a.rows, a.cols);
+        let centre = |m: &Matrix| -> Vec<Vec<f64>> {
+            let mean: Vec<f64> = (0..d).map(|j| (0..n).map(|i| m.row(i)[j] as f64).sum::<f64>() / n as f64).collect();
+            (0..n).map(|i| (0..d).map(|j| m.row(i)[j] as f64 - mean[j]).collect()).collect()
+        };
+        let (x, y) = (centre(a), centre(b));
+        let cross = |p: &[Vec<f64>], q: &[Vec<f64>]| -> f64 {
+            let mut s = 0.0;
+            for u in 0..d {
+                for v in 0..d {
+                    let e: f64 = (0..n).map(|i| p[i][u] * q[i][v]).sum();
+                    s += e * e;
+                }
+            }
+            s
+        };
+        cross(&y, &x) / (cross(&x, &x).sqrt() * cross(&y, &y).sqrt())
+    }
+
+    #[test]
+    fn linear_cka_matches_the_direct_formula_and_its_invariances() {
+        let x = rand_matrix(9, 6, 11);
+        let noise = rand_matrix(9, 6, 12);
+        let y = Matrix::new(9, 6, (0..54).map(|i| x.data[i] + 0.5 * noise.data[i]).collect());
+        let got = linear_cka(&x, &y, 9);
+        let want = cka_direct(&x, &y);
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        // Invariant to isotropic scaling and to a shift of every row; 1 against itself.
+        let scaled = Matrix::new(9, 6, y.data.iter().enumerate().map(|(i, v)| 3.0 * v + (i % 6) as f32).collect());
+        assert!((linear_cka(&x, &scaled, 9) - got).abs() < 1e-6);
+        assert!((linear_cka(&x, &x, 9) - 1.0).abs() < 1e-12);
+        // And `align` reports it.
+        assert_eq!(align(&x, &y, 4).cka, got);
+    }
+
+    #[test]
+    fn centring_removes_each_columns_mean_before_every_score() {
+        // A shared offset makes every sentence look alike (anisotropy); centring removes it.
+        let base = rand_matrix(20, 8, 21);
+        let shift = |m: &Matrix, by: f32| Matrix::new(m.rows, m.cols, m.data.iter().map(|v| v + by).collect());
+        let noise = rand_matrix(20, 8, 22);
+        let lang = Matrix::new(20, 8, (0..160).map(|i| base.data[i] + 0.9 * noise.data[i]).collect());
+        let (p, l) = (shift(&base, 5.0), shift(&lang, -3.0));
+        let c = p.centered();
+        for j in 0..8 {
+            let mean: f64 = (0..20).map(|i| c.row(i)[j] as f64).sum::<f64>() / 20.0;
+            assert!(mean.abs() < 1e-5, "column {j} mean {mean}");
+        }
+        // Centred μ equals the naive definition on explicitly centred vectors.
+        let centred = |m: &Matrix| {
+            let mean: Vec<f64> = (0..8).map(|j| (0..20).map(|i| m.row(i)[j] as f64).sum::<f64>() / 20.0).collect();
+            Matrix::new(20, 8, (0..160).map(|x| (m.data[x] as f64 - mean[x % 8]) as f32).collect())
+        };
+        let (_, mu) = align_naive(&centred(&p), &centred(&l));
+        let a = align(&p.centered(), &l.centered(), 4);
+        assert_eq!(a.mexa, mu);
+        assert!(a.mexa > align(&p, &l, 4).mexa, "centring should undo the offsets here");
     }
 }

@@ -5,9 +5,12 @@
 
 pub mod aggregate;
 pub mod align;
+pub mod chance;
+pub mod cluster;
 pub mod probe;
 pub mod stats;
 
 pub use aggregate::{aggregate, Aggregate};
 pub use align::{align, align_loop, align_naive, align_pairs, Alignment, Matrix};
+pub use chance::{mexa_uncertainty, Uncertainty};
 pub use stats::{bootstrap_ci, kendall, linear_fit, pearson, spearman, Correlation};

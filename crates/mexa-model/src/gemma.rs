@@ -2,16 +2,16 @@
 //! window), Gemma 3 text (per-head q/k RMSNorm, local/global rotary bases, sliding window on
 //! five of every six layers). RMSNorms scale by (1 + w); embeddings are multiplied by √d;
 //! the MLP is gated GELU (tanh approximation).
+use crate::device::Placement;
 use crate::gguf::Gguf;
 use crate::layers::{
-    apply_rope, attention, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Layout, Linear, RmsNorm,
-    Rope, RopeScaling,
+    apply_rope, attention, merge_heads, rope_from_hf, split_heads, Layout, Linear, RmsNorm, Rope, RopeScaling, Weight,
 };
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::{bail, Result};
 use serde_json::Value;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Version {
@@ -191,7 +191,7 @@ pub fn gguf_name(version: Version, n: &str) -> Option<String> {
     Some(format!("layers.{layer}.{hf}"))
 }
 
-struct Block {
+pub struct Block {
     input_norm: RmsNorm,
     /// Gemma 1: the pre-MLP norm; Gemma 2/3: the norm after attention.
     post_attn_norm: RmsNorm,
@@ -210,11 +210,14 @@ struct Block {
 
 pub struct Gemma {
     cfg: Config,
-    embed: Tensor,
+    embed: Weight,
     blocks: Vec<Block>,
     norm: RmsNorm,
     rope_global: Rope,
     rope_local: Rope,
+    placement: Placement,
+    /// The LM head (the embeddings) made dense once for the logit lens.
+    lens_head: crate::layers::Resident,
 }
 
 impl Gemma {
@@ -260,7 +263,7 @@ impl Gemma {
                 down: lin(&format!("{p}.mlp.down_proj"), d, ff)?,
             });
         }
-        let embed = w.get("embed_tokens.weight")?.shallow_clone();
+        let embed = w.matrix("embed_tokens.weight")?;
         if embed.size()[1] != d {
             bail!("embed_tokens.weight has width {}, expected {d}", embed.size()[1]);
         }
@@ -275,7 +278,16 @@ impl Gemma {
                 Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling),
             )
         };
-        Ok(Self { norm: norm("norm.weight", d)?, embed, blocks, rope_global: global, rope_local: local, cfg })
+        Ok(Self {
+            norm: norm("norm.weight", d)?,
+            embed,
+            blocks,
+            rope_global: global,
+            rope_local: local,
+            cfg,
+            placement: w.placement.clone(),
+            lens_head: Default::default(),
+        })
     }
 
     /// Loads a GGUF of architecture `gemma`, `gemma2` or `gemma3`. llama.cpp stores RMSNorm
@@ -283,84 +295,132 @@ impl Gemma {
     pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
         let cfg = Config::from_gguf(g)?;
         let version = cfg.version;
-        let w = Weights::from_gguf(
-            g,
-            opts.kind,
-            opts.device,
-            |n| gguf_name(version, n),
-            |name, t| {
-                if name.ends_with("norm.weight") || name.ends_with("layernorm.weight") {
-                    t - 1.0
-                } else {
-                    t
-                }
-            },
-        )?;
+        let placement = opts.placement(cfg.num_layers);
+        let fix = |name: &str, t: Tensor| {
+            if name.ends_with("norm.weight") || name.ends_with("layernorm.weight") {
+                t - 1.0
+            } else {
+                t
+            }
+        };
+        let rename = |n: &str| gguf_name(version, n);
+        let mut w = if opts.stored_weights {
+            Weights::from_gguf_stored(g, opts.kind, placement, rename, fix, |_| true)?
+        } else {
+            Weights::from_gguf(g, opts.kind, placement, rename, fix)?
+        };
+        if opts.release_pages {
+            w.release_pages();
+        }
         Self::load(cfg, &w)
     }
 }
 
-impl Gemma {
-    /// Hidden states for any [`Layout`]: a padded batch or a packed prompt tree.
-    fn hidden(&self, ids: &Tensor, layout: &Layout) -> Vec<Tensor> {
-        let c = &self.cfg;
-        let t = ids.size()[1];
-        let e = Tensor::embedding(&self.embed, ids, -1, false, false);
-        let kind = e.kind();
+/// A batch's attention biases (full, and sliding when the model has a window) and the
+/// rotary tables of global and local layers.
+pub struct Context {
+    full: Tensor,
+    local: Option<Tensor>,
+    global_rope: (Tensor, Tensor),
+    local_rope: (Tensor, Tensor),
+}
+
+impl crate::layers::Decoder for Gemma {
+    type Block = Block;
+    type Context = Context;
+    fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+    fn placement(&self) -> &Placement {
+        &self.placement
+    }
+    fn embed(&self, ids: &Tensor) -> Tensor {
+        let e = self.embed.embedding(ids);
         let normalizer =
-            Tensor::from_slice(&[(c.hidden_size as f64).sqrt() as f32]).to_kind(kind).to_device(e.device());
-        let x = e * normalizer;
-        let full = layout.bias(!c.bidirectional, None, kind);
-        let local = c.sliding_window.map(|w| layout.bias(!c.bidirectional, Some(w), kind));
-        let (gcos, gsin) = layout.rope(&self.rope_global, t, kind, x.device());
-        let (lcos, lsin) = layout.rope(&self.rope_local, t, kind, x.device());
+            Tensor::from_slice(&[(self.cfg.hidden_size as f64).sqrt() as f32]).to_kind(e.kind()).to_device(e.device());
+        e * normalizer
+    }
+    fn context(&self, layout: &Layout, t: i64, kind: Kind, device: Device) -> Context {
+        let c = &self.cfg;
+        let on = |(a, b): (Tensor, Tensor)| (a.to_device(device), b.to_device(device));
+        Context {
+            full: layout.bias(!c.bidirectional, None, kind).to_device(device),
+            local: c.sliding_window.map(|w| layout.bias(!c.bidirectional, Some(w), kind).to_device(device)),
+            global_rope: on(layout.rope(&self.rope_global, t, kind, device)),
+            local_rope: on(layout.rope(&self.rope_local, t, kind, device)),
+        }
+    }
+    fn block(&self, i: usize, b: &Block, cx: &Context, x: Tensor) -> Tensor {
+        let c = &self.cfg;
+        let sliding = c.sliding[i];
+        let (cos, sin) =
+            if sliding { (&cx.local_rope.0, &cx.local_rope.1) } else { (&cx.global_rope.0, &cx.global_rope.1) };
+        let bias = if sliding { cx.local.as_ref().unwrap_or(&cx.full) } else { &cx.full };
+        let hsx = b.input_norm.forward(&x);
+        let (bs, t, hd) = (hsx.size()[0], hsx.size()[1], c.head_dim);
+        let mut q = b.q.forward(&hsx).view([bs, t, c.num_heads, hd]);
+        let mut k = b.k.forward(&hsx).view([bs, t, c.num_kv_heads, hd]);
+        if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
+            q = qn.forward(&q);
+            k = kn.forward(&k);
+        }
+        let q = apply_rope(&q.transpose(1, 2), cos, sin);
+        let k = apply_rope(&k.transpose(1, 2), cos, sin);
+        let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, hd);
         let scale = c.query_pre_attn_scalar.powf(-0.5);
-        decoder_hidden_states(
-            x,
-            &self.blocks,
-            |i, b, x| {
-                let sliding = c.sliding[i];
-                let (cos, sin) = if sliding { (&lcos, &lsin) } else { (&gcos, &gsin) };
-                let bias = if sliding { local.as_ref().unwrap_or(&full) } else { &full };
-                let hsx = b.input_norm.forward(&x);
-                let (bs, hd) = (hsx.size()[0], c.head_dim);
-                let mut q = b.q.forward(&hsx).view([bs, t, c.num_heads, hd]);
-                let mut k = b.k.forward(&hsx).view([bs, t, c.num_kv_heads, hd]);
-                if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
-                    q = qn.forward(&q);
-                    k = kn.forward(&k);
-                }
-                let q = apply_rope(&q.transpose(1, 2), cos, sin);
-                let k = apply_rope(&k.transpose(1, 2), cos, sin);
-                let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, hd);
-                let a = b.o.forward(&merge_heads(&attention(&q, &k, &v, bias, scale, c.attn_softcap)));
-                let mlp = |h: &Tensor| b.down.forward(&(b.gate.forward(h).gelu("tanh") * b.up.forward(h)));
-                match (&b.pre_ffn_norm, &b.post_ffn_norm) {
-                    // Gemma 2/3: norms after attention and around the MLP.
-                    (Some(pre), Some(post)) => {
-                        let x = x + b.post_attn_norm.forward(&a);
-                        &x + post.forward(&mlp(&pre.forward(&x)))
-                    }
-                    // Gemma 1: pre-norm only.
-                    _ => {
-                        let x = x + a;
-                        &x + mlp(&b.post_attn_norm.forward(&x))
-                    }
-                }
-            },
-            |x| self.norm.forward(x),
-        )
+        let a = b.o.forward(&merge_heads(&attention(&q, &k, &v, bias, scale, c.attn_softcap)));
+        let mlp = |h: &Tensor| b.down.forward(&(b.gate.forward(h).gelu("tanh") * b.up.forward(h)));
+        match (&b.pre_ffn_norm, &b.post_ffn_norm) {
+            // Gemma 2/3: norms after attention and around the MLP.
+            (Some(pre), Some(post)) => {
+                let x = x + b.post_attn_norm.forward(&a);
+                &x + post.forward(&mlp(&pre.forward(&x)))
+            }
+            // Gemma 1: pre-norm only.
+            _ => {
+                let x = x + a;
+                &x + mlp(&b.post_attn_norm.forward(&x))
+            }
+        }
+    }
+    fn final_norm(&self, x: &Tensor) -> Tensor {
+        self.norm.forward(x)
+    }
+    fn resident(b: &Block) -> Block {
+        Block {
+            input_norm: b.input_norm.clone(),
+            post_attn_norm: b.post_attn_norm.clone(),
+            pre_ffn_norm: b.pre_ffn_norm.clone(),
+            post_ffn_norm: b.post_ffn_norm.clone(),
+            q_norm: b.q_norm.clone(),
+            k_norm: b.k_norm.clone(),
+            q: b.q.resident(),
+            k: b.k.resident(),
+            v: b.v.resident(),
+            o: b.o.resident(),
+            gate: b.gate.resident(),
+            up: b.up.resident(),
+            down: b.down.resident(),
+        }
     }
 }
 
 impl HiddenStates for Gemma {
+    /// Gemma's head is its embeddings; the soft-cap of Gemma 2 is monotonic, so the top
+    /// token is that of the raw logits.
+    fn lens_top1(&self, state: usize, hidden: &Tensor) -> Result<Tensor> {
+        if self.cfg.bidirectional {
+            bail!("a bidirectional encoder (EmbeddingGemma) has no LM head");
+        }
+        let h = hidden.to_device(self.norm.w.device());
+        let h = if state + 1 < self.num_hidden_states() { self.norm.forward(&h) } else { h };
+        Ok(crate::layers::top1_rows(&h, &self.lens_head.get(&self.embed)))
+    }
     crate::model::hidden_dims!(num_layers, hidden_size, embed);
     fn causal(&self) -> bool {
         !self.cfg.bidirectional
     }
-    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
-        Ok(self.hidden(ids, &Layout::Padded(mask)))
-    }
+    crate::model::decoder_runs!();
     fn packs(&self) -> bool {
         !self.cfg.bidirectional
     }
@@ -368,14 +428,15 @@ impl HiddenStates for Gemma {
         if self.cfg.bidirectional {
             bail!("a bidirectional encoder (EmbeddingGemma) has no next-token predictions to score");
         }
-        Ok(self.hidden(ids, &Layout::Packed { positions, allowed }))
+        Ok(crate::layers::states(self, ids, &Layout::Packed { positions, allowed }))
     }
     /// Gemma ties its LM head to the token embeddings (unscaled).
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         if self.cfg.bidirectional {
             bail!("a bidirectional encoder (EmbeddingGemma) has no LM head");
         }
-        let logits = hidden.matmul(&self.embed.tr());
+        let head = self.embed.tensor();
+        let logits = hidden.to_device(head.device()).matmul(&head.tr());
         Ok(match self.cfg.final_softcap {
             Some(c) => (logits / c).tanh() * c,
             None => logits,

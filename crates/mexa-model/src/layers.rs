@@ -1,6 +1,7 @@
 //! Building blocks shared by the architecture files: norms, rotary embeddings, attention.
+use crate::device::Placement;
 use anyhow::{bail, Result};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// A linear layer `y = x Wᵀ + b`.
 /// A weight matrix: resident and dense, or kept in its file's form and made dense only while
@@ -59,6 +60,11 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.w.tensor(), self.b.as_ref())
     }
+    /// The same layer with its weight dense for as long as the copy lives (a stored weight
+    /// is converted once here instead of at every `forward`).
+    pub fn resident(&self) -> Self {
+        Self { w: Weight::Dense(self.w.tensor()), b: self.b.as_ref().map(Tensor::shallow_clone) }
+    }
 }
 
 /// RMSNorm as Llama computes it (in f32, then scaled): `x / rms(x) · w`, or with `offset`
@@ -67,6 +73,12 @@ pub struct RmsNorm {
     pub w: Tensor,
     pub eps: f64,
     pub offset: bool,
+}
+
+impl Clone for RmsNorm {
+    fn clone(&self) -> Self {
+        Self { w: self.w.shallow_clone(), eps: self.eps, offset: self.offset }
+    }
 }
 
 impl RmsNorm {
@@ -365,4 +377,139 @@ pub fn decoder_hidden_states_each<B>(
         }
     }
     sink(blocks.len(), final_norm(&x));
+}
+
+/// A pre-norm decoder seen as its parts, so that one driver runs every family the same
+/// ways: batch by batch streaming its states ([`run_each`]), layer by layer over a chunk of
+/// batches ([`run_chunk`]), and with its layers split over devices ([`Placement`]).
+pub trait Decoder {
+    type Block;
+    /// What a batch's blocks share: attention biases, rotary tables (on one device).
+    type Context;
+    fn blocks(&self) -> &[Self::Block];
+    fn placement(&self) -> &Placement;
+    /// The embedding output of `ids` (on the first device).
+    fn embed(&self, ids: &Tensor) -> Tensor;
+    /// The batch's shared tensors for `t` positions in `kind`, on `device`.
+    fn context(&self, layout: &Layout, t: i64, kind: Kind, device: Device) -> Self::Context;
+    /// Block `i` applied to `x`.
+    fn block(&self, i: usize, b: &Self::Block, cx: &Self::Context, x: Tensor) -> Tensor;
+    fn final_norm(&self, x: &Tensor) -> Tensor;
+    /// The block with every stored weight made dense (see [`Linear::resident`]).
+    fn resident(b: &Self::Block) -> Self::Block;
+}
+
+/// A batch's contexts, one per device it passes through.
+struct Contexts<C>(Vec<(Device, C)>);
+
+impl<C> Contexts<C> {
+    fn on(&mut self, device: Device, make: impl FnOnce() -> C) -> &C {
+        let i = match self.0.iter().position(|(d, _)| *d == device) {
+            Some(i) => i,
+            None => {
+                self.0.push((device, make()));
+                self.0.len() - 1
+            }
+        };
+        &self.0[i].1
+    }
+}
+
+/// Moves `x` to the device of layer `i` (nothing when it is there).
+fn to_layer(p: &Placement, i: usize, x: Tensor) -> Tensor {
+    let d = p.layer(i);
+    if x.device() == d {
+        x
+    } else {
+        x.to_device(d)
+    }
+}
+
+/// Runs a decoder over one batch, handing each hidden state to `sink` as it is made (as
+/// Hugging Face's `output_hidden_states=True`: the embedding output, every block's output
+/// but the last, the final norm of the last). A split model's states are on the device of
+/// the layer that made them.
+pub fn run_each<D: Decoder>(d: &D, ids: &Tensor, layout: &Layout, sink: &mut dyn FnMut(usize, Tensor)) {
+    let x = d.embed(ids);
+    let (t, kind) = (ids.size()[1], x.kind());
+    let mut cxs = Contexts(Vec::new());
+    let blocks = d.blocks();
+    sink(0, x.shallow_clone());
+    let mut x = x;
+    for (i, b) in blocks.iter().enumerate() {
+        x = to_layer(d.placement(), i, x);
+        let dev = x.device();
+        let cx = cxs.on(dev, || d.context(layout, t, kind, dev));
+        x = d.block(i, b, cx, x);
+        if i + 1 < blocks.len() {
+            sink(i + 1, x.shallow_clone());
+        }
+    }
+    sink(blocks.len(), d.final_norm(&x));
+}
+
+/// Every hidden state of one batch, collected ([`run_each`]).
+pub fn states<D: Decoder>(d: &D, ids: &Tensor, layout: &Layout) -> Vec<Tensor> {
+    let mut v = Vec::with_capacity(d.blocks().len() + 1);
+    run_each(d, ids, layout, &mut |_, h| v.push(h));
+    v
+}
+
+/// Runs a decoder layer-major over several padded batches (`(ids, mask)` pairs): each
+/// block's weights are made dense once ([`Decoder::resident`]) and applied to every batch
+/// before the next block, the batches' activations kept between blocks. `sink(batch, state,
+/// tensor)` gets every state of every batch, layer by layer. Each batch's states are the
+/// ones [`run_each`] makes, bit for bit: the same operations on the same tensors, in
+/// another order.
+pub fn run_chunk<D: Decoder>(d: &D, batches: &[(Tensor, Tensor)], sink: &mut dyn FnMut(usize, usize, Tensor)) {
+    let blocks = d.blocks();
+    let mut xs: Vec<Tensor> = batches.iter().map(|(ids, _)| d.embed(ids)).collect();
+    let mut cxs: Vec<Contexts<D::Context>> = batches.iter().map(|_| Contexts(Vec::new())).collect();
+    for (bi, x) in xs.iter().enumerate() {
+        sink(bi, 0, x.shallow_clone());
+    }
+    for (i, b) in blocks.iter().enumerate() {
+        let dense = D::resident(b);
+        for (bi, (ids, mask)) in batches.iter().enumerate() {
+            let x = to_layer(d.placement(), i, xs[bi].shallow_clone());
+            let dev = x.device();
+            let (t, kind) = (ids.size()[1], x.kind());
+            let cx = cxs[bi].on(dev, || d.context(&Layout::Padded(mask), t, kind, dev));
+            xs[bi] = d.block(i, &dense, cx, x);
+            if i + 1 < blocks.len() {
+                sink(bi, i + 1, xs[bi].shallow_clone());
+            } else {
+                sink(bi, i + 1, d.final_norm(&xs[bi]));
+            }
+        }
+    }
+}
+
+/// The top-1 column of `h · headᵀ` for every row of `h` [P, D], a few hundred rows at a time
+/// (the logits of a whole batch against a 256k vocabulary would be gigabytes). Returns [P].
+pub fn top1_rows(h: &Tensor, head: &Tensor) -> Tensor {
+    const ROWS: i64 = 256;
+    let p = h.size()[0];
+    let h = h.to_device(head.device()).to_kind(head.kind());
+    let parts: Vec<Tensor> = (0..p)
+        .step_by(ROWS as usize)
+        .map(|s| h.narrow(0, s, ROWS.min(p - s)).matmul(&head.tr()).argmax(-1, false))
+        .collect();
+    if parts.is_empty() {
+        Tensor::zeros([0], (Kind::Int64, head.device()))
+    } else {
+        Tensor::cat(&parts, 0)
+    }
+}
+
+/// A dense copy of a weight kept for repeated use (the logit lens's LM head), made on first
+/// use: a stored head would otherwise be converted for every batch and hidden state.
+#[derive(Default)]
+pub struct Resident(std::sync::Mutex<Option<Tensor>>);
+
+impl Resident {
+    pub fn get(&self, w: &Weight) -> Tensor {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.get_or_insert_with(|| w.tensor()).shallow_clone()
+    }
 }

@@ -2,16 +2,16 @@
 //! Qwen2/2.5 (q/k/v biases), Qwen3 (per-head q/k RMSNorm), Phi-3/3.5 (fused qkv and gate-up
 //! projections, split at load).
 //! Pre-norm decoder: RMSNorm → attention (GQA, rotary) → residual → RMSNorm → SwiGLU → residual.
+use crate::device::Placement;
 use crate::gguf::Gguf;
 use crate::layers::{
-    apply_rope, attention, decoder_hidden_states_each, merge_heads, rope_from_hf, split_heads, Layout, Linear, RmsNorm,
-    Rope, RopeScaling, Weight,
+    apply_rope, attention, merge_heads, rope_from_hf, split_heads, Layout, Linear, RmsNorm, Rope, RopeScaling, Weight,
 };
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
 use anyhow::Result;
 use serde_json::Value;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -107,7 +107,7 @@ impl Config {
 /// Phi-3's fused projections (`qkv_proj`: q, k, v rows in that order; `gate_up_proj`: gate
 /// then up) split into the separate weights the other families have. Other weights are shared.
 fn split_fused(w: &Weights, cfg: &Config) -> Result<Weights> {
-    let mut out = Weights::new(String::new(), w.kind, w.device);
+    let mut out = Weights::new(String::new(), w.kind, w.placement.clone());
     let (d, hd, ff) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
     let (q, kv) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
     for name in w.names() {
@@ -175,7 +175,7 @@ pub fn unpermute(t: Tensor, heads: i64) -> Tensor {
     t.reshape(&shape).transpose(1, 2).reshape(&s)
 }
 
-struct Block {
+pub struct Block {
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     ln1: RmsNorm,
@@ -197,6 +197,9 @@ pub struct Llama {
     blocks: Vec<Block>,
     norm: RmsNorm,
     rope: Rope,
+    placement: Placement,
+    /// The LM head made dense once for the logit lens.
+    lens_head: crate::layers::Resident,
 }
 
 impl Llama {
@@ -248,6 +251,8 @@ impl Llama {
             norm: norm("norm.weight")?,
             blocks,
             cfg,
+            placement: w.placement.clone(),
+            lens_head: Default::default(),
         })
     }
 
@@ -289,73 +294,99 @@ impl Llama {
                 t
             }
         };
-        let w = if opts.stored_weights {
+        let mut w = if opts.stored_weights {
             // Fused Phi-3 projections are split at load, so they load dense.
             let stored = |n: &str| !n.ends_with("qkv_proj.weight") && !n.ends_with("gate_up_proj.weight");
-            Weights::from_gguf_stored(g, opts.kind, opts.device, rename, fix, stored)?
+            Weights::from_gguf_stored(g, opts.kind, opts.placement(cfg.num_layers), rename, fix, stored)?
         } else {
-            Weights::from_gguf(g, opts.kind, opts.device, rename, fix)?
+            Weights::from_gguf(g, opts.kind, opts.placement(cfg.num_layers), rename, fix)?
         };
+        if opts.release_pages {
+            w.release_pages();
+        }
         Self::load(cfg, &w)
     }
 }
 
-impl Llama {
-    /// Hidden states for any [`Layout`]: a padded batch or a packed prompt tree.
-    fn hidden(&self, ids: &Tensor, layout: &Layout) -> Vec<Tensor> {
-        let mut states = Vec::with_capacity(self.blocks.len() + 1);
-        self.hidden_each(ids, layout, &mut |_, h| states.push(h));
-        states
-    }
+/// A batch's attention bias and rotary tables.
+pub struct Context {
+    bias: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+}
 
-    /// [`Llama::hidden`], each state handed to `sink` as it is made.
-    fn hidden_each(&self, ids: &Tensor, layout: &Layout, sink: &mut dyn FnMut(usize, Tensor)) {
+impl crate::layers::Decoder for Llama {
+    type Block = Block;
+    type Context = Context;
+    fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+    fn placement(&self) -> &Placement {
+        &self.placement
+    }
+    fn embed(&self, ids: &Tensor) -> Tensor {
+        self.embed.embedding(ids)
+    }
+    fn context(&self, layout: &Layout, t: i64, kind: Kind, device: Device) -> Context {
+        let bias = layout.bias(true, self.cfg.sliding_window, kind).to_device(device);
+        let (cos, sin) = layout.rope(&self.rope, t, kind, device);
+        Context { bias, cos: cos.to_device(device), sin: sin.to_device(device) }
+    }
+    fn block(&self, _: usize, b: &Block, cx: &Context, x: Tensor) -> Tensor {
         let c = &self.cfg;
-        let t = ids.size()[1];
-        let x = self.embed.embedding(ids);
-        let kind = x.kind();
-        let bias = layout.bias(true, c.sliding_window, kind);
-        let (cos, sin) = layout.rope(&self.rope, t, kind, x.device());
-        let scale = 1.0 / (c.head_dim as f64).sqrt();
-        decoder_hidden_states_each(
-            x,
-            &self.blocks,
-            |_, b, x| {
-                let hsx = b.ln1.forward(&x);
-                let mut q = split_heads(&b.q.forward(&hsx), c.num_heads, c.head_dim);
-                let mut k = split_heads(&b.k.forward(&hsx), c.num_kv_heads, c.head_dim);
-                if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
-                    q = qn.forward(&q);
-                    k = kn.forward(&k);
-                }
-                let q = apply_rope(&q, &cos, &sin);
-                let k = apply_rope(&k, &cos, &sin);
-                let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, c.head_dim);
-                let a = attention(&q, &k, &v, &bias, scale, None);
-                let x = x + b.o.forward(&merge_heads(&a));
-                let hsx = b.ln2.forward(&x);
-                &x + b.down.forward(&(b.gate.forward(&hsx).silu() * b.up.forward(&hsx)))
-            },
-            |x| self.norm.forward(x),
-            sink,
-        )
+        let hsx = b.ln1.forward(&x);
+        let mut q = split_heads(&b.q.forward(&hsx), c.num_heads, c.head_dim);
+        let mut k = split_heads(&b.k.forward(&hsx), c.num_kv_heads, c.head_dim);
+        if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
+            q = qn.forward(&q);
+            k = kn.forward(&k);
+        }
+        let q = apply_rope(&q, &cx.cos, &cx.sin);
+        let k = apply_rope(&k, &cx.cos, &cx.sin);
+        let v = split_heads(&b.v.forward(&hsx), c.num_kv_heads, c.head_dim);
+        let a = attention(&q, &k, &v, &cx.bias, 1.0 / (c.head_dim as f64).sqrt(), None);
+        let x = x + b.o.forward(&merge_heads(&a));
+        let hsx = b.ln2.forward(&x);
+        &x + b.down.forward(&(b.gate.forward(&hsx).silu() * b.up.forward(&hsx)))
+    }
+    fn final_norm(&self, x: &Tensor) -> Tensor {
+        self.norm.forward(x)
+    }
+    fn resident(b: &Block) -> Block {
+        Block {
+            q_norm: b.q_norm.clone(),
+            k_norm: b.k_norm.clone(),
+            ln1: b.ln1.clone(),
+            ln2: b.ln2.clone(),
+            q: b.q.resident(),
+            k: b.k.resident(),
+            v: b.v.resident(),
+            o: b.o.resident(),
+            gate: b.gate.resident(),
+            up: b.up.resident(),
+            down: b.down.resident(),
+        }
     }
 }
 
 impl HiddenStates for Llama {
+    fn lens_top1(&self, state: usize, hidden: &Tensor) -> Result<Tensor> {
+        let head = match (&self.lm_head, self.cfg.tie_word_embeddings) {
+            (Some(h), _) => h,
+            (None, true) => &self.embed,
+            (None, false) => anyhow::bail!("the weights have no lm_head.weight (and tie_word_embeddings is false); was the model loaded with its LM head?"),
+        };
+        let h = hidden.to_device(self.norm.w.device());
+        let h = if state + 1 < self.num_hidden_states() { self.norm.forward(&h) } else { h };
+        Ok(crate::layers::top1_rows(&h, &self.lens_head.get(head)))
+    }
     crate::model::hidden_dims!(num_layers, hidden_size, embed);
-    fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
-        Ok(self.hidden(ids, &Layout::Padded(mask)))
-    }
-    fn forward_each(&self, ids: &Tensor, mask: &Tensor, sink: &mut dyn FnMut(usize, Tensor)) -> Result<()> {
-        self.hidden_each(ids, &Layout::Padded(mask), sink);
-        Ok(())
-    }
+    crate::model::decoder_runs!();
     fn packs(&self) -> bool {
         true
     }
     fn forward_packed(&self, ids: &Tensor, positions: &Tensor, allowed: &Tensor) -> Result<Vec<Tensor>> {
-        Ok(self.hidden(ids, &Layout::Packed { positions, allowed }))
+        Ok(crate::layers::states(self, ids, &Layout::Packed { positions, allowed }))
     }
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let head = match (&self.lm_head, self.cfg.tie_word_embeddings) {
@@ -363,6 +394,6 @@ impl HiddenStates for Llama {
             (None, true) => self.embed.tensor(),
             (None, false) => anyhow::bail!("the weights have no lm_head.weight (and tie_word_embeddings is false); was the model loaded with its LM head?"),
         };
-        Ok(hidden.matmul(&head.tr()))
+        Ok(hidden.to_device(head.device()).matmul(&head.tr()))
     }
 }

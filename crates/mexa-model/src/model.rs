@@ -3,6 +3,7 @@
 use crate::bert::{self, Bert};
 use crate::bloom::{self, Bloom};
 use crate::cohere::{self, Cohere};
+use crate::device::Placement;
 use crate::gemma::{self, Gemma};
 use crate::gguf::Gguf;
 use crate::llama::{self, Llama};
@@ -31,6 +32,29 @@ macro_rules! hidden_dims {
 }
 pub(crate) use hidden_dims;
 
+/// The [`HiddenStates`] methods of a family that implements [`crate::layers::Decoder`]:
+/// forward, streamed and layer-major runs, all through the one driver in layers.rs.
+macro_rules! decoder_runs {
+    () => {
+        fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
+            Ok(crate::layers::states(self, ids, &crate::layers::Layout::Padded(mask)))
+        }
+        fn forward_each(&self, ids: &Tensor, mask: &Tensor, sink: &mut dyn FnMut(usize, Tensor)) -> Result<()> {
+            crate::layers::run_each(self, ids, &crate::layers::Layout::Padded(mask), sink);
+            Ok(())
+        }
+        fn forward_chunk(
+            &self,
+            batches: &[(Tensor, Tensor)],
+            sink: &mut dyn FnMut(usize, usize, Tensor),
+        ) -> Result<()> {
+            crate::layers::run_chunk(self, batches, sink);
+            Ok(())
+        }
+    };
+}
+pub(crate) use decoder_runs;
+
 /// What every architecture provides: all hidden states for a padded batch.
 pub trait HiddenStates: Send {
     /// Embedding output plus one per layer.
@@ -57,6 +81,16 @@ pub trait HiddenStates: Send {
         }
         Ok(())
     }
+    /// [`HiddenStates::forward_each`] over several batches (`(ids, mask)` pairs): `sink(batch,
+    /// state, tensor)`. The default runs them one after another; decoders run them
+    /// layer-major (each layer's weights made dense once for all the batches), with the
+    /// same results.
+    fn forward_chunk(&self, batches: &[(Tensor, Tensor)], sink: &mut dyn FnMut(usize, usize, Tensor)) -> Result<()> {
+        for (b, (ids, mask)) in batches.iter().enumerate() {
+            self.forward_each(ids, mask, &mut |i, h| sink(b, i, h))?;
+        }
+        Ok(())
+    }
     /// The hidden states of a packed prompt tree: explicit `positions` [B, T] (int64) and the
     /// keys each query may see, `allowed` [B, T, T] (bool). A shared prompt is run once for
     /// all its continuations this way ([`crate::score`]).
@@ -72,6 +106,13 @@ pub trait HiddenStates: Send {
     /// when its head is not tied to the embeddings.
     fn logits(&self, _hidden: &Tensor) -> Result<Tensor> {
         bail!("mexa has no LM head for this architecture (log-likelihoods need a Llama-family or Gemma decoder)")
+    }
+    /// The logit lens: for each row of `hidden` [P, D] (positions of hidden state `state`, an
+    /// index into [`HiddenStates::forward`]'s list), the id of the most likely next token
+    /// when the state is read as if it were the last layer's: the final norm (the last
+    /// state already has it), then the LM head. Returns [P] int64.
+    fn lens_top1(&self, _state: usize, _hidden: &Tensor) -> Result<Tensor> {
+        bail!("mexa has no logit lens for this architecture (it needs a Llama-family or Gemma decoder)")
     }
 }
 
@@ -105,10 +146,24 @@ pub struct LoadOptions {
     /// Keep an untied LM head (`lm_head.weight`, GGUF `output.weight`) for
     /// [`HiddenStates::logits`]; embeddings do not need it, and it can be a large matrix.
     pub lm_head: bool,
-    /// Keep GGUF weights in their quantised blocks (memory-mapped) and dequantise each only
-    /// while it is used: identical results, a fraction of the memory (Llama family; other
-    /// families load dense).
+    /// Keep weights in their file's form (GGUF blocks, safetensors values; memory-mapped)
+    /// and make each dense only while it is used: identical results, a fraction of the
+    /// memory (Llama and Gemma families; other families load dense).
     pub stored_weights: bool,
+    /// With `stored_weights`: drop each weight's file pages after use, so the process holds
+    /// about one layer of the file at a time (for memory budgets below the file's size;
+    /// each use reads the pages again from the page cache or disk).
+    pub release_pages: bool,
+    /// Split a decoder's layers over these devices in order (Llama and Gemma families):
+    /// embeddings on the first, final norm and head on the last. Empty: all on `device`.
+    pub devices: Vec<Device>,
+}
+
+impl LoadOptions {
+    /// Where the weights of a model with `layers` layers go.
+    pub fn placement(&self, layers: i64) -> Placement {
+        Placement::split(&self.devices, self.device, layers.max(1) as usize)
+    }
 }
 
 impl Default for LoadOptions {
@@ -120,6 +175,8 @@ impl Default for LoadOptions {
             bos: BosPolicy::Auto,
             lm_head: false,
             stored_weights: false,
+            release_pages: false,
+            devices: Vec::new(),
         }
     }
 }
@@ -231,28 +288,61 @@ pub fn weight_bytes(path: &Path, kind: Kind) -> Result<u64> {
     Ok(numel * kind.elt_size_in_bytes() as u64)
 }
 
-/// [`weight_bytes`] for a load with `stored_weights`: a Llama-family GGUF then holds its 2-D
-/// weights as their quantised blocks (counted at their size in the file, which the memory
-/// map brings in) plus, while a matrix is in use, that matrix dense; everything else as
-/// [`weight_bytes`].
+/// [`weight_bytes`] for a load with `stored_weights`: a Llama- or Gemma-family model then
+/// holds its 2-D weights in their file's form (counted at their size in the file, which the
+/// memory map brings in) plus, while a matrix is in use, that matrix dense; everything else
+/// as [`weight_bytes`].
 pub fn resident_bytes(path: &Path, kind: Kind, stored_weights: bool) -> Result<u64> {
-    if let (true, Source::Gguf(file)) = (stored_weights, locate(path)?) {
-        let g = Gguf::open(&file)?;
-        if matches!(g.architecture()?, "llama" | "qwen2" | "qwen3" | "phi3") {
-            let el = kind.elt_size_in_bytes() as u64;
-            let (mut held, mut largest) = (0u64, 0u64);
-            for t in &g.tensors {
-                if t.shape.len() == 2 {
-                    held += t.byte_len() as u64;
-                    largest = largest.max(t.numel() as u64 * el);
-                } else {
-                    held += t.numel() as u64 * el;
-                }
+    if !stored_weights {
+        return weight_bytes(path, kind);
+    }
+    // (shape, bytes in the file) of every tensor, if the family runs stored.
+    let tensors: Vec<(Vec<i64>, u64)> = match locate(path)? {
+        Source::Gguf(file) => {
+            let g = Gguf::open(&file)?;
+            if !Family::of_gguf(g.architecture()?).stores() {
+                return weight_bytes(path, kind);
             }
-            return Ok(held + largest);
+            g.tensors.iter().map(|t| (t.shape.iter().map(|&d| d as i64).collect(), t.byte_len() as u64)).collect()
+        }
+        Source::Hf(dir) => {
+            let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
+            if !Family::of_hf(cfg["model_type"].as_str().unwrap_or("")).stores() {
+                return weight_bytes(path, kind);
+            }
+            let mut v = Vec::new();
+            for f in crate::weights::safetensors_files(&dir)? {
+                v.extend(
+                    crate::weights::safetensors_header(&f)?.1.into_iter().map(|e| (e.shape, (e.end - e.start) as u64)),
+                );
+            }
+            v
+        }
+    };
+    let el = kind.elt_size_in_bytes() as u64;
+    let (mut held, mut largest) = (0u64, 0u64);
+    for (shape, bytes) in &tensors {
+        let numel = shape.iter().product::<i64>() as u64;
+        if shape.len() == 2 {
+            held += bytes;
+            largest = largest.max(numel * el);
+        } else {
+            held += numel * el;
         }
     }
-    weight_bytes(path, kind)
+    Ok(held + largest)
+}
+
+/// Whether the model at `path` is of a family whose layers can be split over devices and
+/// run from stored weights (Llama, Gemma), from its config or GGUF header alone.
+pub fn splits(path: &Path) -> Result<bool> {
+    Ok(match locate(path)? {
+        Source::Gguf(file) => Family::of_gguf(Gguf::open(&file)?.architecture()?).stores(),
+        Source::Hf(dir) => {
+            let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
+            Family::of_hf(cfg["model_type"].as_str().unwrap_or("")).stores()
+        }
+    })
 }
 
 /// Loads only the network (no tokenizer): a Hugging Face folder or a GGUF file. Returns it
@@ -265,10 +355,23 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
             let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)
                 .with_context(|| format!("{}: invalid JSON", cfg_path.display()))?;
             let mt = cfg["model_type"].as_str().unwrap_or("").to_string();
+            let family = Family::of_hf(&mt);
+            family.check_split(opts, &cfg_path)?;
+            let layers = cfg["num_hidden_layers"].as_i64().or_else(|| cfg["n_layer"].as_i64()).unwrap_or(1);
             let weights = || -> Result<Weights> {
-                let mut w = Weights::from_safetensors_dir(&dir, opts.kind, opts.device)?;
+                let placement = opts.placement(layers);
+                let mut w = if opts.stored_weights && family.stores() {
+                    // Phi-3's fused projections are split at load, so they load dense.
+                    let stored = |n: &str| !n.ends_with("qkv_proj.weight") && !n.ends_with("gate_up_proj.weight");
+                    Weights::from_safetensors_stored(&dir, opts.kind, placement, stored)?
+                } else {
+                    Weights::from_safetensors_dir(&dir, opts.kind, placement)?
+                };
                 if !opts.lm_head {
                     w.remove("lm_head.weight");
+                }
+                if opts.release_pages {
+                    w.release_pages();
                 }
                 Ok(w)
             };
@@ -299,7 +402,43 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
     }
 }
 
+/// What the loaders can do with a family: keep weights stored, split layers over devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Llama,
+    Gemma,
+    Other,
+}
+
+impl Family {
+    fn of_hf(model_type: &str) -> Self {
+        match model_type {
+            "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => Family::Llama,
+            "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Family::Gemma,
+            _ => Family::Other,
+        }
+    }
+    fn of_gguf(arch: &str) -> Self {
+        match arch {
+            "llama" | "qwen2" | "qwen3" | "phi3" => Family::Llama,
+            "gemma" | "gemma2" | "gemma3" | "gemma-embedding" => Family::Gemma,
+            _ => Family::Other,
+        }
+    }
+    /// Runs from stored weights (and layer-major).
+    fn stores(self) -> bool {
+        self != Family::Other
+    }
+    fn check_split(self, opts: &LoadOptions, source: &Path) -> Result<()> {
+        if opts.devices.len() > 1 && self == Family::Other {
+            bail!("{}: splitting a model over several devices is implemented for the Llama and Gemma families only; name one device", source.display());
+        }
+        Ok(())
+    }
+}
+
 fn gguf_network(g: &Gguf, opts: &LoadOptions) -> Result<Box<dyn HiddenStates>> {
+    Family::of_gguf(g.architecture()?).check_split(opts, &g.path)?;
     Ok(match g.architecture()? {
         "llama" | "qwen2" | "qwen3" | "phi3" => Box::new(Llama::from_gguf(g, opts)?),
         "gemma" | "gemma2" | "gemma3" | "gemma-embedding" => Box::new(Gemma::from_gguf(g, opts)?),

@@ -149,7 +149,7 @@ pub fn score_ids(
     let mut start = 0;
     while start < all.len() {
         let longest = all[start].ids.len();
-        let batch_opts = BatchOptions { max_tokens: opts.max_tokens, max_sentences: usize::MAX };
+        let batch_opts = BatchOptions { max_tokens: opts.max_tokens, max_sentences: usize::MAX, chunk_tokens: 0 };
         let end = batch_end(start, all.len(), longest, batch_opts);
         let batch = &all[start..end];
         let (b, t) = (batch.len(), longest);

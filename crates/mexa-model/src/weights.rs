@@ -1,5 +1,6 @@
 //! Named weight tensors from safetensors (one file or sharded with an index) or GGUF, under
 //! Hugging Face's parameter names with the base-model prefix stripped (`layers.0.mlp.up_proj.weight`).
+use crate::device::Placement;
 use crate::gguf::Gguf;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
@@ -16,7 +17,8 @@ pub struct Weights {
     pub(crate) stored: HashMap<String, std::sync::Arc<Stored>>,
     pub(crate) source: String,
     pub kind: Kind,
-    pub device: Device,
+    /// Where each weight goes (one device, or a decoder's layers split over several).
+    pub placement: Placement,
 }
 
 fn strip_prefix(name: &str) -> &str {
@@ -29,18 +31,24 @@ fn strip_prefix(name: &str) -> &str {
 }
 
 impl Weights {
-    pub fn new(source: String, kind: Kind, device: Device) -> Self {
-        Self { map: HashMap::new(), stored: HashMap::new(), source, kind, device }
+    pub fn new(source: String, kind: Kind, placement: impl Into<Placement>) -> Self {
+        Self { map: HashMap::new(), stored: HashMap::new(), source, kind, placement: placement.into() }
+    }
+
+    /// The device of the token embeddings (the first of a split).
+    pub fn device(&self) -> Device {
+        self.placement.first()
     }
 
     pub fn insert(&mut self, name: &str, t: Tensor) {
         let t = if t.is_floating_point() { t.to_kind(self.kind) } else { t };
-        self.map.insert(strip_prefix(name).to_string(), t.to_device(self.device));
+        let name = strip_prefix(name);
+        self.map.insert(name.to_string(), t.to_device(self.placement.of_weight(name)));
     }
 
     /// Loads `model.safetensors`, or every shard named in `model.safetensors.index.json`.
-    pub fn from_safetensors_dir(dir: &Path, kind: Kind, device: Device) -> Result<Self> {
-        let mut w = Self::new(dir.display().to_string(), kind, device);
+    pub fn from_safetensors_dir(dir: &Path, kind: Kind, placement: impl Into<Placement>) -> Result<Self> {
+        let mut w = Self::new(dir.display().to_string(), kind, placement);
         for f in safetensors_files(dir)? {
             let tensors =
                 Tensor::read_safetensors(&f).with_context(|| format!("{}: cannot read safetensors", f.display()))?;
@@ -57,11 +65,11 @@ impl Weights {
     pub fn from_gguf(
         g: &Gguf,
         kind: Kind,
-        device: Device,
+        placement: impl Into<Placement>,
         rename: impl Fn(&str) -> Option<String>,
         fix: impl Fn(&str, Tensor) -> Tensor,
     ) -> Result<Self> {
-        let mut w = Self::new(g.path.display().to_string(), kind, device);
+        let mut w = Self::new(g.path.display().to_string(), kind, placement);
         for t in &g.tensors {
             let Some(name) = rename(&t.name) else { continue };
             let raw = g.read_raw(t)?;
@@ -103,9 +111,10 @@ impl Weights {
         }
     }
 
-    /// Drops a tensor (a part the caller will not use).
-    pub fn remove(&mut self, name: &str) -> Option<Tensor> {
-        self.map.remove(name)
+    /// Drops a tensor, dense or stored (a part the caller will not use).
+    pub fn remove(&mut self, name: &str) {
+        self.map.remove(name);
+        self.stored.remove(name);
     }
 
     pub fn names(&self) -> impl Iterator<Item = &String> {
@@ -133,9 +142,29 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(shards.into_iter().map(|s| dir.join(s)).collect())
 }
 
-/// The number of values in a safetensors file, from its header alone (8-byte length, then
-/// JSON with each tensor's shape).
-pub fn safetensors_numel(file: &Path) -> Result<u64> {
+/// A model file, memory-mapped read-only.
+fn map_file(path: &Path) -> Result<std::sync::Arc<memmap2::Mmap>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: the file is opened read-only and mexa never writes model files; a model
+    // changed underneath a running process is outside what any loader can defend.
+    let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("memory-mapping {}", path.display()))?;
+    Ok(std::sync::Arc::new(map))
+}
+
+/// One tensor in a safetensors file's header: its dtype name (`F32`, `BF16`, …), shape,
+/// and byte range counted from the end of the header.
+#[derive(Debug, Clone)]
+pub struct SafetensorsEntry {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A safetensors file's header, read alone (8-byte length, then JSON): where the data
+/// begins, and every tensor in it.
+pub fn safetensors_header(file: &Path) -> Result<(usize, Vec<SafetensorsEntry>)> {
     use std::io::Read;
     let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let mut len = [0u8; 8];
@@ -149,31 +178,77 @@ pub fn safetensors_numel(file: &Path) -> Result<u64> {
     let v: serde_json::Value =
         serde_json::from_slice(&header).with_context(|| format!("{}: invalid header", file.display()))?;
     let obj = v.as_object().ok_or_else(|| anyhow!("{}: the header is not an object", file.display()))?;
-    Ok(obj
-        .iter()
-        .filter(|(k, _)| *k != "__metadata__")
-        .map(|(_, t)| t["shape"].as_array().map(|s| s.iter().filter_map(|d| d.as_u64()).product::<u64>()).unwrap_or(0))
-        .sum())
+    let mut out = Vec::new();
+    for (name, t) in obj.iter().filter(|(k, _)| *k != "__metadata__") {
+        let bad = || anyhow!("{}: tensor `{name}` has no valid dtype, shape and data_offsets", file.display());
+        let shape = t["shape"]
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|d| d.as_i64().ok_or_else(bad))
+            .collect::<Result<Vec<_>>>()?;
+        let offs = t["data_offsets"].as_array().ok_or_else(bad)?;
+        let (start, end) = match offs.as_slice() {
+            [a, b] => (a.as_u64().ok_or_else(bad)? as usize, b.as_u64().ok_or_else(bad)? as usize),
+            _ => return Err(bad()),
+        };
+        let dtype = t["dtype"].as_str().ok_or_else(bad)?.to_string();
+        out.push(SafetensorsEntry { name: name.clone(), dtype, shape, start, end });
+    }
+    Ok((8 + len as usize, out))
 }
 
-/// A weight kept as the file stores it (GGUF blocks in a memory map) and made dense only for
-/// the moment it is used: [`Stored::dense`] dequantises it exactly as the dense loader does
-/// (same values, same `fix`, same dtype conversion), so results are bit-identical while only
-/// the quantised bytes stay resident.
+/// The number of values in a safetensors file, from its header alone.
+pub fn safetensors_numel(file: &Path) -> Result<u64> {
+    Ok(safetensors_header(file)?.1.iter().map(|e| e.shape.iter().product::<i64>() as u64).sum())
+}
+
+/// The libtorch dtype of a safetensors dtype name.
+fn safetensors_kind(dtype: &str) -> Option<Kind> {
+    Some(match dtype {
+        "F64" => Kind::Double,
+        "F32" => Kind::Float,
+        "F16" => Kind::Half,
+        "BF16" => Kind::BFloat16,
+        "I64" => Kind::Int64,
+        "I32" => Kind::Int,
+        "I16" => Kind::Int16,
+        "I8" => Kind::Int8,
+        "U8" => Kind::Uint8,
+        "BOOL" => Kind::Bool,
+        _ => return None,
+    })
+}
+
+/// How a stored weight's bytes encode its values.
+#[derive(Debug, Clone, Copy)]
+enum Encoding {
+    /// GGUF blocks (quantised or not).
+    Ggml(crate::gguf::GgmlType),
+    /// Plain little-endian values of a libtorch dtype (safetensors).
+    Plain(Kind),
+}
+
+/// A weight kept as the file stores it (GGUF blocks or safetensors values, in a memory map)
+/// and made dense only for the moment it is used: [`Stored::dense`] converts it exactly as
+/// the dense loader does (same values, same `fix`, same dtype conversion), so results are
+/// bit-identical while only the file's pages are held (and the kernel may drop them).
 pub struct Stored {
     map: std::sync::Arc<memmap2::Mmap>,
     offset: usize,
-    ty: crate::gguf::GgmlType,
+    enc: Encoding,
     shape: Vec<i64>,
     name: String,
     kind: Kind,
     device: Device,
     fix: std::sync::Arc<dyn Fn(&str, Tensor) -> Tensor + Send + Sync>,
+    /// Hand the file's pages back after each use ([`Weights::release_pages`]).
+    release: bool,
 }
 
 impl std::fmt::Debug for Stored {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Stored({} {:?} {:?})", self.name, self.ty, self.shape)
+        write!(f, "Stored({} {:?} {:?})", self.name, self.enc, self.shape)
     }
 }
 
@@ -186,37 +261,72 @@ impl Stored {
         self.shape.iter().product::<i64>() as usize
     }
 
-    fn bytes(&self) -> &[u8] {
-        let (bv, bb) = self.ty.block();
-        &self.map[self.offset..self.offset + self.numel() / bv * bb]
-    }
-
-    /// The whole weight, dense, in the model's dtype and device.
-    pub fn dense(&self) -> Tensor {
-        let t = Tensor::empty(self.shape.as_slice(), (Kind::Float, Device::Cpu));
-        // SAFETY: a fresh contiguous f32 CPU tensor of exactly numel elements, not aliased.
-        let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, self.numel()) };
-        crate::gguf::dequantize_into(self.ty, self.bytes(), out).expect("sizes were checked when the model loaded");
-        (self.fix)(&self.name, t).to_kind(self.kind).to_device(self.device)
-    }
-
-    /// Rows `ids` of a 2-D weight (an embedding table), dense: only the blocks of those rows
-    /// are dequantised. Equal to `dense().index_select(0, ids)`.
-    pub fn rows(&self, ids: &[i64]) -> Tensor {
-        let (rows, width) = (self.shape[0], self.shape[1] as usize);
-        let (bv, bb) = self.ty.block();
-        let row_bytes = width / bv * bb;
-        let t = Tensor::empty([ids.len() as i64, width as i64], (Kind::Float, Device::Cpu));
-        // SAFETY: as in `dense`, a fresh contiguous f32 tensor of ids.len() × width values.
-        let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, ids.len() * width) };
-        let bytes = self.bytes();
-        for (k, &r) in ids.iter().enumerate() {
-            assert!((0..rows).contains(&r), "token id {r} outside the {rows}-row table");
-            let src = &bytes[r as usize * row_bytes..(r as usize + 1) * row_bytes];
-            crate::gguf::dequantize_into(self.ty, src, &mut out[k * width..(k + 1) * width])
-                .expect("sizes were checked when the model loaded");
+    /// The bytes of one row (the last dimension).
+    fn row_bytes(&self) -> usize {
+        let width = *self.shape.last().unwrap_or(&1) as usize;
+        match self.enc {
+            Encoding::Ggml(ty) => {
+                let (bv, bb) = ty.block();
+                width / bv * bb
+            }
+            Encoding::Plain(k) => width * k.elt_size_in_bytes(),
         }
-        t.to_kind(self.kind).to_device(self.device)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        let rows = self.numel() / (*self.shape.last().unwrap_or(&1) as usize).max(1);
+        &self.map[self.offset..self.offset + rows * self.row_bytes()]
+    }
+
+    /// Values in the file's encoding → a CPU tensor of `shape` as the dense loader first
+    /// holds it: GGUF blocks dequantised to f32, safetensors values in their own dtype.
+    fn raw(&self, bytes: &[u8], shape: &[i64]) -> Tensor {
+        match self.enc {
+            Encoding::Ggml(ty) => {
+                let n = shape.iter().product::<i64>() as usize;
+                let t = Tensor::empty(shape, (Kind::Float, Device::Cpu));
+                // SAFETY: a fresh contiguous f32 CPU tensor of exactly n elements, not aliased.
+                let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n) };
+                crate::gguf::dequantize_into(ty, bytes, out).expect("sizes were checked when the model loaded");
+                t
+            }
+            Encoding::Plain(k) => Tensor::from_data_size(bytes, shape, k),
+        }
+    }
+
+    /// The whole weight, dense, in the model's dtype and on its device (`fix` applied to the
+    /// loaded values before the dtype conversion, as the dense loader does).
+    pub fn dense(&self) -> Tensor {
+        let t = (self.fix)(&self.name, self.raw(self.bytes(), &self.shape)).to_kind(self.kind).to_device(self.device);
+        self.let_go();
+        t
+    }
+
+    /// With `release`, drops this weight's pages from the process (MADV_DONTNEED on a
+    /// read-only file mapping: the next read faults them in again from the page cache or
+    /// the file), so resident memory holds about one layer's file bytes at a time.
+    fn let_go(&self) {
+        if self.release {
+            let len = self.bytes().len();
+            // SAFETY: the mapping is read-only and backed by the file, so dropping its pages
+            // changes no value any reader sees; no slice of it outlives `raw`.
+            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.offset, len) };
+        }
+    }
+
+    /// Rows `ids` of a 2-D weight (an embedding table), dense: only those rows are read.
+    /// Equal to `dense().index_select(0, ids)`.
+    pub fn rows(&self, ids: &[i64]) -> Tensor {
+        let rows = self.shape[0];
+        let rb = self.row_bytes();
+        let bytes = self.bytes();
+        let mut picked = Vec::with_capacity(ids.len() * rb);
+        for &r in ids {
+            assert!((0..rows).contains(&r), "token id {r} outside the {rows}-row table");
+            picked.extend_from_slice(&bytes[r as usize * rb..(r as usize + 1) * rb]);
+        }
+        self.let_go();
+        self.raw(&picked, &[ids.len() as i64, self.shape[1]]).to_kind(self.kind).to_device(self.device)
     }
 }
 
@@ -228,33 +338,21 @@ impl Weights {
     pub fn from_gguf_stored(
         g: &Gguf,
         kind: Kind,
-        device: Device,
+        placement: impl Into<Placement>,
         rename: impl Fn(&str) -> Option<String>,
         fix: impl Fn(&str, Tensor) -> Tensor + Send + Sync + 'static,
         stored: impl Fn(&str) -> bool,
     ) -> Result<Self> {
-        let file = std::fs::File::open(&g.path).with_context(|| format!("opening {}", g.path.display()))?;
-        // SAFETY: the file is opened read-only and mexa never writes model files; a model
-        // changed underneath a running process is outside what any loader can defend.
-        let map = std::sync::Arc::new(unsafe { memmap2::Mmap::map(&file) }.context("memory-mapping the GGUF")?);
+        let map = map_file(&g.path)?;
         let fix: std::sync::Arc<dyn Fn(&str, Tensor) -> Tensor + Send + Sync> = std::sync::Arc::new(fix);
-        let mut w = Self::new(g.path.display().to_string(), kind, device);
+        let mut w = Self::new(g.path.display().to_string(), kind, placement);
         for t in &g.tensors {
             let Some(name) = rename(&t.name) else { continue };
             let (bv, _) = t.ty.block();
             let splits = t.shape.len() == 2 && t.shape[1] % bv == 0;
             if stored(&name) && splits && (t.offset as usize + t.byte_len()) <= map.len() {
-                let s = Stored {
-                    map: map.clone(),
-                    offset: t.offset as usize,
-                    ty: t.ty,
-                    shape: t.shape.iter().map(|&d| d as i64).collect(),
-                    name: name.clone(),
-                    kind,
-                    device,
-                    fix: fix.clone(),
-                };
-                w.stored.insert(strip_prefix(&name).to_string(), std::sync::Arc::new(s));
+                let shape = t.shape.iter().map(|&d| d as i64).collect();
+                w.keep_stored(&map, t.offset as usize, Encoding::Ggml(t.ty), shape, &name, fix.clone());
                 continue;
             }
             let raw = g.read_raw(t)?;
@@ -266,6 +364,77 @@ impl Weights {
             w.insert(&name, fix(&name, tensor));
         }
         Ok(w)
+    }
+
+    /// Like [`Weights::from_safetensors_dir`], but the 2-D floating-point tensors `stored`
+    /// picks stay in the memory-mapped files and are converted to the compute dtype only
+    /// while used; the others load dense.
+    pub fn from_safetensors_stored(
+        dir: &Path,
+        kind: Kind,
+        placement: impl Into<Placement>,
+        stored: impl Fn(&str) -> bool,
+    ) -> Result<Self> {
+        let mut w = Self::new(dir.display().to_string(), kind, placement);
+        let same: std::sync::Arc<dyn Fn(&str, Tensor) -> Tensor + Send + Sync> = std::sync::Arc::new(|_, t| t);
+        for f in safetensors_files(dir)? {
+            let map = map_file(&f)?;
+            let (data, entries) = safetensors_header(&f)?;
+            for e in entries {
+                let k = safetensors_kind(&e.dtype).ok_or_else(|| {
+                    anyhow!("{}: tensor `{}` has dtype {}, which mexa does not read", f.display(), e.name, e.dtype)
+                })?;
+                let numel = e.shape.iter().product::<i64>() as usize;
+                let (start, end) = (data + e.start, data + e.end);
+                if end > map.len() || end - start != numel * k.elt_size_in_bytes() {
+                    bail!("{}: tensor `{}`'s data_offsets do not fit its shape and the file", f.display(), e.name);
+                }
+                let name = strip_prefix(&e.name).to_string();
+                if stored(&name)
+                    && e.shape.len() == 2
+                    && matches!(k, Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double)
+                {
+                    w.keep_stored(&map, start, Encoding::Plain(k), e.shape, &name, same.clone());
+                } else {
+                    w.insert(&name, Tensor::from_data_size(&map[start..end], &e.shape, k));
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    fn keep_stored(
+        &mut self,
+        map: &std::sync::Arc<memmap2::Mmap>,
+        offset: usize,
+        enc: Encoding,
+        shape: Vec<i64>,
+        name: &str,
+        fix: std::sync::Arc<dyn Fn(&str, Tensor) -> Tensor + Send + Sync>,
+    ) {
+        let name = strip_prefix(name).to_string();
+        let s = Stored {
+            map: map.clone(),
+            offset,
+            enc,
+            shape,
+            kind: self.kind,
+            device: self.placement.of_weight(&name),
+            name: name.clone(),
+            fix,
+            release: false,
+        };
+        self.stored.insert(name, std::sync::Arc::new(s));
+    }
+
+    /// Makes every stored weight hand its file pages back after each use (for a run under a
+    /// memory budget smaller than the file). Call before a model takes the weights.
+    pub fn release_pages(&mut self) {
+        for s in self.stored.values_mut() {
+            if let Some(s) = std::sync::Arc::get_mut(s) {
+                s.release = true;
+            }
+        }
     }
 
     /// A 2-D weight of any shape (an embedding table): stored or dense.

@@ -224,24 +224,68 @@ fn bf16_is_close_to_f32() {
     assert!(rel < 0.05, "bf16 relative difference {rel}");
 }
 
-/// GGUF weights kept in their file's blocks and dequantised per use give the very same
-/// hidden states as the dense load, bit for bit (permuted Q/K, rotary factors, tied
-/// embeddings, fused Phi-3 projections).
+/// Every way mexa can run a Llama- or Gemma-family decoder gives the dense path's hidden
+/// states bit for bit, on every fixture of both families, from safetensors and from GGUF
+/// (permuted Q/K, rotary factors, tied embeddings, fused Phi-3 projections, sliding
+/// windows, soft-capping, bidirectional attention): weights kept stored (memory-mapped,
+/// made dense per use), stored with their pages handed back after each use, the layers
+/// split over two "devices" (the same CPU twice: the split code path without GPUs), and
+/// layer-major over a chunk of batches.
 #[test]
-fn stored_gguf_weights_are_bit_identical_to_dense() {
-    for name in ["mistral_nemo", "llama32", "qwen3", "phi3"] {
-        let file = fixtures().join(name).join("model.gguf");
+fn stored_split_and_layer_major_runs_are_bit_identical_to_dense() {
+    let hf = ["llama", "llama31", "llama32", "mistral", "mistral_nemo", "qwen2", "qwen3", "phi3"];
+    let gemma = ["gemma", "gemma2", "gemma3", "embeddinggemma"];
+    let gguf = ["mistral_nemo", "llama32", "qwen3", "phi3", "embeddinggemma"];
+    let cases = hf
+        .iter()
+        .chain(&gemma)
+        .map(|n| (*n, fixtures().join(n)))
+        .chain(gguf.iter().map(|n| (*n, fixtures().join(n).join("model.gguf"))));
+    for (name, path) in cases {
+        let label = format!("{name} ({})", path.file_name().unwrap().to_string_lossy());
         let expected: std::collections::HashMap<String, Tensor> =
             Tensor::read_safetensors(fixtures().join(name).join("expected.safetensors")).unwrap().into_iter().collect();
         let (ids, mask) = (&expected["input_ids"], &expected["attention_mask"]);
-        let states = |stored_weights: bool| {
-            let (net, _) = load_network(&file, &LoadOptions { stored_weights, ..Default::default() }).unwrap();
-            tch::no_grad(|| net.forward(ids, mask)).unwrap()
+        let load = |o: LoadOptions| load_network(&path, &o).unwrap_or_else(|e| panic!("{label}: {e:#}")).0;
+        let dense_net = load(LoadOptions::default());
+        let dense = tch::no_grad(|| dense_net.forward(ids, mask)).unwrap();
+        let same = |how: &str, got: &[Tensor]| {
+            assert_eq!(got.len(), dense.len(), "{label} {how}: number of states");
+            for (i, (a, b)) in dense.iter().zip(got).enumerate() {
+                assert!(a.equal(b), "{label}: hidden_{i} differs between dense and {how}");
+            }
         };
-        let (dense, stored) = (states(false), states(true));
-        assert_eq!(dense.len(), stored.len());
-        for (i, (a, b)) in dense.iter().zip(&stored).enumerate() {
-            assert!(a.equal(b), "{name}: hidden_{i} differs between dense and stored weights");
+        let stored = LoadOptions { stored_weights: true, ..Default::default() };
+        same("stored", &tch::no_grad(|| load(stored.clone()).forward(ids, mask)).unwrap());
+        let released = LoadOptions { release_pages: true, ..stored.clone() };
+        same("stored, pages released", &tch::no_grad(|| load(released).forward(ids, mask)).unwrap());
+        let split = LoadOptions { devices: vec![tch::Device::Cpu, tch::Device::Cpu], ..stored.clone() };
+        same("split over two devices", &tch::no_grad(|| load(split).forward(ids, mask)).unwrap());
+        // Layer-major over two batches (the fixture's, and its first row alone) equals each
+        // batch run by itself.
+        let net = load(stored);
+        let first = (ids.narrow(0, 0, 1), mask.narrow(0, 0, 1));
+        let alone = tch::no_grad(|| dense_net.forward(&first.0, &first.1)).unwrap();
+        let batches = [(ids.shallow_clone(), mask.shallow_clone()), first];
+        let mut got: [Vec<Tensor>; 2] = [vec![], vec![]];
+        tch::no_grad(|| {
+            net.forward_chunk(&batches, &mut |b, i, h| {
+                assert_eq!(got[b].len(), i, "{label}: states out of order");
+                got[b].push(h)
+            })
+        })
+        .unwrap();
+        same("layer-major", &got[0]);
+        for (i, (a, b)) in alone.iter().zip(&got[1]).enumerate() {
+            assert!(a.equal(b), "{label}: hidden_{i} of the second batch differs layer-major");
         }
     }
+}
+
+/// A family the split is not written for says so instead of running on one device.
+#[test]
+fn splitting_a_family_without_the_split_is_a_clear_error() {
+    let opts = LoadOptions { devices: vec![tch::Device::Cpu, tch::Device::Cpu], ..Default::default() };
+    let err = load_network(&fixtures().join("bloom"), &opts).err().expect("refused");
+    assert!(format!("{err:#}").contains("Llama and Gemma families only"), "{err:#}");
 }

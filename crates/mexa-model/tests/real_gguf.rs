@@ -125,7 +125,8 @@ fn qwen25_coder_05b_xcopa_loglikelihoods_match_lm_eval_conventions() {
 }
 
 /// Real quantised GGUFs (Q4_1, Q4_K_M) embedded with weights kept in their blocks give the
-/// dense load's pooled vectors bit for bit.
+/// dense load's pooled vectors bit for bit: batch by batch, and layer-major over chunks of
+/// several small batches with the file's pages handed back after each use.
 #[test]
 fn stored_weights_embed_bit_identically_on_real_ggufs() {
     let fx = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/gguf"));
@@ -137,14 +138,52 @@ fn stored_weights_embed_bit_identically_on_real_ggufs() {
             serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{name}.reference.json"))).unwrap()).unwrap();
         let sentences: Vec<String> =
             meta["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
-        let pooled = |stored_weights: bool| {
-            let model =
-                Model::load(&assets().join(file), &LoadOptions { stored_weights, ..Default::default() }).unwrap();
-            embed(&model, &sentences, &[Pooling::Weighted, Pooling::Last], BatchOptions::default(), |_| {}).unwrap()
+        let pooled = |stored_weights: bool, batch: BatchOptions| {
+            let opts = LoadOptions { stored_weights, release_pages: batch.chunk_tokens > 0, ..Default::default() };
+            let model = Model::load(&assets().join(file), &opts).unwrap();
+            embed(&model, &sentences, &[Pooling::Weighted, Pooling::Last], batch, |_| {}).unwrap()
         };
-        let (dense, stored) = (pooled(false), pooled(true));
-        for (a, b) in dense.iter().zip(&stored) {
-            assert!(a.data == b.data, "{name}: {} pooling differs between dense and stored weights", a.pooling.name());
+        let small = BatchOptions { max_tokens: 48, max_sentences: 2, chunk_tokens: 0 };
+        let chunked = BatchOptions { chunk_tokens: 100, ..small };
+        for (how, batch) in [("stored", BatchOptions::default()), ("layer-major", chunked)] {
+            let dense = pooled(false, BatchOptions { chunk_tokens: 0, ..batch });
+            let stored = pooled(true, batch);
+            for (a, b) in dense.iter().zip(&stored) {
+                assert!(a.data == b.data, "{name}: {} pooling differs between dense and {how}", a.pooling.name());
+            }
         }
+    }
+}
+
+/// The logit lens at the last hidden state is the model's own next-token prediction (the
+/// final norm is already applied there), for a tied head kept stored (SmolLM2) and for
+/// Gemma's embedding head; the lens gives the same tokens with dense and stored weights.
+#[test]
+fn the_lens_at_the_last_state_is_the_models_own_prediction() {
+    let sentences = ["The cat sat on the mat because it was tired.", "Der Hund schläft.", "猫は眠っている。"];
+    for file in
+        ["models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", "models/gemma3-270m/gemma-3-270m-q4_k_m.gguf"]
+    {
+        let mut seen = Vec::new();
+        for stored_weights in [false, true] {
+            let opts = LoadOptions { lm_head: true, stored_weights, ..Default::default() };
+            let model = Model::load(&assets().join(file), &opts).unwrap();
+            let ids: Vec<Vec<i64>> = sentences.iter().map(|s| model.tokenizer.encode(s).unwrap()).collect();
+            let (_, top1) =
+                mexa_model::embed_ids(&model.runner(), &ids, &[Pooling::Last], BatchOptions::default(), 3, |_| {})
+                    .unwrap();
+            let last = model.net.num_hidden_states() - 1;
+            for (i, s) in ids.iter().enumerate() {
+                assert_eq!(top1[i].len(), last + 1, "{file}: one row of tokens per hidden state");
+                let t = Tensor::from_slice(s).unsqueeze(0);
+                let states = tch::no_grad(|| model.net.forward(&t, &t.ones_like())).unwrap();
+                let own: Vec<i64> =
+                    Vec::try_from(model.net.logits(&states[last].get(0)).unwrap().argmax(-1, false)).unwrap();
+                let lens: Vec<i64> = top1[i][last].iter().map(|&x| x as i64).collect();
+                assert_eq!(lens, own, "{file}: sentence {i}");
+            }
+            seen.push(top1);
+        }
+        assert_eq!(seen[0], seen[1], "{file}: dense and stored weights decode alike");
     }
 }

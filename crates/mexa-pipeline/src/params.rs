@@ -83,13 +83,15 @@ pub fn doc_text(lines: &[&str]) -> String {
 /// `specs()`. Each field is documented (the doc is what `mexa stages` prints) and written
 ///
 /// ```text
-/// name: Type [as Variant[(arg)]] [= default] [; execution]
+/// name: Type [as Variant[(arg)]] [= default] [; execution | ; keyed_if_set]
 /// ```
 ///
 /// `as` overrides the pipeline type derived from the Rust type (`as Model`, or
 /// `as EnumList(Pooling::NAMES)` for an enum defined outside mexa-pipeline); a field
 /// without a default is required; `execution` marks a setting that changes speed, never
-/// results, and stays out of the artifact key.
+/// results, and stays out of the artifact key; `keyed_if_set` marks an option added later
+/// whose default reproduces the stage's earlier output: at its default it stays out of the
+/// key (existing artifacts stay valid), any other value enters it.
 #[macro_export]
 macro_rules! stage_params {
     (
@@ -121,6 +123,7 @@ macro_rules! stage_params {
                         default: $crate::stage_params!(@default $ty $(, $default)?),
                         doc: $crate::params::doc_text(&[$($doc),+]),
                         execution: $crate::stage_params!(@flag $($flag)?),
+                        keyed_if_set: $crate::stage_params!(@keyed_if_set $($flag)?),
                     }
                 ),*]
             }
@@ -135,6 +138,10 @@ macro_rules! stage_params {
     };
     (@flag) => { false };
     (@flag execution) => { true };
+    (@flag keyed_if_set) => { false };
+    (@keyed_if_set) => { false };
+    (@keyed_if_set execution) => { false };
+    (@keyed_if_set keyed_if_set) => { true };
 }
 
 /// Declares a closed set of names a parameter takes: the enum (serde by name), its `NAMES`,
@@ -211,6 +218,8 @@ mod tests {
             model: String as Model = "m",
             /// threads
             threads: usize = 2; execution,
+            /// added later
+            extra: usize = 0; keyed_if_set,
         }
     }
 
@@ -218,7 +227,7 @@ mod tests {
     fn specs_carry_types_defaults_docs_and_execution_flags() {
         let s = P::specs();
         let names: Vec<_> = s.iter().map(|p| p.name).collect();
-        assert_eq!(names, ["name", "n", "colours", "model", "threads"]);
+        assert_eq!(names, ["name", "n", "colours", "model", "threads", "extra"]);
         assert_eq!(s[0].ty, ParamType::Str);
         assert!(s[0].default.is_none());
         assert_eq!(s[1].default, Some(serde_json::json!(4)));
@@ -228,17 +237,19 @@ mod tests {
         assert_eq!(s[3].ty, ParamType::Model);
         assert_eq!(s[3].default, Some(serde_json::json!("m")));
         assert!(s[4].execution && !s[3].execution);
+        assert!(s[5].keyed_if_set && !s[5].execution && !s[4].keyed_if_set);
     }
 
     #[test]
     fn the_struct_reads_what_the_specs_declare_and_rejects_the_rest() {
         let p: P = serde_json::from_value(serde_json::json!({
-            "name": "x", "n": 1, "colours": ["dark_blue"], "model": "m", "threads": 1
+            "name": "x", "n": 1, "colours": ["dark_blue"], "model": "m", "threads": 1, "extra": 0
         }))
         .unwrap();
-        assert_eq!((p.name.as_str(), p.n, p.colours[0], p.threads), ("x", 1, Colour::DarkBlue, 1));
+        assert_eq!((p.name.as_str(), p.n, p.colours[0], p.threads, p.extra), ("x", 1, Colour::DarkBlue, 1, 0));
         assert_eq!(p.model, "m");
-        let bad = serde_json::json!({"name": "x", "n": 1, "colours": [], "model": "m", "threads": 1, "extra": 0});
+        let bad =
+            serde_json::json!({"name": "x", "n": 1, "colours": [], "model": "m", "threads": 1, "extra": 0, "other": 0});
         assert!(serde_json::from_value::<P>(bad).is_err());
         assert_eq!("dark_blue".parse::<Colour>(), Ok(Colour::DarkBlue));
         assert_eq!("blue".parse::<Colour>().unwrap_err(), "`blue` is not one of red, dark_blue");

@@ -328,7 +328,7 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
                 key: key_of(&kspec),
                 spec: kspec,
                 deps,
-                resources: st.resources.clone(),
+                resources: p.resources(st, ci, ax),
                 status: Status::Cached,
             });
         }
@@ -445,6 +445,43 @@ impl<'a> Planner<'a> {
     /// The node's parameters in cell `ci`: substituted, defaults filled, types checked, paths
     /// and models resolved. Returns (what the stage gets, what enters the key), or `None`
     /// after recording the errors.
+    /// A stage's executor options in one grid cell: `${…}` references substituted and the
+    /// substituted values' types checked (located errors, as for parameters).
+    fn resources(&mut self, st: &StageDecl, ci: usize, ax: &[usize]) -> Value {
+        let Some(node) = &st.resources_node else { return st.resources.clone() };
+        let spec = self.spec;
+        let cell = self.cells[ci].clone();
+        let assign: HashMap<&str, &Value> = ax.iter().map(|&a| (spec.axes[a].name.as_str(), &cell[a])).collect();
+        let v = match substitute(node, &assign, &self.assets) {
+            Ok(v) => v,
+            Err(e) => {
+                self.errs.push(e);
+                return Value::Null;
+            }
+        };
+        for (exec, opts) in v.as_object().into_iter().flatten() {
+            for (key, val) in opts.as_object().into_iter().flatten() {
+                let want = crate::slurm::RESOURCE_KEYS.iter().find(|(k, _)| k == key).map(|(_, w)| *w);
+                if let Some(want) = want.filter(|w| !crate::spec::resource_fits(w, val)) {
+                    let axes: Vec<&str> = spec.axes.iter().map(|a| a.name.as_str()).collect();
+                    let pos = node.get(exec).and_then(|e| e.get(key)).map_or(node.pos.clone(), |n| n.pos.clone());
+                    self.errs.push(
+                        SpecError::new(
+                            pos,
+                            format!(
+                                "stage `{}`: `{exec}` option `{key}` must be {want}, found {}",
+                                st.name,
+                                short(val)
+                            ),
+                        )
+                        .hint(format!("in grid cell {}", cell_text(&axes, &self.labels[ci], ax))),
+                    );
+                }
+            }
+        }
+        v
+    }
+
     fn params(&mut self, st: &StageDecl, pspecs: &[ParamSpec], ci: usize, ax: &[usize]) -> Option<(Value, Value)> {
         let spec = self.spec;
         let cell = self.cells[ci].clone();
@@ -480,8 +517,10 @@ impl<'a> Planner<'a> {
                 continue;
             };
             run_params.insert(ps.name.to_string(), run_v);
-            // Execution settings change speed, not results: not part of the key.
-            if !ps.execution {
+            // Execution settings change speed, not results: not part of the key. An option
+            // added later is keyed only when set away from its default.
+            let default_kept = ps.keyed_if_set && ps.default.as_ref() == Some(&key_v);
+            if !ps.execution && !default_kept {
                 key_params.insert(ps.name.to_string(), key_v);
             }
         }

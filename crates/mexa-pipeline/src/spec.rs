@@ -49,6 +49,9 @@ pub struct StageDecl {
     pub direct_axes: BTreeSet<String>,
     /// Executor options (for example `slurm:`), kept as JSON.
     pub resources: Value,
+    /// The `resources:` node when it refers to grid values (`gpus: ${model.gpus}`):
+    /// substituted per grid cell at plan time, and its types checked then.
+    pub resources_node: Option<Node>,
     /// `when:`: the stage runs only in grid cells whose axis takes one of these values
     /// (value labels); stages fed by it exist only in those cells too.
     pub when: Vec<(String, Vec<String>)>,
@@ -635,12 +638,9 @@ fn check_resources(stage: &str, v: &Node, errs: &mut Vec<SpecError>) -> Value {
                 continue;
             };
             let j = ov.to_json();
-            let fits = match *want {
-                "an integer" => j.as_u64().is_some(),
-                "a list of strings" => j.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-                _ => j.is_string() || j.is_number(),
-            };
-            if !fits {
+            // A grid reference is checked once substituted, per grid cell.
+            let later = j.as_str().is_some_and(|s| s.contains("${"));
+            if !later && !resource_fits(want, &j) {
                 errs.push(SpecError::new(
                     ov.pos.clone(),
                     format!("stage `{stage}`: `{exec}` option `{key}` must be {want}, found {}", ov.describe()),
@@ -649,6 +649,16 @@ fn check_resources(stage: &str, v: &Node, errs: &mut Vec<SpecError>) -> Value {
         }
     }
     v.to_json()
+}
+
+/// Whether a resource option's value has the type the executor wants (`want` as
+/// `slurm::RESOURCE_KEYS` words it).
+pub(crate) fn resource_fits(want: &str, j: &Value) -> bool {
+    match want {
+        "an integer" => j.as_u64().is_some(),
+        "a list of strings" => j.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        _ => j.is_string() || j.is_number(),
+    }
 }
 
 /// A stage's `when: {axis: value | [values]}`: the axes must exist and the values be theirs.
@@ -819,10 +829,25 @@ fn parse_stage(k: &Node, v: &Node, registry: &Registry, grid: &[Axis], errs: &mu
         }
     }
     let resources = v.get("resources").map(|r| check_resources(&name, r, errs)).unwrap_or(Value::Null);
+    let resources_node = v.get("resources").filter(|r| has_refs(r)).cloned();
+    if let Some(r) = &resources_node {
+        collect_refs(r, axes, &mut direct_axes, errs);
+    }
     let when = v.get("when").map(|w| parse_when(&name, w, grid, errs)).unwrap_or_default();
     // A stage restricted to some values of an axis varies over that axis.
     direct_axes.extend(when.iter().map(|(a, _)| a.clone()));
-    Some(StageDecl { name, pos: k.pos.clone(), kind, params, inputs, input_slot_pos, direct_axes, resources, when })
+    Some(StageDecl {
+        name,
+        pos: k.pos.clone(),
+        kind,
+        params,
+        inputs,
+        input_slot_pos,
+        direct_axes,
+        resources,
+        resources_node,
+        when,
+    })
 }
 
 fn is_ident(s: &str) -> bool {

@@ -84,6 +84,10 @@ pub struct ParamSpec {
     /// An execution setting (device, batch sizes): it changes speed, never results, so it
     /// is left out of the artifact key; changing it leaves nodes cached.
     pub execution: bool,
+    /// An option added to a stage after artifacts existed, whose default reproduces what
+    /// the stage did before: left out of the key while it has its default value, so adding
+    /// it leaves every existing artifact valid; any other value is keyed as usual.
+    pub keyed_if_set: bool,
 }
 
 /// One declared input slot.

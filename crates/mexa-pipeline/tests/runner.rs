@@ -120,6 +120,14 @@ fn plan_gives_reasons() {
     let p = planned(&slower, &reg, &store);
     assert!(p.nodes.iter().all(|n| n.status == Status::Cached), "{:?}", reasons(&p));
 
+    // An option added later (`keyed_if_set`): at its default, written out or not, it leaves
+    // the keys as they were before it existed; any other value changes them.
+    let p = planned(&PIPE.replace("params: {shards: 3,", "params: {tag: \"\", shards: 3,"), &reg, &store);
+    assert!(p.nodes.iter().all(|n| n.status == Status::Cached), "{:?}", reasons(&p));
+    let p = planned(&PIPE.replace("params: {shards: 3,", "params: {tag: x, shards: 3,"), &reg, &store);
+    let loud = reasons(&p).into_iter().find(|(l, _)| l == "loud[word=alpha,rows=1]").unwrap();
+    assert!(matches!(loud.1, Status::Run(Reason::NewParameters(_))), "{:?}", loud.1);
+
     // A new stage version.
     let reg2 = registry_with_shout_version(2);
     let p = planned(PIPE, &reg2, &store);

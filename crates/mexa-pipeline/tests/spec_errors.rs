@@ -154,3 +154,19 @@ fn resources_are_checked_per_executor() {
     let m = err(&format!("{base}    resources: {{slurm: {{extra: --qos=x}}}}\n"));
     assert_at(&m, "5:32", &["`extra` must be a list of strings"]);
 }
+
+/// Resources may take grid values (`gpus: ${model.gpus}`: a 70B model asks for two GPUs,
+/// the others for one); each cell's value is substituted at plan time and type-checked there.
+#[test]
+fn resources_take_grid_values_checked_per_cell() {
+    let reg = common::registry();
+    let text = "grid:\n  model:\n    - {name: small, gpus: 1}\n    - {name: big, gpus: 2}\nstages:\n  a:\n    kind: source\n    params: {text: \"${model.name}\"}\n    resources: {slurm: {gpus: \"${model.gpus}\"}}\n";
+    let spec = parse("p.yaml", text, Path::new("p.yaml"), &reg).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = plan(&spec, &reg, &store, &FileHasher::new(None)).unwrap();
+    let gpus: Vec<_> = p.nodes.iter().map(|n| n.resources["slurm"]["gpus"].clone()).collect();
+    assert_eq!(gpus, [serde_json::json!(1), serde_json::json!(2)]);
+    let bad = text.replace("gpus: 2}", "gpus: two}");
+    assert_at(&err(&bad), "9:31", &["`gpus` must be an integer, found", "two", "in grid cell model=big"]);
+}

@@ -82,12 +82,17 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing failed: {e:?}")
 }
 
-/// Heatmap: rows = languages, columns = hidden states, colour = score in [0, 1].
+/// The colour of a score not distinguishable from chance.
+pub const GREY: RGBColor = RGBColor(205, 205, 205);
+
+/// Heatmap: rows = languages, columns = hidden states, colour = score in [0, 1]; cells
+/// `grey` marks (same shape, or empty for none) are drawn grey: near chance.
 pub fn heatmap<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     languages: &[String],
     grid: &[Vec<f64>],
+    grey: &[Vec<bool>],
 ) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let layers = grid.first().map(Vec::len).unwrap_or(0);
@@ -109,14 +114,21 @@ pub fn heatmap<DB: DrawingBackend>(
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(err)?;
+    let is_grey = |r: usize, c: usize| grey.get(r).and_then(|g| g.get(c)).copied().unwrap_or(false);
     chart
         .draw_series(grid.iter().enumerate().flat_map(|(r, row)| {
             row.iter().enumerate().map(move |(c, &v)| {
-                Rectangle::new([(c as i32, r as i32), (c as i32 + 1, r as i32 + 1)], colour(v).filled())
+                let fill = if is_grey(r, c) { GREY } else { colour(v) };
+                Rectangle::new([(c as i32, r as i32), (c as i32 + 1, r as i32 + 1)], fill.filled())
             })
         }))
         .map_err(err)?;
-    // Colour bar.
+    colour_bar(&legend, grey.iter().flatten().any(|&g| g))
+}
+
+/// The colour scale at the right of a heatmap, with a grey swatch for "near chance" when
+/// any cell is grey.
+fn colour_bar<DB: DrawingBackend>(legend: &DrawingArea<DB, Shift>, with_grey: bool) -> Result<()> {
     let (_, h) = legend.dim_in_pixel();
     let top = 40i32;
     let bottom = h as i32 - 50;
@@ -128,7 +140,96 @@ pub fn heatmap<DB: DrawingBackend>(
     for (v, y) in [(0.0, bottom), (0.5, (top + bottom) / 2), (1.0, top)] {
         legend.draw(&Text::new(format!("{v:.1}"), (40, y - 6), ("sans-serif", 12))).map_err(err)?;
     }
+    if with_grey {
+        legend.draw(&Rectangle::new([(15, bottom + 14), (35, bottom + 28)], GREY.filled())).map_err(err)?;
+        legend.draw(&Text::new("chance", (40, bottom + 15), ("sans-serif", 11))).map_err(err)?;
+    }
     Ok(())
+}
+
+/// A square language × language heatmap (rows: pivot, columns: language) in the leaves'
+/// order, under the dendrogram of their clustering. `merges` are SciPy-style `(a, b,
+/// height)` over leaves `0..n` (merge `k` makes cluster `n + k`); `order` is the leaf order
+/// (the matrix and labels are already in it); cells `grey` marks are near chance.
+pub fn cluster_heatmap<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    labels: &[String],
+    grid: &[Vec<f64>],
+    grey: &[Vec<bool>],
+    order: &[usize],
+    merges: &[(usize, usize, f64)],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let n = labels.len();
+    let (w, h) = root.dim_in_pixel();
+    let (main, legend) = root.split_horizontally(w - 90);
+    let (top, bottom) = main.split_vertically(((h as f64) * 0.22) as u32);
+    // Leaf x positions (cell centres) and each cluster's (x, height).
+    let mut pos: Vec<(f64, f64)> = vec![(0.0, 0.0); n + merges.len()];
+    for (slot, &leaf) in order.iter().enumerate() {
+        pos[leaf] = (slot as f64 + 0.5, 0.0);
+    }
+    let max_h = merges.iter().map(|m| m.2).fold(0.0, f64::max).max(1e-9);
+    let mut tree = ChartBuilder::on(&top)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .margin_bottom(0)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0f64..n as f64, 0f64..max_h * 1.05)
+        .map_err(err)?;
+    tree.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_labels(3)
+        .label_style(("sans-serif", 10))
+        .draw()
+        .map_err(err)?;
+    let line = RGBColor(70, 70, 70);
+    for (k, &(a, b, hgt)) in merges.iter().enumerate() {
+        let (pa, pb) = (pos[a], pos[b]);
+        tree.draw_series(LineSeries::new([(pa.0, pa.1), (pa.0, hgt), (pb.0, hgt), (pb.0, pb.1)], line)).map_err(err)?;
+        pos[n + k] = ((pa.0 + pb.0) / 2.0, hgt);
+    }
+    let mut chart = ChartBuilder::on(&bottom)
+        .margin(10)
+        .margin_top(0)
+        .x_label_area_size(70)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0..n as i32, 0..n as i32)
+        .map_err(err)?;
+    let (l1, l2) = (labels.to_vec(), labels.to_vec());
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("language")
+        .y_desc("pivot")
+        .x_labels(n.min(60))
+        .y_labels(n.min(60))
+        .x_label_formatter(&move |x| l1.get(*x as usize).cloned().unwrap_or_default())
+        .y_label_formatter(&move |y| l2.get(n.saturating_sub(1 + *y as usize)).cloned().unwrap_or_default())
+        .x_label_style(("sans-serif", 10).into_font().transform(FontTransform::Rotate90))
+        .label_style(("sans-serif", 10))
+        .draw()
+        .map_err(err)?;
+    let is_grey = |r: usize, c: usize| grey.get(r).and_then(|g| g.get(c)).copied().unwrap_or(false);
+    chart
+        .draw_series(grid.iter().enumerate().flat_map(|(r, row)| {
+            // Row r (pivot) drawn from the top, so the diagonal runs top-left to bottom-right.
+            let y = (n - 1 - r) as i32;
+            row.iter().enumerate().map(move |(c, &v)| {
+                let fill = if r == c {
+                    RGBColor(255, 255, 255)
+                } else if is_grey(r, c) {
+                    GREY
+                } else {
+                    colour(v)
+                };
+                Rectangle::new([(c as i32, y), (c as i32 + 1, y + 1)], fill.filled())
+            })
+        }))
+        .map_err(err)?;
+    colour_bar(&legend, grey.iter().flatten().any(|&g| g))
 }
 
 /// Scatter with a fitted line.
@@ -189,6 +290,7 @@ pub fn scatter<DB: DrawingBackend>(
 pub fn curves<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
+    y_desc: &str,
     lines: &[(String, Vec<f64>)],
 ) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
@@ -203,7 +305,7 @@ pub fn curves<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc("hidden state")
-        .y_desc("MEXA μ")
+        .y_desc(y_desc)
         .label_style(("sans-serif", 12))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()

@@ -1,6 +1,7 @@
 //! Reports people read: a self-contained HTML page (tables and inline SVG figures), a
 //! Markdown summary, and every figure as PNG and SVG: a layer × language heatmap of
-//! alignment per model, scatters of alignment against task scores with the fitted line and r,
+//! alignment per model (near-chance cells grey), a clustered language × language heatmap with
+//! its dendrogram, logit-lens curves (which language each layer's top token is in), scatters of alignment against task scores with the fitted line and r,
 //! and per-layer curves. Input is plain data (no store access); output is a list of files.
 pub mod figures;
 mod page;
@@ -14,6 +15,42 @@ pub struct Curve {
     pub pooling: String,
     /// The MEXA μ of each hidden state, embedding output first.
     pub scores: Vec<f64>,
+    /// Per hidden state: μ not distinguishable from chance.
+    pub near_chance: Vec<bool>,
+    /// Sentence pairs behind each score.
+    pub n: i32,
+}
+
+/// The logit lens of one input language: per hidden state, the share of top-1 next tokens
+/// in the pivot's vocabulary only and in the input language's only.
+#[derive(Debug, Clone)]
+pub struct LensCurve {
+    pub language: String,
+    pub pivot_share: Vec<f64>,
+    pub language_share: Vec<f64>,
+    /// Positions decoded per hidden state, and the sentences they came from.
+    pub positions: usize,
+    pub sentences: usize,
+}
+
+/// Every language against every other as pivot (an `align_pairs` node, one pooling): μ
+/// pooled over layers, in the order of their average-linkage clustering.
+#[derive(Debug, Clone)]
+pub struct PairGrid {
+    pub pooling: String,
+    /// How the layers were pooled (`mean`).
+    pub layer_pool: String,
+    /// Languages in dendrogram order.
+    pub languages: Vec<String>,
+    /// `scores[pivot][language]`, both in `languages`' order (the diagonal unused).
+    pub scores: Vec<Vec<f64>>,
+    /// Near chance at the layer-pooled level: every layer of the pair near chance.
+    pub near_chance: Vec<Vec<bool>>,
+    /// The clustering: leaf order over the original language indices, and SciPy-style
+    /// merges `(a, b, height)` (height = 1 − mean symmetric μ between the clusters).
+    pub order: Vec<usize>,
+    pub merges: Vec<(usize, usize, f64)>,
+    pub n: i32,
 }
 
 /// A per-language layer-pooled score.
@@ -25,6 +62,12 @@ pub struct AggRow {
     pub mean: f64,
     pub max: f64,
     pub best_layer: i32,
+    /// Sentence pairs behind each score.
+    pub n: i32,
+    /// The best layer's 95% bootstrap interval over sentences (NaN when the metric has none).
+    pub max_ci: (f64, f64),
+    /// The best layer's μ is not distinguishable from chance (p ≥ 0.05 under 1/(2n − 1)).
+    pub near_chance: bool,
 }
 
 /// A language's alignment next to its task score.
@@ -93,6 +136,8 @@ pub struct ReportData {
     /// Languages for the per-layer curves (empty: an even spread over the ranking).
     pub curve_languages: Vec<String>,
     pub alignments: Vec<Node<Curve>>,
+    pub pairs: Vec<Node<PairGrid>>,
+    pub lens: Vec<Node<LensCurve>>,
     pub summaries: Vec<Node<AggRow>>,
     pub points: Vec<Node<PointRow>>,
     pub correlations: Vec<Node<CorrRow>>,

@@ -102,6 +102,15 @@ fn td_num(v: f64) -> String {
     format!("<td class=\"n\" data-value=\"{v}\">{}</td>", num(v))
 }
 
+/// A language's μMax cell: the value, its interval when there is one, and ° (greyed) when
+/// near chance.
+fn td_max(r: &AggRow) -> String {
+    let ci =
+        if r.max_ci.0.is_finite() { format!(" [{}, {}]", num(r.max_ci.0), num(r.max_ci.1)) } else { String::new() };
+    let (mark, style) = if r.near_chance { ("°", " style=\"color:#999\"") } else { ("", "") };
+    format!("<td class=\"n\" data-value=\"{}\"{style}>{}{ci}{mark}</td>", r.max, num(r.max))
+}
+
 fn corr_text(c: &Option<(f64, f64, f64)>) -> String {
     match c {
         Some((r, lo, hi)) if lo.is_finite() => format!("{} [{}, {}]", num(*r), num(*lo), num(*hi)),
@@ -134,6 +143,8 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
     let show_metric = !axes.iter().any(|a| a == "metric");
     let mut figs = Figures::default();
     alignment_figures(d, &mut figs)?;
+    pair_figures(d, &mut figs)?;
+    lens_figures(d, &mut figs)?;
     scatter_figures(d, &mut figs)?;
     let page = Page { d, axes: &axes, tasks: &tasks, rows: &rows, sections: &figs.sections, show_metric };
     let mut files = figs.files;
@@ -167,28 +178,30 @@ fn alignment_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
     for a in &d.alignments {
         let poolings: BTreeSet<&String> = a.rows.iter().map(|c| &c.pooling).collect();
         for p in poolings {
-            let mut curves: Vec<(&String, &Vec<f64>, f64)> = a
+            let mut curves: Vec<(&String, &Vec<f64>, f64, &Vec<bool>)> = a
                 .rows
                 .iter()
                 .filter(|c| &c.pooling == p)
-                .map(|c| (&c.language, &c.scores, avg(c.scores.iter().copied())))
+                .map(|c| (&c.language, &c.scores, avg(c.scores.iter().copied()), &c.near_chance))
                 .collect();
             curves.sort_by(|x, y| y.2.total_cmp(&x.2).then(x.0.cmp(y.0)));
             let langs: Vec<String> = curves.iter().map(|c| c.0.clone()).collect();
             let grid_v: Vec<Vec<f64>> = curves.iter().map(|c| c.1.clone()).collect();
-            let title = format!("MEXA μ per layer — {} ({p} pooling)", a.label);
+            let grey: Vec<Vec<bool>> = curves.iter().map(|c| c.3.clone()).collect();
+            let n = a.rows.iter().map(|c| c.n).max().unwrap_or(0);
+            let title = format!("MEXA μ per layer — {} ({p} pooling, n = {n})", a.label);
             let h = (90 + 22 * langs.len() as u32).max(260);
-            let (t1, l1, g1) = (title.clone(), langs.clone(), grid_v.clone());
-            let (t2, l2, g2) = (title.clone(), langs.clone(), grid_v.clone());
+            let (t1, l1, g1, e1) = (title.clone(), langs.clone(), grid_v.clone(), grey.clone());
+            let (t2, l2, g2, e2) = (title.clone(), langs.clone(), grid_v.clone(), grey);
             figs.add(
                 &a.label,
                 Figure {
                     stem: format!("heatmap-{}-{p}", slug(&a.label)),
                     size: (900, h),
-                    draw: Box::new(move |r| figures::heatmap(r, &t1, &l1, &g1)),
-                    draw_png: Box::new(move |r| figures::heatmap(r, &t2, &l2, &g2)),
+                    draw: Box::new(move |r| figures::heatmap(r, &t1, &l1, &g1, &e1)),
+                    draw_png: Box::new(move |r| figures::heatmap(r, &t2, &l2, &g2, &e2)),
                 },
-                format!("Alignment with the pivot at every hidden state, languages by mean μ ({p} pooling)."),
+                format!("Alignment with the pivot at every hidden state, languages by mean μ ({p} pooling, n = {n} sentence pairs); grey: not distinguishable from chance (p ≥ 0.05 against 1/(2n − 1) per pair)."),
             )?;
             // Curves: all languages if few, else an even spread over the ranking.
             let pick: Vec<usize> = if !d.curve_languages.is_empty() {
@@ -207,10 +220,85 @@ fn alignment_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
                 Figure {
                     stem: format!("layers-{}-{p}", slug(&a.label)),
                     size: (900, 420),
-                    draw: Box::new(move |r| figures::curves(r, &t1, &ln1)),
-                    draw_png: Box::new(move |r| figures::curves(r, &t2, &ln2)),
+                    draw: Box::new(move |r| figures::curves(r, &t1, "MEXA μ", &ln1)),
+                    draw_png: Box::new(move |r| figures::curves(r, &t2, "MEXA μ", &ln2)),
                 },
                 format!("μ across hidden states for {} languages ({p} pooling).", pick.len()),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Per align_pairs node and pooling: the clustered language × language heatmap.
+fn pair_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
+    for pn in &d.pairs {
+        for g in &pn.rows {
+            let title = format!(
+                "μ{} between languages — {} ({}, n = {})",
+                title_case(&g.layer_pool),
+                cell_text(pn),
+                g.pooling,
+                g.n
+            );
+            let side = (260 + 16 * g.languages.len() as u32).clamp(520, 2400);
+            let g1 = g.clone();
+            let g2 = g.clone();
+            let (t1, t2) = (title.clone(), title);
+            figs.add(
+                &pn.label,
+                Figure {
+                    stem: format!("pairs-{}-{}", slug(&pn.label), g.pooling),
+                    size: (side + 90, side + side / 4),
+                    draw: Box::new(move |r| {
+                        figures::cluster_heatmap(r, &t1, &g1.languages, &g1.scores, &g1.near_chance, &g1.order, &g1.merges)
+                    }),
+                    draw_png: Box::new(move |r| {
+                        figures::cluster_heatmap(r, &t2, &g2.languages, &g2.scores, &g2.near_chance, &g2.order, &g2.merges)
+                    }),
+                },
+                format!("MEXA μ of every language (column) against every other as pivot (row), {} over layers ({} pooling, n = {}), ordered by average-linkage clustering on 1 − the symmetric μ; the dendrogram's heights are those distances. Grey: near chance at every layer.", g.layer_pool, g.pooling, g.n),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn title_case(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+/// Per lens node: the share of each hidden state's top-1 tokens in the pivot's vocabulary
+/// only (the "latent English" curve) and in the input language's only.
+fn lens_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
+    for ln in &d.lens {
+        let (sentences, positions) = ln.rows.first().map_or((0, 0), |c| (c.sentences, c.positions));
+        for (what, pick) in [("pivot", true), ("language", false)] {
+            let lines: Vec<(String, Vec<f64>)> = ln
+                .rows
+                .iter()
+                .map(|c| (c.language.clone(), if pick { c.pivot_share.clone() } else { c.language_share.clone() }))
+                .collect();
+            let title = if pick {
+                format!("Logit lens: top-1 tokens in the pivot's vocabulary only — {}", cell_text(ln))
+            } else {
+                format!("Logit lens: top-1 tokens in the input language's vocabulary only — {}", cell_text(ln))
+            };
+            let (t1, l1, t2, l2) = (title.clone(), lines.clone(), title, lines);
+            figs.add(
+                &ln.label,
+                Figure {
+                    stem: format!("lens-{}-{what}", slug(&ln.label)),
+                    size: (900, 420),
+                    draw: Box::new(move |r| figures::curves(r, &t1, "share of top-1 tokens", &l1)),
+                    draw_png: Box::new(move |r| figures::curves(r, &t2, "share of top-1 tokens", &l2)),
+                },
+                format!(
+                    "Each hidden state decoded through the final norm and the LM head at every position of the first {sentences} sentences per language (about {positions} positions each); the share of top-1 next tokens that occur in the model's tokenization of the {} corpus sentences and not in the {}'s.",
+                    if pick { "pivot's" } else { "input language's" },
+                    if pick { "input language" } else { "pivot" }
+                ),
             )?;
         }
     }
@@ -283,7 +371,7 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
         if !d.description.is_empty() {
             writeln!(h, "<p class=\"description\">{}</p>", esc(&d.description))?;
         }
-        writeln!(h, "<p>MEXA alignment of each language with the pivot (share of parallel sentences whose cosine beats every other in its row and column), pooled over layers; μMean and μMax are averages over languages. Correlations are Pearson's r across languages with a bootstrap 95% interval.</p>")?;
+        writeln!(h, "<p>MEXA alignment of each language with the pivot (share of parallel sentences whose cosine beats every other in its row and column), pooled over layers; μMean and μMax are averages over languages. Correlations are Pearson's r across languages with a bootstrap 95% interval. Per language, μMax carries its best layer's 95% bootstrap interval over sentences; a score marked ° is not distinguishable from chance (p ≥ 0.05 against 1/(2n − 1) per pair), and such cells are grey in the figures. n is the number of sentence pairs behind each score.</p>")?;
         writeln!(h, "<h2>Grid</h2>\n<table id=\"grid\"><thead><tr>")?;
         for a in axes {
             write!(h, "<th>{}</th>", esc(a))?;
@@ -337,20 +425,22 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
                 s.key
             )?;
             for p in &poolings {
-                write!(h, "<th>{p} mean</th><th>{p} max</th><th>{p} best layer</th>")?;
+                write!(h, "<th>{p} mean</th><th>{p} max [95% CI]</th><th>{p} best layer</th>")?;
             }
-            writeln!(h, "</tr></thead><tbody>")?;
+            writeln!(h, "<th>n</th></tr></thead><tbody>")?;
             for l in &langs {
                 write!(h, "<tr><td>{}</td>", esc(l))?;
+                let mut n = None;
                 for p in &poolings {
                     match s.rows.iter().find(|r| &r.language == l && &r.pooling == p) {
                         Some(r) => {
-                            write!(h, "{}{}<td class=\"n\">{}</td>", td_num(r.mean), td_num(r.max), r.best_layer)?
+                            n = Some(r.n);
+                            write!(h, "{}{}<td class=\"n\">{}</td>", td_num(r.mean), td_max(r), r.best_layer)?
                         }
                         None => write!(h, "<td></td><td></td><td></td>")?,
                     }
                 }
-                writeln!(h, "</tr>")?;
+                writeln!(h, "<td class=\"n\">{}</td></tr>", n.map(|n| n.to_string()).unwrap_or_default())?;
             }
             writeln!(h, "</tbody></table>")?;
         }
@@ -436,6 +526,9 @@ mod tests {
             mean: 0.5,
             max: 0.9,
             best_layer: 3,
+            n: 100,
+            max_ci: (0.85, 0.95),
+            near_chance: false,
         };
         let d = ReportData {
             summaries: vec![Node::new("summary[model=g]", "k1", vec![agg])],

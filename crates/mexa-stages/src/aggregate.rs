@@ -1,7 +1,8 @@
 //! `aggregate`: pools each language's per-layer scores: mean and max over layers (or a
-//! layer range), and the best layer.
-use crate::align::{read_alignment, Metric};
-use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
+//! layer range), and the best layer; for MEXA μ also the best layer's bootstrap interval and
+//! whether it is near chance, and n (sentences) always.
+use crate::align::{read_alignment, Metric, Row};
+use crate::util::{bool_col, col_bool, col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
 use anyhow::{bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -26,10 +27,11 @@ impl Stage for Aggregate {
         "aggregate"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: n, and μ's best-layer interval and near-chance flag.
+        2
     }
     fn doc(&self) -> &'static str {
-        "Pools per-layer alignment into one score per language and pooling: mean and max over the layers (or a range), and the best layer"
+        "Pools per-layer alignment into one score per language and pooling: mean and max over the layers (or a range), the best layer, and for MEXA μ the best layer's bootstrap interval and near-chance flag"
     }
     fn params(&self) -> Vec<ParamSpec> {
         Params::specs()
@@ -48,25 +50,32 @@ impl Stage for Aggregate {
             &[a, b] if a <= b => Some((a, b)),
             _ => bail!("`layers` must be empty or [first, last] with first ≤ last"),
         };
-        let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
+        let mut curves: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
         for r in rows {
-            let score = r.score(p.metric);
-            curves.entry((r.language, r.pooling.name().to_string())).or_default().push((r.layer, score));
+            curves.entry((r.language.clone(), r.pooling.name().to_string())).or_default().push(r);
         }
         let (mut lang, mut pool, mut mean, mut max, mut best, mut nl) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
-        for ((l, p), mut c) in curves {
-            c.sort_by_key(|x| x.0);
-            let scores: Vec<f64> = c.iter().map(|x| x.1).collect();
+        let (mut ns, mut lo, mut hi, mut near) = (vec![], vec![], vec![], vec![]);
+        for ((l, pl), mut c) in curves {
+            c.sort_by_key(|r| r.layer);
+            let scores: Vec<f64> = c.iter().map(|r| r.score(p.metric)).collect();
             let Some(a) = aggregate(&scores, range) else {
                 bail!("layer range {range:?} is outside the {} hidden states", scores.len())
             };
+            let at_best = &c[a.best_layer];
+            // The interval and chance flag are μ's: other scores have no chance model here.
+            let u = (p.metric == Metric::Mexa).then(|| at_best.uncertainty());
             lang.push(l);
-            pool.push(p);
+            pool.push(pl);
             mean.push(a.mean);
             max.push(a.max);
             best.push(a.best_layer as i32);
             nl.push(a.layers as i32);
+            ns.push(at_best.n);
+            lo.push(u.map_or(f64::NAN, |u| u.lo));
+            hi.push(u.map_or(f64::NAN, |u| u.hi));
+            near.push(u.is_some_and(|u| u.near_chance));
         }
         let n = lang.len();
         let sch = schema(&[
@@ -77,6 +86,10 @@ impl Stage for Aggregate {
             ("max", DataType::Float64),
             ("best_layer", DataType::Int32),
             ("layers", DataType::Int32),
+            ("n", DataType::Int32),
+            ("max_lo", DataType::Float64),
+            ("max_hi", DataType::Float64),
+            ("near_chance", DataType::Boolean),
         ]);
         let b = RecordBatch::try_new(
             sch.clone(),
@@ -88,6 +101,10 @@ impl Stage for Aggregate {
                 f64_col(max),
                 i32_col(best),
                 i32_col(nl),
+                i32_col(ns),
+                f64_col(lo),
+                f64_col(hi),
+                bool_col(near),
             ],
         )?;
         Ok(Table::new(sch, vec![b]).into())
@@ -107,6 +124,8 @@ pub fn read_summary(t: &Table) -> Result<Vec<mexa_report::AggRow>> {
             col_f64(b, "max")?,
             col_i32(b, "best_layer")?,
         );
+        let (n, lo, hi, near) =
+            (col_i32(b, "n")?, col_f64(b, "max_lo")?, col_f64(b, "max_hi")?, col_bool(b, "near_chance")?);
         for i in 0..b.num_rows() {
             out.push(mexa_report::AggRow {
                 language: l.value(i).into(),
@@ -115,6 +134,9 @@ pub fn read_summary(t: &Table) -> Result<Vec<mexa_report::AggRow>> {
                 mean: mean.value(i),
                 max: max.value(i),
                 best_layer: best.value(i),
+                n: n.value(i),
+                max_ci: (lo.value(i), hi.value(i)),
+                near_chance: near.value(i),
             });
         }
     }

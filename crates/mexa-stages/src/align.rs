@@ -1,11 +1,13 @@
 //! `align`: every language against the pivot, per layer and pooling: MEXA μ, P@1 both ways,
-//! mean parallel cosine, margin accuracy. Parallel over layers × poolings.
+//! mean parallel cosine, margin accuracy, linear CKA, and μ's uncertainty (chance level,
+//! the chance tail probability, a bootstrap interval over sentences, a near-chance flag).
+//! Optionally on mean-centred embeddings. Parallel over layers × poolings.
 use crate::embed::{embeddings_meta, read_embeddings};
-use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
+use crate::util::{bool_col, col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
 use anyhow::{anyhow, bail, Result};
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::DataType;
-use mexa_metrics::{align, Alignment};
+use mexa_metrics::{align, mexa_uncertainty, Alignment, Matrix, Uncertainty};
 use mexa_model::Pooling;
 use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Stage, Table};
 use rayon::prelude::*;
@@ -20,7 +22,18 @@ mexa_pipeline::stage_params! {
         poolings: Vec<Pooling> as EnumList(Pooling::NAMES) = vec![],
         /// neighbourhood size of the margin score
         margin_k: usize = 4,
+        /// remove each language's mean embedding (per layer) before scoring: the usual fix
+        /// for anisotropy (every sentence vector sharing one large direction)
+        centering: bool = false,
     }
+}
+
+/// Embeddings as the scores see them: each (pooling, layer) matrix mean-centred when asked.
+pub(crate) fn prepared(emb: HashMap<Pooling, Vec<Matrix>>, centering: bool) -> HashMap<Pooling, Vec<Matrix>> {
+    if !centering {
+        return emb;
+    }
+    emb.into_iter().map(|(p, ms)| (p, ms.iter().map(Matrix::centered).collect())).collect()
 }
 
 mexa_pipeline::param_enum! {
@@ -31,6 +44,7 @@ mexa_pipeline::param_enum! {
         P1LangToPivot = "p1_lang_to_pivot",
         MeanCosine = "mean_cosine",
         MarginAcc = "margin_acc",
+        Cka = "cka",
     }
 }
 
@@ -43,6 +57,7 @@ impl Metric {
             Metric::P1LangToPivot => a.p1_lang_to_pivot,
             Metric::MeanCosine => a.mean_cosine,
             Metric::MarginAcc => a.margin_acc,
+            Metric::Cka => a.cka,
         }
     }
 }
@@ -74,6 +89,28 @@ impl Row {
     pub fn score(&self, m: Metric) -> f64 {
         self.scores[m as usize]
     }
+
+    /// μ's chance level, chance tail probability and bootstrap interval (from n and μ).
+    pub fn uncertainty(&self) -> Uncertainty {
+        mexa_uncertainty(self.n.max(0) as usize, self.score(Metric::Mexa))
+    }
+}
+
+/// The uncertainty columns after the scores: μ's 95% bootstrap interval over sentences, the
+/// probability of at least its hits under chance (1/(2n − 1) per pair), and whether that is
+/// ≥ 0.05 (near chance).
+const UNCERTAINTY: [&str; 4] = ["mexa_lo", "mexa_hi", "mexa_chance_p", "near_chance"];
+
+impl Row {
+    fn uncertainty_cols(rows: &[Row]) -> Vec<ArrayRef> {
+        let u: Vec<Uncertainty> = rows.iter().map(Row::uncertainty).collect();
+        vec![
+            f64_col(u.iter().map(|u| u.lo).collect()),
+            f64_col(u.iter().map(|u| u.hi).collect()),
+            f64_col(u.iter().map(|u| u.chance_p).collect()),
+            bool_col(u.iter().map(|u| u.near_chance).collect()),
+        ]
+    }
 }
 
 /// The poolings to score: those asked for (all the embeddings have when none are), in name
@@ -99,6 +136,8 @@ pub fn alignment_table(rows: &[Row]) -> Result<Table> {
         ("n", DataType::Int32),
     ];
     fields.extend(Metric::ALL.iter().map(|m| (m.name(), DataType::Float64)));
+    fields.extend(UNCERTAINTY[..3].iter().map(|c| (*c, DataType::Float64)));
+    fields.push((UNCERTAINTY[3], DataType::Boolean));
     let sch = schema(&fields);
     let mut cols = vec![
         utf8_col(rows.iter().map(|r| r.language.clone()).collect()),
@@ -109,6 +148,7 @@ pub fn alignment_table(rows: &[Row]) -> Result<Table> {
     for j in 0..Metric::ALL.len() {
         cols.push(f64_col(rows.iter().map(|r| r.scores[j]).collect()));
     }
+    cols.extend(Row::uncertainty_cols(rows));
     let b = RecordBatch::try_new(sch.clone(), cols)?;
     Ok(Table::new(sch, vec![b]))
 }
@@ -138,10 +178,11 @@ impl Stage for Align {
     }
     fn version(&self) -> u32 {
         // 2: cosines as a tiled product with fused multiply-adds (last bits differ from 1).
-        2
+        // 3: linear CKA and μ's uncertainty columns; the `centering` option.
+        3
     }
     fn doc(&self) -> &'static str {
-        "Scores each language against the pivot per layer and pooling: MEXA μ (strict, n = min count), P@1 both ways, mean parallel cosine, margin (xsim) accuracy"
+        "Scores each language against the pivot per layer and pooling: MEXA μ (strict, n = min count) with its chance level, chance probability and bootstrap interval, P@1 both ways, mean parallel cosine, margin (xsim) accuracy, linear CKA; optionally on mean-centred embeddings"
     }
     fn params(&self) -> Vec<ParamSpec> {
         Params::specs()
@@ -160,7 +201,7 @@ impl Stage for Align {
         let k = p.margin_k.max(1);
         let wanted = p.poolings;
         let pivot_key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
-        let pivot_emb = read_embeddings(&ctx.read_key(pivot_key)?)?;
+        let pivot_emb = prepared(read_embeddings(&ctx.read_key(pivot_key)?)?, p.centering);
         let poolings = chosen_poolings(&pivot_emb, &wanted, &input.label)?;
         ctx.progress.set_length(shards.len().saturating_sub(1) as u64);
         let mut rows: Vec<Row> = Vec::new();
@@ -168,7 +209,7 @@ impl Stage for Align {
             if *lang == pivot {
                 continue;
             }
-            let emb = read_embeddings(&ctx.read_key(key)?)?;
+            let emb = prepared(read_embeddings(&ctx.read_key(key)?)?, p.centering);
             let jobs: Vec<(Pooling, usize)> =
                 poolings.iter().flat_map(|&p| (0..pivot_emb[&p].len()).map(move |l| (p, l))).collect();
             let mut part: Vec<Row> = jobs

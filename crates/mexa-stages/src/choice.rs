@@ -5,7 +5,7 @@
 //! choice after a space with its first letter lower-cased; `acc` is the argmax of the summed
 //! log-probabilities, `acc_norm` of the sums divided by the choices' lengths in characters.
 //! Languages are reported with FLORES-200 codes, so they join the corpus's languages exactly.
-use crate::embed::{load_model, load_options};
+use crate::embed::{load_model, run_plan};
 use crate::util::{f64_col, i32_col, schema, utf8_col};
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::array::RecordBatch;
@@ -43,12 +43,30 @@ mexa_pipeline::stage_params! {
         dtype: DType as Enum(DType::NAMES) = DType::F32,
         /// BOS token: as the tokenizer says (lm-eval's choice for the models mexa loads), or forced
         bos: BosPolicy as Enum(BosPolicy::NAMES) = BosPolicy::Auto,
-        /// auto, cpu, cuda or cuda:N
+        /// auto (the CPU, or as few GPUs as hold the model), cpu, cuda:N, or a list over which
+        /// the layers are split (cuda:0,cuda:1; cuda:* = every GPU)
         device: String = "auto"; execution,
         /// most padded tokens per forward
         batch_tokens: usize = 4096; execution,
-        /// GGUF weights kept in their quantised blocks (stored) or dequantised at load (dense)
+        /// weights kept in their file's form (stored) or converted at load (dense); auto:
+        /// stored for a GGUF or when dense weights exceed `memory`
         weights: crate::embed::WeightsMode = crate::embed::WeightsMode::Auto; execution,
+        /// the memory the model may hold: auto (what the devices have free) or a size
+        memory: String = "auto"; execution,
+    }
+}
+
+impl Params {
+    fn model_params(&self) -> crate::embed::ModelParams<'_> {
+        crate::embed::ModelParams {
+            model: &self.model,
+            tokenizer: self.tokenizer.as_ref(),
+            dtype: self.dtype,
+            device: &self.device,
+            bos: self.bos,
+            weights: self.weights,
+            memory: &self.memory,
+        }
     }
 }
 
@@ -189,7 +207,7 @@ impl Stage for Choice {
     }
     fn resources(&self, params: &serde_json::Value) -> Result<Resources> {
         let p = <Params as serde::Deserialize>::deserialize(params)?;
-        crate::embed::model_resources(&p.model, p.dtype, p.weights)
+        crate::embed::model_resources(&p.model_params())
     }
     fn release(&self, keep: &std::collections::BTreeSet<String>) {
         crate::embed::release_models(keep);
@@ -215,14 +233,7 @@ impl Stage for Choice {
                 })
                 .collect::<Result<_>>()?
         };
-        let mp = crate::embed::ModelParams {
-            tokenizer: p.tokenizer.as_ref(),
-            dtype: p.dtype,
-            device: &p.device,
-            bos: p.bos,
-            weights: p.weights,
-        };
-        let opts = load_options(&mp, true)?;
+        let opts = run_plan(&p.model_params(), true)?.load;
         let model_path = p.model.as_str();
         let score_opts = ScoreOptions { max_tokens: p.batch_tokens.max(1), packed: true };
         let mut shards = Vec::new();

@@ -1,11 +1,14 @@
 //! `embed`: runs a model over the corpus, one shard per language, storing every layer's
 //! pooled sentence embeddings (all requested poolings from one forward pass).
 use crate::corpus::read_corpus;
-use crate::util::{col_i32, col_str, schema};
+use crate::util::{col_i32, col_str};
 use anyhow::{anyhow, bail, Result};
-use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
+};
+use arrow::datatypes::Int32Type;
 use arrow::datatypes::{DataType, Field};
-use mexa_model::{embed, parse_device, BatchOptions, BosPolicy, DType, LoadOptions, Model, Pooled, Pooling};
+use mexa_model::{embed_ids, encode_all, BatchOptions, BosPolicy, DType, LoadOptions, Model, Pooled, Pooling};
 use mexa_pipeline::{Ctx, InputRef, InputSpec, Output, ParamSpec, Resources, Stage, Table};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -15,31 +18,78 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub struct Embed;
 
 mexa_pipeline::param_enum! {
-    /// How a GGUF's weights are held: `stored` keeps the quantised blocks (memory-mapped) and
-    /// dequantises each matrix while it is used (Llama family; bit-identical results, a
-    /// fraction of the memory); `dense` dequantises everything at load; `auto` is `stored`.
+    /// How a model's weights are held: `stored` keeps them in their file's form (GGUF blocks,
+    /// safetensors values; memory-mapped) and converts each matrix while it is used, running
+    /// the model layer-major (Llama and Gemma families; bit-identical results, a fraction of
+    /// the memory); `dense` converts everything at load; `auto` is `stored` for a GGUF and
+    /// for any model whose dense weights exceed the memory budget, else `dense`.
     pub enum WeightsMode { Auto = "auto", Dense = "dense", Stored = "stored" }
 }
 
 /// The parameters every model-running stage has (embed, choice).
 pub(crate) struct ModelParams<'a> {
+    pub model: &'a str,
     pub tokenizer: Option<&'a PathBuf>,
     pub dtype: DType,
     pub device: &'a str,
     pub bos: BosPolicy,
     pub weights: WeightsMode,
+    pub memory: &'a str,
 }
 
-/// Load options from a model-running stage's parameters.
-pub(crate) fn load_options(p: &ModelParams, lm_head: bool) -> Result<LoadOptions> {
-    Ok(LoadOptions {
-        kind: p.dtype.kind(),
-        device: parse_device(p.device)?,
+/// How a model-running node loads and runs its model, decided from its parameters and the
+/// model's file headers before anything is loaded.
+#[derive(Debug, Clone)]
+pub(crate) struct RunPlan {
+    pub load: LoadOptions,
+    /// Bytes a layer-major chunk's kept activations may take (None: batch by batch).
+    pub chunk_bytes: Option<u64>,
+}
+
+/// Chunk memory when the budget leaves less than this (or there is no budget): enough for
+/// tens of thousands of tokens at a 4096 width.
+const MIN_CHUNK_BYTES: u64 = 256 << 20;
+
+/// Load options and execution order from a model-running stage's parameters: the devices,
+/// the memory budget (`memory`: a size, or `auto` = what the devices have free: available
+/// RAM on a CPU, nvidia-smi's free memory on GPUs), stored or dense weights, and, for stored weights, layer-major chunks
+/// sized to what the budget leaves (pages handed back after each use when even the stored
+/// weights exceed it).
+pub(crate) fn run_plan(p: &ModelParams, lm_head: bool) -> Result<RunPlan> {
+    let kind = p.dtype.kind();
+    let path = std::path::Path::new(p.model);
+    let dense = mexa_model::weight_bytes(path, kind)?;
+    let devices = match p.device {
+        "auto" => mexa_model::device::auto_devices(dense, mexa_model::model::splits(path)?),
+        d => mexa_model::device::parse_devices(d)?,
+    };
+    let budget = match p.memory {
+        "auto" => mexa_model::device::free_memory_on(&devices),
+        s => mexa_model::device::parse_bytes(s).map_err(|e| anyhow!("`memory`: {e}"))?,
+    };
+    let over = budget.is_some_and(|b| dense > b);
+    let gguf = path.is_file() || path.extension().is_some_and(|e| e == "gguf");
+    let stored = match p.weights {
+        WeightsMode::Dense => false,
+        WeightsMode::Stored => true,
+        WeightsMode::Auto => over || gguf,
+    };
+    let resident = mexa_model::resident_bytes(path, kind, stored)?;
+    let chunk_bytes = stored.then(|| match budget {
+        Some(b) => b.saturating_sub(resident).max(MIN_CHUNK_BYTES),
+        None => MIN_CHUNK_BYTES * 4,
+    });
+    let load = LoadOptions {
+        kind,
+        device: devices[0],
         tokenizer: p.tokenizer.filter(|t| !t.as_os_str().is_empty()).cloned(),
         bos: p.bos,
         lm_head,
-        stored_weights: p.weights != WeightsMode::Dense,
-    })
+        stored_weights: stored,
+        release_pages: stored && budget.is_some_and(|b| resident > b),
+        devices: if devices.len() > 1 { devices } else { Vec::new() },
+    };
+    Ok(RunPlan { load, chunk_bytes })
 }
 
 mexa_pipeline::stage_params! {
@@ -53,7 +103,8 @@ mexa_pipeline::stage_params! {
         poolings: Vec<Pooling> as EnumList(Pooling::NAMES) = vec![Pooling::Weighted, Pooling::Last],
         /// weights and activations (f32 on CPU)
         dtype: DType as Enum(DType::NAMES) = DType::F32,
-        /// auto, cpu, cuda or cuda:N
+        /// auto (the CPU, or as few GPUs as hold the model), cpu, cuda:N, or a list over which
+        /// the layers are split (cuda:0,cuda:1; cuda:* = every GPU)
         device: String = "auto"; execution,
         /// BOS token: as the tokenizer says, or forced
         bos: BosPolicy as Enum(BosPolicy::NAMES) = BosPolicy::Auto,
@@ -61,20 +112,29 @@ mexa_pipeline::stage_params! {
         batch_tokens: usize = 4096; execution,
         /// most sentences per batch (raise with batch_tokens on a GPU)
         batch_sentences: usize = 64; execution,
-        /// GGUF weights kept in their quantised blocks (stored, the default) or dequantised at
-        /// load (dense): the same results, stored needs a fraction of the memory
+        /// weights kept in their file's form and run layer-major (stored) or converted at load
+        /// (dense); auto: stored for a GGUF or when dense weights exceed `memory`
         weights: WeightsMode = WeightsMode::Auto; execution,
+        /// the memory the model may hold: auto (what the devices have free) or a size such as
+        /// 800MB; a model over it runs stored and layer-major
+        memory: String = "auto"; execution,
+        /// logit lens over the first N sentences of each language (0: off): every hidden state
+        /// decoded through the final norm and LM head at every position, in the same forward
+        /// pass (decoders; read by the `lens` stage)
+        lens: usize = 0; keyed_if_set,
     }
 }
 
 impl Params {
     fn model_params(&self) -> ModelParams<'_> {
         ModelParams {
+            model: &self.model,
             tokenizer: self.tokenizer.as_ref(),
             dtype: self.dtype,
             device: &self.device,
             bos: self.bos,
             weights: self.weights,
+            memory: &self.memory,
         }
     }
 }
@@ -89,11 +149,17 @@ fn model_cache() -> &'static Mutex<HashMap<String, Cached>> {
     CACHE.get_or_init(Default::default)
 }
 
-/// What a node that loads this model holds: its weights' resident size, and the model.
-pub(crate) fn model_resources(model: &str, dtype: DType, weights: WeightsMode) -> Result<Resources> {
-    let stored = weights != WeightsMode::Dense;
-    let memory = mexa_model::resident_bytes(std::path::Path::new(model), dtype.kind(), stored)?;
-    Ok(Resources { memory, holds: vec![model.into()] })
+/// What a node that loads this model holds: its weights' resident size as the run plan
+/// loads them (stored weights counted at their file size plus one dense matrix; with pages
+/// handed back, the budget itself), and the model.
+pub(crate) fn model_resources(p: &ModelParams) -> Result<Resources> {
+    let plan = run_plan(p, false)?;
+    let path = std::path::Path::new(p.model);
+    let mut memory = mexa_model::resident_bytes(path, plan.load.kind, plan.load.stored_weights)?;
+    if plan.load.release_pages {
+        memory = memory.min(mexa_model::device::parse_bytes(p.memory).ok().flatten().unwrap_or(memory));
+    }
+    Ok(Resources { memory, holds: vec![p.model.into()] })
 }
 
 /// Drops the cached models not in `keep` (by path); a node still using one keeps it alive
@@ -112,8 +178,10 @@ pub(crate) fn release_models(keep: &std::collections::BTreeSet<String>) {
 /// LM head (`choice`) also serves requests without it (`embed`); one loaded without it is
 /// replaced when a head is asked for (an untied head is not in it).
 pub(crate) fn load_model(path: &str, opts: &LoadOptions) -> Result<Arc<Mutex<Model>>> {
-    let id =
-        format!("{path}|{:?}|{:?}|{:?}|{:?}|{}", opts.kind, opts.device, opts.tokenizer, opts.bos, opts.stored_weights);
+    let id = format!(
+        "{path}|{:?}|{:?}|{:?}|{:?}|{}|{}|{:?}",
+        opts.kind, opts.device, opts.tokenizer, opts.bos, opts.stored_weights, opts.release_pages, opts.devices
+    );
     let mut cache = model_cache().lock().unwrap();
     if let Some((head, m)) = cache.get(&id) {
         if *head || !opts.lm_head {
@@ -150,6 +218,9 @@ pub struct EmbeddingsMeta {
     pub architecture: Option<String>,
     #[serde(default)]
     pub poolings: Vec<String>,
+    /// Sentences per language the logit lens decoded (0: none).
+    #[serde(default)]
+    pub lens: usize,
 }
 
 /// An embed input's recorded facts and its pivot language.
@@ -160,35 +231,108 @@ pub fn embeddings_meta(ctx: &Ctx, input: &InputRef) -> Result<(String, Embedding
     Ok((pivot, meta))
 }
 
-/// Schema of an embedding shard.
-pub fn embedding_batch(p: &[Pooled]) -> Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
+/// An embedding shard: one row per (pooling, layer, sentence) with its vector. With the
+/// logit lens (`lens` = every sentence's input token ids and the lens's top-1 ids), two more
+/// list columns on the first pooling's rows: `token_ids` (layer 0, every sentence) and
+/// `lens_top1` (every layer, the sentences the lens decoded); null elsewhere.
+pub fn embedding_batch(
+    p: &[Pooled],
+    lens: Option<(&[Vec<i64>], &[Vec<Vec<i32>>])>,
+) -> Result<(arrow::datatypes::SchemaRef, RecordBatch)> {
     let dim = p.first().map(|x| x.dim).unwrap_or(0);
     let item = Arc::new(Field::new("item", DataType::Float32, false));
-    let sch = schema(&[
-        ("pooling", DataType::Utf8),
-        ("layer", DataType::Int32),
-        ("sentence_id", DataType::Int32),
-        ("vector", DataType::FixedSizeList(item.clone(), dim as i32)),
-    ]);
+    let mut fields = vec![
+        Field::new("pooling", DataType::Utf8, false),
+        Field::new("layer", DataType::Int32, false),
+        Field::new("sentence_id", DataType::Int32, false),
+        Field::new("vector", DataType::FixedSizeList(item.clone(), dim as i32), false),
+    ];
     let (mut pool, mut layer, mut sid, mut vals) = (vec![], vec![], vec![], vec![]);
-    for x in p {
+    let (mut token_ids, mut lens_top1): (Vec<Option<Vec<Option<i32>>>>, Vec<Option<Vec<Option<i32>>>>) =
+        (vec![], vec![]);
+    for (k, x) in p.iter().enumerate() {
         for l in 0..x.layers {
             for s in 0..x.n {
                 pool.push(x.pooling.name().to_string());
                 layer.push(l as i32);
                 sid.push(s as i32);
                 vals.extend_from_slice(x.vector(l, s));
+                if let Some((ids, top1)) = lens {
+                    let first = k == 0;
+                    token_ids.push((first && l == 0).then(|| ids[s].iter().map(|&t| Some(t as i32)).collect()));
+                    lens_top1.push(top1.get(s).filter(|_| first).map(|t| t[l].iter().map(|&v| Some(v)).collect()));
+                }
             }
         }
     }
     let vectors = FixedSizeListArray::try_new(item, dim as i32, Arc::new(Float32Array::from(vals)), None)?;
-    let cols: Vec<ArrayRef> = vec![
+    let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(pool)),
         Arc::new(Int32Array::from(layer)),
         Arc::new(Int32Array::from(sid)),
         Arc::new(vectors),
     ];
+    if lens.is_some() {
+        for (name, v) in [("token_ids", token_ids), ("lens_top1", lens_top1)] {
+            let list = ListArray::from_iter_primitive::<Int32Type, _, _>(v);
+            fields.push(Field::new(name, list.data_type().clone(), true));
+            cols.push(Arc::new(list));
+        }
+    }
+    let sch = Arc::new(arrow::datatypes::Schema::new(fields));
     Ok((sch.clone(), RecordBatch::try_new(sch, cols)?))
+}
+
+/// One shard's logit lens: every sentence's input token ids, and for the sentences the lens
+/// decoded, the top-1 ids at every position of every hidden state (`top1[sentence][layer]`).
+#[derive(Debug, Clone, Default)]
+pub struct ShardLens {
+    pub token_ids: Vec<Vec<i32>>,
+    pub top1: Vec<Vec<Vec<i32>>>,
+}
+
+/// Reads the logit-lens columns of an embedding shard ([`embedding_batch`]); None when the
+/// shard has none.
+pub fn read_lens(t: &Table) -> Result<Option<ShardLens>> {
+    let mut out = ShardLens::default();
+    let mut any = false;
+    for b in &t.batches {
+        let (Some(ti), Some(tt)) = (b.column_by_name("token_ids"), b.column_by_name("lens_top1")) else {
+            return Ok(None);
+        };
+        any = true;
+        let as_list = |c: &ArrayRef| -> Result<ListArray> {
+            c.as_any().downcast_ref::<ListArray>().cloned().ok_or_else(|| anyhow!("lens columns are not lists"))
+        };
+        let (ti, tt) = (as_list(ti)?, as_list(tt)?);
+        let (l, sid) = (col_i32(b, "layer")?, col_i32(b, "sentence_id")?);
+        let ints = |a: ArrayRef| -> Result<Vec<i32>> {
+            Ok(a.as_any()
+                .downcast_ref::<Int32Array>()
+                .ok_or_else(|| anyhow!("lens lists are not int32"))?
+                .values()
+                .to_vec())
+        };
+        for i in 0..b.num_rows() {
+            let (s, layer) = (sid.value(i) as usize, l.value(i) as usize);
+            if !ti.is_null(i) {
+                if out.token_ids.len() <= s {
+                    out.token_ids.resize(s + 1, vec![]);
+                }
+                out.token_ids[s] = ints(ti.value(i))?;
+            }
+            if !tt.is_null(i) {
+                if out.top1.len() <= s {
+                    out.top1.resize(s + 1, vec![]);
+                }
+                if out.top1[s].len() != layer {
+                    bail!("logit-lens rows out of order");
+                }
+                out.top1[s].push(ints(tt.value(i))?);
+            }
+        }
+    }
+    Ok(any.then_some(out))
 }
 
 /// Reads an embedding shard back: pooling → layer → matrix (sentences × dim).
@@ -255,7 +399,7 @@ impl Stage for Embed {
     }
     fn resources(&self, params: &serde_json::Value) -> Result<Resources> {
         let p = Params::deserialize(params)?;
-        model_resources(&p.model, p.dtype, p.weights)
+        model_resources(&p.model_params())
     }
     fn release(&self, keep: &std::collections::BTreeSet<String>) {
         release_models(keep);
@@ -268,9 +412,9 @@ impl Stage for Embed {
         if poolings.is_empty() {
             bail!("`poolings` is empty");
         }
-        let opts = load_options(&p.model_params(), false)?;
+        let plan = run_plan(&p.model_params(), p.lens > 0)?;
+        let opts = plan.load.clone();
         let model_path = p.model.as_str();
-        let batch = BatchOptions { max_tokens: p.batch_tokens.max(1), max_sentences: p.batch_sentences.max(1) };
         let total: usize = texts.values().map(Vec::len).sum();
         ctx.progress.set_length(total as u64);
         let mut shards = Vec::new();
@@ -282,7 +426,16 @@ impl Stage for Embed {
                 let m = model.lock().unwrap();
                 ctx.progress.message(&format!("{lang} ({})", m.architecture));
                 let t = std::time::Instant::now();
-                let pooled = embed(&m, sents, &poolings, batch, |k| ctx.progress.inc(k as u64))?;
+                let batch = BatchOptions {
+                    max_tokens: p.batch_tokens.max(1),
+                    max_sentences: p.batch_sentences.max(1),
+                    chunk_tokens: plan
+                        .chunk_bytes
+                        .map_or(0, |b| mexa_model::embed::chunk_tokens(b, m.net.hidden_size(), opts.kind)),
+                };
+                let ids = encode_all(&m, sents)?;
+                let (pooled, top1) =
+                    embed_ids(&m.runner(), &ids, &poolings, batch, p.lens, |k| ctx.progress.inc(k as u64))?;
                 let tokens: usize = pooled[0].tokens.iter().sum();
                 let secs = t.elapsed().as_secs_f64();
                 ctx.progress.message(&format!(
@@ -290,7 +443,8 @@ impl Stage for Embed {
                     sents.len(),
                     tokens as f64 / secs.max(1e-9)
                 ));
-                let (sch, b) = embedding_batch(&pooled)?;
+                let lens = (p.lens > 0).then_some((ids.as_slice(), top1.as_slice()));
+                let (sch, b) = embedding_batch(&pooled, lens)?;
                 let meta = ShardMeta {
                     language: lang.clone(),
                     tokens,
@@ -314,6 +468,7 @@ impl Stage for Embed {
             dim: info.as_ref().map(|i| i.dim),
             architecture: info.map(|i| i.architecture),
             poolings: poolings.iter().map(|p| p.name().to_string()).collect(),
+            lens: p.lens,
         };
         Ctx::shard_index(&shards, serde_json::to_value(meta)?)
     }

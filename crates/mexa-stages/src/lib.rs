@@ -9,6 +9,7 @@ pub mod choice;
 pub mod corpus;
 pub mod correlate;
 pub mod embed;
+pub mod lens;
 pub mod pairs;
 pub mod probe;
 pub mod report;
@@ -23,6 +24,7 @@ pub fn registry() -> Registry {
         .add(embed::Embed)
         .add(align::Align)
         .add(pairs::AlignPairs)
+        .add(lens::Lens)
         .add(aggregate::Aggregate)
         .add(correlate::JoinTasks)
         .add(correlate::Correlate)

@@ -1,6 +1,6 @@
 //! `report`: an HTML page, a Markdown summary and PNG/SVG figures of a pipeline's results,
 //! stored as an artifact (a table of file paths and bytes) so it is cached like the rest.
-use crate::align::{read_alignment, Metric};
+use crate::align::{read_alignment, Metric, Row};
 use crate::correlate::read_points;
 use crate::util::{col_str, schema};
 use anyhow::{anyhow, Result};
@@ -28,6 +28,8 @@ mexa_pipeline::stage_params! {
 /// The report's input slots: (slot, the stage kind whose nodes it gathers, doc).
 pub const SLOTS: &[(&str, &str, &str)] = &[
     ("alignment", "align", "align nodes"),
+    ("pairs", "align_pairs", "align_pairs nodes"),
+    ("lens", "lens", "lens nodes"),
     ("summary", "aggregate", "aggregate nodes"),
     ("points", "join_tasks", "join_tasks nodes"),
     ("correlation", "correlate", "correlate nodes"),
@@ -87,10 +89,11 @@ impl Stage for Report {
     fn version(&self) -> u32 {
         // 2: scatter titles name the grid cell instead of the node label (they ran off the
         // figure); every correlate node of a cell reaches the grid table.
-        2
+        // 3: near-chance cells grey, μMax intervals and n; the clustered pairs heatmap.
+        3
     }
     fn doc(&self) -> &'static str {
-        "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables, layer × language heatmaps, alignment-vs-task scatters, per-layer curves"
+        "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables (μMax with its interval, near-chance marked), layer × language heatmaps, clustered language × language heatmaps with dendrograms (align_pairs), alignment-vs-task scatters, per-layer curves"
     }
     fn params(&self) -> Vec<ParamSpec> {
         Params::specs()
@@ -110,19 +113,47 @@ impl Stage for Report {
             ..Default::default()
         };
         for i in ctx.gathered("alignment") {
-            let mut curves: BTreeMap<(String, String), Vec<(i32, f64)>> = BTreeMap::new();
+            let mut curves: BTreeMap<(String, String), Vec<Row>> = BTreeMap::new();
             for r in read_alignment(&ctx.read(i)?)? {
-                let score = r.score(Metric::Mexa);
-                curves.entry((r.language, r.pooling.name().to_string())).or_default().push((r.layer, score));
+                curves.entry((r.language.clone(), r.pooling.name().to_string())).or_default().push(r);
             }
             let rows = curves
                 .into_iter()
                 .map(|((language, pooling), mut v)| {
-                    v.sort_by_key(|x| x.0);
-                    Curve { language, pooling, scores: v.into_iter().map(|x| x.1).collect() }
+                    v.sort_by_key(|r| r.layer);
+                    Curve {
+                        language,
+                        pooling,
+                        scores: v.iter().map(|r| r.score(Metric::Mexa)).collect(),
+                        near_chance: v.iter().map(|r| r.uncertainty().near_chance).collect(),
+                        n: v.iter().map(|r| r.n).max().unwrap_or(0),
+                    }
                 })
                 .collect();
             d.alignments.push(Node::new(&i.label, &i.key, rows));
+        }
+        for i in ctx.gathered("lens") {
+            let mut by_lang: BTreeMap<String, Vec<crate::lens::LensRow>> = BTreeMap::new();
+            for r in crate::lens::read_lens_table(&ctx.read(i)?)? {
+                by_lang.entry(r.language.clone()).or_default().push(r);
+            }
+            let rows = by_lang
+                .into_iter()
+                .map(|(language, mut v)| {
+                    v.sort_by_key(|r| r.layer);
+                    mexa_report::LensCurve {
+                        language,
+                        pivot_share: v.iter().map(|r| r.shares.pivot).collect(),
+                        language_share: v.iter().map(|r| r.shares.language).collect(),
+                        positions: v.first().map_or(0, |r| r.shares.positions),
+                        sentences: v.first().map_or(0, |r| r.sentences as usize),
+                    }
+                })
+                .collect();
+            d.lens.push(Node::new(&i.label, &i.key, rows));
+        }
+        for i in ctx.gathered("pairs") {
+            d.pairs.push(Node::new(&i.label, &i.key, crate::pairs::pair_grids(&ctx.read(i)?)?));
         }
         for i in ctx.gathered("summary") {
             d.summaries.push(Node::new(&i.label, &i.key, crate::aggregate::read_summary(&ctx.read(i)?)?));

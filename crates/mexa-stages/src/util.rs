@@ -1,6 +1,6 @@
 //! Arrow helpers shared by the stages.
 use anyhow::{anyhow, Result};
-use arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 
@@ -15,6 +15,10 @@ pub fn utf8_col(v: Vec<String>) -> ArrayRef {
 
 pub fn f64_col(v: Vec<f64>) -> ArrayRef {
     Arc::new(Float64Array::from(v))
+}
+
+pub fn bool_col(v: Vec<bool>) -> ArrayRef {
+    Arc::new(BooleanArray::from(v))
 }
 
 pub fn i32_col(v: Vec<i32>) -> ArrayRef {
@@ -36,5 +40,8 @@ pub fn col_i32<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b Int32Array> {
     col(b, name)
 }
 pub fn col_f64<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b Float64Array> {
+    col(b, name)
+}
+pub fn col_bool<'b>(b: &'b RecordBatch, name: &str) -> Result<&'b BooleanArray> {
     col(b, name)
 }

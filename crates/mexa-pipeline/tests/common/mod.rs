@@ -59,6 +59,8 @@ mexa_pipeline::stage_params! {
         rows: usize = 1,
         /// appended
         suffix: String = "",
+        /// an option added later: keyed only when set (the test stage ignores it)
+        tag: String = ""; keyed_if_set,
     }
 }
 
