@@ -158,7 +158,7 @@ fn bench_cached() -> Result<()> {
         threads: 1,
         keep_going: false,
         progress: mexa_pipeline::run::ProgressMode::None,
-        memory_budget: None,
+        budget: Default::default(),
     };
     eprintln!("cached: computing 10,000 nodes once (not timed)...");
     let s = mexa_pipeline::run(&plan, &reg, &store, &opts, &AtomicBool::new(false));

@@ -41,6 +41,17 @@ fn parse_size(s: &str) -> Result<Budget, String> {
     mexa_model::device::parse_bytes(s).map(Budget)
 }
 
+/// Each GPU's budget: the flag's size for every GPU libtorch sees, or each one's free memory.
+fn gpu_budgets(flag: Option<Budget>) -> Vec<Option<u64>> {
+    let n = tch::Cuda::device_count().max(0) as usize;
+    (0..n)
+        .map(|i| match flag {
+            Some(b) => b.0,
+            None => mexa_model::device::free_memory(tch::Device::Cuda(i)),
+        })
+        .collect()
+}
+
 fn parse_where(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .filter(|(a, _)| !a.is_empty())
@@ -92,6 +103,11 @@ pub struct RunArgs {
     /// Default: the memory available when the run starts; `none` for no limit.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory: Option<Budget>,
+    /// Memory each GPU may hold for the running nodes together, e.g. 70G: a node on GPUs
+    /// declares its share of the model on each and waits until it fits. Default: each GPU's
+    /// free memory when the run starts (nvidia-smi); `none` for no limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    gpu_memory: Option<Budget>,
     /// No progress bars (they are also off when stderr is not a terminal).
     #[arg(long)]
     no_progress: bool,
@@ -277,7 +293,10 @@ pub fn run(choice: &StoreChoice, a: RunArgs, quiet: bool) -> Result<i32> {
             (false, true) => mexa_pipeline::run::ProgressMode::Bars,
             (false, false) => mexa_pipeline::run::ProgressMode::Lines,
         },
-        memory_budget: a.memory.map(|b| b.0).unwrap_or_else(mexa_model::device::available_memory),
+        budget: mexa_pipeline::Budget {
+            ram: a.memory.map(|b| b.0).unwrap_or_else(mexa_model::device::available_memory),
+            gpu: gpu_budgets(a.gpu_memory),
+        },
     };
     tch::set_num_threads(opts.threads as i32);
     let mut code = 0;

@@ -9,22 +9,12 @@
 //! layer, every sentence) from the CPU's. `tools/gpu_check.sh` runs it on a GPU machine next
 //! to transformers' numbers (docs/gpu.md).
 use anyhow::{bail, Context, Result};
+use common::max_rel_diff;
 use mexa_model::{embed, parse_device, parse_dtype, runtime_info, BatchOptions, LoadOptions, Model, Pooled, Pooling};
 use std::path::Path;
-use std::time::Instant;
 
-/// Largest ‖a − b‖ / ‖b‖ over all vectors of two embeddings of the same sentences.
-fn max_rel_diff(a: &[Pooled], b: &[Pooled]) -> f64 {
-    let mut worst = 0f64;
-    for (x, y) in a.iter().zip(b) {
-        for (u, v) in x.data.chunks(x.dim).zip(y.data.chunks(y.dim)) {
-            let d: f64 = u.iter().zip(v).map(|(p, q)| ((p - q) as f64).powi(2)).sum::<f64>().sqrt();
-            let n: f64 = v.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
-            worst = worst.max(d / n.max(1e-30));
-        }
-    }
-    worst
-}
+mod common;
+use std::time::Instant;
 
 fn main() -> Result<()> {
     mexa_model::tune_allocator();

@@ -170,6 +170,14 @@ pub fn auto_devices(need: u64, split: bool) -> Vec<Device> {
     (0..n).map(Device::Cuda).collect()
 }
 
+/// The CUDA device number of `d` (None for the CPU).
+pub fn cuda_index(d: Device) -> Option<usize> {
+    match d {
+        Device::Cuda(i) => Some(i),
+        _ => None,
+    }
+}
+
 /// Parses a device list: one device as [`parse_device`] reads it, or several separated by
 /// commas (`cuda:0,cuda:1`), over which a decoder's layers are split in order. `cuda:*` is
 /// every CUDA device libtorch sees. A repeated device is allowed (`cpu,cpu` runs the split

@@ -41,4 +41,4 @@ pub use stage::{
     check, shards_of, Ctx, InputRef, InputSpec, Output, ParamSpec, ParamType, Progress, Registry, Resources, Stage,
     Table,
 };
-pub use walk::{walk, Executor, Finished, Observer, RunSummary, WalkOptions};
+pub use walk::{walk, Budget, Executor, Finished, Held, Observer, RunSummary, WalkOptions};

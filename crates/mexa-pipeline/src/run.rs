@@ -23,9 +23,9 @@ pub struct RunOptions {
     pub keep_going: bool,
     /// How progress is shown.
     pub progress: ProgressMode,
-    /// Start nodes only while the memory they declare ([`crate::Stage::resources`]) fits in
-    /// this many bytes (`None`: no limit).
-    pub memory_budget: Option<u64>,
+    /// Start nodes only while the memory they declare ([`crate::Stage::resources`]) fits:
+    /// host RAM and each GPU's.
+    pub budget: crate::walk::Budget,
 }
 
 /// How a run shows progress on stderr.
@@ -95,7 +95,7 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
     let (job_tx, job_rx) = mpsc::channel::<usize>();
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<Finished>();
-    let walk_opts = WalkOptions { keep_going: opts.keep_going, retries: 0, lines, memory_budget: opts.memory_budget };
+    let walk_opts = WalkOptions { keep_going: opts.keep_going, retries: 0, lines, budget: opts.budget.clone() };
     let resources = node_resources(plan, registry);
     let observer = MainBar(&main, &mp);
     let summary = std::thread::scope(|scope| {
@@ -161,8 +161,8 @@ struct Local<'a> {
 }
 
 impl Executor for Local<'_> {
-    fn need(&self, i: usize) -> u64 {
-        self.resources[i].memory
+    fn need(&self, i: usize) -> crate::walk::Held {
+        crate::walk::Held { ram: self.resources[i].memory, gpu: self.resources[i].gpu_memory.clone() }
     }
     fn release(&mut self, _plan: &Plan, needed: &[usize]) {
         let keep: std::collections::BTreeSet<String> =

@@ -170,8 +170,12 @@ pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &Atomi
         in_flight: BTreeMap::new(),
     };
     // Slurm places jobs by their `resources:`; no memory budget on the head.
-    let walk_opts =
-        WalkOptions { keep_going: opts.keep_going, retries: opts.retries, lines: opts.lines, memory_budget: None };
+    let walk_opts = WalkOptions {
+        keep_going: opts.keep_going,
+        retries: opts.retries,
+        lines: opts.lines,
+        budget: Default::default(),
+    };
     let summary = walk(plan, &mut exec, walk_opts, cancel, &())?;
     tracing::info!("Slurm run {run_id}: specs, job lists and logs in {}", work.display());
     Ok(summary)

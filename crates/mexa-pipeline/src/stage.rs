@@ -155,6 +155,8 @@ impl From<Table> for Output {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
     pub memory: u64,
+    /// Bytes on each GPU (index = CUDA device number; missing: none).
+    pub gpu_memory: Vec<u64>,
     pub holds: Vec<String>,
 }
 

@@ -50,16 +50,60 @@ pub trait Executor {
     /// to be reported); the others are still reported by `poll`.
     fn cancel(&mut self) -> Vec<usize>;
     /// The memory node `i` will hold while it runs (counted against the walker's budget).
-    fn need(&self, _i: usize) -> u64 {
-        0
+    fn need(&self, _i: usize) -> Held {
+        Held::default()
     }
     /// Only the nodes `needed` (running or ready) still need what was loaded for earlier
     /// ones: the rest may be dropped.
     fn release(&mut self, _plan: &Plan, _needed: &[usize]) {}
 }
 
+/// Memory a node holds while it runs: host RAM, and on each GPU (index = CUDA device number).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    pub ram: u64,
+    pub gpu: Vec<u64>,
+}
+
+impl Held {
+    pub fn ram(bytes: u64) -> Self {
+        Held { ram: bytes, gpu: Vec::new() }
+    }
+    fn add(&mut self, o: &Held) {
+        self.ram += o.ram;
+        if self.gpu.len() < o.gpu.len() {
+            self.gpu.resize(o.gpu.len(), 0);
+        }
+        self.gpu.iter_mut().zip(&o.gpu).for_each(|(a, b)| *a += b);
+    }
+    fn sub(&mut self, o: &Held) {
+        self.ram -= o.ram;
+        self.gpu.iter_mut().zip(&o.gpu).for_each(|(a, b)| *a -= b);
+    }
+    /// Whether this much fits every budget that is set.
+    fn fits(&self, b: &Budget) -> bool {
+        b.ram.is_none_or(|r| self.ram <= r)
+            && self.gpu.iter().enumerate().all(|(d, &g)| b.gpu.get(d).copied().flatten().is_none_or(|cap| g <= cap))
+    }
+}
+
+/// What the walker may start at once: host RAM, and each GPU's memory (`None`, or a GPU
+/// not listed: no limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub ram: Option<u64>,
+    pub gpu: Vec<Option<u64>>,
+}
+
+impl Budget {
+    /// A limit on host RAM only.
+    pub fn ram(bytes: Option<u64>) -> Self {
+        Budget { ram: bytes, gpu: Vec::new() }
+    }
+}
+
 /// Walker settings.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct WalkOptions {
     /// Keep starting independent nodes after a failure.
     pub keep_going: bool,
@@ -68,8 +112,8 @@ pub struct WalkOptions {
     /// One line per node started and finished on stderr, with elapsed time and an ETA.
     pub lines: bool,
     /// Start a node only while the memory of the running ones ([`Executor::need`]) plus its
-    /// own fits; a node that alone exceeds it runs by itself.
-    pub memory_budget: Option<u64>,
+    /// own fits, in RAM and on every GPU; a node that alone exceeds it runs by itself.
+    pub budget: Budget,
 }
 
 /// Told about each node the walker finishes (progress bars).
@@ -128,7 +172,7 @@ pub fn walk(
     }
     let mut attempts = vec![0u32; n];
     let mut started_at = vec![t0; n];
-    let (mut running, mut stop, mut used) = (0usize, false, 0u64);
+    let (mut running, mut stop, mut used) = (0usize, false, Held::default());
     loop {
         if cancel.load(Ordering::SeqCst) && !summary.cancelled {
             summary.cancelled = true;
@@ -136,11 +180,11 @@ pub fn walk(
             for i in exec.cancel() {
                 st[i] = St::Skipped;
                 running -= 1;
-                used -= exec.need(i);
+                used.sub(&exec.need(i));
             }
         }
         if !stop {
-            let batch = pick(&mut ready, exec.free(), running, &mut used, opts.memory_budget, |i| exec.need(i));
+            let batch = pick(&mut ready, exec.free(), running, &mut used, &opts.budget, |i| exec.need(i));
             if !batch.is_empty() {
                 for &i in &batch {
                     st[i] = St::Running;
@@ -160,7 +204,7 @@ pub fn walk(
         let any_finished = !finished.is_empty();
         for (i, result) in finished {
             running -= 1;
-            used -= exec.need(i);
+            used.sub(&exec.need(i));
             let label = &plan.nodes[i].label;
             match result {
                 Ok(outcome) => {
@@ -230,16 +274,16 @@ pub fn walk(
     Ok(summary)
 }
 
-/// Takes from the front of `ready` the nodes to start now: at most `free`, and while a
-/// budget is set, only those whose memory fits beside what runs (a node that fits nowhere
+/// Takes from the front of `ready` the nodes to start now: at most `free`, and only those
+/// whose memory fits beside what runs in RAM and on every GPU (a node that fits nowhere
 /// starts alone); the others keep their place.
 fn pick(
     ready: &mut std::collections::VecDeque<usize>,
     mut free: usize,
     running: usize,
-    used: &mut u64,
-    budget: Option<u64>,
-    need: impl Fn(usize) -> u64,
+    used: &mut Held,
+    budget: &Budget,
+    need: impl Fn(usize) -> Held,
 ) -> Vec<usize> {
     if free == 0 || ready.is_empty() {
         return Vec::new();
@@ -249,9 +293,11 @@ fn pick(
     while let Some(i) = ready.pop_front() {
         let n = need(i);
         let alone = running + batch.len() == 0;
-        if free > 0 && (alone || budget.is_none_or(|b| *used + n <= b)) {
+        let mut with = used.clone();
+        with.add(&n);
+        if free > 0 && (alone || with.fits(budget)) {
             batch.push(i);
-            *used += n;
+            *used = with;
             free -= 1;
         } else {
             rest.push_back(i);
@@ -322,8 +368,11 @@ mod tests {
         abandon: bool,
         cancel_after: Option<(usize, &'static AtomicBool)>,
         needs: Vec<u64>,
-        /// The most memory held by nodes running at once.
+        /// Per node: memory on each GPU.
+        gpu_needs: Vec<Vec<u64>>,
+        /// The most memory held by nodes running at once (RAM), and per GPU.
         peak: u64,
+        gpu_peak: Vec<u64>,
         released: Vec<Vec<usize>>,
     }
 
@@ -340,7 +389,13 @@ mod tests {
                 self.running.push(i);
                 self.started.push(i);
             }
-            self.peak = self.peak.max(self.running.iter().map(|&i| self.need(i)).sum());
+            let mut held = Held::default();
+            for &i in &self.running {
+                held.add(&self.need(i));
+            }
+            self.peak = self.peak.max(held.ram);
+            self.gpu_peak.resize(held.gpu.len().max(self.gpu_peak.len()), 0);
+            self.gpu_peak.iter_mut().zip(&held.gpu).for_each(|(p, g)| *p = (*p).max(*g));
             Ok(())
         }
         fn poll(&mut self, _plan: &Plan) -> Result<Vec<Finished>> {
@@ -361,8 +416,11 @@ mod tests {
                 })
                 .collect())
         }
-        fn need(&self, i: usize) -> u64 {
-            self.needs.get(i).copied().unwrap_or(0)
+        fn need(&self, i: usize) -> Held {
+            Held {
+                ram: self.needs.get(i).copied().unwrap_or(0),
+                gpu: self.gpu_needs.get(i).cloned().unwrap_or_default(),
+            }
         }
         fn release(&mut self, _plan: &Plan, needed: &[usize]) {
             self.released.push(needed.to_vec());
@@ -414,7 +472,7 @@ mod tests {
         let p = plan(DIAMOND);
         let mut ex = Fake { slots: 2, fail: HashMap::from([(2, 2)]), ..Default::default() };
         let opts = WalkOptions { retries: 2, ..Default::default() };
-        let s = walk(&p, &mut ex, opts, &AtomicBool::new(false), &()).unwrap();
+        let s = walk(&p, &mut ex, opts.clone(), &AtomicBool::new(false), &()).unwrap();
         assert_eq!((s.computed, s.failed.len()), (5, 0));
         assert_eq!(ex.started.iter().filter(|&&i| i == 2).count(), 3);
         let mut ex = Fake { slots: 2, fail: HashMap::from([(2, 3)]), ..Default::default() };
@@ -438,7 +496,7 @@ mod tests {
         // Five independent nodes: 5, 5, 3, 12 (more than the budget) and 1 units.
         let p = plan(&[&[], &[], &[], &[], &[]]);
         let mut ex = Fake { slots: 5, needs: vec![5, 5, 3, 12, 1], ..Default::default() };
-        let opts = WalkOptions { memory_budget: Some(9), ..Default::default() };
+        let opts = WalkOptions { budget: Budget::ram(Some(9)), ..Default::default() };
         let s = walk(&p, &mut ex, opts, &AtomicBool::new(false), &()).unwrap();
         assert_eq!((s.computed, s.skipped), (5, 0));
         assert_eq!(ex.peak, 12, "the 12-unit node ran, alone");
@@ -447,6 +505,26 @@ mod tests {
         let mut ex = Fake { slots: 5, needs: vec![5, 5, 3, 12, 1], ..Default::default() };
         walk(&p, &mut ex, WalkOptions::default(), &AtomicBool::new(false), &()).unwrap();
         assert_eq!(ex.peak, 26, "without a budget everything starts at once");
+    }
+
+    #[test]
+    fn each_gpu_has_its_own_budget() {
+        // Four independent nodes on two GPUs (bytes on cuda:0, cuda:1): a model split over
+        // both, two on cuda:0 only, one on cuda:1 only. Each GPU holds 10.
+        let p = plan(&[&[], &[], &[], &[]]);
+        let gpu_needs = vec![vec![6, 6], vec![6, 0], vec![5, 0], vec![0, 3]];
+        let mut ex = Fake { slots: 4, gpu_needs: gpu_needs.clone(), ..Default::default() };
+        let opts = WalkOptions { budget: Budget { ram: None, gpu: vec![Some(10), Some(10)] }, ..Default::default() };
+        let s = walk(&p, &mut ex, opts, &AtomicBool::new(false), &()).unwrap();
+        assert_eq!(s.computed, 4);
+        // Round 1: the split node, then node 1 would put 12 on cuda:0 and node 2 11: they
+        // wait; node 3 fits on cuda:1. Round 2: node 1; node 2 beside it would be 11. Then 2.
+        assert_eq!(ex.started, [0, 3, 1, 2]);
+        assert_eq!(ex.gpu_peak, [6, 9]);
+        // Without GPU budgets, all four at once: 17 on cuda:0.
+        let mut ex = Fake { slots: 4, gpu_needs, ..Default::default() };
+        walk(&p, &mut ex, WalkOptions::default(), &AtomicBool::new(false), &()).unwrap();
+        assert_eq!(ex.gpu_peak, [17, 9]);
     }
 
     #[test]

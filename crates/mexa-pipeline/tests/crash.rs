@@ -51,7 +51,7 @@ fn child_entry() {
         threads: 1,
         keep_going: false,
         progress: mexa_pipeline::run::ProgressMode::None,
-        memory_budget: None,
+        budget: Default::default(),
     };
     let s = run(&p, &common::registry(), &store, &opts, &AtomicBool::new(false));
     std::process::exit(if s.ok() { 0 } else { 3 });

@@ -37,7 +37,7 @@ fn opts() -> RunOptions {
         threads: 1,
         keep_going: false,
         progress: mexa_pipeline::run::ProgressMode::None,
-        memory_budget: None,
+        budget: Default::default(),
     }
 }
 

@@ -153,6 +153,22 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
     Ok(files)
 }
 
+/// Larger SVGs are inlined in the page as their PNG.
+const INLINE_SVG_MAX: usize = 1 << 20;
+
+/// Standard base64 (RFC 4648, with padding).
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            out.push(if i <= c.len() { A[(n >> shift & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
 /// The figures drawn so far: their files, and by section (title, [(stem, caption, svg)]).
 #[derive(Default)]
 struct Figures {
@@ -163,11 +179,22 @@ struct Figures {
 impl Figures {
     fn add(&mut self, section: &str, fig: Figure, caption: String) -> Result<()> {
         let (png, svg) = figures::render(&fig)?;
+        // A figure of tens of thousands of cells (205 × 205 languages) is megabytes of SVG:
+        // the page inlines its PNG instead, and the SVG stays beside it.
+        let inline = if svg.len() > INLINE_SVG_MAX {
+            format!(
+                "<img alt=\"{}\" src=\"data:image/png;base64,{}\" style=\"max-width:100%\">",
+                esc(&caption),
+                base64(&png)
+            )
+        } else {
+            svg.clone()
+        };
         self.files.push((format!("figures/{}.png", fig.stem), png));
-        self.files.push((format!("figures/{}.svg", fig.stem), svg.clone().into_bytes()));
+        self.files.push((format!("figures/{}.svg", fig.stem), svg.into_bytes()));
         match self.sections.iter_mut().find(|(t, _)| t == section) {
-            Some((_, v)) => v.push((fig.stem, caption, svg)),
-            None => self.sections.push((section.to_string(), vec![(fig.stem, caption, svg)])),
+            Some((_, v)) => v.push((fig.stem, caption, inline)),
+            None => self.sections.push((section.to_string(), vec![(fig.stem, caption, inline)])),
         }
         Ok(())
     }
@@ -512,6 +539,21 @@ mod tests {
             kendall: r,
             slope: 1.0,
             intercept: 0.0,
+        }
+    }
+
+    #[test]
+    fn base64_is_rfc_4648() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc);
         }
     }
 

@@ -44,6 +44,11 @@ pub(crate) struct RunPlan {
     pub load: LoadOptions,
     /// Bytes a layer-major chunk's kept activations may take (None: batch by batch).
     pub chunk_bytes: Option<u64>,
+    /// The memory budget the node runs under (None: no limit).
+    pub budget: Option<u64>,
+    /// The model's weights dense in the compute dtype, and as the load holds them on the host.
+    pub dense: u64,
+    pub resident: u64,
 }
 
 /// Chunk memory when the budget leaves less than this (or there is no budget): enough for
@@ -89,7 +94,7 @@ pub(crate) fn run_plan(p: &ModelParams, lm_head: bool) -> Result<RunPlan> {
         release_pages: stored && budget.is_some_and(|b| resident > b),
         devices: if devices.len() > 1 { devices } else { Vec::new() },
     };
-    Ok(RunPlan { load, chunk_bytes })
+    Ok(RunPlan { load, chunk_bytes, budget, dense, resident })
 }
 
 mexa_pipeline::stage_params! {
@@ -149,17 +154,27 @@ fn model_cache() -> &'static Mutex<HashMap<String, Cached>> {
     CACHE.get_or_init(Default::default)
 }
 
-/// What a node that loads this model holds: its weights' resident size as the run plan
-/// loads them (stored weights counted at their file size plus one dense matrix; with pages
-/// handed back, the budget itself), and the model.
+/// What a node that loads this model holds, as its run plan loads it: on a CPU, the weights'
+/// resident size (stored weights at their file size plus one matrix dense; with pages handed
+/// back, the budget); on GPUs, the dense weights (or, stored and layer-major, the budget)
+/// shared equally by the GPUs of the split, and the stored files' pages in host RAM.
 pub(crate) fn model_resources(p: &ModelParams) -> Result<Resources> {
     let plan = run_plan(p, false)?;
-    let path = std::path::Path::new(p.model);
-    let mut memory = mexa_model::resident_bytes(path, plan.load.kind, plan.load.stored_weights)?;
-    if plan.load.release_pages {
-        memory = memory.min(mexa_model::device::parse_bytes(p.memory).ok().flatten().unwrap_or(memory));
+    let stored = plan.load.stored_weights;
+    let capped = |bytes: u64| if plan.load.release_pages { plan.budget.map_or(bytes, |b| bytes.min(b)) } else { bytes };
+    let devices = if plan.load.devices.is_empty() { vec![plan.load.device] } else { plan.load.devices.clone() };
+    let gpus: Vec<usize> = devices.iter().filter_map(|&d| mexa_model::device::cuda_index(d)).collect();
+    let holds = vec![p.model.into()];
+    if gpus.is_empty() {
+        return Ok(Resources { memory: capped(plan.resident), gpu_memory: vec![], holds });
     }
-    Ok(Resources { memory, holds: vec![p.model.into()] })
+    let on_gpus = if stored { plan.budget.map_or(plan.dense, |b| b.min(plan.dense)) } else { plan.dense };
+    let mut gpu_memory = vec![0u64; gpus.iter().max().map_or(0, |m| m + 1)];
+    for &g in &gpus {
+        gpu_memory[g] += on_gpus / gpus.len() as u64;
+    }
+    let memory = if stored { capped(plan.resident) } else { 0 };
+    Ok(Resources { memory, gpu_memory, holds })
 }
 
 /// Drops the cached models not in `keep` (by path); a node still using one keeps it alive
