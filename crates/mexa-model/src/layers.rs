@@ -294,6 +294,23 @@ fn bias_from_allowed(allowed: &Tensor, kind: Kind) -> Tensor {
 /// logits (Gemma 2). q: [B,H,T,D], k/v: [B,KV,T,D] with H a multiple of KV.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, scale: f64, softcap: Option<f64>) -> Tensor {
     if softcap.is_none() {
+        let (h, kv) = (q.size()[1], k.size()[1]);
+        if q.device().is_cuda() && h != kv {
+            // On CUDA, grouped-query heads read in place together with a mask leave only the
+            // math kernel (a [B,H,T,T] score tensor); with the key/value heads repeated the
+            // memory-efficient kernel takes the mask, as transformers does it.
+            let rep = h / kv;
+            return Tensor::scaled_dot_product_attention(
+                q,
+                &repeat_kv(k, rep),
+                &repeat_kv(v, rep),
+                Some(bias),
+                0.0,
+                false,
+                scale,
+                false,
+            );
+        }
         // libtorch's fused kernel (flash attention on CPU): no [B,H,T,T] score tensor is
         // written out, and grouped-query heads are read in place.
         return Tensor::scaled_dot_product_attention(q, k, v, Some(bias), 0.0, false, scale, true);

@@ -102,7 +102,7 @@ pub fn heatmap<DB: DrawingBackend>(
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(90)
-        .build_cartesian_2d(0..layers as i32, 0..languages.len() as i32)
+        .build_cartesian_2d(segments(layers), segments(languages.len()))
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -110,7 +110,8 @@ pub fn heatmap<DB: DrawingBackend>(
         .x_desc("hidden state (0 = embeddings)")
         .x_labels(layers.min(20))
         .y_labels(languages.len())
-        .y_label_formatter(&|y| languages.get(*y as usize).cloned().unwrap_or_default())
+        .x_label_formatter(&|x| centre(x).map(|c| c.to_string()).unwrap_or_default())
+        .y_label_formatter(&|y| centre(y).and_then(|r| languages.get(r as usize).cloned()).unwrap_or_default())
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(err)?;
@@ -119,11 +120,30 @@ pub fn heatmap<DB: DrawingBackend>(
         .draw_series(grid.iter().enumerate().flat_map(|(r, row)| {
             row.iter().enumerate().map(move |(c, &v)| {
                 let fill = if is_grey(r, c) { GREY } else { colour(v) };
-                Rectangle::new([(c as i32, r as i32), (c as i32 + 1, r as i32 + 1)], fill.filled())
+                Rectangle::new(cell(c, r), fill.filled())
             })
         }))
         .map_err(err)?;
     colour_bar(&legend, grey.iter().flatten().any(|&g| g))
+}
+
+/// The category a segmented axis's label stands for (labels sit at segment centres).
+fn centre(v: &SegmentValue<i32>) -> Option<i32> {
+    match v {
+        SegmentValue::CenterOf(c) => Some(*c),
+        _ => None,
+    }
+}
+
+/// An axis of `n` categories, labelled at their centres (a segmented `a..b` has b − a + 1).
+fn segments(n: usize) -> plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordi32> {
+    (0..(n as i32 - 1).max(0)).into_segmented()
+}
+
+/// The rectangle of cell (column, row) on segmented axes.
+fn cell(c: usize, r: usize) -> [(SegmentValue<i32>, SegmentValue<i32>); 2] {
+    let (c, r) = (c as i32, r as i32);
+    [(SegmentValue::Exact(c), SegmentValue::Exact(r)), (SegmentValue::Exact(c + 1), SegmentValue::Exact(r + 1))]
 }
 
 /// The colour scale at the right of a heatmap, with a grey swatch for "near chance" when
@@ -196,7 +216,7 @@ pub fn cluster_heatmap<DB: DrawingBackend>(
         .margin_top(0)
         .x_label_area_size(70)
         .y_label_area_size(90)
-        .build_cartesian_2d(0..n as i32, 0..n as i32)
+        .build_cartesian_2d(segments(n), segments(n))
         .map_err(err)?;
     let (l1, l2) = (labels.to_vec(), labels.to_vec());
     chart
@@ -206,8 +226,14 @@ pub fn cluster_heatmap<DB: DrawingBackend>(
         .y_desc("pivot")
         .x_labels(n.min(60))
         .y_labels(n.min(60))
-        .x_label_formatter(&move |x| l1.get(*x as usize).cloned().unwrap_or_default())
-        .y_label_formatter(&move |y| l2.get(n.saturating_sub(1 + *y as usize)).cloned().unwrap_or_default())
+        .x_label_formatter(&move |x| centre(x).and_then(|c| l1.get(c as usize).cloned()).unwrap_or_default())
+        // Row r (a pivot) is drawn from the top, so the diagonal runs top-left to bottom-right.
+        .y_label_formatter(&move |y| {
+            centre(y)
+                .filter(|&y| y >= 0 && (y as usize) < n)
+                .map(|y| l2[n - 1 - y as usize].clone())
+                .unwrap_or_default()
+        })
         .x_label_style(("sans-serif", 10).into_font().transform(FontTransform::Rotate90))
         .label_style(("sans-serif", 10))
         .draw()
@@ -215,8 +241,6 @@ pub fn cluster_heatmap<DB: DrawingBackend>(
     let is_grey = |r: usize, c: usize| grey.get(r).and_then(|g| g.get(c)).copied().unwrap_or(false);
     chart
         .draw_series(grid.iter().enumerate().flat_map(|(r, row)| {
-            // Row r (pivot) drawn from the top, so the diagonal runs top-left to bottom-right.
-            let y = (n - 1 - r) as i32;
             row.iter().enumerate().map(move |(c, &v)| {
                 let fill = if r == c {
                     RGBColor(255, 255, 255)
@@ -225,7 +249,7 @@ pub fn cluster_heatmap<DB: DrawingBackend>(
                 } else {
                     colour(v)
                 };
-                Rectangle::new([(c as i32, y), (c as i32 + 1, y + 1)], fill.filled())
+                Rectangle::new(cell(c, n - 1 - r), fill.filled())
             })
         }))
         .map_err(err)?;

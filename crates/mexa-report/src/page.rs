@@ -268,7 +268,7 @@ fn pair_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
                 g.pooling,
                 g.n
             );
-            let side = (260 + 16 * g.languages.len() as u32).clamp(520, 2400);
+            let side = (260 + 16 * g.languages.len() as u32).clamp(760, 2400);
             let g1 = g.clone();
             let g2 = g.clone();
             let (t1, t2) = (title.clone(), title);

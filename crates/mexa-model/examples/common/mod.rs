@@ -4,16 +4,24 @@ use mexa_model::Pooled;
 /// Largest ‖a − b‖ / ‖b‖ over the vectors both embeddings have (every layer and pooling; `a`
 /// may cover fewer sentences than `b`).
 pub fn max_rel_diff(a: &[Pooled], b: &[Pooled]) -> f64 {
-    let mut worst = 0f64;
-    for (x, y) in a.iter().zip(b) {
-        for l in 0..x.layers {
-            for s in 0..x.n.min(y.n) {
-                let (u, v) = (x.vector(l, s), y.vector(l, s));
-                let d: f64 = u.iter().zip(v).map(|(p, q)| ((p - q) as f64).powi(2)).sum::<f64>().sqrt();
-                let n: f64 = v.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
-                worst = worst.max(d / n.max(1e-30));
+    rel_diff_by_state(a, b).into_iter().fold(0.0, f64::max)
+}
+
+/// [`max_rel_diff`] per hidden state.
+pub fn rel_diff_by_state(a: &[Pooled], b: &[Pooled]) -> Vec<f64> {
+    let layers = a.first().map_or(0, |x| x.layers);
+    (0..layers)
+        .map(|l| {
+            let mut worst = 0f64;
+            for (x, y) in a.iter().zip(b) {
+                for s in 0..x.n.min(y.n) {
+                    let (u, v) = (x.vector(l, s), y.vector(l, s));
+                    let d: f64 = u.iter().zip(v).map(|(p, q)| ((p - q) as f64).powi(2)).sum::<f64>().sqrt();
+                    let n: f64 = v.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
+                    worst = worst.max(d / n.max(1e-30));
+                }
             }
-        }
-    }
-    worst
+            worst
+        })
+        .collect()
 }
