@@ -95,7 +95,7 @@ impl Bert {
             });
         }
         let table = |n: &str| -> Result<Tensor> {
-            let t = w.get(n)?;
+            let t = w.dense(n)?;
             if t.size().len() != 2 || t.size()[1] != d {
                 anyhow::bail!("weight `{n}` has shape {:?}, expected [rows, {d}] (transposed?)", t.size());
             }
@@ -104,7 +104,7 @@ impl Bert {
         Ok(Self {
             word: table("embeddings.word_embeddings.weight")?,
             pos: table("embeddings.position_embeddings.weight")?,
-            token_type: w.opt("embeddings.token_type_embeddings.weight").map(Tensor::shallow_clone),
+            token_type: w.opt("embeddings.token_type_embeddings.weight"),
             emb_ln: ln("embeddings.LayerNorm")?,
             layers,
             cfg,

@@ -2,6 +2,7 @@
 //! a fused, per-head interleaved query-key-value projection, ALiBi position biases instead
 //! of positional embeddings, and a tanh-GELU MLP.
 use crate::gguf::Gguf;
+use crate::layers::Weight;
 use crate::layers::{attention, attention_bias, decoder_hidden_states, merge_heads, LayerNorm, Linear};
 use crate::model::{req, HiddenStates, LoadOptions};
 use crate::weights::Weights;
@@ -105,7 +106,7 @@ struct Block {
 
 pub struct Bloom {
     cfg: Config,
-    embed: Tensor,
+    embed: Weight,
     embed_norm: LayerNorm,
     blocks: Vec<Block>,
     norm: LayerNorm,
@@ -138,13 +139,13 @@ impl Bloom {
                 })
             })
             .collect::<Result<_>>()?;
-        let embed = w.get("word_embeddings.weight")?;
+        let embed = w.matrix("word_embeddings.weight")?;
         if embed.size().len() != 2 || embed.size()[1] != d {
             bail!("word_embeddings.weight has shape {:?}, expected [vocab, {d}]", embed.size());
         }
         Ok(Self {
             slopes: alibi_slopes(cfg.num_heads),
-            embed: embed.shallow_clone(),
+            embed,
             embed_norm: ln("word_embeddings_layernorm")?,
             norm: ln("ln_f")?,
             blocks,
@@ -160,7 +161,7 @@ impl Bloom {
         let cfg = Config::from_gguf(g)?;
         let (h, d) = (cfg.num_heads, cfg.hidden_size);
         let hd = d / h;
-        let w = Weights::from_gguf(g, opts.kind, opts.device, gguf_name, |name, t| {
+        let fix = move |name: &str, t: Tensor| {
             if name.ends_with("query_key_value.weight") {
                 t.view([3, h, hd, d]).transpose(0, 1).reshape([3 * d, d])
             } else if name.ends_with("query_key_value.bias") {
@@ -168,7 +169,16 @@ impl Bloom {
             } else {
                 t
             }
-        })?;
+        };
+        let placement = opts.placement(cfg.num_layers);
+        let mut w = if opts.stored_weights {
+            Weights::from_gguf_stored(g, opts.kind, placement, gguf_name, fix, |_| true)?
+        } else {
+            Weights::from_gguf(g, opts.kind, placement, gguf_name, fix)?
+        };
+        if opts.release_pages {
+            w.release_pages();
+        }
         Self::load(cfg, &w)
     }
 }
@@ -179,7 +189,7 @@ impl HiddenStates for Bloom {
         let c = &self.cfg;
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let (h, hd) = (c.num_heads, c.hidden_size / c.num_heads);
-        let x = self.embed_norm.forward(&Tensor::embedding(&self.embed, ids, -1, false, false));
+        let x = self.embed_norm.forward(&self.embed.embedding(ids));
         let (kind, device) = (x.kind(), x.device());
         // ALiBi on key positions counted over non-padding tokens (softmax ignores the per-row
         // constant that a relative offset would add): [B, H, 1, T].

@@ -3,6 +3,7 @@
 //! interleaved ("GPT-J") rotary pairs, optional per-head q/k LayerNorm. The logit scale only
 //! touches the LM head, which MEXA does not use.
 use crate::gguf::Gguf;
+use crate::layers::Weight;
 use crate::layers::{
     attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear, RopeScaling,
 };
@@ -121,7 +122,7 @@ struct Block {
 
 pub struct Cohere {
     cfg: Config,
-    embed: Tensor,
+    embed: Weight,
     blocks: Vec<Block>,
     norm: Norm,
 }
@@ -162,11 +163,11 @@ impl Cohere {
                 })
             })
             .collect::<Result<_>>()?;
-        let embed = w.get("embed_tokens.weight")?;
+        let embed = w.matrix("embed_tokens.weight")?;
         if embed.size().len() != 2 || embed.size()[1] != d {
             bail!("embed_tokens.weight has shape {:?}, expected [vocab, {d}]", embed.size());
         }
-        Ok(Self { embed: embed.shallow_clone(), norm: Norm { w: w.shaped("norm.weight", &[d])?, eps }, blocks, cfg })
+        Ok(Self { embed, norm: Norm { w: w.shaped("norm.weight", &[d])?, eps }, blocks, cfg })
     }
 }
 
@@ -174,7 +175,15 @@ impl Cohere {
     /// Loads a `command-r` GGUF (names as llama.cpp writes them; weights as in the checkpoint).
     pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
         let cfg = Config::from_gguf(g)?;
-        let w = Weights::from_gguf(g, opts.kind, opts.device, crate::llama::gguf_name, |_, t| t)?;
+        let placement = opts.placement(cfg.num_layers);
+        let mut w = if opts.stored_weights {
+            Weights::from_gguf_stored(g, opts.kind, placement, crate::llama::gguf_name, |_, t| t, |_| true)?
+        } else {
+            Weights::from_gguf(g, opts.kind, placement, crate::llama::gguf_name, |_, t| t)?
+        };
+        if opts.release_pages {
+            w.release_pages();
+        }
         Self::load(cfg, &w)
     }
 }
@@ -184,7 +193,7 @@ impl HiddenStates for Cohere {
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;
         let (bs, t) = (ids.size()[0], ids.size()[1]);
-        let x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        let x = self.embed.embedding(ids);
         let (kind, device) = (x.kind(), x.device());
         let bias = attention_bias(mask, true, None, kind);
         let (cos, sin) = interleaved_tables(t, c.head_dim, c.rope_theta, kind, device);

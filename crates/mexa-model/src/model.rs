@@ -148,7 +148,7 @@ pub struct LoadOptions {
     pub lm_head: bool,
     /// Keep weights in their file's form (GGUF blocks, safetensors values; memory-mapped)
     /// and make each dense only while it is used: identical results, a fraction of the
-    /// memory (Llama and Gemma families; other families load dense).
+    /// memory (every family; the Llama and Gemma families also run layer-major).
     pub stored_weights: bool,
     /// With `stored_weights`: drop each weight's file pages after use, so the process holds
     /// about one layer of the file at a time (for memory budgets below the file's size;
@@ -334,13 +334,13 @@ pub fn resident_bytes(path: &Path, kind: Kind, stored_weights: bool) -> Result<u
 }
 
 /// Whether the model at `path` is of a family whose layers can be split over devices and
-/// run from stored weights (Llama, Gemma), from its config or GGUF header alone.
+/// run layer-major (Llama, Gemma), from its config or GGUF header alone.
 pub fn splits(path: &Path) -> Result<bool> {
     Ok(match locate(path)? {
-        Source::Gguf(file) => Family::of_gguf(Gguf::open(&file)?.architecture()?).stores(),
+        Source::Gguf(file) => Family::of_gguf(Gguf::open(&file)?.architecture()?).splits(),
         Source::Hf(dir) => {
             let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
-            Family::of_hf(cfg["model_type"].as_str().unwrap_or("")).stores()
+            Family::of_hf(cfg["model_type"].as_str().unwrap_or("")).splits()
         }
     })
 }
@@ -425,12 +425,17 @@ impl Family {
             _ => Family::Other,
         }
     }
-    /// Runs from stored weights (and layer-major).
+    /// Runs from stored weights: every family (their loaders take matrices through
+    /// `Weights::weight`/`matrix`).
     fn stores(self) -> bool {
+        true
+    }
+    /// Runs layer-major and split over devices (implements `layers::Decoder`).
+    fn splits(self) -> bool {
         self != Family::Other
     }
     fn check_split(self, opts: &LoadOptions, source: &Path) -> Result<()> {
-        if opts.devices.len() > 1 && self == Family::Other {
+        if opts.devices.len() > 1 && !self.splits() {
             bail!("{}: splitting a model over several devices is implemented for the Llama and Gemma families only; name one device", source.display());
         }
         Ok(())

@@ -1,6 +1,7 @@
 //! OLMo and OLMo 2. OLMo: Llama-like, but LayerNorms without weight or bias and optional
 //! clipping of q/k/v. OLMo 2: RMSNorm on the whole q and k projections, and norms after
 //! attention and MLP (not before) inside each residual branch.
+use crate::layers::Weight;
 use crate::layers::{
     apply_rope, attention, attention_bias, decoder_hidden_states, merge_heads, rope_from_hf, split_heads, Linear,
     RmsNorm, Rope, RopeScaling,
@@ -82,7 +83,7 @@ struct Block {
 
 pub struct Olmo {
     cfg: Config,
-    embed: Tensor,
+    embed: Weight,
     blocks: Vec<Block>,
     norm: Option<RmsNorm>,
     rope: Rope,
@@ -120,7 +121,7 @@ impl Olmo {
             });
         }
         Ok(Self {
-            embed: w.get("embed_tokens.weight")?.shallow_clone(),
+            embed: w.matrix("embed_tokens.weight")?,
             norm: if v2 { Some(rms("norm.weight", d)?) } else { None },
             rope: Rope::new(hd as usize, cfg.rope_theta, &cfg.rope_scaling),
             blocks,
@@ -134,7 +135,7 @@ impl HiddenStates for Olmo {
     fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.cfg;
         let t = ids.size()[1];
-        let x = Tensor::embedding(&self.embed, ids, -1, false, false);
+        let x = self.embed.embedding(ids);
         let bias = attention_bias(mask, true, None, x.kind());
         let (cos, sin) = self.rope.tables(t, x.kind(), x.device());
         let scale = 1.0 / (c.head_dim as f64).sqrt();

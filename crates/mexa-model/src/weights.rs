@@ -91,21 +91,31 @@ impl Weights {
         self.map.get(name).ok_or_else(|| anyhow!("{}: missing weight `{name}`", self.source))
     }
 
-    pub fn opt(&self, name: &str) -> Option<&Tensor> {
-        self.map.get(name)
+    /// A weight that may be absent, dense (see [`Weights::dense`]): loaded dense or stored.
+    pub fn opt(&self, name: &str) -> Option<Tensor> {
+        self.dense(name).ok()
     }
 
     /// A weight that must have exactly `shape`.
     pub fn shaped(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
-        let t = self.get(name)?;
+        let t = self.dense(name)?;
         if t.size() != shape {
             bail!("{}: weight `{name}` has shape {:?}, expected {:?}", self.source, t.size(), shape);
         }
-        Ok(t.shallow_clone())
+        Ok(t)
+    }
+
+    /// A weight as a dense tensor, whether it loaded dense or was kept stored (then converted
+    /// now, for a caller that holds it whole: a norm, a bias, a position table).
+    pub fn dense(&self, name: &str) -> Result<Tensor> {
+        match self.stored.get(name) {
+            Some(s) => Ok(s.dense()),
+            None => Ok(self.get(name)?.shallow_clone()),
+        }
     }
 
     pub fn opt_shaped(&self, name: &str, shape: &[i64]) -> Result<Option<Tensor>> {
-        match self.map.contains_key(name) {
+        match self.map.contains_key(name) || self.stored.contains_key(name) {
             true => self.shaped(name, shape).map(Some),
             false => Ok(None),
         }

@@ -1,6 +1,7 @@
 //! XGLM (Meta, multilingual): embeddings scaled by √d plus fairseq sinusoidal positions
 //! (offset 2), pre-LN blocks with biased q/k/v/out projections and a GELU MLP, and a final
 //! LayerNorm.
+use crate::layers::Weight;
 use crate::layers::{attention, attention_bias, decoder_hidden_states, merge_heads, split_heads, LayerNorm, Linear};
 use crate::model::{req, HiddenStates};
 use crate::weights::Weights;
@@ -68,7 +69,7 @@ struct Block {
 
 pub struct Xglm {
     cfg: Config,
-    embed: Tensor,
+    embed: Weight,
     blocks: Vec<Block>,
     norm: LayerNorm,
 }
@@ -104,11 +105,11 @@ impl Xglm {
                 })
             })
             .collect::<Result<_>>()?;
-        let embed = w.get("embed_tokens.weight")?;
+        let embed = w.matrix("embed_tokens.weight")?;
         if embed.size().len() != 2 || embed.size()[1] != d {
             bail!("embed_tokens.weight has shape {:?}, expected [vocab, {d}]", embed.size());
         }
-        Ok(Self { embed: embed.shallow_clone(), norm: ln("layer_norm")?, blocks, cfg })
+        Ok(Self { embed, norm: ln("layer_norm")?, blocks, cfg })
     }
 }
 
@@ -118,7 +119,7 @@ impl HiddenStates for Xglm {
         let c = &self.cfg;
         let t = ids.size()[1];
         let (h, hd) = (c.num_heads, c.d_model / c.num_heads);
-        let e = Tensor::embedding(&self.embed, ids, -1, false, false);
+        let e = self.embed.embedding(ids);
         let (kind, device) = (e.kind(), e.device());
         let e = if c.scale_embedding { e * (c.d_model as f64).sqrt() } else { e };
         let x = e + sinusoidal_positions(t, c.d_model, 2).to_kind(kind).to_device(device).unsqueeze(0);

@@ -282,6 +282,37 @@ fn stored_split_and_layer_major_runs_are_bit_identical_to_dense() {
     }
 }
 
+/// The other families (OLMo, BLOOM, XGLM, Command-R, BERT, XLM-R) run from stored weights
+/// too, batch by batch, with the dense path's hidden states bit for bit, from safetensors and
+/// GGUF (BLOOM's reordered fused projection, Command-R's interleaved rotary).
+#[test]
+fn stored_weights_of_every_other_family_are_bit_identical_to_dense() {
+    let hf = ["olmo", "olmo2", "bloom", "bloom_6heads", "xglm", "cohere", "bert", "xlm_roberta"];
+    let gguf = ["bloom", "cohere"];
+    let cases = hf
+        .iter()
+        .map(|n| (*n, fixtures().join(n)))
+        .chain(gguf.iter().map(|n| (*n, fixtures().join(n).join("model.gguf"))));
+    for (name, path) in cases {
+        if !path.exists() {
+            panic!("{name}: fixture {} missing", path.display());
+        }
+        let expected: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(fixtures().join(name).join("expected.safetensors")).unwrap().into_iter().collect();
+        let (ids, mask) = (&expected["input_ids"], &expected["attention_mask"]);
+        let states = |o: LoadOptions| {
+            let net = load_network(&path, &o).unwrap_or_else(|e| panic!("{name}: {e:#}")).0;
+            tch::no_grad(|| net.forward(ids, mask)).unwrap()
+        };
+        let dense = states(LoadOptions::default());
+        let stored = states(LoadOptions { stored_weights: true, release_pages: true, ..Default::default() });
+        assert_eq!(dense.len(), stored.len());
+        for (i, (a, b)) in dense.iter().zip(&stored).enumerate() {
+            assert!(a.equal(b), "{name} ({}): hidden_{i} differs between dense and stored", path.display());
+        }
+    }
+}
+
 /// A family the split is not written for says so instead of running on one device.
 #[test]
 fn splitting_a_family_without_the_split_is_a_clear_error() {
