@@ -3,7 +3,7 @@
 
 For each crates/*/Cargo.toml: every [dependencies] entry must appear as `name::` or
 `use name` (hyphens as underscores) in the crate's src/, build.rs or benches; every
-[dev-dependencies] entry in src/ (unit tests) or tests/. A dependency kept only to set a
+[dev-dependencies] entry in src/ (unit tests), tests/ or examples/. A dependency kept only to set a
 feature of another crate can be listed in the crate's Cargo.toml under
 [package.metadata.unused-deps] ignore = ["name"], with the reason in a comment.
 """
@@ -28,7 +28,7 @@ for manifest in sorted(root.glob("crates/*/Cargo.toml")):
         return "\n".join(out)
 
     main = text(["src", "build.rs", "benches"])
-    dev = main + text(["tests"])
+    dev = main + text(["tests", "examples"])
     for section, body in (("dependencies", main), ("dev-dependencies", dev)):
         for name, spec in cfg.get(section, {}).items():
             real = spec.get("package", name) if isinstance(spec, dict) else name
