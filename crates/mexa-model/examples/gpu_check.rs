@@ -8,7 +8,7 @@
 //! speed on the GPU (each timed on a second, warm pass), and the largest relative L2 difference of any pooled embedding (every
 //! layer, every sentence) from the CPU's. `tools/gpu_check.sh` runs it on a GPU machine next
 //! to transformers' numbers (docs/gpu.md).
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use common::max_rel_diff;
 use mexa_model::{embed, parse_device, parse_dtype, runtime_info, BatchOptions, LoadOptions, Model, Pooled, Pooling};
 use std::path::Path;
@@ -27,12 +27,7 @@ fn main() -> Result<()> {
         if args.len() > 3 { args[3..].iter().map(String::as_str).collect() } else { vec!["f32", "bf16"] };
     println!("{}", runtime_info());
     println!("device `auto` resolves to {:?}", parse_device("auto")?);
-    let sentences: Vec<String> = std::fs::read_to_string(path)
-        .with_context(|| path.display().to_string())?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect();
+    let sentences = common::sentences(path)?;
     let pool = [Pooling::Weighted, Pooling::Last];
     let cpu = Model::load(model, &LoadOptions::default())?;
     let t = Instant::now();

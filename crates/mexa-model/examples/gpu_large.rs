@@ -14,7 +14,7 @@
 //!    larger than the GPU), every sentence in one chunk: tokens/s and difference from 2.
 //!
 //! Prints one line per measurement; `tools/gpu_large.sh` runs it beside transformers.
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use common::{max_rel_diff, rel_diff_by_state};
 use mexa_model::{embed, parse_device, runtime_info, BatchOptions, LoadOptions, Model, Pooled, Pooling};
 use std::path::Path;
@@ -32,12 +32,7 @@ fn main() -> Result<()> {
     let (model, path) = (Path::new(&args[1]), Path::new(&args[2]));
     let k: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(16);
     println!("{}", runtime_info());
-    let sentences: Vec<String> = std::fs::read_to_string(path)
-        .with_context(|| path.display().to_string())?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect();
+    let sentences = common::sentences(path)?;
     let few = &sentences[..k.min(sentences.len())];
     if std::env::var_os("GPU_LARGE_SPEED_ONLY").is_some() {
         return speed_only(model, &sentences);

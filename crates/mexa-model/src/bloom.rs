@@ -170,15 +170,7 @@ impl Bloom {
                 t
             }
         };
-        let placement = opts.placement(cfg.num_layers);
-        let mut w = if opts.stored_weights {
-            Weights::from_gguf_stored(g, opts.kind, placement, gguf_name, fix, |_| true)?
-        } else {
-            Weights::from_gguf(g, opts.kind, placement, gguf_name, fix)?
-        };
-        if opts.release_pages {
-            w.release_pages();
-        }
+        let w = Weights::from_gguf(g, opts, cfg.num_layers, gguf_name, fix, |_| true)?;
         Self::load(cfg, &w)
     }
 }

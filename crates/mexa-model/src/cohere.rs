@@ -175,15 +175,7 @@ impl Cohere {
     /// Loads a `command-r` GGUF (names as llama.cpp writes them; weights as in the checkpoint).
     pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
         let cfg = Config::from_gguf(g)?;
-        let placement = opts.placement(cfg.num_layers);
-        let mut w = if opts.stored_weights {
-            Weights::from_gguf_stored(g, opts.kind, placement, crate::llama::gguf_name, |_, t| t, |_| true)?
-        } else {
-            Weights::from_gguf(g, opts.kind, placement, crate::llama::gguf_name, |_, t| t)?
-        };
-        if opts.release_pages {
-            w.release_pages();
-        }
+        let w = Weights::from_gguf(g, opts, cfg.num_layers, crate::llama::gguf_name, |_, t| t, |_| true)?;
         Self::load(cfg, &w)
     }
 }

@@ -295,7 +295,6 @@ impl Gemma {
     pub fn from_gguf(g: &Gguf, opts: &LoadOptions) -> Result<Self> {
         let cfg = Config::from_gguf(g)?;
         let version = cfg.version;
-        let placement = opts.placement(cfg.num_layers);
         let fix = |name: &str, t: Tensor| {
             if name.ends_with("norm.weight") || name.ends_with("layernorm.weight") {
                 t - 1.0
@@ -304,14 +303,7 @@ impl Gemma {
             }
         };
         let rename = |n: &str| gguf_name(version, n);
-        let mut w = if opts.stored_weights {
-            Weights::from_gguf_stored(g, opts.kind, placement, rename, fix, |_| true)?
-        } else {
-            Weights::from_gguf(g, opts.kind, placement, rename, fix)?
-        };
-        if opts.release_pages {
-            w.release_pages();
-        }
+        let w = Weights::from_gguf(g, opts, cfg.num_layers, rename, fix, |_| true)?;
         Self::load(cfg, &w)
     }
 }
@@ -412,9 +404,7 @@ impl HiddenStates for Gemma {
         if self.cfg.bidirectional {
             bail!("a bidirectional encoder (EmbeddingGemma) has no LM head");
         }
-        let h = hidden.to_device(self.norm.w.device());
-        let h = if state + 1 < self.num_hidden_states() { self.norm.forward(&h) } else { h };
-        Ok(crate::layers::top1_rows(&h, &self.lens_head.get(&self.embed)))
+        Ok(crate::layers::lens_top1(self, state, hidden, &self.lens_head.get(&self.embed)))
     }
     crate::model::hidden_dims!(num_layers, hidden_size, embed);
     fn causal(&self) -> bool {

@@ -519,6 +519,14 @@ pub fn top1_rows(h: &Tensor, head: &Tensor) -> Tensor {
     }
 }
 
+/// The logit lens of a decoder: the rows of hidden state `state` through the final norm (the
+/// last state already has it), then their top column against the LM head ([`top1_rows`]).
+pub fn lens_top1<D: Decoder>(d: &D, state: usize, hidden: &Tensor, head: &Tensor) -> Tensor {
+    let h = hidden.to_device(d.placement().last());
+    let h = if state < d.blocks().len() { d.final_norm(&h) } else { h };
+    top1_rows(&h, head)
+}
+
 /// A dense copy of a weight kept for repeated use (the logit lens's LM head), made on first
 /// use: a stored head would otherwise be converted for every batch and hidden state.
 #[derive(Default)]

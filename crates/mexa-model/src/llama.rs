@@ -294,16 +294,9 @@ impl Llama {
                 t
             }
         };
-        let mut w = if opts.stored_weights {
-            // Fused Phi-3 projections are split at load, so they load dense.
-            let stored = |n: &str| !n.ends_with("qkv_proj.weight") && !n.ends_with("gate_up_proj.weight");
-            Weights::from_gguf_stored(g, opts.kind, opts.placement(cfg.num_layers), rename, fix, stored)?
-        } else {
-            Weights::from_gguf(g, opts.kind, opts.placement(cfg.num_layers), rename, fix)?
-        };
-        if opts.release_pages {
-            w.release_pages();
-        }
+        // Fused Phi-3 projections are split at load, so they load dense.
+        let stored = |n: &str| !n.ends_with("qkv_proj.weight") && !n.ends_with("gate_up_proj.weight");
+        let w = Weights::from_gguf(g, opts, cfg.num_layers, rename, fix, stored)?;
         Self::load(cfg, &w)
     }
 }
@@ -376,9 +369,7 @@ impl HiddenStates for Llama {
             (None, true) => &self.embed,
             (None, false) => anyhow::bail!("the weights have no lm_head.weight (and tie_word_embeddings is false); was the model loaded with its LM head?"),
         };
-        let h = hidden.to_device(self.norm.w.device());
-        let h = if state + 1 < self.num_hidden_states() { self.norm.forward(&h) } else { h };
-        Ok(crate::layers::top1_rows(&h, &self.lens_head.get(head)))
+        Ok(crate::layers::lens_top1(self, state, hidden, &self.lens_head.get(head)))
     }
     crate::model::hidden_dims!(num_layers, hidden_size, embed);
     crate::model::decoder_runs!();

@@ -288,28 +288,21 @@ pub fn weight_bytes(path: &Path, kind: Kind) -> Result<u64> {
     Ok(numel * kind.elt_size_in_bytes() as u64)
 }
 
-/// [`weight_bytes`] for a load with `stored_weights`: a Llama- or Gemma-family model then
-/// holds its 2-D weights in their file's form (counted at their size in the file, which the
+/// [`weight_bytes`] for a load with `stored_weights`: a model then holds its 2-D weights in their file's form (counted at their size in the file, which the
 /// memory map brings in) plus, while a matrix is in use, that matrix dense; everything else
 /// as [`weight_bytes`].
 pub fn resident_bytes(path: &Path, kind: Kind, stored_weights: bool) -> Result<u64> {
     if !stored_weights {
         return weight_bytes(path, kind);
     }
-    // (shape, bytes in the file) of every tensor, if the family runs stored.
+    // (shape, bytes in the file) of every tensor.
     let tensors: Vec<(Vec<i64>, u64)> = match locate(path)? {
-        Source::Gguf(file) => {
-            let g = Gguf::open(&file)?;
-            if !Family::of_gguf(g.architecture()?).stores() {
-                return weight_bytes(path, kind);
-            }
-            g.tensors.iter().map(|t| (t.shape.iter().map(|&d| d as i64).collect(), t.byte_len() as u64)).collect()
-        }
+        Source::Gguf(file) => Gguf::open(&file)?
+            .tensors
+            .iter()
+            .map(|t| (t.shape.iter().map(|&d| d as i64).collect(), t.byte_len() as u64))
+            .collect(),
         Source::Hf(dir) => {
-            let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
-            if !Family::of_hf(cfg["model_type"].as_str().unwrap_or("")).stores() {
-                return weight_bytes(path, kind);
-            }
             let mut v = Vec::new();
             for f in crate::weights::safetensors_files(&dir)? {
                 v.extend(
@@ -360,7 +353,7 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
             let layers = cfg["num_hidden_layers"].as_i64().or_else(|| cfg["n_layer"].as_i64()).unwrap_or(1);
             let weights = || -> Result<Weights> {
                 let placement = opts.placement(layers);
-                let mut w = if opts.stored_weights && family.stores() {
+                let mut w = if opts.stored_weights {
                     // Phi-3's fused projections are split at load, so they load dense.
                     let stored = |n: &str| !n.ends_with("qkv_proj.weight") && !n.ends_with("gate_up_proj.weight");
                     Weights::from_safetensors_stored(&dir, opts.kind, placement, stored)?
@@ -402,7 +395,8 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
     }
 }
 
-/// What the loaders can do with a family: keep weights stored, split layers over devices.
+/// What the loaders can do with a family beyond stored weights (which all of them take):
+/// run layer-major and split layers over devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     Llama,
@@ -424,11 +418,6 @@ impl Family {
             "gemma" | "gemma2" | "gemma3" | "gemma-embedding" => Family::Gemma,
             _ => Family::Other,
         }
-    }
-    /// Runs from stored weights: every family (their loaders take matrices through
-    /// `Weights::weight`/`matrix`).
-    fn stores(self) -> bool {
-        true
     }
     /// Runs layer-major and split over devices (implements `layers::Decoder`).
     fn splits(self) -> bool {

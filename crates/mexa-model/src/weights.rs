@@ -13,7 +13,7 @@ const PREFIXES: &[&str] =
 
 pub struct Weights {
     map: HashMap<String, Tensor>,
-    /// Weights kept in their file's form ([`Weights::from_gguf_stored`]).
+    /// Weights kept in their file's form ([`Weights::from_gguf`], [`Weights::from_safetensors_stored`]).
     pub(crate) stored: HashMap<String, std::sync::Arc<Stored>>,
     pub(crate) source: String,
     pub kind: Kind,
@@ -55,34 +55,6 @@ impl Weights {
             for (name, t) in tensors {
                 w.insert(&name, t);
             }
-        }
-        Ok(w)
-    }
-
-    /// Loads every GGUF tensor that `rename` maps to a parameter name, dequantised to f32
-    /// and then converted to `kind`. `fix` may transform a tensor (for example undo
-    /// llama.cpp's Q/K permutation) given its new name.
-    pub fn from_gguf(
-        g: &Gguf,
-        kind: Kind,
-        placement: impl Into<Placement>,
-        rename: impl Fn(&str) -> Option<String>,
-        fix: impl Fn(&str, Tensor) -> Tensor,
-    ) -> Result<Self> {
-        let mut w = Self::new(g.path.display().to_string(), kind, placement);
-        for t in &g.tensors {
-            let Some(name) = rename(&t.name) else { continue };
-            let raw = g.read_raw(t)?;
-            let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-            // Dequantise straight into the tensor's memory: no second f32 copy of each tensor.
-            let tensor = Tensor::empty(&shape, (Kind::Float, Device::Cpu));
-            // SAFETY: `tensor` is a fresh, contiguous f32 CPU tensor of exactly numel elements,
-            // owned here and not aliased while the slice lives.
-            let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, t.numel()) };
-            crate::gguf::dequantize_into(t.ty, &raw, out)?;
-            drop(raw);
-            let tensor = fix(&name, tensor);
-            w.insert(&name, tensor);
         }
         Ok(w)
     }
@@ -341,37 +313,47 @@ impl Stored {
 }
 
 impl Weights {
-    /// Like [`Weights::from_gguf`], but the tensors `stored` picks stay in the file's blocks
+    /// Loads every GGUF tensor that `rename` maps to a parameter name, placed for a model of
+    /// `layers` layers, as `opts` asks. `fix` may transform a tensor given its new name (for
+    /// example undo llama.cpp's Q/K permutation), before the conversion to `opts.kind`. With
+    /// `opts.stored_weights`, the tensors `stored` picks stay in the file's blocks
     /// (memory-mapped) and become dense only while used ([`Weights::weight`] returns them as
-    /// [`crate::layers::Weight::Stored`]); the others load dense. A stored tensor's rows
-    /// must split into whole blocks (checked here).
-    pub fn from_gguf_stored(
+    /// [`crate::layers::Weight::Stored`]; their rows must split into whole blocks, checked
+    /// here), handing their pages back after each use with `opts.release_pages`; every other
+    /// tensor is dequantised to f32 now.
+    pub fn from_gguf(
         g: &Gguf,
-        kind: Kind,
-        placement: impl Into<Placement>,
+        opts: &crate::LoadOptions,
+        layers: i64,
         rename: impl Fn(&str) -> Option<String>,
         fix: impl Fn(&str, Tensor) -> Tensor + Send + Sync + 'static,
         stored: impl Fn(&str) -> bool,
     ) -> Result<Self> {
         let map = map_file(&g.path)?;
         let fix: std::sync::Arc<dyn Fn(&str, Tensor) -> Tensor + Send + Sync> = std::sync::Arc::new(fix);
-        let mut w = Self::new(g.path.display().to_string(), kind, placement);
+        let mut w = Self::new(g.path.display().to_string(), opts.kind, opts.placement(layers));
         for t in &g.tensors {
             let Some(name) = rename(&t.name) else { continue };
             let (bv, _) = t.ty.block();
             let splits = t.shape.len() == 2 && t.shape[1] % bv == 0;
-            if stored(&name) && splits && (t.offset as usize + t.byte_len()) <= map.len() {
+            if opts.stored_weights && stored(&name) && splits && (t.offset as usize + t.byte_len()) <= map.len() {
                 let shape = t.shape.iter().map(|&d| d as i64).collect();
                 w.keep_stored(&map, t.offset as usize, Encoding::Ggml(t.ty), shape, &name, fix.clone());
                 continue;
             }
             let raw = g.read_raw(t)?;
             let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+            // Dequantise straight into the tensor's memory: no second f32 copy of each tensor.
             let tensor = Tensor::empty(&shape, (Kind::Float, Device::Cpu));
-            // SAFETY: as in `from_gguf`.
+            // SAFETY: `tensor` is a fresh, contiguous f32 CPU tensor of exactly numel elements,
+            // owned here and not aliased while the slice lives.
             let out = unsafe { std::slice::from_raw_parts_mut(tensor.data_ptr() as *mut f32, t.numel()) };
             crate::gguf::dequantize_into(t.ty, &raw, out)?;
+            drop(raw);
             w.insert(&name, fix(&name, tensor));
+        }
+        if opts.release_pages {
+            w.release_pages();
         }
         Ok(w)
     }

@@ -115,13 +115,9 @@ pub fn heatmap<DB: DrawingBackend>(
         .label_style(("sans-serif", 12))
         .draw()
         .map_err(err)?;
-    let is_grey = |r: usize, c: usize| grey.get(r).and_then(|g| g.get(c)).copied().unwrap_or(false);
     chart
         .draw_series(grid.iter().enumerate().flat_map(|(r, row)| {
-            row.iter().enumerate().map(move |(c, &v)| {
-                let fill = if is_grey(r, c) { GREY } else { colour(v) };
-                Rectangle::new(cell(c, r), fill.filled())
-            })
+            row.iter().enumerate().map(move |(c, &v)| Rectangle::new(cell(c, r), fill(v, grey, r, c).filled()))
         }))
         .map_err(err)?;
     colour_bar(&legend, grey.iter().flatten().any(|&g| g))
@@ -132,6 +128,15 @@ fn centre(v: &SegmentValue<i32>) -> Option<i32> {
     match v {
         SegmentValue::CenterOf(c) => Some(*c),
         _ => None,
+    }
+}
+
+/// A heatmap cell's colour: grey where `grey` marks it (near chance), else its score's.
+fn fill(v: f64, grey: &[Vec<bool>], r: usize, c: usize) -> RGBColor {
+    if grey.get(r).and_then(|g| g.get(c)).copied().unwrap_or(false) {
+        GREY
+    } else {
+        colour(v)
     }
 }
 
@@ -238,18 +243,12 @@ pub fn cluster_heatmap<DB: DrawingBackend>(
         .label_style(("sans-serif", 10))
         .draw()
         .map_err(err)?;
-    let is_grey = |r: usize, c: usize| grey.get(r).and_then(|g| g.get(c)).copied().unwrap_or(false);
     chart
         .draw_series(grid.iter().enumerate().flat_map(|(r, row)| {
+            // A language against itself stays blank.
             row.iter().enumerate().map(move |(c, &v)| {
-                let fill = if r == c {
-                    RGBColor(255, 255, 255)
-                } else if is_grey(r, c) {
-                    GREY
-                } else {
-                    colour(v)
-                };
-                Rectangle::new(cell(c, n - 1 - r), fill.filled())
+                let f = if r == c { RGBColor(255, 255, 255) } else { fill(v, grey, r, c) };
+                Rectangle::new(cell(c, n - 1 - r), f.filled())
             })
         }))
         .map_err(err)?;

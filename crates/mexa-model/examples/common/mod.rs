@@ -1,5 +1,17 @@
 //! What the GPU checks share.
+use anyhow::{Context, Result};
 use mexa_model::Pooled;
+use std::path::Path;
+
+/// The non-blank lines of a text file: the sentences to embed.
+pub fn sentences(path: &Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| path.display().to_string())?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect())
+}
 
 /// Largest ‖a − b‖ / ‖b‖ over the vectors both embeddings have (every layer and pooling; `a`
 /// may cover fewer sentences than `b`).
