@@ -194,6 +194,105 @@ pub fn encode_all(model: &Model, sentences: &[String]) -> Result<Vec<Vec<i64>>> 
 /// ([`crate::HiddenStates::lens_logits`]: the final norm and the LM head).
 pub type LensTop1 = Vec<Vec<Vec<i32>>>;
 
+/// Pooled vectors on their way into [`Pooled::data`]. On a CPU each batch's vectors are
+/// written straight into the output at their sentences' rows. On a GPU they are written into
+/// a buffer on the model's device, batch after batch (batches come in length order), and a
+/// full buffer goes to the host in one copy per pooling, its rows put in sentence order
+/// there: the host never waits on the GPU per batch, and each vector is copied on the host
+/// once.
+struct Gather {
+    /// Per pooling, the output as a [states, n, D] tensor over its `Pooled::data`.
+    dst: Vec<Tensor>,
+    /// Per pooling, the device buffer [states, rows, D]; empty on a CPU.
+    buf: Vec<Tensor>,
+    /// Sentence index of each buffered row.
+    rows: Vec<i64>,
+}
+
+/// Where one batch's vectors go: its first row in the device buffer, and its sentences.
+struct Slot {
+    offset: i64,
+    sentences: Tensor,
+}
+
+/// Most bytes of pooled vectors a GPU buffers before a copy to the host.
+const GATHER_BYTES: usize = 1 << 30;
+
+impl Gather {
+    /// # Safety
+    /// Each tensor of `dst` aliases its `Pooled::data`: `out` must not be read or moved
+    /// until the `Gather` is flushed and dropped.
+    /// `buffer`: the device buffer's rows (None: write straight into the output, on a CPU).
+    unsafe fn new(out: &mut [Pooled], dev: tch::Device, buffer: Option<usize>) -> Self {
+        let dst = out
+            .iter_mut()
+            .map(|o| {
+                let shape = [o.layers as i64, o.n as i64, o.dim as i64];
+                Tensor::from_blob(o.data.as_mut_ptr() as *const u8, &shape, &[], Kind::Float, tch::Device::Cpu)
+            })
+            .collect();
+        let mut g = Gather { dst, buf: Vec::new(), rows: Vec::new() };
+        if let Some(rows) = buffer {
+            g.grow(rows.max(1), dev);
+        }
+        g
+    }
+
+    fn grow(&mut self, rows: usize, dev: tch::Device) {
+        self.buf = self
+            .dst
+            .iter()
+            .map(|d| {
+                let s = d.size();
+                Tensor::empty([s[0], rows as i64, s[2]], (Kind::Float, dev))
+            })
+            .collect();
+    }
+
+    /// Rows for the batch of these sentences (a full buffer is copied out first).
+    fn reserve(&mut self, sentences: &[usize]) -> Slot {
+        let ids: Vec<i64> = sentences.iter().map(|&i| i as i64).collect();
+        let slot = |offset: usize| Slot { offset: offset as i64, sentences: Tensor::from_slice(&ids) };
+        let Some(b) = self.buf.first() else { return slot(0) };
+        let (cap, dev) = (b.size()[1] as usize, b.device());
+        if self.rows.len() + ids.len() > cap {
+            self.flush();
+            if ids.len() > cap {
+                self.grow(ids.len(), dev);
+            }
+        }
+        let offset = self.rows.len();
+        self.rows.extend_from_slice(&ids);
+        slot(offset)
+    }
+
+    /// Pooling `k`'s vectors [B, D] of one state of the batch in `slot`.
+    fn put(&mut self, k: usize, state: usize, slot: &Slot, v: &Tensor) {
+        let state = state as i64;
+        match self.buf.get(k) {
+            Some(b) => {
+                let mut rows = b.get(state).narrow(0, slot.offset, v.size()[0]);
+                rows.copy_(v)
+            }
+            None => {
+                let _ = self.dst[k].get(state).index_copy_(0, &slot.sentences, &v.to_device(tch::Device::Cpu));
+            }
+        }
+    }
+
+    /// The buffered rows to the host, in sentence order.
+    fn flush(&mut self) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let (used, idx) = (self.rows.len() as i64, Tensor::from_slice(&self.rows));
+        for (d, b) in self.dst.iter_mut().zip(&self.buf) {
+            let _ = d.index_copy_(1, &idx, &b.narrow(1, 0, used).to_device(tch::Device::Cpu));
+        }
+        self.rows.clear();
+    }
+}
+
 /// [`embed`] on token ids, and with `lens > 0` the logit lens of the first `lens` sentences
 /// from the same forward passes (the model needs its LM head).
 pub fn embed_ids(
@@ -223,7 +322,14 @@ pub fn embed_ids(
         .collect();
     let lens = lens.min(n);
     let mut top1: LensTop1 = vec![Vec::with_capacity(layers); lens];
+    if n == 0 || out.is_empty() {
+        return Ok((out, top1));
+    }
     let pad = model.pad;
+    let dev = model.device;
+    // SAFETY: `out` is not touched again until `gather` is flushed and dropped below.
+    let buffer = (dev != tch::Device::Cpu).then(|| n.min(GATHER_BYTES / (layers * dim * 4 * out.len()).max(1)));
+    let mut gather = unsafe { Gather::new(&mut out, dev, buffer) };
     // Batches as ranges of `order`; then chunks of consecutive batches.
     let mut batches = Vec::new();
     let mut start = 0;
@@ -231,6 +337,28 @@ pub fn embed_ids(
         let end = batch_end(start, n, ids[order[start]].len(), opts);
         batches.push(start..end);
         start = end;
+    }
+    // Every batch's ids and masks, right-padded, on the device before the first forward
+    // pass: a copy to a GPU waits for the work queued before it, so copying each batch's
+    // inputs just before its pass would leave the GPU idle between batches.
+    let mut inputs = Vec::with_capacity(batches.len());
+    let mut masks = Vec::with_capacity(batches.len());
+    for r in &batches {
+        let batch = &order[r.clone()];
+        let (b, longest) = (batch.len(), ids[batch[0]].len());
+        let mut flat = vec![pad; b * longest];
+        let mut m = vec![0f32; b * longest];
+        let mut lens = vec![0i64; b];
+        for (row, &i) in batch.iter().enumerate() {
+            flat[row * longest..row * longest + ids[i].len()].copy_from_slice(&ids[i]);
+            m[row * longest..row * longest + ids[i].len()].iter_mut().for_each(|v| *v = 1.0);
+            lens[row] = ids[i].len() as i64;
+        }
+        check_vocab(model.net, &flat)?;
+        let ids_t = Tensor::from_slice(&flat).view([b as i64, longest as i64]).to_device(dev);
+        let mask_f = Tensor::from_slice(&m).view([b as i64, longest as i64]).to_device(dev);
+        inputs.push((ids_t, mask_f.to_kind(Kind::Int64)));
+        masks.push((mask_f, Tensor::from_slice(&lens).to_device(dev)));
     }
     let padded = |r: &std::ops::Range<usize>| r.len() * ids[order[r.start]].len();
     let mut first = 0;
@@ -242,41 +370,22 @@ pub fn embed_ids(
             last += 1;
         }
         let chunk = &batches[first..last];
-        let dev = model.device;
-        // Each batch's ids and masks, right-padded.
-        let mut inputs = Vec::with_capacity(chunk.len());
-        let mut masks = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            let batch = &order[r.clone()];
-            let (b, longest) = (batch.len(), ids[batch[0]].len());
-            let mut flat = vec![pad; b * longest];
-            let mut m = vec![0f32; b * longest];
-            let mut lens = vec![0i64; b];
-            for (row, &i) in batch.iter().enumerate() {
-                flat[row * longest..row * longest + ids[i].len()].copy_from_slice(&ids[i]);
-                m[row * longest..row * longest + ids[i].len()].iter_mut().for_each(|v| *v = 1.0);
-                lens[row] = ids[i].len() as i64;
-            }
-            check_vocab(model.net, &flat)?;
-            let ids_t = Tensor::from_slice(&flat).view([b as i64, longest as i64]).to_device(dev);
-            let mask_f = Tensor::from_slice(&m).view([b as i64, longest as i64]).to_device(dev);
-            inputs.push((ids_t, mask_f.to_kind(Kind::Int64)));
-            masks.push((mask_f, Tensor::from_slice(&lens).to_device(dev)));
-        }
+        let (inputs, masks) = (&inputs[first..last], &masks[first..last]);
+        let slots: Vec<Slot> = chunk.iter().map(|r| gather.reserve(&order[r.clone()])).collect();
         // Each layer is pooled as soon as the network makes it and then let go, so a batch
         // never holds every layer's token states at once (families that stream them).
-        // pooled[batch][pooling][state], each [B, D] on the first device.
-        let mut pooled: Vec<Vec<Vec<Tensor>>> =
-            chunk.iter().map(|_| out.iter().map(|_| Vec::with_capacity(layers)).collect()).collect();
+        let mut made = vec![0usize; chunk.len()];
         let mut lens_err = None;
         guarded(model.architecture, || {
-            model.net.forward_chunk(&inputs, &mut |bi, state, h| {
+            model.net.forward_chunk(inputs, &mut |bi, state, h| {
                 // A model split over devices makes later states elsewhere: pool there.
                 let (mask_f, lengths) = &masks[bi];
                 let (mask_f, lengths) = (mask_f.to_device(h.device()), lengths.to_device(h.device()));
-                for (k, o) in out.iter().enumerate() {
-                    pooled[bi][k].push(pool(&h, &mask_f, &lengths, o.pooling).to_device(dev));
+                let hf = h.to_kind(Kind::Float);
+                for (k, &p) in poolings.iter().enumerate() {
+                    gather.put(k, state, &slots[bi], &pool(&hf, &mask_f, &lengths, p));
                 }
+                made[bi] += 1;
                 // The lens: every position of this batch's lens sentences at once.
                 let rows: Vec<(usize, usize)> = order[chunk[bi].clone()]
                     .iter()
@@ -305,27 +414,70 @@ pub fn embed_ids(
         if let Some(e) = lens_err {
             return Err(e.context("logit lens"));
         }
-        for (r, pooled) in chunk.iter().zip(&pooled) {
-            let batch = &order[r.clone()];
-            let b = batch.len();
-            for (o, pooled) in out.iter_mut().zip(pooled) {
-                if pooled.len() != layers {
-                    bail!("internal error: {} hidden states, expected {layers}", pooled.len());
+        if let Some(&m) = made.iter().find(|&&m| m != layers) {
+            bail!("internal error: {m} hidden states, expected {layers}");
+        }
+        chunk.iter().for_each(|r| progress(r.len()));
+        first = last;
+    }
+    gather.flush();
+    drop(gather);
+    Ok((out, top1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The device buffer's bookkeeping (rows reserved batch by batch, flushed when full,
+    /// grown for a batch larger than it) puts every vector where writing it straight into the
+    /// output does: run on the CPU through both paths.
+    #[test]
+    fn buffered_gather_matches_direct_writes() {
+        let (layers, n, dim) = (3usize, 11usize, 5usize);
+        let batches: [&[usize]; 5] = [&[4, 9, 0], &[2, 7], &[10, 1, 3, 5, 6, 8], &[], &[]];
+        let value = |k: usize, l: usize, i: usize, j: usize| (k * 1000 + l * 100 + i * 10 + j) as f32;
+        let run = |buffer: Option<usize>| {
+            let mut out: Vec<Pooled> = (0..2)
+                .map(|_| Pooled {
+                    pooling: Pooling::Last,
+                    layers,
+                    n,
+                    dim,
+                    data: vec![-1.0; layers * n * dim],
+                    tokens: vec![1; n],
+                })
+                .collect();
+            {
+                let mut g = unsafe { Gather::new(&mut out, tch::Device::Cpu, buffer) };
+                for batch in batches.iter().filter(|b| !b.is_empty()) {
+                    let slot = g.reserve(batch);
+                    for l in 0..layers {
+                        for k in 0..2 {
+                            let v: Vec<f32> =
+                                batch.iter().flat_map(|&i| (0..dim).map(move |j| value(k, l, i, j))).collect();
+                            g.put(k, l, &slot, &Tensor::from_slice(&v).view([batch.len() as i64, dim as i64]));
+                        }
+                    }
                 }
-                // Every layer pooled on the model's device, then one copy to the host per
-                // pooling and batch (on a GPU, each copy is a synchronisation).
-                let v = Tensor::stack(pooled, 0).to_device(tch::Device::Cpu).contiguous(); // [L, B, D]
-                let v: Vec<f32> = Vec::<f32>::try_from(v.view([-1]))?;
-                for li in 0..layers {
-                    for (row, &i) in batch.iter().enumerate() {
-                        let (src, dst) = ((li * b + row) * dim, (li * n + i) * dim);
-                        o.data[dst..dst + dim].copy_from_slice(&v[src..src + dim]);
+                g.flush();
+            }
+            out
+        };
+        for buffer in [None, Some(2), Some(4), Some(n)] {
+            let out = run(buffer);
+            for (k, o) in out.iter().enumerate() {
+                for l in 0..layers {
+                    for i in 0..n {
+                        let want: Vec<f32> = (0..dim).map(|j| value(k, l, i, j)).collect();
+                        assert_eq!(
+                            o.vector(l, i),
+                            want.as_slice(),
+                            "buffer {buffer:?}, pooling {k}, layer {l}, sentence {i}"
+                        );
                     }
                 }
             }
-            progress(b);
         }
-        first = last;
     }
-    Ok((out, top1))
 }

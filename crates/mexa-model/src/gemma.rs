@@ -217,7 +217,7 @@ pub struct Gemma {
     rope_local: Rope,
     placement: Placement,
     /// The LM head (the embeddings) made dense once for the logit lens.
-    lens_head: crate::layers::Resident,
+    lens_head: crate::layers::LensHead,
 }
 
 impl Gemma {
@@ -404,7 +404,7 @@ impl HiddenStates for Gemma {
         if self.cfg.bidirectional {
             bail!("a bidirectional encoder (EmbeddingGemma) has no LM head");
         }
-        Ok(crate::layers::lens_top1(self, state, hidden, &self.lens_head.get(&self.embed)))
+        Ok(crate::layers::lens_top1(self, state, hidden, &self.lens_head, &self.embed))
     }
     crate::model::hidden_dims!(num_layers, hidden_size, embed);
     fn causal(&self) -> bool {

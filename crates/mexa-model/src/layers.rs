@@ -520,21 +520,66 @@ pub fn top1_rows(h: &Tensor, head: &Tensor) -> Tensor {
 }
 
 /// The logit lens of a decoder: the rows of hidden state `state` through the final norm (the
-/// last state already has it), then their top column against the LM head ([`top1_rows`]).
-pub fn lens_top1<D: Decoder>(d: &D, state: usize, hidden: &Tensor, head: &Tensor) -> Tensor {
+/// last state already has it), then their top column against the LM head ([`LensHead`]).
+pub fn lens_top1<D: Decoder>(d: &D, state: usize, hidden: &Tensor, lens: &LensHead, head: &Weight) -> Tensor {
     let h = hidden.to_device(d.placement().last());
     let h = if state < d.blocks().len() { d.final_norm(&h) } else { h };
-    top1_rows(&h, head)
+    lens.top1(head, &h)
 }
 
-/// A dense copy of a weight kept for repeated use (the logit lens's LM head), made on first
-/// use: a stored head would otherwise be converted for every batch and hidden state.
+/// The LM head as the logit lens uses it. Made dense on first use and kept (a stored head
+/// would otherwise be converted for every batch and hidden state), unless the load hands
+/// weights' pages back (a memory budget below even the stored weights): then each use makes
+/// it dense a block of vocabulary rows at a time and never holds more than one block.
 #[derive(Default)]
-pub struct Resident(std::sync::Mutex<Option<Tensor>>);
+pub struct LensHead(std::sync::Mutex<Option<Tensor>>);
 
-impl Resident {
-    pub fn get(&self, w: &Weight) -> Tensor {
+/// Most bytes of the LM head a streamed lens makes dense at once.
+const LENS_BLOCK_BYTES: usize = 32 << 20;
+
+impl LensHead {
+    /// [`top1_rows`] of `h` [P, D] against `head`.
+    pub fn top1(&self, head: &Weight, h: &Tensor) -> Tensor {
+        if let Weight::Stored(s) = head {
+            if s.releases() {
+                return top1_streamed(s, h);
+            }
+        }
         let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        g.get_or_insert_with(|| w.tensor()).shallow_clone()
+        top1_rows(h, &g.get_or_insert_with(|| head.tensor()).shallow_clone())
     }
+}
+
+/// [`top1_rows`] against a stored head made dense a block of rows at a time: each block's
+/// best column per row, the first block keeping a tie (as `argmax` keeps the first column).
+fn top1_streamed(head: &crate::weights::Stored, h: &Tensor) -> Tensor {
+    const ROWS: i64 = 256;
+    let (vocab, width) = (head.shape()[0], head.shape()[1]);
+    let block = (LENS_BLOCK_BYTES as i64 / (width * 4).max(1)).max(1);
+    let p = h.size()[0];
+    let mut best: Option<(Tensor, Tensor)> = None;
+    let mut h = h.shallow_clone();
+    for v0 in (0..vocab).step_by(block as usize) {
+        let w = head.row_range(v0, block.min(vocab - v0));
+        if v0 == 0 {
+            h = h.to_device(w.device()).to_kind(w.kind());
+        }
+        let parts: Vec<(Tensor, Tensor)> = (0..p)
+            .step_by(ROWS as usize)
+            .map(|s| h.narrow(0, s, ROWS.min(p - s)).matmul(&w.tr()).max_dim(-1, false))
+            .collect();
+        if parts.is_empty() {
+            break;
+        }
+        let value = Tensor::cat(&parts.iter().map(|x| x.0.shallow_clone()).collect::<Vec<_>>(), 0);
+        let index = Tensor::cat(&parts.iter().map(|x| x.1.shallow_clone()).collect::<Vec<_>>(), 0) + v0;
+        best = Some(match best {
+            None => (value, index),
+            Some((bv, bi)) => {
+                let better = value.gt_tensor(&bv);
+                (value.where_self(&better, &bv), index.where_self(&better, &bi))
+            }
+        });
+    }
+    best.map_or_else(|| Tensor::zeros([0], (Kind::Int64, h.device())), |(_, i)| i)
 }

@@ -199,7 +199,7 @@ pub struct Llama {
     rope: Rope,
     placement: Placement,
     /// The LM head made dense once for the logit lens.
-    lens_head: crate::layers::Resident,
+    lens_head: crate::layers::LensHead,
 }
 
 impl Llama {
@@ -369,7 +369,7 @@ impl HiddenStates for Llama {
             (None, true) => &self.embed,
             (None, false) => anyhow::bail!("the weights have no lm_head.weight (and tie_word_embeddings is false); was the model loaded with its LM head?"),
         };
-        Ok(crate::layers::lens_top1(self, state, hidden, &self.lens_head.get(head)))
+        Ok(crate::layers::lens_top1(self, state, hidden, &self.lens_head, head))
     }
     crate::model::hidden_dims!(num_layers, hidden_size, embed);
     crate::model::decoder_runs!();

@@ -296,6 +296,26 @@ impl Stored {
         }
     }
 
+    /// Whether this weight's pages are handed back after each use.
+    pub fn releases(&self) -> bool {
+        self.release
+    }
+
+    /// Rows `start..start + len` of a 2-D weight, dense: only those rows are read (and,
+    /// with `release`, handed back). Equal to `dense().narrow(0, start, len)` for a weight
+    /// whose `fix` does not reorder rows (an embedding table or LM head).
+    pub fn row_range(&self, start: i64, len: i64) -> Tensor {
+        let rb = self.row_bytes();
+        let (a, b) = (start as usize * rb, (start + len) as usize * rb);
+        let t = self.raw(&self.bytes()[a..b], &[len, self.shape[1]]).to_kind(self.kind).to_device(self.device);
+        if self.release {
+            // SAFETY: as in `let_go`; `raw` has copied the values out.
+            let _ =
+                unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.offset + a, b - a) };
+        }
+        t
+    }
+
     /// Rows `ids` of a 2-D weight (an embedding table), dense: only those rows are read.
     /// Equal to `dense().index_select(0, ids)`.
     pub fn rows(&self, ids: &[i64]) -> Tensor {

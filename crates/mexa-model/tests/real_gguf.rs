@@ -157,7 +157,8 @@ fn stored_weights_embed_bit_identically_on_real_ggufs() {
 
 /// The logit lens at the last hidden state is the model's own next-token prediction (the
 /// final norm is already applied there), for a tied head kept stored (SmolLM2) and for
-/// Gemma's embedding head; the lens gives the same tokens with dense and stored weights.
+/// Gemma's embedding head; the lens gives the same tokens with dense and stored weights, and
+/// with pages handed back (the head then made dense a block of rows at a time per use).
 #[test]
 fn the_lens_at_the_last_state_is_the_models_own_prediction() {
     let sentences = ["The cat sat on the mat because it was tired.", "Der Hund schläft.", "猫は眠っている。"];
@@ -165,8 +166,8 @@ fn the_lens_at_the_last_state_is_the_models_own_prediction() {
         ["models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", "models/gemma3-270m/gemma-3-270m-q4_k_m.gguf"]
     {
         let mut seen = Vec::new();
-        for stored_weights in [false, true] {
-            let opts = LoadOptions { lm_head: true, stored_weights, ..Default::default() };
+        for (stored_weights, release_pages) in [(false, false), (true, false), (true, true)] {
+            let opts = LoadOptions { lm_head: true, stored_weights, release_pages, ..Default::default() };
             let model = Model::load(&assets().join(file), &opts).unwrap();
             let ids: Vec<Vec<i64>> = sentences.iter().map(|s| model.tokenizer.encode(s).unwrap()).collect();
             let (_, top1) =
@@ -185,5 +186,6 @@ fn the_lens_at_the_last_state_is_the_models_own_prediction() {
             seen.push(top1);
         }
         assert_eq!(seen[0], seen[1], "{file}: dense and stored weights decode alike");
+        assert_eq!(seen[0], seen[2], "{file}: a head streamed block by block decodes alike");
     }
 }

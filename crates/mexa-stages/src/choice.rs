@@ -56,19 +56,7 @@ mexa_pipeline::stage_params! {
     }
 }
 
-impl Params {
-    fn model_params(&self) -> crate::embed::ModelParams<'_> {
-        crate::embed::ModelParams {
-            model: &self.model,
-            tokenizer: self.tokenizer.as_ref(),
-            dtype: self.dtype,
-            device: &self.device,
-            bos: self.bos,
-            weights: self.weights,
-            memory: &self.memory,
-        }
-    }
-}
+crate::embed::impl_model_params!(Params);
 
 mexa_pipeline::param_enum! {
     /// A multiple-choice task's prompt format.

@@ -130,19 +130,28 @@ mexa_pipeline::stage_params! {
     }
 }
 
-impl Params {
-    fn model_params(&self) -> ModelParams<'_> {
-        ModelParams {
-            model: &self.model,
-            tokenizer: self.tokenizer.as_ref(),
-            dtype: self.dtype,
-            device: &self.device,
-            bos: self.bos,
-            weights: self.weights,
-            memory: &self.memory,
+/// `fn model_params(&self) -> ModelParams` for a model-running stage's `Params` (their model
+/// fields carry the same names).
+macro_rules! impl_model_params {
+    ($params:ty) => {
+        impl $params {
+            fn model_params(&self) -> $crate::embed::ModelParams<'_> {
+                $crate::embed::ModelParams {
+                    model: &self.model,
+                    tokenizer: self.tokenizer.as_ref(),
+                    dtype: self.dtype,
+                    device: &self.device,
+                    bos: self.bos,
+                    weights: self.weights,
+                    memory: &self.memory,
+                }
+            }
         }
-    }
+    };
 }
+pub(crate) use impl_model_params;
+
+impl_model_params!(Params);
 
 /// A cached model and whether it was loaded with its LM head.
 type Cached = (bool, Arc<Mutex<Model>>);
