@@ -201,10 +201,20 @@ mod tests {
     #[test]
     fn a_meter_sees_cpu_work_and_memory_growth() {
         let m = Meter::start();
-        let t = Instant::now();
+        // Spin until this thread has had 300 ms of CPU by its own clock (a wall-clock spin gets
+        // less CPU on a loaded machine: CI runs tests in parallel on two cores).
+        let thread_cpu = || {
+            let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+            // SAFETY: clock_gettime writes into the struct we own.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+        };
+        let t = thread_cpu();
         let mut x = 0u64;
-        while t.elapsed() < Duration::from_millis(300) {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        while thread_cpu() - t < Duration::from_millis(300) {
+            for _ in 0..1000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
         }
         let block = vec![1u8; 64 << 20];
         std::thread::sleep(Duration::from_millis(120));
