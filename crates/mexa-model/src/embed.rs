@@ -191,7 +191,8 @@ pub fn encode_all(model: &Model, sentences: &[String]) -> Result<Vec<Vec<i64>>> 
 
 /// The logit lens of the first `lens` sentences: `top1[sentence][state]` holds, for every
 /// token position, the id of the most likely next token read off that hidden state
-/// ([`crate::HiddenStates::lens_logits`]: the final norm and the LM head).
+/// ([`crate::HiddenStates::lens_norm`] and [`crate::HiddenStates::lens_top1`]: the final
+/// norm and the LM head).
 pub type LensTop1 = Vec<Vec<Vec<i32>>>;
 
 /// Pooled vectors on their way into [`Pooled::data`]. On a CPU each batch's vectors are
@@ -293,6 +294,35 @@ impl Gather {
     }
 }
 
+/// Most bytes of normed lens rows kept before they are decoded.
+const LENS_KEEP_BYTES: usize = 256 << 20;
+
+/// Decodes the pending lens rows — each entry one state's rows of some sentences, in order,
+/// through the final norm — in one pass over the LM head (a streamed head is made dense once
+/// for all of them), appending each sentence's row of tokens for that state to `top1`.
+/// Entries of one sentence come in state order, so its rows go in state order.
+fn decode_lens(
+    net: &dyn crate::HiddenStates,
+    pending: &mut Vec<(Vec<usize>, Tensor)>,
+    ids: &[Vec<i64>],
+    top1: &mut LensTop1,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let rows = Tensor::cat(&pending.iter().map(|p| p.1.shallow_clone()).collect::<Vec<_>>(), 0);
+    let flat = Vec::<i64>::try_from(net.lens_top1(&rows)?.to_device(tch::Device::Cpu))?;
+    let mut at = 0;
+    for (sentences, _) in pending.drain(..) {
+        for i in sentences {
+            let len = ids[i].len();
+            top1[i].push(flat[at..at + len].iter().map(|&x| x as i32).collect());
+            at += len;
+        }
+    }
+    Ok(())
+}
+
 /// [`embed`] on token ids, and with `lens > 0` the logit lens of the first `lens` sentences
 /// from the same forward passes (the model needs its LM head).
 pub fn embed_ids(
@@ -376,6 +406,7 @@ pub fn embed_ids(
         // never holds every layer's token states at once (families that stream them).
         let mut made = vec![0usize; chunk.len()];
         let mut lens_err = None;
+        let mut pending = Vec::new();
         guarded(model.architecture, || {
             model.net.forward_chunk(inputs, &mut |bi, state, h| {
                 // A model split over devices makes later states elsewhere: pool there.
@@ -386,7 +417,8 @@ pub fn embed_ids(
                     gather.put(k, state, &slots[bi], &pool(&hf, &mask_f, &lengths, p));
                 }
                 made[bi] += 1;
-                // The lens: every position of this batch's lens sentences at once.
+                // The lens: every position of this batch's lens sentences, through the final
+                // norm now and decoded with the rest of the chunk's (one pass over the head).
                 let rows: Vec<(usize, usize)> = order[chunk[bi].clone()]
                     .iter()
                     .enumerate()
@@ -396,21 +428,22 @@ pub fn embed_ids(
                 if !rows.is_empty() && lens_err.is_none() {
                     let parts: Vec<Tensor> =
                         rows.iter().map(|&(r, i)| h.get(r as i64).narrow(0, 0, ids[i].len() as i64)).collect();
-                    match model.net.lens_top1(state, &Tensor::cat(&parts, 0)) {
-                        Ok(t) => {
-                            let flat = Vec::<i64>::try_from(t.to_device(tch::Device::Cpu)).unwrap_or_default();
-                            let mut at = 0;
-                            for &(_, i) in &rows {
-                                let len = ids[i].len();
-                                top1[i].push(flat[at..at + len].iter().map(|&x| x as i32).collect());
-                                at += len;
-                            }
+                    let step = model.net.lens_norm(state, &Tensor::cat(&parts, 0)).and_then(|t| {
+                        pending.push((rows.iter().map(|&(_, i)| i).collect(), t));
+                        match pending.iter().map(|p| p.1.numel() * 4).sum::<usize>() > LENS_KEEP_BYTES {
+                            true => decode_lens(model.net, &mut pending, ids, &mut top1),
+                            false => Ok(()),
                         }
-                        Err(e) => lens_err = Some(e),
+                    });
+                    if let Err(e) = step {
+                        lens_err = Some(e);
                     }
                 }
             })
         })?;
+        if lens_err.is_none() {
+            lens_err = decode_lens(model.net, &mut pending, ids, &mut top1).err();
+        }
         if let Some(e) = lens_err {
             return Err(e.context("logit lens"));
         }

@@ -400,11 +400,14 @@ impl crate::layers::Decoder for Gemma {
 impl HiddenStates for Gemma {
     /// Gemma's head is its embeddings; the soft-cap of Gemma 2 is monotonic, so the top
     /// token is that of the raw logits.
-    fn lens_top1(&self, state: usize, hidden: &Tensor) -> Result<Tensor> {
+    fn lens_norm(&self, state: usize, hidden: &Tensor) -> Result<Tensor> {
         if self.cfg.bidirectional {
             bail!("a bidirectional encoder (EmbeddingGemma) has no LM head");
         }
-        Ok(crate::layers::lens_top1(self, state, hidden, &self.lens_head, &self.embed))
+        Ok(crate::layers::lens_norm(self, state, hidden))
+    }
+    fn lens_top1(&self, normed: &Tensor) -> Result<Tensor> {
+        Ok(self.lens_head.top1(&self.embed, normed))
     }
     crate::model::hidden_dims!(num_layers, hidden_size, embed);
     fn causal(&self) -> bool {

@@ -519,12 +519,15 @@ pub fn top1_rows(h: &Tensor, head: &Tensor) -> Tensor {
     }
 }
 
-/// The logit lens of a decoder: the rows of hidden state `state` through the final norm (the
-/// last state already has it), then their top column against the LM head ([`LensHead`]).
-pub fn lens_top1<D: Decoder>(d: &D, state: usize, hidden: &Tensor, lens: &LensHead, head: &Weight) -> Tensor {
+/// The logit lens's first half for a decoder: the rows of hidden state `state` through the
+/// final norm (the last state already has it), on the head's device.
+pub fn lens_norm<D: Decoder>(d: &D, state: usize, hidden: &Tensor) -> Tensor {
     let h = hidden.to_device(d.placement().last());
-    let h = if state < d.blocks().len() { d.final_norm(&h) } else { h };
-    lens.top1(head, &h)
+    if state < d.blocks().len() {
+        d.final_norm(&h)
+    } else {
+        h
+    }
 }
 
 /// The LM head as the logit lens uses it. Made dense on first use and kept (a stored head

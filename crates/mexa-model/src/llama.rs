@@ -363,13 +363,16 @@ impl crate::layers::Decoder for Llama {
 }
 
 impl HiddenStates for Llama {
-    fn lens_top1(&self, state: usize, hidden: &Tensor) -> Result<Tensor> {
+    fn lens_norm(&self, state: usize, hidden: &Tensor) -> Result<Tensor> {
+        Ok(crate::layers::lens_norm(self, state, hidden))
+    }
+    fn lens_top1(&self, normed: &Tensor) -> Result<Tensor> {
         let head = match (&self.lm_head, self.cfg.tie_word_embeddings) {
             (Some(h), _) => h,
             (None, true) => &self.embed,
             (None, false) => anyhow::bail!("the weights have no lm_head.weight (and tie_word_embeddings is false); was the model loaded with its LM head?"),
         };
-        Ok(crate::layers::lens_top1(self, state, hidden, &self.lens_head, head))
+        Ok(self.lens_head.top1(head, normed))
     }
     crate::model::hidden_dims!(num_layers, hidden_size, embed);
     crate::model::decoder_runs!();

@@ -107,11 +107,16 @@ pub trait HiddenStates: Send {
     fn logits(&self, _hidden: &Tensor) -> Result<Tensor> {
         bail!("mexa has no LM head for this architecture (log-likelihoods need a Llama-family or Gemma decoder)")
     }
-    /// The logit lens: for each row of `hidden` [P, D] (positions of hidden state `state`, an
-    /// index into [`HiddenStates::forward`]'s list), the id of the most likely next token
-    /// when the state is read as if it were the last layer's: the final norm (the last
-    /// state already has it), then the LM head. Returns [P] int64.
-    fn lens_top1(&self, _state: usize, _hidden: &Tensor) -> Result<Tensor> {
+    /// The logit lens, first half: rows of hidden state `state` (an index into
+    /// [`HiddenStates::forward`]'s list) [P, D] read as if they were the last layer's: through
+    /// the final norm (the last state already has it), on the LM head's device.
+    fn lens_norm(&self, _state: usize, _hidden: &Tensor) -> Result<Tensor> {
+        bail!("mexa has no logit lens for this architecture (it needs a Llama-family or Gemma decoder)")
+    }
+    /// The logit lens, second half: for each row of [`HiddenStates::lens_norm`]'s output
+    /// (rows of any states together), the id of the most likely next token under the LM
+    /// head. Returns [P] int64.
+    fn lens_top1(&self, _normed: &Tensor) -> Result<Tensor> {
         bail!("mexa has no logit lens for this architecture (it needs a Llama-family or Gemma decoder)")
     }
 }

@@ -25,9 +25,12 @@ impl HiddenStates for Toy {
         let h1 = h0.flip([-1]);
         Ok(vec![h0, h1])
     }
-    fn lens_top1(&self, _state: usize, hidden: &Tensor) -> Result<Tensor> {
+    fn lens_norm(&self, _state: usize, hidden: &Tensor) -> Result<Tensor> {
+        Ok(hidden.to_kind(Kind::Float))
+    }
+    fn lens_top1(&self, normed: &Tensor) -> Result<Tensor> {
         let head = Tensor::from_slice(&[1f32, 0., 0., 1., -1., -1.]).view([3, 2]);
-        Ok(mexa_model::layers::top1_rows(&hidden.to_kind(Kind::Float), &head))
+        Ok(mexa_model::layers::top1_rows(normed, &head))
     }
 }
 
