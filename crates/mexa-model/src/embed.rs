@@ -216,8 +216,9 @@ struct Slot {
     sentences: Tensor,
 }
 
-/// Most bytes of pooled vectors a GPU buffers before a copy to the host.
-const GATHER_BYTES: usize = 1 << 30;
+/// Most bytes of pooled vectors a GPU buffers before a copy to the host (declared by the
+/// `embed` stage as GPU memory it holds).
+pub const GATHER_BYTES: usize = 1 << 30;
 
 impl Gather {
     /// # Safety

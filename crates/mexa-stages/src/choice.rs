@@ -195,7 +195,7 @@ impl Stage for Choice {
     }
     fn resources(&self, params: &serde_json::Value) -> Result<Resources> {
         let p = <Params as serde::Deserialize>::deserialize(params)?;
-        crate::embed::model_resources(&p.model_params())
+        crate::embed::model_resources(&p.model_params(), 0)
     }
     fn release(&self, keep: &std::collections::BTreeSet<String>) {
         crate::embed::release_models(keep);

@@ -166,24 +166,32 @@ fn model_cache() -> &'static Mutex<HashMap<String, Cached>> {
 /// What a node that loads this model holds, as its run plan loads it: on a CPU, the weights'
 /// resident size (stored weights at their file size plus one matrix dense; with pages handed
 /// back, the budget); on GPUs, the dense weights (or, stored and layer-major, the budget)
-/// shared equally by the GPUs of the split, and the stored files' pages in host RAM.
-pub(crate) fn model_resources(p: &ModelParams) -> Result<Resources> {
+/// shared equally by the GPUs of the split, and the stored files' pages in host RAM; plus
+/// `first_gpu` bytes on the first GPU (embed's buffer of pooled vectors).
+pub(crate) fn model_resources(p: &ModelParams, first_gpu: u64) -> Result<Resources> {
     let plan = run_plan(p, false)?;
-    let stored = plan.load.stored_weights;
-    let capped = |bytes: u64| if plan.load.release_pages { plan.budget.map_or(bytes, |b| bytes.min(b)) } else { bytes };
     let devices = if plan.load.devices.is_empty() { vec![plan.load.device] } else { plan.load.devices.clone() };
     let gpus: Vec<usize> = devices.iter().filter_map(|&d| mexa_model::device::cuda_index(d)).collect();
-    let holds = vec![p.model.into()];
-    if gpus.is_empty() {
-        return Ok(Resources { memory: capped(plan.resident), gpu_memory: vec![], holds });
-    }
+    Ok(plan_resources(&plan, &gpus, p.model, first_gpu))
+}
+
+/// [`model_resources`] of a run plan whose devices are the GPUs with these indices, in
+/// placement order (none: the CPU).
+fn plan_resources(plan: &RunPlan, gpus: &[usize], model: &str, first_gpu: u64) -> Resources {
+    let stored = plan.load.stored_weights;
+    let capped = |bytes: u64| if plan.load.release_pages { plan.budget.map_or(bytes, |b| bytes.min(b)) } else { bytes };
+    let holds = vec![model.into()];
+    let Some(&first) = gpus.first() else {
+        return Resources { memory: capped(plan.resident), gpu_memory: vec![], holds };
+    };
     let on_gpus = if stored { plan.budget.map_or(plan.dense, |b| b.min(plan.dense)) } else { plan.dense };
     let mut gpu_memory = vec![0u64; gpus.iter().max().map_or(0, |m| m + 1)];
-    for &g in &gpus {
+    for &g in gpus {
         gpu_memory[g] += on_gpus / gpus.len() as u64;
     }
+    gpu_memory[first] += first_gpu;
     let memory = if stored { capped(plan.resident) } else { 0 };
-    Ok(Resources { memory, gpu_memory, holds })
+    Resources { memory, gpu_memory, holds }
 }
 
 /// Drops the cached models not in `keep` (by path); a node still using one keeps it alive
@@ -423,7 +431,7 @@ impl Stage for Embed {
     }
     fn resources(&self, params: &serde_json::Value) -> Result<Resources> {
         let p = Params::deserialize(params)?;
-        model_resources(&p.model_params())
+        model_resources(&p.model_params(), mexa_model::embed::GATHER_BYTES as u64)
     }
     fn release(&self, keep: &std::collections::BTreeSet<String>) {
         release_models(keep);
@@ -507,6 +515,26 @@ mod tests {
     fn shard_meta_reports_tokens_where_the_profile_reads_them() {
         let m = ShardMeta { language: "eng".into(), tokens: 7, layers: 1, dim: 2, architecture: "x".into() };
         assert_eq!(serde_json::to_value(m).unwrap()[mexa_pipeline::profile::META_TOKENS], 7);
+    }
+
+    /// On GPUs a node declares its share of the weights on each GPU of the split (dense, or
+    /// stored layer-major: the budget) and embed's buffer of pooled vectors on the first
+    /// one, host RAM only for stored weights' pages; on the CPU, the resident weights.
+    #[test]
+    fn a_split_model_declares_its_share_on_each_gpu_and_the_buffer_on_the_first() {
+        let plan = |stored_weights, budget| RunPlan {
+            load: LoadOptions { stored_weights, ..Default::default() },
+            chunk_bytes: None,
+            budget,
+            dense: 1000,
+            resident: 400,
+        };
+        let r = plan_resources(&plan(false, None), &[1, 0], "m", 7);
+        assert_eq!((r.gpu_memory, r.memory), (vec![500, 507], 0));
+        let r = plan_resources(&plan(true, Some(600)), &[1, 0], "m", 7);
+        assert_eq!((r.gpu_memory, r.memory), (vec![300, 307], 400));
+        let r = plan_resources(&plan(false, None), &[], "m", 7);
+        assert_eq!((r.gpu_memory, r.memory, r.holds), (vec![], 400, vec!["m".to_string()]));
     }
 
     /// An untied model first loaded for embedding (no LM head) is loaded again when a stage
