@@ -358,8 +358,8 @@ pub fn embed_ids(
     }
     let pad = model.pad;
     let dev = model.device;
-    // SAFETY: `out` is not touched again until `gather` is flushed and dropped below.
     let buffer = (dev != tch::Device::Cpu).then(|| n.min(GATHER_BYTES / (layers * dim * 4 * out.len()).max(1)));
+    // SAFETY: `out` is not touched again until `gather` is flushed and dropped below.
     let mut gather = unsafe { Gather::new(&mut out, dev, buffer) };
     // Batches as ranges of `order`; then chunks of consecutive batches.
     let mut batches = Vec::new();

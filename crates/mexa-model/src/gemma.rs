@@ -216,7 +216,7 @@ pub struct Gemma {
     rope_global: Rope,
     rope_local: Rope,
     placement: Placement,
-    /// The LM head (the embeddings) made dense once for the logit lens.
+    /// The LM head (the embeddings) as the logit lens uses it (kept dense, or streamed).
     lens_head: crate::layers::LensHead,
 }
 

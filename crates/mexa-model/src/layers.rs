@@ -502,16 +502,18 @@ pub fn run_chunk<D: Decoder>(d: &D, batches: &[(Tensor, Tensor)], sink: &mut dyn
     }
 }
 
-/// The top-1 column of `h · headᵀ` for every row of `h` [P, D], a few hundred rows at a time
-/// (the logits of a whole batch against a 256k vocabulary would be gigabytes). Returns [P].
-pub fn top1_rows(h: &Tensor, head: &Tensor) -> Tensor {
+/// `f` over `h`'s rows a few hundred at a time (the logits of a whole batch against a 256k
+/// vocabulary would be gigabytes).
+fn by_rows<T>(h: &Tensor, f: impl Fn(&Tensor) -> T) -> Vec<T> {
     const ROWS: i64 = 256;
     let p = h.size()[0];
+    (0..p).step_by(ROWS as usize).map(|s| f(&h.narrow(0, s, ROWS.min(p - s)))).collect()
+}
+
+/// The top-1 column of `h · headᵀ` for every row of `h` [P, D] ([`by_rows`]). Returns [P].
+pub fn top1_rows(h: &Tensor, head: &Tensor) -> Tensor {
     let h = h.to_device(head.device()).to_kind(head.kind());
-    let parts: Vec<Tensor> = (0..p)
-        .step_by(ROWS as usize)
-        .map(|s| h.narrow(0, s, ROWS.min(p - s)).matmul(&head.tr()).argmax(-1, false))
-        .collect();
+    let parts = by_rows(&h, |rows| rows.matmul(&head.tr()).argmax(-1, false));
     if parts.is_empty() {
         Tensor::zeros([0], (Kind::Int64, head.device()))
     } else {
@@ -556,26 +558,19 @@ impl LensHead {
 /// [`top1_rows`] against a stored head made dense a block of rows at a time: each block's
 /// best column per row, the first block keeping a tie (as `argmax` keeps the first column).
 fn top1_streamed(head: &crate::weights::Stored, h: &Tensor) -> Tensor {
-    const ROWS: i64 = 256;
     let (vocab, width) = (head.shape()[0], head.shape()[1]);
+    let (kind, device) = head.kind_device();
+    let h = h.to_device(device).to_kind(kind);
+    if h.size()[0] == 0 {
+        return Tensor::zeros([0], (Kind::Int64, device));
+    }
     let block = (LENS_BLOCK_BYTES as i64 / (width * 4).max(1)).max(1);
-    let p = h.size()[0];
     let mut best: Option<(Tensor, Tensor)> = None;
-    let mut h = h.shallow_clone();
     for v0 in (0..vocab).step_by(block as usize) {
         let w = head.row_range(v0, block.min(vocab - v0));
-        if v0 == 0 {
-            h = h.to_device(w.device()).to_kind(w.kind());
-        }
-        let parts: Vec<(Tensor, Tensor)> = (0..p)
-            .step_by(ROWS as usize)
-            .map(|s| h.narrow(0, s, ROWS.min(p - s)).matmul(&w.tr()).max_dim(-1, false))
-            .collect();
-        if parts.is_empty() {
-            break;
-        }
-        let value = Tensor::cat(&parts.iter().map(|x| x.0.shallow_clone()).collect::<Vec<_>>(), 0);
-        let index = Tensor::cat(&parts.iter().map(|x| x.1.shallow_clone()).collect::<Vec<_>>(), 0) + v0;
+        let (values, indices): (Vec<Tensor>, Vec<Tensor>) =
+            by_rows(&h, |rows| rows.matmul(&w.tr()).max_dim(-1, false)).into_iter().unzip();
+        let (value, index) = (Tensor::cat(&values, 0), Tensor::cat(&indices, 0) + v0);
         best = Some(match best {
             None => (value, index),
             Some((bv, bi)) => {
@@ -584,5 +579,5 @@ fn top1_streamed(head: &crate::weights::Stored, h: &Tensor) -> Tensor {
             }
         });
     }
-    best.map_or_else(|| Tensor::zeros([0], (Kind::Int64, h.device())), |(_, i)| i)
+    best.map_or_else(|| Tensor::zeros([0], (Kind::Int64, device)), |(_, i)| i)
 }

@@ -198,7 +198,7 @@ pub struct Llama {
     norm: RmsNorm,
     rope: Rope,
     placement: Placement,
-    /// The LM head made dense once for the logit lens.
+    /// The LM head as the logit lens uses it (kept dense, or streamed under a budget).
     lens_head: crate::layers::LensHead,
 }
 

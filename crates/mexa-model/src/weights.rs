@@ -288,11 +288,17 @@ impl Stored {
     /// read-only file mapping: the next read faults them in again from the page cache or
     /// the file), so resident memory holds about one layer's file bytes at a time.
     fn let_go(&self) {
+        self.let_go_range(0, self.bytes().len());
+    }
+
+    /// [`Stored::let_go`] for `len` bytes of this weight from byte `start`.
+    fn let_go_range(&self, start: usize, len: usize) {
         if self.release {
-            let len = self.bytes().len();
             // SAFETY: the mapping is read-only and backed by the file, so dropping its pages
             // changes no value any reader sees; no slice of it outlives `raw`.
-            let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.offset, len) };
+            let _ = unsafe {
+                self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.offset + start, len)
+            };
         }
     }
 
@@ -308,12 +314,13 @@ impl Stored {
         let rb = self.row_bytes();
         let (a, b) = (start as usize * rb, (start + len) as usize * rb);
         let t = self.raw(&self.bytes()[a..b], &[len, self.shape[1]]).to_kind(self.kind).to_device(self.device);
-        if self.release {
-            // SAFETY: as in `let_go`; `raw` has copied the values out.
-            let _ =
-                unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.offset + a, b - a) };
-        }
+        self.let_go_range(a, b - a);
         t
+    }
+
+    /// The dtype and device [`Stored::dense`] and [`Stored::row_range`] give.
+    pub fn kind_device(&self) -> (Kind, Device) {
+        (self.kind, self.device)
     }
 
     /// Rows `ids` of a 2-D weight (an embedding table), dense: only those rows are read.
