@@ -14,11 +14,9 @@ use std::path::Path;
 fn read_table(path: &Path) -> Result<DataFrame> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
-        "parquet" => {
-            ParquetReader::new(std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?)
-                .finish()
-                .map_err(|e| anyhow!("{}: not a readable Parquet file: {e}", path.display()))
-        }
+        "parquet" => ParquetReader::new(mexa_core::file::open(path, mexa_core::FileKind::Data)?)
+            .finish()
+            .map_err(|e| anyhow!("{}: not a readable Parquet file: {e}", path.display())),
         "csv" | "tsv" | "txt" => {
             let sep = if ext == "csv" { b',' } else { b'\t' };
             let df = CsvReadOptions::default()
@@ -246,9 +244,8 @@ pub fn split_lm_eval_name<'a>(
 fn read_lm_eval(path: &Path, task: Option<&str>, metric: Option<&str>) -> Result<DataFrame> {
     let file = lm_eval_results_file(path)?;
     let path = file.as_path();
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?)
-            .with_context(|| format!("{}: invalid JSON", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&mexa_core::file::read(path, mexa_core::FileKind::Config)?)
+        .with_context(|| format!("{}: invalid JSON", path.display()))?;
     let results = v["results"]
         .as_object()
         .ok_or_else(|| anyhow!("{}: no `results` object (an lm-evaluation-harness results file?)", path.display()))?;

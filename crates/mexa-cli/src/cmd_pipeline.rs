@@ -52,6 +52,15 @@ fn gpu_budgets(flag: Option<Budget>) -> Vec<Option<u64>> {
         .collect()
 }
 
+/// A count that must be at least 1 (`--threads 0` would leave nothing to compute with).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
 fn parse_where(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .filter(|(a, _)| !a.is_empty())
@@ -89,10 +98,10 @@ pub struct RunArgs {
     #[command(flatten)]
     selection: Selection,
     /// Nodes computed at once (default: 1 per 2 cores, at least 1).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = at_least_one)]
     jobs: Option<usize>,
     /// Threads each node may use (libtorch and rayon; default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     threads: Option<usize>,
     /// Keep running independent nodes after a failure.
     #[arg(short = 'k', long)]
@@ -176,7 +185,7 @@ pub struct StagesArgs {
 pub struct ExecNodeArgs {
     /// A node spec (JSON) as written by the head process.
     spec: PathBuf,
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     threads: Option<usize>,
 }
 
@@ -204,18 +213,46 @@ fn load_selected(
         eprintln!("(no store at {} yet: everything is to run; `mexa run` creates it)", path.display());
         Store::absent(path)
     };
-    // A store that does not exist gets no file-hash cache either: nothing is created.
-    let hasher = FileHasher::new(exists.then(|| store.file_hash_cache()));
-    let mut plan = mexa_pipeline::plan(&spec, registry, &store, &hasher)?;
-    plan.force(&sel.force)?;
-    if sel.only.is_empty() && sel.wheres.is_empty() {
-        return Ok((plan, store));
-    }
-    Ok((plan.select(&sel.only, &sel.wheres)?, store))
+    let plan = plan_selected(&spec, registry, &store, exists, sel)?;
+    Ok((plan, store))
 }
 
-fn short(key: &str) -> &str {
-    &key[..12.min(key.len())]
+/// Plans `spec` in `store` with `--force`, `--only` and `--where` applied.
+fn plan_selected(
+    spec: &mexa_pipeline::PipelineSpec,
+    registry: &Registry,
+    store: &Store,
+    exists: bool,
+    sel: &Selection,
+) -> Result<Plan> {
+    // A store that does not exist gets no file-hash cache either: nothing is created.
+    let hasher = FileHasher::new(exists.then(|| store.file_hash_cache()));
+    let mut plan = mexa_pipeline::plan(spec, registry, store, &hasher)?;
+    plan.force(&sel.force)?;
+    if sel.only.is_empty() && sel.wheres.is_empty() {
+        return Ok(plan);
+    }
+    Ok(plan.select(&sel.only, &sel.wheres)?)
+}
+
+/// For `run`: the store (created if missing), registered as running, and the plan, made
+/// while `gc` is held off and pinned (every node's key, cached inputs included) before gc
+/// may look again, so no gc can delete an input between "cached" and "pinned".
+fn plan_for_run(
+    file: &Path,
+    registry: &Registry,
+    choice: &StoreChoice,
+    sel: &Selection,
+) -> Result<(Plan, Store, mexa_store::RunGuard)> {
+    let spec = mexa_pipeline::load_with(file, registry, &sel.set)?;
+    let store = choice.create(spec.store.as_deref())?;
+    let mut guard = store.register_run()?;
+    let plan = guard.plan_pinned(|| {
+        let plan = plan_selected(&spec, registry, &store, true, sel)?;
+        let keys = plan.nodes.iter().map(|n| n.key.clone()).collect();
+        Ok((plan, keys))
+    })?;
+    Ok((plan, store, guard))
 }
 
 /// Exit status: 0 when nothing is to run, 1 when something is (errors exit 2; see main).
@@ -250,9 +287,9 @@ fn print_plan(plan: &Plan, all: bool) {
     let width = plan.nodes.iter().map(|n| n.label.chars().count()).max().unwrap_or(0).min(60);
     for n in &plan.nodes {
         match &n.status {
-            Status::Cached if all => println!("  cached  {:<width$}  {}", n.label, short(&n.key)),
+            Status::Cached if all => println!("  cached  {:<width$}  {}", n.label, n.key.short()),
             Status::Cached => {}
-            Status::Run(r) => println!("  run     {:<width$}  {}  {r}", n.label, short(&n.key)),
+            Status::Run(r) => println!("  run     {:<width$}  {}  {r}", n.label, n.key.short()),
         }
     }
 }
@@ -301,7 +338,7 @@ pub fn run(choice: &StoreChoice, a: RunArgs, quiet: bool) -> Result<i32> {
     tch::set_num_threads(opts.threads as i32);
     let mut code = 0;
     for f in &a.files {
-        let (plan, store) = load_selected(f, &registry, choice, &a.selection, true)?;
+        let (plan, store, _registered) = plan_for_run(f, &registry, choice, &a.selection)?;
         let to_run = plan.to_run();
         if !quiet {
             eprintln!(
@@ -339,9 +376,14 @@ pub fn run(choice: &StoreChoice, a: RunArgs, quiet: bool) -> Result<i32> {
             }
         };
         let line = format!(
-            "{}: {} computed, {} cached, {} failed, {} not run, in {:.1}s",
+            "{}: {} computed, {}{} cached, {} failed, {} not run, in {:.1}s",
             plan.pipeline,
-            s.computed + s.found_done,
+            s.computed,
+            if s.found_done > 0 {
+                format!("{} computed by another runner meanwhile, ", s.found_done)
+            } else {
+                String::new()
+            },
             s.cached,
             s.failed.len(),
             s.skipped,
@@ -379,7 +421,7 @@ fn print_outputs(plan: &Plan) {
     }
     eprintln!("results (`mexa show KEY` to look):");
     for n in finals {
-        eprintln!("  {}  {}", short(&n.key), n.label);
+        eprintln!("  {}  {}", n.key.short(), n.label);
     }
 }
 
@@ -388,7 +430,7 @@ pub fn gc(choice: &StoreChoice, a: GcArgs) -> Result<i32> {
     // The store of the first pipeline (or --store); every pipeline is planned against it.
     let first = mexa_pipeline::load(&a.files[0], &registry)?;
     let store = choice.existing(first.store.as_deref())?;
-    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut keep: BTreeSet<mexa_store::Key> = BTreeSet::new();
     for f in &a.files {
         let spec = mexa_pipeline::load(f, &registry)?;
         let plan = mexa_pipeline::plan(&spec, &registry, &store, &FileHasher::new(Some(store.file_hash_cache())))?;
@@ -398,10 +440,10 @@ pub fn gc(choice: &StoreChoice, a: GcArgs) -> Result<i32> {
     }
     let r = store.gc(&keep, a.apply)?;
     for d in &r.unreachable {
-        println!("{} {}  {}", if a.apply { "deleting" } else { "would delete" }, short(&d.key), d.manifest.label);
+        println!("{} {}  {}", if a.apply { "deleting" } else { "would delete" }, d.key.short(), d.manifest.label);
     }
     for d in &r.in_use {
-        println!("in use, kept {}  {}", short(&d.key), d.manifest.label);
+        println!("in use, kept {}  {}", d.key.short(), d.manifest.label);
     }
     println!(
         "{} artifact(s), {:.1} MB {}; {} kept{}{}",
@@ -456,7 +498,7 @@ pub fn stages(a: StagesArgs) -> Result<i32> {
 pub fn exec_node(choice: &StoreChoice, a: ExecNodeArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
     let store = choice.create(None)?;
-    let text = std::fs::read(&a.spec).with_context(|| format!("reading {}", a.spec.display()))?;
+    let text = mexa_core::file::read(&a.spec, mexa_core::FileKind::Config)?;
     let spec: mexa_pipeline::NodeSpec =
         serde_json::from_slice(&text).with_context(|| format!("{}: not a node spec", a.spec.display()))?;
     let threads = a.threads.unwrap_or(cpus());

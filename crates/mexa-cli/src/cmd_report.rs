@@ -23,6 +23,9 @@ pub struct ReportArgs {
     /// Languages for the per-layer curves, comma-separated (default: eight spread over the ranking).
     #[arg(long, value_delimiter = ',')]
     languages: Vec<String>,
+    /// With a label that names several report artifacts: take the newest.
+    #[arg(long)]
+    latest: bool,
 }
 
 #[derive(Args)]
@@ -32,6 +35,10 @@ pub struct CompareArgs {
     b: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// When a label names several artifacts (variants computed with other parameters), take
+    /// the newest instead of listing them.
+    #[arg(long)]
+    latest: bool,
 }
 
 #[derive(Args)]
@@ -186,7 +193,7 @@ pub fn table(choice: &StoreChoice, a: TableArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn write_files(key: &str, store: &Store, out: &Path) -> Result<()> {
+fn write_files(key: &mexa_store::Key, store: &Store, out: &Path) -> Result<()> {
     let (schema, batches) = store.read(key)?;
     let files = mexa_stages::report::report_files(&mexa_pipeline::Table::new(schema, batches))?;
     for (rel, bytes) in &files {
@@ -233,8 +240,8 @@ pub fn report(choice: &StoreChoice, a: ReportArgs) -> Result<i32> {
     let file = PathBuf::from(&a.what);
     if !file.is_file() {
         let store = choice.existing(None)?;
-        let key = resolve(&store, &a.what)?;
-        let out = a.out.unwrap_or_else(|| PathBuf::from("report").join(&key[..12]));
+        let key = resolve(&store, &a.what, a.latest)?;
+        let out = a.out.unwrap_or_else(|| PathBuf::from("report").join(key.short()));
         write_files(&key, &store, &out)?;
         return Ok(0);
     }
@@ -257,7 +264,7 @@ pub fn report(choice: &StoreChoice, a: ReportArgs) -> Result<i32> {
     let title = a.title.unwrap_or_else(|| format!("MEXA report: {}", plan.pipeline));
     let node = mexa_stages::report::report_node(&plan, title, a.languages);
     let outcome = execute_node(&node, &registry, &store, &AtomicBool::new(false), &NoProgress, 1)?;
-    tracing::info!("report {}: {:?}", &node.key[..12], outcome);
+    tracing::info!("report {}: {:?}", node.key.short(), outcome);
     let out = a.out.unwrap_or_else(|| PathBuf::from("report").join(&plan.pipeline));
     write_files(&node.key, &store, &out)?;
     // Beside the page, not in it: the report artifact is keyed by results, a timeline by
@@ -269,11 +276,11 @@ pub fn report(choice: &StoreChoice, a: ReportArgs) -> Result<i32> {
 
 pub fn compare(choice: &StoreChoice, a: CompareArgs) -> Result<i32> {
     let store = choice.existing(None)?;
-    let (ka, kb) = (resolve(&store, &a.a)?, resolve(&store, &a.b)?);
+    let (ka, kb) = (resolve(&store, &a.a, a.latest)?, resolve(&store, &a.b, a.latest)?);
     let (schema, batches) = compare_tables(&store.read(&ka)?, &store.read(&kb)?)?;
     if a.format == Format::Table {
         let (la, lb) = (store.manifest(&ka)?.label, store.manifest(&kb)?.label);
-        println!("A = {}  {la}\nB = {}  {lb}\n", &ka[..12], &kb[..12]);
+        println!("A = {}  {la}\nB = {}  {lb}\n", ka.short(), kb.short());
     }
     print_table(&schema, &batches, a.format)?;
     Ok(0)

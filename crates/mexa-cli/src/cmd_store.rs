@@ -4,7 +4,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use clap::{Args, Subcommand, ValueEnum};
 use mexa_store::{
-    format_rows_fit, terminal_width, text_rows, to_csv, to_json_rows, write_parquet_to, Store, TableSummary,
+    format_rows_fit, terminal_width, text_rows, to_csv, to_json_rows, write_parquet_to, Key, ObjectInfo, Store,
+    TableSummary,
 };
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,10 @@ pub enum Format {
 pub struct ShowArgs {
     /// A key prefix (4+ hex digits), a node label (`align[model=gemma3]`) or a stage name.
     what: String,
+    /// When the label names several artifacts (variants computed with other parameters),
+    /// take the newest instead of listing them.
+    #[arg(long)]
+    latest: bool,
     /// Rows shown with the table format.
     #[arg(long, default_value_t = 10)]
     rows: usize,
@@ -45,6 +50,9 @@ pub struct ShowArgs {
 pub struct LineageArgs {
     /// A key prefix or a node label.
     what: String,
+    /// When the label names several artifacts, take the newest instead of listing them.
+    #[arg(long)]
+    latest: bool,
 }
 
 #[derive(Subcommand)]
@@ -91,7 +99,7 @@ pub fn ls(store: &StoreChoice, a: LsArgs) -> Result<i32> {
             continue;
         }
         rows.push(vec![
-            info.key[..12].to_string(),
+            info.key.short().to_string(),
             m.spec.stage.clone(),
             m.label.clone(),
             m.rows.to_string(),
@@ -119,32 +127,82 @@ fn human_bytes(b: u64) -> String {
 }
 
 /// Finds the artifact a user means: a key prefix, an exact node label, or a stage name with a
-/// single artifact.
-pub fn resolve(store: &Store, what: &str) -> Result<String> {
+/// single artifact. A label several artifacts carry (variants of one node: the same label
+/// after `-S align.centering=true`, say) is never resolved silently: the candidates are listed
+/// with the parameters that tell them apart, unless `latest` asks for the newest.
+pub fn resolve(store: &Store, what: &str, latest: bool) -> Result<Key> {
     if what.len() >= 4 && what.chars().all(|c| c.is_ascii_hexdigit()) {
         return store.resolve_prefix(what);
     }
     let list = store.list()?;
-    let exact: Vec<_> =
+    let exact: Vec<&ObjectInfo> =
         list.iter().filter(|i| i.manifest.label == what || i.manifest.label.ends_with(&format!("/{what}"))).collect();
-    if let Some(last) = exact.last() {
-        return Ok(last.key.clone());
-    }
-    let by_stage: Vec<_> =
+    let by_stage: Vec<&ObjectInfo> =
         list.iter().filter(|i| !i.manifest.is_shard() && (i.manifest.label.split('[').next() == Some(what))).collect();
-    match by_stage.len() {
+    let found = if exact.is_empty() { by_stage } else { exact };
+    match found.len() {
         0 => bail!(
             "nothing in {} matches `{what}` (a key prefix, node label or stage name); `mexa ls` lists artifacts",
             store.root().display()
         ),
-        1 => Ok(by_stage[0].key.clone()),
-        _ => {
-            let mut msg = format!("`{what}` matches {} artifacts; name one:\n", by_stage.len());
-            for i in by_stage {
-                msg.push_str(&format!("  {}  {}\n", &i.key[..12], i.manifest.label));
+        1 => Ok(found[0].key.clone()),
+        // `list` is sorted oldest first.
+        _ if latest => Ok(found[found.len() - 1].key.clone()),
+        n => bail!(
+            "`{what}` matches {n} artifacts; name one by its key (or pass --latest for the newest):\n{}",
+            describe_variants(&found)
+        ),
+    }
+}
+
+/// One line per artifact: short key, when, label and what differs from the others (the
+/// parameters, else the inputs).
+pub fn describe_variants(found: &[&ObjectInfo]) -> String {
+    let specs: Vec<&mexa_store::KeySpec> = found.iter().map(|i| &i.manifest.spec).collect();
+    let mut lines = Vec::new();
+    for i in found {
+        let m = &i.manifest;
+        let mut diff = Vec::new();
+        if let Some(p) = m.spec.params.as_object() {
+            for (k, v) in p {
+                if specs.iter().any(|s| s.params.get(k) != Some(v)) {
+                    let mut t = v.to_string();
+                    if t.chars().count() > 40 {
+                        t = t.chars().take(39).collect::<String>() + "…";
+                    }
+                    diff.push(format!("{k}={t}"));
+                }
             }
-            bail!(msg.trim_end().to_string())
         }
+        for k in specs.iter().flat_map(|s| s.params.as_object().into_iter().flatten().map(|(k, _)| k)) {
+            if m.spec.params.get(k).is_none() && !diff.iter().any(|d| d.starts_with(&format!("{k}="))) {
+                diff.push(format!("{k} unset"));
+            }
+        }
+        if diff.is_empty() {
+            for (slot, keys) in &m.spec.inputs {
+                if specs.iter().any(|s| s.inputs.get(slot) != Some(keys)) {
+                    diff.push(format!("input {slot}={}", keys.iter().map(|k| k.short()).collect::<Vec<_>>().join(",")));
+                }
+            }
+        }
+        if m.spec.version != specs[0].version || specs.iter().any(|s| s.version != m.spec.version) {
+            diff.push(format!("v{}", m.spec.version));
+        }
+        diff.dedup();
+        lines.push(format!("  {}  {}  {}  {}", m.key.short(), age(m.created_unix), m.label, diff.join(" ")));
+    }
+    lines.join("\n")
+}
+
+/// How long ago a unix time was, for listings.
+fn age(t: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(t);
+    match now.saturating_sub(t) {
+        s @ 0..120 => format!("{s}s ago"),
+        s @ 120..7200 => format!("{}m ago", s / 60),
+        s @ 7200..172_800 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
     }
 }
 
@@ -183,7 +241,7 @@ pub fn print_table(schema: &SchemaRef, batches: &[RecordBatch], format: Format) 
 
 pub fn show(store: &StoreChoice, a: ShowArgs) -> Result<i32> {
     let store = store.existing(None)?;
-    let key = resolve(&store, &a.what)?;
+    let key = resolve(&store, &a.what, a.latest)?;
     let m = store.manifest(&key)?;
     if a.format != Format::Table {
         let (schema, batches) = mexa_pipeline::stage::read_stitched(&store, &key)?;
@@ -197,7 +255,7 @@ pub fn show(store: &StoreChoice, a: ShowArgs) -> Result<i32> {
     for (slot, keys) in &m.spec.inputs {
         for k in keys {
             let l = store.manifest(k).map(|m| m.label).unwrap_or_else(|_| "(not in this store)".into());
-            println!("input    {slot}: {}  {l}", &k[..12]);
+            println!("input    {slot}: {}  {l}", k.short());
         }
     }
     println!(
@@ -229,12 +287,12 @@ pub fn show(store: &StoreChoice, a: ShowArgs) -> Result<i32> {
 
 pub fn lineage(store: &StoreChoice, a: LineageArgs) -> Result<i32> {
     let store = store.existing(None)?;
-    let key = resolve(&store, &a.what)?;
-    fn walk(store: &Store, key: &str, depth: usize, slot: &str) {
+    let key = resolve(&store, &a.what, a.latest)?;
+    fn walk(store: &Store, key: &Key, depth: usize, slot: &str) {
         let pad = "  ".repeat(depth);
         match store.manifest(key) {
             Ok(m) => {
-                println!("{pad}{slot}{}  {} ({} v{})", &key[..12], m.label, m.spec.stage, m.spec.version);
+                println!("{pad}{slot}{}  {} ({} v{})", key.short(), m.label, m.spec.stage, m.spec.version);
                 if let Some(p) = m.spec.params.as_object() {
                     for (name, v) in p {
                         if let Some(h) = v.get("blake3").and_then(|h| h.as_str()) {
@@ -267,30 +325,49 @@ pub fn lineage(store: &StoreChoice, a: LineageArgs) -> Result<i32> {
                     }
                 }
             }
-            Err(_) => println!("{pad}{slot}{}  (not in this store)", &key[..12]),
+            Err(e) if e.is_missing() => println!("{pad}{slot}{}  (not in this store)", key.short()),
+            Err(e) => println!("{pad}{slot}{}  CORRUPT: {e}", key.short()),
         }
     }
     walk(&store, &key, 0, "");
     Ok(0)
 }
 
-pub fn verify(store: &StoreChoice) -> Result<i32> {
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Seal the manifests of a store written by a mexa from before manifest seals (their key,
+    /// key spec and data hash are checked first). Without it, an unsealed manifest is corrupt
+    /// like an edited one. Run it once, knowingly, on a store you trust.
+    #[arg(long)]
+    reseal: bool,
+}
+
+pub fn verify(store: &StoreChoice, a: VerifyArgs) -> Result<i32> {
     let store = store.existing(None)?;
-    let r = store.verify()?;
+    let r = store.verify_with(a.reseal)?;
     for (key, why, to) in &r.corrupt {
-        println!("corrupt  {}  {why}\n         moved to {}", &key[..12.min(key.len())], to.display());
+        println!("corrupt  {}  {why}\n         moved to {}", key.short(), to.display());
+    }
+    for (key, label, input, to) in &r.derived {
+        println!(
+            "derived  {}  {label}: computed from {}, which was corrupt\n         moved to {}",
+            key.short(),
+            input.short(),
+            to.display()
+        );
     }
     for s in &r.strays {
         println!("stray    {}  (not an artifact; left alone)", s.display());
     }
     for (node, shard) in &r.incomplete {
-        println!("incomplete  {}  shard {} is missing; the next run recomputes it", &node[..12], &shard[..12]);
+        println!("incomplete  {}  shard {} is missing; the next run recomputes it", node.short(), shard.short());
     }
     println!(
-        "{} artifact(s) checked, {} corrupt{}{}{}{}",
+        "{} artifact(s) checked, {} corrupt, {} computed from a corrupt one{}{}{}{}",
         r.checked,
         r.corrupt.len(),
-        if r.corrupt.is_empty() { "" } else { " (quarantined; the next run recomputes them)" },
+        r.derived.len(),
+        if r.corrupt.is_empty() && r.derived.is_empty() { "" } else { " (quarantined; the next run recomputes them)" },
         if r.incomplete.is_empty() {
             String::new()
         } else {
@@ -301,14 +378,10 @@ pub fn verify(store: &StoreChoice) -> Result<i32> {
         } else {
             format!(", {} stray entr{} skipped", r.strays.len(), if r.strays.len() == 1 { "y" } else { "ies" })
         },
-        if r.unsealed == 0 {
-            String::new()
-        } else {
-            format!(", {} without a manifest seal (written by an older mexa)", r.unsealed)
-        }
+        if r.resealed == 0 { String::new() } else { format!(", {} old manifest(s) sealed", r.resealed) }
     );
     // Exit 1 only for corruption; an incomplete node is a consistent state the next run fixes.
-    Ok(if r.corrupt.is_empty() { 0 } else { 1 })
+    Ok(if r.corrupt.is_empty() && r.derived.is_empty() { 0 } else { 1 })
 }
 
 pub fn store_cmd(store: &StoreChoice, c: StoreCmd) -> Result<i32> {
@@ -323,7 +396,7 @@ pub fn store_cmd(store: &StoreChoice, c: StoreCmd) -> Result<i32> {
     };
     let (copied, present, rejected) = dst.import_from(&src)?;
     for (k, why) in &rejected {
-        println!("rejected {}  {why}", &k[..12]);
+        println!("rejected {}  {why}", k.short());
     }
     println!(
         "{copied} copied, {present} already present, {} rejected ({} → {})",

@@ -74,7 +74,7 @@ enum Command {
     /// Delete artifacts that the given pipelines no longer reach (dry run unless --apply).
     Gc(cmd_pipeline::GcArgs),
     /// Rehash every artifact; move corrupt ones to quarantine/ so the next run recomputes them.
-    Verify,
+    Verify(cmd_store::VerifyArgs),
     /// Merge stores: copy artifacts between store directories, verifying hashes.
     #[command(subcommand)]
     Store(cmd_store::StoreCmd),
@@ -157,7 +157,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Table(a) => cmd_report::table(store, a),
         Command::Profile(a) => cmd_report::profile(store, a),
         Command::Gc(a) => cmd_pipeline::gc(store, a),
-        Command::Verify => cmd_store::verify(store),
+        Command::Verify(a) => cmd_store::verify(store, a),
         Command::Store(c) => cmd_store::store_cmd(store, c),
         Command::Stages(a) => cmd_pipeline::stages(a),
         Command::Bench(a) => bench::bench(a),

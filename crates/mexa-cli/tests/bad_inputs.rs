@@ -601,10 +601,10 @@ fn hostile_stores_are_refused_and_never_written_through() {
     let k = bytes.len() / 2;
     bytes[k] ^= 0x20;
     std::fs::write(&p, bytes).unwrap();
-    let o = mexa(&["show", &m.key[..12]]);
+    let o = mexa(&["show", m.key.short()]);
     let t = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("is corrupt") && t.contains(&m.key), "{t}");
+    assert!(t.contains("is corrupt") && t.contains(m.key.as_str()), "{t}");
     // Strays under objects/ are reported, not fatal.
     std::fs::write(d.join("store/objects/NOTES.txt"), "hi").unwrap();
     std::fs::create_dir_all(d.join("store/objects/zz/ünïcode")).unwrap();

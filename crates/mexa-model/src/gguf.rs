@@ -4,7 +4,6 @@
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -215,7 +214,7 @@ impl Gguf {
 
     // Long: the GGUF header's fields in file order, each with its bound check; reads as the format's spec.
     fn read_header(path: &Path) -> Result<Self> {
-        let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let f = mexa_core::file::open(path, mexa_core::FileKind::Model)?;
         let file_len = f.metadata()?.len();
         let mut counted = CountingReader { r: BufReader::new(f), n: 0 };
         let (version, metadata, mut tensors) = {
@@ -347,7 +346,7 @@ impl Gguf {
     /// Reads one tensor's raw (quantised) bytes.
     pub fn read_raw(&self, t: &TensorInfo) -> Result<Vec<u8>> {
         GgmlType::from_id(t.type_id).with_context(|| format!("tensor {}", t.name))?;
-        let mut f = File::open(&self.path)?;
+        let mut f = mexa_core::file::open(&self.path, mexa_core::FileKind::Model)?;
         f.seek(SeekFrom::Start(t.offset))?;
         let mut raw = vec![0u8; t.byte_len()];
         f.read_exact(&mut raw).with_context(|| format!("reading tensor {}", t.name))?;

@@ -9,6 +9,7 @@
 pub mod bert;
 pub mod bloom;
 pub mod cohere;
+mod config_check;
 pub mod device;
 pub mod embed;
 pub mod gemma;

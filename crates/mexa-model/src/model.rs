@@ -337,7 +337,8 @@ pub fn splits(path: &Path) -> Result<bool> {
     Ok(match locate(path)? {
         Source::Gguf(file) => Family::of_gguf(Gguf::open(&file)?.architecture()?).splits(),
         Source::Hf(dir) => {
-            let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json"))?)?;
+            let cfg: serde_json::Value =
+                serde_json::from_slice(&mexa_core::file::read(&dir.join("config.json"), mexa_core::FileKind::Config)?)?;
             Family::of_hf(cfg["model_type"].as_str().unwrap_or("")).splits()
         }
     })
@@ -350,8 +351,10 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
     match locate(path)? {
         Source::Hf(dir) => {
             let cfg_path = dir.join("config.json");
-            let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)
-                .with_context(|| format!("{}: invalid JSON", cfg_path.display()))?;
+            let cfg: serde_json::Value =
+                serde_json::from_slice(&mexa_core::file::read(&cfg_path, mexa_core::FileKind::Config)?)
+                    .with_context(|| format!("{}: invalid JSON", cfg_path.display()))?;
+            crate::config_check::check_hf(&cfg, &cfg_path)?;
             let mt = cfg["model_type"].as_str().unwrap_or("").to_string();
             let family = Family::of_hf(&mt);
             family.check_split(opts, &cfg_path)?;
@@ -437,6 +440,7 @@ impl Family {
 }
 
 fn gguf_network(g: &Gguf, opts: &LoadOptions) -> Result<Box<dyn HiddenStates>> {
+    crate::config_check::check_gguf(g)?;
     Family::of_gguf(g.architecture()?).check_split(opts, &g.path)?;
     Ok(match g.architecture()? {
         "llama" | "qwen2" | "qwen3" | "phi3" => Box::new(Llama::from_gguf(g, opts)?),

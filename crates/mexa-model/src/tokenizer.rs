@@ -51,7 +51,9 @@ impl TextTokenizer {
     /// A tokenizer.json, with BOS/pad ids from the file's special tokens, an optional
     /// tokenizer_config.json beside it, or the GGUF's metadata.
     pub fn from_file(path: &Path, gguf: Option<&Gguf>, policy: BosPolicy) -> Result<Self> {
-        let mut tok = Tokenizer::from_file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let bytes = mexa_core::file::read(path, mexa_core::FileKind::Config)?;
+        let mut tok =
+            Tokenizer::from_bytes(&bytes).map_err(|e| anyhow!("{}: not a tokenizer.json ({e})", path.display()))?;
         // A tokenizer.json may carry padding and truncation settings (sentence-transformers
         // folders pad every sentence to 128 tokens and cut there). transformers ignores them
         // unless a call asks for them, and so does mexa: padding comes from the batcher, with
@@ -61,7 +63,7 @@ impl TextTokenizer {
         let cfg: serde_json::Value = path
             .parent()
             .map(|d| d.join("tokenizer_config.json"))
-            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|p| mexa_core::file::read(&p, mexa_core::FileKind::Config).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let token_str = |k: &str| -> Option<String> {

@@ -115,7 +115,7 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     if !index.is_file() {
         bail!("{}: no model.safetensors or model.safetensors.index.json", dir.display());
     }
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&index)?)
+    let v: serde_json::Value = serde_json::from_slice(&mexa_core::file::read(&index, mexa_core::FileKind::Config)?)
         .with_context(|| format!("{}: invalid JSON", index.display()))?;
     let map = v["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no weight_map", index.display()))?;
     let mut shards: Vec<String> = map.values().filter_map(|s| s.as_str().map(str::to_string)).collect();
@@ -126,7 +126,7 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 
 /// A model file, memory-mapped read-only.
 fn map_file(path: &Path) -> Result<std::sync::Arc<memmap2::Mmap>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = mexa_core::file::open(path, mexa_core::FileKind::Model)?;
     // SAFETY: the file is opened read-only and mexa never writes model files; a model
     // changed underneath a running process is outside what any loader can defend.
     let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("memory-mapping {}", path.display()))?;
@@ -148,7 +148,7 @@ pub struct SafetensorsEntry {
 /// begins, and every tensor in it.
 pub fn safetensors_header(file: &Path) -> Result<(usize, Vec<SafetensorsEntry>)> {
     use std::io::Read;
-    let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut f = mexa_core::file::open(file, mexa_core::FileKind::Model)?;
     let mut len = [0u8; 8];
     f.read_exact(&mut len).with_context(|| format!("{}: not a safetensors file", file.display()))?;
     let len = u64::from_le_bytes(len);

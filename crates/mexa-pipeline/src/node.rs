@@ -4,7 +4,7 @@
 use crate::plan::{Plan, Reason, Status};
 use crate::stage::{Ctx, InputRef, Progress, Registry};
 use anyhow::{anyhow, Context, Result};
-use mexa_store::{KeySpec, Store};
+use mexa_store::{Key, KeySpec, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -14,14 +14,14 @@ use std::sync::atomic::AtomicBool;
 /// process serialises for a remote executor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeSpec {
-    pub key: String,
+    pub key: Key,
     pub label: String,
     /// Id under which the store remembers this node's last key.
     pub node_id: String,
     pub spec: KeySpec,
     pub params: Value,
     /// Slot → (key, label) of each input artifact.
-    pub inputs: BTreeMap<String, Vec<(String, String)>>,
+    pub inputs: BTreeMap<String, Vec<(Key, String)>>,
     /// Recompute even if cached, replacing the artifact and its shards (`run --force`).
     #[serde(default)]
     pub force: bool,
@@ -35,7 +35,7 @@ impl NodeSpec {
         label: String,
         node_id: String,
         params: Value,
-        inputs: BTreeMap<String, Vec<(String, String)>>,
+        inputs: BTreeMap<String, Vec<(Key, String)>>,
     ) -> Self {
         let spec = KeySpec {
             stage: stage.kind().into(),
@@ -102,10 +102,11 @@ pub fn execute_node(
     for (slot, keys) in &node.inputs {
         for (k, l) in keys {
             if !store.complete(k) {
-                return Err(anyhow!(
-                    "input `{slot}` ({l}, {}) is missing from the store (or one of its shards is)",
-                    &k[..12]
-                ));
+                let why = match store.manifest(k) {
+                    Err(e) if e.is_corrupt() => format!("{e}"),
+                    _ => "is missing from the store (or one of its shards is)".to_string(),
+                };
+                return Err(anyhow!("input `{slot}` ({l}, {}) {why}", k.short()));
             }
         }
     }
@@ -126,13 +127,16 @@ pub fn execute_node(
         progress,
         threads,
         force: node.force,
+        reads: Default::default(),
     };
     let meter = crate::profile::Meter::start();
     let out = stage.run(&ctx)?;
     let cost = meter.finish();
     let seconds = cost.wall_s;
+    let provenance =
+        mexa_store::Provenance { cost, meta: out.meta, inputs_read: ctx.reads.snapshot(), replace: node.force };
     let m = store
-        .write_as(node.spec.clone(), &node.label, out.table.schema, &out.table.batches, cost, out.meta, node.force)
+        .write_as(node.spec.clone(), &node.label, out.table.schema, &out.table.batches, provenance)
         .with_context(|| format!("writing the artifact of {}", node.label))?;
     if m.key != node.key {
         return Err(anyhow!("internal error: artifact key {} differs from planned key {}", m.key, node.key));

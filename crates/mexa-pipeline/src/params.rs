@@ -69,6 +69,12 @@ impl DefaultFrom<&'static str> for String {
     }
 }
 
+/// Values a stage's parameters must hold beyond their types (declared in [`stage_params!`]'s
+/// `check` block; none when it has none).
+pub trait CheckValues {
+    fn check_values(&self) -> Result<(), String>;
+}
+
 /// The JSON form of a default (see the module's invariant).
 pub fn default_json<T: serde::Serialize>(v: T) -> serde_json::Value {
     serde_json::to_value(v).expect("a parameter default serializes")
@@ -92,6 +98,11 @@ pub fn doc_text(lines: &[&str]) -> String {
 /// results, and stays out of the artifact key; `keyed_if_set` marks an option added later
 /// whose default reproduces the stage's earlier output: at its default it stays out of the
 /// key (existing artifacts stay valid), any other value enters it.
+///
+/// An optional `check(p) { ... }` block after the struct checks values that their types
+/// allow but the stage cannot use (`margin_k: 0`, `memory: abc`); it returns
+/// `Result<(), String>` and runs at plan time for every node, cached or not, so a bad
+/// setting is reported with the pipeline's position before anything runs.
 #[macro_export]
 macro_rules! stage_params {
     (
@@ -105,6 +116,7 @@ macro_rules! stage_params {
                 $(; $flag:ident)?
             ),* $(,)?
         }
+        $(check($p:ident) $check:block)?
     ) => {
         $(#[$smeta])*
         #[derive(Debug, Clone, $crate::__serde::Deserialize)]
@@ -128,7 +140,18 @@ macro_rules! stage_params {
                 ),*]
             }
         }
+
+        impl $crate::params::CheckValues for $name {
+            fn check_values(&self) -> Result<(), String> {
+                $crate::stage_params!(@check self $(, $p, $check)?)
+            }
+        }
     };
+    (@check $this:ident) => { Ok(()) };
+    (@check $this:ident, $p:ident, $check:block) => {{
+        let $p = $this;
+        $check
+    }};
     (@ty $ty:ty) => { <$ty as $crate::ParamKind>::param_type() };
     (@ty $ty:ty, $pty:ident) => { $crate::ParamType::$pty };
     (@ty $ty:ty, $pty:ident ($parg:expr)) => { $crate::ParamType::$pty($parg) };
@@ -221,6 +244,12 @@ mod tests {
             /// added later
             extra: usize = 0; keyed_if_set,
         }
+        check(p) {
+            if p.n == 0 {
+                return Err("`n` must be at least 1".into());
+            }
+            Ok(())
+        }
     }
 
     #[test]
@@ -248,6 +277,9 @@ mod tests {
         .unwrap();
         assert_eq!((p.name.as_str(), p.n, p.colours[0], p.threads, p.extra), ("x", 1, Colour::DarkBlue, 1, 0));
         assert_eq!(p.model, "m");
+        assert_eq!(CheckValues::check_values(&p), Ok(()));
+        let zero = P { n: 0, ..p };
+        assert_eq!(CheckValues::check_values(&zero), Err("`n` must be at least 1".to_string()));
         let bad =
             serde_json::json!({"name": "x", "n": 1, "colours": [], "model": "m", "threads": 1, "extra": 0, "other": 0});
         assert!(serde_json::from_value::<P>(bad).is_err());

@@ -4,7 +4,7 @@ use crate::error::{Pos, SpecError, SpecErrors};
 use crate::spec::{refs_in, value_label, PipelineSpec, StageDecl};
 use crate::stage::{InputSpec, ParamSpec, ParamType, Registry};
 use crate::yaml::{Node, NodeKind};
-use mexa_store::{key_of, FileHasher, KeySpec, Store};
+use mexa_store::{key_of, FileHasher, Key, KeySpec, Store};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,6 +19,9 @@ pub enum Reason {
     ArtifactMissing,
     /// The node's index is cached but one of its shards is not.
     ShardMissing,
+    /// The artifact filed under the key is not sound (its manifest is another artifact's,
+    /// edited, or unsealed): it is replaced by the run.
+    Corrupt(String),
     StageVersionChanged {
         from: u32,
         to: u32,
@@ -37,6 +40,7 @@ impl std::fmt::Display for Reason {
             Reason::ShardMissing => {
                 write!(f, "a shard is missing (deleted or quarantined); only missing shards are recomputed")
             }
+            Reason::Corrupt(why) => write!(f, "the stored artifact is corrupt ({why}); recomputed and replaced"),
             Reason::StageVersionChanged { from, to } => write!(f, "stage version changed (v{from} → v{to})"),
             Reason::NewParameters(p) => write!(f, "new parameters: {}", p.join("; ")),
             Reason::InputChanged(s) => write!(f, "input changed: {}", s.join(", ")),
@@ -65,7 +69,7 @@ pub struct PlanNode {
     pub params: Value,
     /// What the key is computed from (paths replaced by content hashes).
     pub spec: KeySpec,
-    pub key: String,
+    pub key: Key,
     /// Slot → indices of the nodes feeding it.
     pub deps: BTreeMap<String, Vec<usize>>,
     pub resources: Value,
@@ -358,11 +362,20 @@ fn mark_status(plan: &mut Plan, store: &Store) {
     let refs = store.refs();
     for i in 0..plan.nodes.len() {
         // A stat first: the manifest is read only for nodes that are there.
-        if store.contains(&plan.nodes[i].key) {
-            if !store.complete(&plan.nodes[i].key) {
+        let key = &plan.nodes[i].key;
+        if store.contains(key) {
+            match store.manifest(key) {
+                Err(e) => {
+                    let why = match e {
+                        mexa_store::StoreError::Corrupt { why, .. } => why,
+                        e => e.to_string(),
+                    };
+                    plan.nodes[i].status = Status::Run(Reason::Corrupt(why));
+                }
                 // A sharded node whose index is cached but a shard is gone (quarantined,
                 // deleted): the run recomputes the missing shards only.
-                plan.nodes[i].status = Status::Run(Reason::ShardMissing);
+                Ok(_) if !store.complete(key) => plan.nodes[i].status = Status::Run(Reason::ShardMissing),
+                Ok(_) => {}
             }
             continue;
         }
@@ -663,10 +676,9 @@ fn reason(node: &PlanNode, prev: Option<&Value>, plan: &Plan) -> Reason {
 
 fn short(v: &Value) -> String {
     let s = match v {
-        Value::Object(m) if m.contains_key("blake3") => format!(
-            "content {}",
-            &m["blake3"].as_str().unwrap_or_default()[..12.min(m["blake3"].as_str().unwrap_or_default().len())]
-        ),
+        Value::Object(m) if m.contains_key("blake3") => {
+            format!("content {}", m["blake3"].as_str().unwrap_or_default().chars().take(Key::SHORT).collect::<String>())
+        }
         other => other.to_string(),
     };
     if s.chars().count() > 60 {

@@ -117,8 +117,8 @@ pub fn profile(plan: &Plan, store: &Store) -> Vec<NodeProfile> {
         .map(|n| {
             let m = store.contains(&n.key).then(|| store.manifest(&n.key).ok()).flatten();
             let (mut tokens, mut shard_wall) = (None, None);
-            for k in m.as_ref().map(|m| m.shard_keys()).unwrap_or_default() {
-                if let Ok(s) = store.manifest(k) {
+            for k in m.as_ref().and_then(|m| m.shard_keys().ok()).unwrap_or_default() {
+                if let Ok(s) = store.manifest(&k) {
                     if let Some(t) = s.meta.get(META_TOKENS).and_then(serde_json::Value::as_u64) {
                         *tokens.get_or_insert(0) += t;
                         *shard_wall.get_or_insert(0.0) += s.wall_time_s;

@@ -201,8 +201,9 @@ impl Observer for MainBar<'_> {
     fn finished(&self, s: &RunSummary, _to_run: usize) {
         self.0.set_position((s.computed + s.found_done + s.failed.len()) as u64);
         self.0.set_message(format!(
-            "computed {}, cached {}, failed {}",
-            s.computed + s.found_done,
+            "computed {}, by another runner {}, cached {}, failed {}",
+            s.computed,
+            s.found_done,
             s.cached,
             s.failed.len()
         ));

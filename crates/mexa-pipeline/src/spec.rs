@@ -89,7 +89,7 @@ pub fn load(path: &Path, registry: &Registry) -> Result<PipelineSpec, SpecErrors
 /// change keys exactly as the same edit of the file would.
 pub fn load_with(path: &Path, registry: &Registry, overrides: &[Override]) -> Result<PipelineSpec, SpecErrors> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = mexa_core::file::read_text(path, mexa_core::FileKind::Pipeline).map_err(|e| {
         SpecErrors(vec![SpecError::new(
             Pos { file: display.as_str().into(), line: 0, col: 0 },
             format!("cannot read the pipeline file: {e}"),
@@ -158,13 +158,10 @@ fn with_imports(root: Node, path: &Path, chain: &mut Vec<PathBuf>) -> Result<Nod
             ));
             continue;
         }
-        let text = match std::fs::read_to_string(&file) {
+        let text = match mexa_core::file::read_text(&file, mexa_core::FileKind::Pipeline) {
             Ok(t) => t,
             Err(e) => {
-                errs.push(SpecError::new(
-                    item.pos.clone(),
-                    format!("cannot read the imported file {}: {e}", file.display()),
-                ));
+                errs.push(SpecError::new(item.pos.clone(), format!("cannot read the imported file: {e}")));
                 continue;
             }
         };

@@ -2,7 +2,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use mexa_store::Store;
+use mexa_store::{Key, Store};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -185,9 +185,11 @@ pub trait Stage: Send + Sync {
     fn release(&self, _keep: &std::collections::BTreeSet<String>) {}
 }
 
-/// Deserializes parameters into a stage's typed struct (for [`Stage::check_params`]).
-pub fn check<P: serde::de::DeserializeOwned>(params: &Value) -> Result<()> {
-    P::deserialize(params).map(|_| ()).map_err(|e| anyhow!("{e}"))
+/// Deserializes parameters into a stage's typed struct and checks their values (for
+/// [`Stage::check_params`]).
+pub fn check<P: serde::de::DeserializeOwned + crate::params::CheckValues>(params: &Value) -> Result<()> {
+    let p = P::deserialize(params).map_err(|e| anyhow!("{e}"))?;
+    p.check_values().map_err(|e| anyhow!("{e}"))
 }
 
 /// The stages a runner knows, by kind.
@@ -235,14 +237,14 @@ impl Progress for NoProgress {}
 /// An input artifact as a stage sees it.
 #[derive(Debug, Clone)]
 pub struct InputRef {
-    pub key: String,
+    pub key: Key,
     pub label: String,
 }
 
 /// Everything a running stage may use.
 pub struct Ctx<'a> {
     pub store: &'a Store,
-    pub key: &'a str,
+    pub key: &'a Key,
     pub label: &'a str,
     pub kind: &'a str,
     pub version: u32,
@@ -255,6 +257,22 @@ pub struct Ctx<'a> {
     pub threads: usize,
     /// Recompute shards even when cached, replacing them (`run --force`).
     pub force: bool,
+    /// Every artifact read so far and the blake3 of the bytes read: recorded in the
+    /// manifests this node writes (`Manifest::inputs_read`).
+    pub reads: Reads,
+}
+
+/// What a node has read from the store (key → blake3 of the data), shared by its threads.
+#[derive(Debug, Default)]
+pub struct Reads(std::sync::Mutex<BTreeMap<Key, String>>);
+
+impl Reads {
+    pub fn record(&self, key: &Key, file_hash: &str) {
+        self.0.lock().unwrap().insert(key.clone(), file_hash.to_string());
+    }
+    pub fn snapshot(&self) -> BTreeMap<Key, String> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 impl Ctx<'_> {
@@ -279,33 +297,42 @@ impl Ctx<'_> {
 
     /// Reads an input artifact; a sharded artifact is read shard by shard and concatenated.
     pub fn read(&self, input: &InputRef) -> Result<Table> {
-        let (schema, batches) = read_stitched(self.store, &input.key).with_context(|| input.label.clone())?;
+        let (schema, batches) =
+            read_stitched_logged(self.store, &input.key, Some(&self.reads)).with_context(|| input.label.clone())?;
         Ok(Table::new(schema, batches))
     }
 
     /// (shard name, shard key) of a sharded artifact; empty for a plain one.
-    pub fn shards_of(&self, input: &InputRef) -> Result<Vec<(String, String)>> {
-        shards_of(self.store, &input.key)
+    pub fn shards_of(&self, input: &InputRef) -> Result<Vec<(String, Key)>> {
+        shards_logged(self.store, &input.key, Some(&self.reads))
     }
 
     /// Reads one shard table by key.
-    pub fn read_key(&self, key: &str) -> Result<Table> {
-        let (schema, batches) = self.store.read(key)?;
-        Ok(Table::new(schema, batches))
+    pub fn read_key(&self, key: &Key) -> Result<Table> {
+        let r = self.store.read_checked(key)?;
+        self.reads.record(key, &r.manifest.file_hash);
+        Ok(Table::new(r.schema, r.batches))
+    }
+
+    /// The manifest of an input (checked like a read; recorded as read).
+    pub fn manifest(&self, key: &Key) -> Result<mexa_store::Manifest> {
+        let m = self.store.manifest(key)?;
+        self.reads.record(key, &m.file_hash);
+        Ok(m)
     }
 
     /// Computes (or finds cached) one shard of this node's output. Each shard is its own
     /// artifact, so an interrupted node loses at most the shards in flight. Returns its key.
-    pub fn shard(&self, name: &str, compute: impl FnOnce() -> Result<Output>) -> Result<String> {
+    pub fn shard(&self, name: &str, compute: impl FnOnce() -> Result<Output>) -> Result<Key> {
         let spec = mexa_store::shard_spec(self.kind, self.version, self.key, name);
         let key = mexa_store::key_of(&spec);
-        if !self.force && self.store.contains(&key) {
+        if !self.force && self.store.complete(&key) {
             return Ok(key);
         }
         let _lock = self
             .store
             .lock(&key, || tracing::info!("{}: shard {name} is being computed elsewhere; waiting", self.label))?;
-        if !self.force && self.store.contains(&key) {
+        if !self.force && self.store.complete(&key) {
             return Ok(key);
         }
         if self.cancel.load(Ordering::SeqCst) {
@@ -315,12 +342,17 @@ impl Ctx<'_> {
         let out = compute().with_context(|| format!("shard {name}"))?;
         let label = format!("{} shard {name}", self.label);
         let secs = t.elapsed().as_secs_f64();
-        self.store.write_as(spec, &label, out.table.schema, &out.table.batches, secs, out.meta, self.force)?;
+        let p = mexa_store::Provenance {
+            inputs_read: self.reads.snapshot(),
+            replace: self.force,
+            ..mexa_store::Provenance::new(secs, out.meta)
+        };
+        self.store.write_as(spec, &label, out.table.schema, &out.table.batches, p)?;
         Ok(key)
     }
 
     /// Builds the index table of a sharded output from (shard, key) pairs.
-    pub fn shard_index(pairs: &[(String, String)], meta: Value) -> Result<Output> {
+    pub fn shard_index(pairs: &[(String, Key)], meta: Value) -> Result<Output> {
         let schema = Arc::new(Schema::new(vec![
             Field::new("shard", DataType::Utf8, false),
             Field::new("shard_key", DataType::Utf8, false),
@@ -328,7 +360,8 @@ impl Ctx<'_> {
         let names = StringArray::from(pairs.iter().map(|p| p.0.as_str()).collect::<Vec<_>>());
         let keys = StringArray::from(pairs.iter().map(|p| p.1.as_str()).collect::<Vec<_>>());
         let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(names), Arc::new(keys)])?;
-        let meta = mexa_store::mark_sharded(meta, pairs.iter().map(|p| p.1.clone()).collect());
+        let keys: Vec<Key> = pairs.iter().map(|p| p.1.clone()).collect();
+        let meta = mexa_store::mark_sharded(meta, &keys);
         Ok(Output { table: Table::new(schema, vec![b]), meta })
     }
 
@@ -338,33 +371,62 @@ impl Ctx<'_> {
 }
 
 /// An artifact's data: its table, or for a sharded artifact its shards' tables in order.
-pub fn read_stitched(store: &Store, key: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let shards = shards_of(store, key)?;
+/// Shards must agree on the schema: one that differs (a vector of another width, say) is an
+/// error naming both shards.
+pub fn read_stitched(store: &Store, key: &Key) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    read_stitched_logged(store, key, None)
+}
+
+fn read_stitched_logged(store: &Store, key: &Key, reads: Option<&Reads>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let shards = shards_logged(store, key, reads)?;
     if shards.is_empty() {
-        return store.read(key);
+        let r = store.read_checked(key)?;
+        reads.inspect(|l| l.record(key, &r.manifest.file_hash));
+        return Ok((r.schema, r.batches));
     }
-    let (mut schema, mut batches) = (None, Vec::new());
-    for (_, k) in shards {
-        let (s, b) = store.read(&k)?;
-        schema.get_or_insert(s);
-        batches.extend(b);
+    let (mut first, mut batches): (Option<(SchemaRef, String)>, _) = (None, Vec::new());
+    for (name, k) in shards {
+        let r = store.read_checked(&k)?;
+        reads.inspect(|l| l.record(&k, &r.manifest.file_hash));
+        match &first {
+            None => first = Some((r.schema.clone(), name)),
+            Some((s, n)) if s.fields() != r.schema.fields() => bail!(
+                "shards `{n}` and `{name}` of {} disagree on their columns: {} vs {}",
+                key.short(),
+                mexa_store::TableSummary::schema(s).replace('\n', ", "),
+                mexa_store::TableSummary::schema(&r.schema).replace('\n', ", ")
+            ),
+            Some(_) => {}
+        }
+        batches.extend(r.batches);
     }
-    Ok((schema.ok_or_else(|| anyhow!("a sharded artifact with no shards"))?, batches))
+    Ok((first.ok_or_else(|| anyhow!("a sharded artifact with no shards"))?.0, batches))
 }
 
 /// (shard name, shard key) of a sharded artifact (`meta.sharded`); empty for a plain one.
-pub fn shards_of(store: &Store, key: &str) -> Result<Vec<(String, String)>> {
-    if !store.manifest(key)?.is_sharded() {
+/// The index must list exactly the shards its manifest names, each key well formed.
+pub fn shards_of(store: &Store, key: &Key) -> Result<Vec<(String, Key)>> {
+    shards_logged(store, key, None)
+}
+
+fn shards_logged(store: &Store, key: &Key, reads: Option<&Reads>) -> Result<Vec<(String, Key)>> {
+    let r = store.read_checked(key)?;
+    reads.inspect(|l| l.record(key, &r.manifest.file_hash));
+    if !r.manifest.is_sharded() {
         return Ok(vec![]);
     }
-    let (_, batches) = store.read(key)?;
     let mut out = Vec::new();
-    for b in batches {
-        let names = string_col(&b, "shard")?;
-        let keys = string_col(&b, "shard_key")?;
+    for b in &r.batches {
+        let names = string_col(b, "shard")?;
+        let keys = string_col(b, "shard_key")?;
         for i in 0..b.num_rows() {
-            out.push((names.value(i).to_string(), keys.value(i).to_string()));
+            let k = Key::parse(keys.value(i)).map_err(|e| anyhow!("{}: shard index row {i}: {e}", key.short()))?;
+            out.push((names.value(i).to_string(), k));
         }
+    }
+    let listed: Vec<Key> = out.iter().map(|p| p.1.clone()).collect();
+    if listed != r.manifest.shard_keys().unwrap_or_default() {
+        bail!("{}: its shard index and its manifest list different shards; run `mexa verify`", key.short());
     }
     Ok(out)
 }

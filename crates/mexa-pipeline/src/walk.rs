@@ -212,7 +212,7 @@ pub fn walk(
                     match outcome {
                         NodeOutcome::Computed { seconds } => {
                             summary.computed += 1;
-                            tracing::info!("computed {label} in {seconds:.2}s → {}", &plan.nodes[i].key[..12]);
+                            tracing::info!("computed {label} in {seconds:.2}s → {}", plan.nodes[i].key.short());
                         }
                         NodeOutcome::FoundDone => {
                             summary.found_done += 1;
@@ -348,7 +348,7 @@ mod tests {
                     params: serde_json::Value::Null,
                     inputs: BTreeMap::new(),
                 },
-                key: format!("{i:064x}"),
+                key: mexa_store::Key::parse(&format!("{i:064x}")).unwrap(),
                 deps: BTreeMap::from([("in".to_string(), d.to_vec())]),
                 resources: serde_json::Value::Null,
                 status: Status::Run(Reason::NeverRun),

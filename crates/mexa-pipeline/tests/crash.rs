@@ -70,7 +70,7 @@ fn child(store: &Path, log: Option<&Path>) -> Child {
 }
 
 /// key → bytes of data.parquet, for every artifact.
-fn contents(store: &Store) -> BTreeMap<String, Vec<u8>> {
+fn contents(store: &Store) -> BTreeMap<mexa_store::Key, Vec<u8>> {
     store
         .keys()
         .unwrap()

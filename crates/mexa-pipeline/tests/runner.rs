@@ -80,7 +80,7 @@ fn run_then_everything_is_cached_and_results_are_right() {
     let params = serde_json::Value::Null;
     let ctx = Ctx {
         store: &store,
-        key: "",
+        key: &last.key,
         label: "",
         kind: "",
         version: 0,
@@ -90,6 +90,7 @@ fn run_then_everything_is_cached_and_results_are_right() {
         progress: &NoProgress,
         threads: 1,
         force: false,
+        reads: Default::default(),
     };
     let lines = lines_of(&ctx.read(&ctx_in).unwrap());
     assert_eq!(lines.len(), 3 * 3 * (1 + 2 + 1 + 2 + 1));

@@ -26,6 +26,12 @@ mexa_pipeline::stage_params! {
         /// for anisotropy (every sentence vector sharing one large direction)
         centering: bool = false,
     }
+    check(p) {
+        if p.margin_k == 0 {
+            return Err("`margin_k` must be at least 1 (the margin compares a pair with its k nearest neighbours)".into());
+        }
+        Ok(())
+    }
 }
 
 /// Embeddings as the scores see them: each (pooling, layer) matrix mean-centred when asked.
@@ -198,7 +204,7 @@ impl Stage for Align {
         let input = ctx.input("embeddings")?;
         let (pivot, meta) = embeddings_meta(ctx, input)?;
         let shards = ctx.shards_of(input)?;
-        let k = p.margin_k.max(1);
+        let k = p.margin_k;
         let wanted = p.poolings;
         let pivot_key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
         let pivot_emb = prepared(read_embeddings(&ctx.read_key(pivot_key)?)?, p.centering);

@@ -54,6 +54,9 @@ mexa_pipeline::stage_params! {
         /// the memory the model may hold: auto (what the devices have free) or a size
         memory: String = "auto"; execution,
     }
+    check(p) {
+        crate::embed::check_model_settings(&p.device, &p.memory, p.batch_tokens)
+    }
 }
 
 crate::embed::impl_model_params!(Params);
@@ -100,7 +103,7 @@ pub fn read_xcopa(dir: &Path, code: &str, split: Split) -> Result<Vec<Item>> {
         Split::Validation => "val",
     };
     let path = dir.join(code).join(format!("{file}.{code}.jsonl"));
-    let text = std::fs::read_to_string(&path).with_context(|| {
+    let text = mexa_core::file::read_text(&path, mexa_core::FileKind::Data).with_context(|| {
         format!("{}: cannot read the XCOPA file (expected <data>/<language>/{file}.<language>.jsonl)", path.display())
     })?;
     let mut items = Vec::new();
@@ -223,7 +226,7 @@ impl Stage for Choice {
         };
         let opts = run_plan(&p.model_params(), true)?.load;
         let model_path = p.model.as_str();
-        let score_opts = ScoreOptions { max_tokens: p.batch_tokens.max(1), packed: true };
+        let score_opts = ScoreOptions { max_tokens: p.batch_tokens, packed: true };
         let mut shards = Vec::new();
         for &(code, flores, cause, effect) in &langs {
             let mut items = read_xcopa(data, code, split)?;

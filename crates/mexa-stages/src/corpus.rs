@@ -50,7 +50,7 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
     if !meta.is_file() {
         bail!("{}: not a regular file", path.display());
     }
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = mexa_core::file::read(path, mexa_core::FileKind::Data)?;
     let mut lines = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -364,7 +364,9 @@ pub fn load(path: &Path, split: &str, languages: &[String], pivot: &str, limit: 
 }
 
 fn udhr_table(dir: &Path) -> BTreeMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(dir.join("languages.tsv")) else { return BTreeMap::new() };
+    let Ok(text) = mexa_core::file::read_text(&dir.join("languages.tsv"), mexa_core::FileKind::Data) else {
+        return BTreeMap::new();
+    };
     text.lines()
         .skip(1)
         .filter_map(|l| {

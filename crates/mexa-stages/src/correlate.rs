@@ -119,7 +119,7 @@ pub fn read_points(t: &Table) -> Result<Vec<(Point, f64)>> {
 
 /// The stage name of a node's label, without its grid cell (`topics[model=x]` → `topics`).
 fn stage_name(ctx: &Ctx, input: &mexa_pipeline::InputRef, fallback: &str) -> Result<String> {
-    let label = ctx.store.manifest(&input.key)?.label;
+    let label = ctx.manifest(&input.key)?.label;
     Ok(label.rsplit('/').next().unwrap_or(fallback).split('[').next().unwrap_or(fallback).to_string())
 }
 

@@ -128,6 +128,29 @@ mexa_pipeline::stage_params! {
         /// pass (decoders; read by the `lens` stage)
         lens: usize = 0; keyed_if_set,
     }
+    check(p) {
+        check_model_settings(&p.device, &p.memory, p.batch_tokens)?;
+        if p.batch_sentences == 0 {
+            return Err("`batch_sentences` must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The execution settings every model-running stage shares, checked at plan time (cached
+/// nodes too, so a typo is found before a rerun needs the setting): a device list, a memory
+/// size, a positive batch size.
+pub(crate) fn check_model_settings(device: &str, memory: &str, batch_tokens: usize) -> Result<(), String> {
+    if device != "auto" {
+        mexa_model::device::parse_devices(device).map_err(|e| format!("`device`: {e:#}"))?;
+    }
+    if memory != "auto" {
+        mexa_model::device::parse_bytes(memory).map_err(|e| format!("`memory`: {e}"))?;
+    }
+    if batch_tokens == 0 {
+        return Err("`batch_tokens` must be at least 1".into());
+    }
+    Ok(())
 }
 
 /// `fn model_params(&self) -> ModelParams` for a model-running stage's `Params` (their model
@@ -257,7 +280,7 @@ pub struct EmbeddingsMeta {
 
 /// An embed input's recorded facts and its pivot language.
 pub fn embeddings_meta(ctx: &Ctx, input: &InputRef) -> Result<(String, EmbeddingsMeta)> {
-    let meta: EmbeddingsMeta = serde_json::from_value(ctx.store.manifest(&input.key)?.meta)
+    let meta: EmbeddingsMeta = serde_json::from_value(ctx.manifest(&input.key)?.meta)
         .map_err(|e| anyhow!("{}: not an embed artifact ({e})", input.label))?;
     let pivot = meta.pivot.clone().ok_or_else(|| anyhow!("{}: no pivot recorded", input.label))?;
     Ok((pivot, meta))
@@ -487,7 +510,7 @@ impl Stage for Embed {
                 Ok(Output { table: Table::new(sch, vec![b]), meta: serde_json::to_value(meta)? })
             })?;
             if info.is_none() {
-                info = Some(serde_json::from_value(ctx.store.manifest(&key)?.meta)?);
+                info = Some(serde_json::from_value(ctx.manifest(&key)?.meta)?);
             }
             shards.push((lang.clone(), key));
             if ctx.cancelled() {

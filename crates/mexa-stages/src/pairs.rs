@@ -64,7 +64,7 @@ impl Stage for AlignPairs {
         }
         let Some(first) = emb.first() else { bail!("{}: no languages", input.label) };
         let poolings = chosen_poolings(first, &p.poolings, &input.label)?;
-        let k = p.margin_k.max(1);
+        let k = p.margin_k;
         let mut rows: Vec<(String, Row)> = Vec::new();
         for &pool in &poolings {
             let layers = first[&pool].len();

@@ -38,7 +38,7 @@ pub const SLOTS: &[(&str, &str, &str)] = &[
 /// The report node of a planned pipeline (`mexa report FILE`): every node of the stages the
 /// report draws, by slot and ordered by label.
 pub fn report_node(plan: &Plan, title: String, curve_languages: Vec<String>) -> NodeSpec {
-    let mut inputs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut inputs: BTreeMap<String, Vec<(mexa_store::Key, String)>> = BTreeMap::new();
     for n in &plan.nodes {
         if let Some((slot, ..)) = SLOTS.iter().find(|(_, kind, _)| *kind == n.kind) {
             inputs.entry(slot.to_string()).or_default().push((n.key.clone(), n.label.clone()));

@@ -30,7 +30,7 @@ impl FileHasher {
     pub fn new(cache_path: Option<PathBuf>) -> Self {
         let entries = cache_path
             .as_ref()
-            .and_then(|p| fs::read(p).ok())
+            .and_then(|p| mexa_core::file::read(p, mexa_core::FileKind::StoreMeta).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         Self { cache_path, entries: Mutex::new(entries), dirty: Mutex::new(false) }

@@ -1,4 +1,5 @@
 //! Artifact keys: blake3 over a canonical encoding of what determines an artifact.
+use mexa_core::Key;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ pub struct KeySpec {
     /// Parameters, defaults filled in.
     pub params: Value,
     /// Input slot name → keys of the artifacts feeding it (one, or several for a gather slot).
-    pub inputs: BTreeMap<String, Vec<String>>,
+    pub inputs: BTreeMap<String, Vec<Key>>,
 }
 
 /// JSON with object keys sorted at every level, no whitespace: equal values encode equally.
@@ -71,7 +72,7 @@ fn write_canonical(v: &Value, out: &mut impl std::io::Write) -> std::io::Result<
 
 /// The key of a [`KeySpec`]: blake3 of a domain tag and the canonical JSON of
 /// `{"inputs": …, "params": …, "stage": …, "version": …}`, streamed into the hasher.
-pub fn key_of(spec: &KeySpec) -> String {
+pub fn key_of(spec: &KeySpec) -> Key {
     let mut h = blake3::Hasher::new();
     h.update(b"mexa-artifact-v1\0");
     let w = &mut h;
@@ -93,7 +94,7 @@ pub fn key_of(spec: &KeySpec) -> String {
         write!(w, ",\"version\":{}}}", spec.version)
     })();
     io.expect("hashing never fails");
-    h.finalize().to_hex().to_string()
+    Key::from_bytes(h.finalize().as_bytes())
 }
 
 #[cfg(test)]
@@ -115,12 +116,12 @@ mod tests {
     #[test]
     fn streamed_encoding_equals_canonical_json_of_the_spec() {
         let mut s = spec(json!({"z": [1, {"b": 2, "a": "x\"y"}], "a": 1.5, "m": null}));
-        s.inputs.insert("corpus".into(), vec!["ab".into(), "cd".into()]);
+        s.inputs.insert("corpus".into(), vec![key_of(&spec(json!(1))), key_of(&spec(json!(2)))]);
         let v = serde_json::to_value(&s).unwrap();
         let mut h = blake3::Hasher::new();
         h.update(b"mexa-artifact-v1\0");
         h.update(canonical_json(&v).as_bytes());
-        assert_eq!(key_of(&s), h.finalize().to_hex().to_string());
+        assert_eq!(key_of(&s).as_str(), h.finalize().to_hex().to_string());
     }
 
     #[test]
@@ -133,7 +134,7 @@ mod tests {
         let p = spec(json!({"a": 2}));
         assert_ne!(k, key_of(&p));
         let mut i = base.clone();
-        i.inputs.insert("x".into(), vec!["00".into()]);
+        i.inputs.insert("x".into(), vec![key_of(&spec(json!(0)))]);
         assert_ne!(k, key_of(&i));
         let mut s = base;
         s.stage = "t".into();

@@ -15,7 +15,8 @@
 //! objects/ab/<key>/data.parquet    the table, uncompressed Parquet
 //! refs/<node-id>.json              last key seen for a named pipeline node (plan reasons)
 //! locks/<key>.lock                 flock(2) per key while a runner computes it
-//! runs/<pid>.<start>.lock          flock(2) per live runner, so gc spares its fresh artifacts
+//! runs/<pid>.<start>.<n>.run        flock(2) per live runner: its start and the keys it pinned
+//! runs/gc.lock                     held shared while a runner plans and pins, exclusively by gc
 //! quarantine/<key>.<time>/         artifacts `verify` found corrupt
 //! tmp/                             partial writes; an object dir appears only by rename
 //! cache/file-hashes.json           content hashes of external files by path+size+mtime+inode
@@ -32,16 +33,14 @@ mod store;
 mod table;
 
 pub use filehash::FileHasher;
-pub use gc::{GcReport, RunGuard};
+pub use gc::{GcReport, LiveRuns, RunGuard};
 pub use key::{canonical_json, key_of, KeySpec};
+pub use mexa_core::Key;
 pub use store::{
-    is_key, mark_sharded, read_regular, shard_spec, Cost, KeyLock, Manifest, ObjectInfo, Refs, Store, VerifyReport,
-    FORMAT_VERSION,
+    mark_sharded, shard_spec, Cost, KeyLock, Manifest, ObjectInfo, Provenance, Read, Refs, Store, StoreError,
+    VerifyReport, FORMAT_VERSION,
 };
 pub use table::{
-    compare_tables, format_rows, format_rows_fit, read_parquet, read_parquet_bytes, terminal_width, text_rows, to_csv,
-    to_json_rows, write_parquet, write_parquet_to, TableSummary,
+    check_finite, compare_tables, format_rows, format_rows_fit, read_parquet, read_parquet_bytes, terminal_width,
+    text_rows, to_csv, to_json_rows, write_parquet, write_parquet_to, TableSummary,
 };
-
-/// An artifact key: 64 lowercase hex digits of a blake3 hash.
-pub type Key = String;

@@ -42,9 +42,8 @@ pub fn loader_files(dir: &Path) -> Result<Vec<String>> {
         }
         if !has("model.safetensors") && has("model.safetensors.index.json") {
             let index = dir.join("model.safetensors.index.json");
-            let v: Value =
-                serde_json::from_slice(&fs::read(&index).with_context(|| format!("{}: cannot read", index.display()))?)
-                    .with_context(|| format!("{}: invalid JSON", index.display()))?;
+            let v: Value = serde_json::from_slice(&mexa_core::file::read(&index, mexa_core::FileKind::Config)?)
+                .with_context(|| format!("{}: invalid JSON", index.display()))?;
             let map =
                 v["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no `weight_map` object", index.display()))?;
             files.push("model.safetensors.index.json".to_string());
@@ -153,7 +152,7 @@ pub fn from_hub(owner: &str, name: &str, rev: &str, cache: &Path, hasher: &FileH
     }
     let refs = repo.join("refs").join(rev);
     let commit = if refs.is_file() {
-        fs::read_to_string(&refs).with_context(|| format!("{}: cannot read", refs.display()))?.trim().to_string()
+        mexa_core::file::read_text(&refs, mexa_core::FileKind::Config)?.trim().to_string()
     } else if rev.len() >= 7 && rev.chars().all(|c| c.is_ascii_hexdigit()) && repo.join("snapshots").join(rev).is_dir()
     {
         rev.to_string()

@@ -45,8 +45,82 @@ pub fn read_parquet_bytes(bytes: Vec<u8>, path: &Path) -> Result<(SchemaRef, Vec
 
 /// Reads a whole Parquet file into record batches.
 pub fn read_parquet(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("opening {}", path.display()))?;
+    let bytes = mexa_core::file::read(path, mexa_core::FileKind::Data)?;
     read_parquet_bytes(bytes, path)
+}
+
+/// The first cell holding NaN or an infinity, described for an error: the column, the row,
+/// the row's identifying text and integer columns (language, pooling, layer, ...) and, for a
+/// vector, the element. Nulls are fine: a value that is undefined is stored as null.
+pub fn check_finite(schema: &SchemaRef, batches: &[RecordBatch]) -> std::result::Result<(), String> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType as D, Float32Type, Float64Type};
+    // Index of the first non-finite value among `len` values starting at `offset`.
+    fn first_bad(a: &dyn Array, offset: usize, len: usize) -> Option<(usize, f64)> {
+        match a.data_type() {
+            D::Float32 => {
+                let v = a.as_primitive::<Float32Type>();
+                (offset..offset + len)
+                    .find(|&i| !v.is_null(i) && !v.value(i).is_finite())
+                    .map(|i| (i, v.value(i) as f64))
+            }
+            D::Float64 => {
+                let v = a.as_primitive::<Float64Type>();
+                (offset..offset + len).find(|&i| !v.is_null(i) && !v.value(i).is_finite()).map(|i| (i, v.value(i)))
+            }
+            _ => None,
+        }
+    }
+    let mut row0 = 0;
+    for b in batches {
+        for (f, c) in schema.fields().iter().zip(b.columns()) {
+            let found = match c.data_type() {
+                D::Float32 | D::Float64 => first_bad(c.as_ref(), 0, c.len()).map(|(r, v)| (r, None, v)),
+                D::FixedSizeList(_, w) => {
+                    let l = c.as_fixed_size_list();
+                    let w = *w as usize;
+                    let values = l.values();
+                    (0..l.len()).filter(|&r| !l.is_null(r)).find_map(|r| {
+                        first_bad(values.as_ref(), (l.offset() + r) * w, w)
+                            .map(|(i, v)| (r, Some(i - (l.offset() + r) * w), v))
+                    })
+                }
+                D::List(_) => {
+                    let l = c.as_list::<i32>();
+                    (0..l.len()).filter(|&r| !l.is_null(r)).find_map(|r| {
+                        let (s, e) = (l.value_offsets()[r] as usize, l.value_offsets()[r + 1] as usize);
+                        first_bad(l.values().as_ref(), s, e - s).map(|(i, v)| (r, Some(i - s), v))
+                    })
+                }
+                _ => None,
+            };
+            if let Some((r, element, v)) = found {
+                let ids: Vec<String> = schema
+                    .fields()
+                    .iter()
+                    .zip(b.columns())
+                    .filter(|(g, _)| matches!(g.data_type(), D::Utf8 | D::Int32 | D::Int64 | D::UInt32 | D::UInt64))
+                    .filter_map(|(g, a)| {
+                        let fmt = ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).ok()?;
+                        let mut s = fmt.value(r).to_string();
+                        if s.chars().count() > 40 {
+                            s = s.chars().take(40).collect::<String>() + "…";
+                        }
+                        Some(format!("{}={s}", g.name()))
+                    })
+                    .collect();
+                let at = element.map(|e| format!(" element {e}")).unwrap_or_default();
+                return Err(format!(
+                    "{v} in column `{}`{at}, row {}{}",
+                    f.name(),
+                    row0 + r,
+                    if ids.is_empty() { String::new() } else { format!(" ({})", ids.join(", ")) }
+                ));
+            }
+        }
+        row0 += b.num_rows();
+    }
+    Ok(())
 }
 
 /// A printable look at a table: its schema and first rows.

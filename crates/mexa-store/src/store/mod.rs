@@ -1,0 +1,534 @@
+//! The on-disk store: objects, their checked reads and atomic writes, refs, locks. Verifying
+//! and quarantine are in `verify.rs`, merging stores in `import.rs`, gc in `../gc.rs`.
+use crate::filehash::hash_file;
+use crate::key::{key_of, KeySpec};
+use crate::table::{write_parquet, TableSummary};
+use anyhow::{bail, Context, Result};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use mexa_core::file::{self, FileKind};
+use mexa_core::Key;
+use serde::Serialize;
+use serde_json::Value;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod error;
+mod import;
+mod manifest;
+mod verify;
+
+pub use error::StoreError;
+pub use manifest::{mark_sharded, shard_spec, Cost, Manifest, ObjectInfo, Provenance, FORMAT_VERSION};
+pub use verify::VerifyReport;
+
+/// A snapshot of which refs exist (see [`Store::refs`]).
+pub struct Refs<'a> {
+    store: &'a Store,
+    names: std::collections::HashSet<String>,
+}
+
+impl Refs<'_> {
+    pub fn get(&self, node_id: &str) -> Option<Value> {
+        let path = self.store.ref_path(node_id);
+        let name = path.file_name()?.to_string_lossy();
+        if self.names.contains(name.as_ref()) {
+            self.store.read_ref(node_id)
+        } else {
+            None
+        }
+    }
+}
+
+/// A store rooted at a directory. Cheap to clone; all state is on disk.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// An exclusive lock on one key, released on drop or when the holding process dies
+/// (flock(2) locks belong to the open file description, which the kernel closes on exit).
+pub struct KeyLock {
+    _file: File,
+}
+
+/// A table as read from the store, with the manifest it was checked against.
+pub struct Read {
+    pub manifest: Manifest,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        for d in ["objects", "refs", "locks", "tmp", "cache"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).with_context(|| format!("cannot create store directory {}", p.display()))?;
+            // Everything mexa writes stays inside the store: a store folder that is a link
+            // elsewhere (planted in a shared store) is refused.
+            if fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+                bail!(
+                    "{}: a store folder is a symlink; refused (everything mexa writes must stay inside the store)",
+                    p.display()
+                );
+            }
+        }
+        Ok(Self { root })
+    }
+
+    /// Opens a store that must already exist (commands that only read never create one).
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        if !Self::exists(&root) {
+            bail!(
+                "no store at {}: a store is created by `mexa run`; pick another with --store or MEXA_STORE (a pipeline's `store:` names its own)",
+                root.display()
+            );
+        }
+        Self::open(root)
+    }
+
+    /// True when `root` holds a store (its `objects` folder).
+    pub fn exists(root: &Path) -> bool {
+        root.join("objects").is_dir()
+    }
+
+    /// A store that does not exist (yet), for planning against: every artifact reads as
+    /// missing and nothing is created.
+    pub fn absent(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `objects/<2 digits>/<key>`: a [`Key`] can name nothing else.
+    pub fn object_dir(&self, key: &Key) -> PathBuf {
+        self.root.join("objects").join(key.fanout()).join(key.as_str())
+    }
+
+    pub fn data_path(&self, key: &Key) -> PathBuf {
+        self.object_dir(key).join("data.parquet")
+    }
+
+    fn manifest_path(&self, key: &Key) -> PathBuf {
+        self.object_dir(key).join("manifest.json")
+    }
+
+    /// True when an object folder with a manifest file is filed under this key (whether it
+    /// is sound is [`Store::manifest`]'s question).
+    pub fn contains(&self, key: &Key) -> bool {
+        fs::symlink_metadata(self.manifest_path(key)).map(|m| m.file_type().is_file()).unwrap_or(false)
+    }
+
+    /// The manifest filed under `key`, parsed but not checked (for reporting what a corrupt
+    /// artifact claims to be).
+    pub fn manifest_unchecked(&self, key: &Key) -> Result<Manifest, StoreError> {
+        let p = self.manifest_path(key);
+        if !self.contains(key) {
+            return Err(StoreError::Missing { key: key.clone(), store: self.root.clone() });
+        }
+        let bytes = file::read(&p, FileKind::StoreMeta).map_err(|e| StoreError::Io {
+            key: key.clone(),
+            path: p.clone(),
+            error: e,
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::corrupt(key, None, format!("its manifest is not valid ({e})")))
+    }
+
+    /// The manifest of the artifact `key`, checked to be that artifact's: it names the key,
+    /// its key spec hashes to it, its seal holds and the keys it lists are well formed
+    /// ([`Manifest::mismatch`]). Every read of the store goes through here, so an artifact
+    /// copied into another key's folder or an edited manifest is never served.
+    pub fn manifest(&self, key: &Key) -> Result<Manifest, StoreError> {
+        let m = self.manifest_unchecked(key)?;
+        match m.mismatch(key) {
+            None => Ok(m),
+            Some(why) => Err(StoreError::corrupt(key, Some(&m.label), why)),
+        }
+    }
+
+    /// Reads an artifact's table after checking its manifest ([`Store::manifest`]) and the
+    /// data's blake3 against it, so a corrupt artifact is never served or read downstream.
+    pub fn read(&self, key: &Key) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let r = self.read_checked(key)?;
+        Ok((r.schema, r.batches))
+    }
+
+    /// [`Store::read`] with the manifest it was checked against (its `file_hash` is the hash
+    /// of the bytes decoded).
+    pub fn read_checked(&self, key: &Key) -> Result<Read> {
+        let m = self.manifest(key)?;
+        let path = self.data_path(key);
+        let bytes = file::read(&path, FileKind::StoreData)
+            .map_err(|e| StoreError::corrupt(key, Some(&m.label), format!("data.parquet: {e}")))?;
+        let h = blake3::hash(&bytes).to_hex().to_string();
+        if h != m.file_hash {
+            let why = format!(
+                "data.parquet hashes to {}…, its manifest says {}…",
+                &h[..12],
+                m.file_hash.get(..12).unwrap_or(&m.file_hash)
+            );
+            return Err(StoreError::corrupt(key, Some(&m.label), why).into());
+        }
+        let (schema, batches) = crate::table::read_parquet_bytes(bytes, &path)?;
+        Ok(Read { manifest: m, schema, batches })
+    }
+
+    /// True when the artifact is present and sound (its manifest passes [`Store::manifest`])
+    /// and, for a sharded node, every shard its index lists is present too. Planning treats
+    /// an incomplete or corrupt node as not cached.
+    pub fn complete(&self, key: &Key) -> bool {
+        match self.manifest(key) {
+            Ok(m) => m.shard_keys().unwrap_or_default().iter().all(|k| self.contains(k)),
+            Err(_) => false,
+        }
+    }
+
+    /// Writes an artifact atomically: everything goes to `tmp/`, then one rename publishes it.
+    /// If another writer published the same key first, that artifact is kept and returned.
+    pub fn write(
+        &self,
+        spec: KeySpec,
+        label: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+        cost: impl Into<Cost>,
+        meta: Value,
+    ) -> Result<Manifest> {
+        self.write_as(spec, label, schema, batches, Provenance::new(cost, meta))
+    }
+
+    /// [`Store::write`] with what the writer read, or with `replace` (`run --force`)
+    /// replacing an artifact already there: the old object is renamed aside and the new one
+    /// renamed in, so readers see one or the other, never a mix. Call it under the key's lock
+    /// when replacing. A table holding NaN or an infinity is refused with the cell named.
+    /// On failure (a full disk, say) the temporary folder is removed and the error names the
+    /// artifact and the store.
+    pub fn write_as(
+        &self,
+        spec: KeySpec,
+        label: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+        p: Provenance,
+    ) -> Result<Manifest> {
+        if let Err(cell) = crate::table::check_finite(&schema, batches) {
+            bail!("{label}: refusing to store a table with {cell}; nothing was written (a non-finite number is a failed computation, not a result)");
+        }
+        let key = key_of(&spec);
+        let tmp = self.temp_dir(key.as_str())?;
+        let written = self.write_tmp(&tmp, spec, label, schema, batches, p.cost, p.meta, p.inputs_read);
+        let manifest = match written {
+            Ok(m) => m,
+            Err(e) => {
+                fs::remove_dir_all(&tmp).ok();
+                return Err(e.context(format!(
+                    "writing artifact {} ({label}) into the store {}; its temporary folder was removed",
+                    key.short(),
+                    self.root.display()
+                )));
+            }
+        };
+        if p.replace && self.contains(&key) {
+            // rename(2) onto an empty directory replaces it: the old object moves aside in one
+            // step, the new one moves in in the next.
+            let retired = self.temp_dir(&format!("retired-{key}"))?;
+            fs::rename(self.object_dir(&key), &retired).with_context(|| format!("retiring {}", key.short()))?;
+            let published = self.publish(&tmp, &key);
+            fs::remove_dir_all(&retired).ok();
+            published?;
+        } else {
+            self.publish(&tmp, &key)?;
+        }
+        debug_assert_eq!(manifest.key, key);
+        self.manifest(&key).map_err(Into::into)
+    }
+
+    /// Writes the data file and the sealed manifest into a temporary object folder.
+    fn write_tmp(
+        &self,
+        tmp: &Path,
+        spec: KeySpec,
+        label: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+        cost: Cost,
+        meta: Value,
+        inputs_read: std::collections::BTreeMap<Key, String>,
+    ) -> Result<Manifest> {
+        let data = tmp.join("data.parquet");
+        let rows = write_parquet(&data, schema.clone(), batches)?;
+        let manifest = Manifest {
+            format: FORMAT_VERSION,
+            key: key_of(&spec),
+            spec,
+            label: label.to_string(),
+            schema: TableSummary::schema(&schema),
+            rows,
+            bytes: fs::metadata(&data)?.len(),
+            file_hash: hash_file(&data)?,
+            wall_time_s: cost.wall_s,
+            cpu_time_s: cost.cpu_s,
+            peak_rss_bytes: cost.peak_rss_bytes,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            host: hostname(),
+            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            meta,
+            inputs_read,
+            seal: String::new(),
+        };
+        let manifest = Manifest { seal: manifest.seal_of(), ..manifest };
+        write_json(&tmp.join("manifest.json"), &manifest)?;
+        File::open(&data)?.sync_all()?;
+        Ok(manifest)
+    }
+
+    /// A fresh, exclusively created directory under `tmp/` (never an existing path, so a
+    /// planted file or symlink of a guessed name cannot redirect the write).
+    fn temp_dir(&self, name: &str) -> Result<PathBuf> {
+        let parent = self.root.join("tmp");
+        for _ in 0..16 {
+            let tmp = parent.join(format!("{}.{}.{}", &name[..name.len().min(80)], std::process::id(), unique()));
+            match fs::create_dir(&tmp) {
+                Ok(()) => return Ok(tmp),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("creating {} in the store {}", tmp.display(), self.root.display()))
+                }
+            }
+        }
+        bail!("could not create a fresh temporary directory under {}", parent.display())
+    }
+
+    /// Renames a complete temporary object directory into place. If a sound artifact of the
+    /// key is there already (another writer won), ours is dropped; an unsound one (corrupt,
+    /// or debris of a manual copy) is moved to quarantine first.
+    fn publish(&self, tmp: &Path, key: &Key) -> Result<()> {
+        let dest = self.object_dir(key);
+        let prefix = dest.parent().unwrap();
+        match fs::symlink_metadata(prefix) {
+            Ok(m) if m.file_type().is_dir() => {}
+            Ok(_) => {
+                bail!("{}: not a folder (a symlink?); refused, nothing is written outside the store", prefix.display())
+            }
+            Err(_) => fs::create_dir(prefix)
+                .or_else(|e| if prefix.is_dir() { Ok(()) } else { Err(e) })
+                .with_context(|| format!("creating {}", prefix.display()))?,
+        }
+        if self.manifest(key).is_ok() {
+            fs::remove_dir_all(tmp).ok();
+            return Ok(());
+        }
+        if fs::symlink_metadata(&dest).is_ok() {
+            let why = match self.manifest(key) {
+                Err(e) if e.is_missing() => "incomplete object directory (no manifest)".to_string(),
+                Err(e) => format!("{e}"),
+                Ok(_) => unreachable!(),
+            };
+            self.quarantine(key, &why)?;
+        }
+        match fs::rename(tmp, &dest) {
+            Ok(()) => {
+                if let Ok(d) = File::open(dest.parent().unwrap()) {
+                    d.sync_all().ok();
+                }
+                Ok(())
+            }
+            Err(_) if self.manifest(key).is_ok() => {
+                fs::remove_dir_all(tmp).ok();
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| format!("publishing {}", dest.display())),
+        }
+    }
+
+    /// Takes the lock for `key`, waiting while another process (or thread) holds it.
+    /// `on_wait` is called once if the lock is busy.
+    pub fn lock(&self, key: &Key, on_wait: impl FnOnce()) -> Result<KeyLock> {
+        let p = self.lock_path(key);
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            File::options().create(true).truncate(false).write(true).custom_flags(O_NOFOLLOW).open(&p)
+        }
+        .with_context(|| format!("cannot open lock {} (a symlink is refused)", p.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock().with_context(|| format!("waiting for lock {}", p.display()))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("locking {}", p.display())),
+        }
+        Ok(KeyLock { _file: file })
+    }
+
+    pub(crate) fn lock_path(&self, key: &Key) -> PathBuf {
+        self.root.join("locks").join(format!("{key}.lock"))
+    }
+
+    /// Every sound artifact, sorted by creation time then key; corrupt ones are skipped with a
+    /// warning (`mexa verify` reports and quarantines them).
+    pub fn list(&self) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        for key in self.keys()? {
+            match self.manifest(&key) {
+                Ok(manifest) => out.push(ObjectInfo { key, manifest }),
+                Err(e) => tracing::warn!("skipping {}: {e}", key.short()),
+            }
+        }
+        out.sort_by(|a, b| (a.manifest.created_unix, &a.key).cmp(&(b.manifest.created_unix, &b.key)));
+        Ok(out)
+    }
+
+    /// Keys of all object directories that have a manifest.
+    pub fn keys(&self) -> Result<Vec<Key>> {
+        let objects = self.root.join("objects");
+        let mut keys: Vec<Key> = self.object_dirs(&objects)?.0.into_iter().filter(|k| self.contains(k)).collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Object directories `objects/<2 hex>/<key>/` that are real directories with a key name,
+    /// and every other entry (stray files, symlinks, odd names), which are skipped.
+    fn object_dirs(&self, objects: &Path) -> Result<(Vec<Key>, Vec<PathBuf>)> {
+        let (mut dirs, mut strays) = (Vec::new(), Vec::new());
+        for prefix in fs::read_dir(objects).with_context(|| format!("listing {}", objects.display()))? {
+            let prefix = prefix?;
+            let p = prefix.path();
+            let name = prefix.file_name().to_string_lossy().into_owned();
+            let is_dir = fs::symlink_metadata(&p).map(|m| m.file_type().is_dir()).unwrap_or(false);
+            if !is_dir || name.len() != 2 || !name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                strays.push(p);
+                continue;
+            }
+            for e in fs::read_dir(&p)? {
+                let e = e?;
+                let real_dir = fs::symlink_metadata(e.path()).map(|m| m.file_type().is_dir()).unwrap_or(false);
+                match Key::parse(&e.file_name().to_string_lossy()) {
+                    Ok(key) if real_dir && key.fanout() == name => dirs.push(key),
+                    _ => strays.push(e.path()),
+                }
+            }
+        }
+        Ok((dirs, strays))
+    }
+
+    /// Finds the one key starting with `prefix` (at least 4 hex digits).
+    pub fn resolve_prefix(&self, prefix: &str) -> Result<Key> {
+        if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("{prefix:?} is not a key prefix (4 or more hex digits)");
+        }
+        let prefix = prefix.to_ascii_lowercase();
+        let matches: Vec<Key> = self.keys()?.into_iter().filter(|k| k.starts_with(&prefix)).collect();
+        match matches.len() {
+            1 => Ok(matches.into_iter().next().unwrap()),
+            0 => bail!("no artifact key starts with {prefix} in {}", self.root.display()),
+            n => bail!("{n} artifact keys start with {prefix}; give more digits"),
+        }
+    }
+
+    /// Deletes an artifact (used by `gc`).
+    pub fn remove(&self, key: &Key) -> Result<()> {
+        let d = self.object_dir(key);
+        // Rename first so readers never see a half-deleted object.
+        let tmp = self.temp_dir(key.as_str())?;
+        fs::remove_dir(&tmp)?;
+        fs::rename(&d, &tmp)?;
+        fs::remove_dir_all(&tmp)?;
+        Ok(())
+    }
+
+    /// Remembers the last key a named pipeline node resolved to (for plan reasons).
+    pub fn write_ref(&self, node_id: &str, value: &Value) -> Result<()> {
+        let p = self.ref_path(node_id);
+        let tmp = p.with_extension(format!("tmp.{}.{}", std::process::id(), unique()));
+        write_new(&tmp, &serde_json::to_vec_pretty(value)?)?;
+        fs::rename(&tmp, &p)?;
+        Ok(())
+    }
+
+    pub fn read_ref(&self, node_id: &str) -> Option<Value> {
+        file::read(&self.ref_path(node_id), FileKind::StoreMeta).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// All refs, for looking many up: one directory listing instead of one open per node.
+    pub fn refs(&self) -> Refs<'_> {
+        let names = fs::read_dir(self.root.join("refs"))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect())
+            .unwrap_or_default();
+        Refs { store: self, names }
+    }
+
+    fn ref_path(&self, node_id: &str) -> PathBuf {
+        let h = blake3::hash(node_id.as_bytes()).to_hex();
+        self.root.join("refs").join(format!("{}.json", &h[..32]))
+    }
+
+    /// Removes temporary directories older than `age` (debris of killed writers).
+    pub fn clean_tmp(&self, age: Duration) -> Result<usize> {
+        let mut n = 0;
+        for e in fs::read_dir(self.root.join("tmp"))? {
+            let e = e?;
+            let old = e.metadata()?.modified()?.elapsed().map(|d| d > age).unwrap_or(false);
+            if old {
+                fs::remove_dir_all(e.path()).ok();
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Path of the file-hash cache.
+    pub fn file_hash_cache(&self) -> PathBuf {
+        self.root.join("cache").join("file-hashes.json")
+    }
+}
+
+/// A process-unique, hard-to-guess suffix for temporary names.
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let h = blake3::hash(format!("{nanos}.{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)).as_bytes())
+        .to_hex();
+    h[..16].to_string()
+}
+
+/// Writes a new file; fails if anything (a file or a symlink) already has that name.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    f.write_all(bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+    f.sync_all().with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+/// open(2)'s O_NOFOLLOW (Linux value; std does not export it).
+const O_NOFOLLOW: i32 = 0o400000;
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    write_new(path, &serde_json::to_vec_pretty(v)?)
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod hostile;
+#[cfg(test)]
+mod tests;
