@@ -390,6 +390,61 @@ fn gc_during_a_run_spares_its_work() {
     assert!(text(&g).contains("9 artifact(s)") && text(&g).contains("deleted"), "{}", text(&g));
 }
 
+/// gc of another pipeline in a tight loop while runs plan and run on cached inputs: a run
+/// must never lose an input it planned as cached (planning and pinning are one step against
+/// gc), and the store stays sound. Before each run gc is paused while the inputs are cached
+/// again, so every run starts with cached inputs that gc is about to delete.
+#[test]
+fn gc_in_a_loop_never_fails_a_run() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let pipe = dir.path().join("p.yaml");
+    std::fs::write(
+        &pipe,
+        "stages:\n  corpus:\n    kind: load_corpus\n    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra, spa], limit: 6}\n  embed:\n    kind: embed\n    inputs: {corpus: corpus}\n    params: {model: \"${assets}/models/all-minilm-l6-v2\"}\n  align:\n    kind: align\n    inputs: {embeddings: embed}\n  summary:\n    kind: aggregate\n    inputs: {alignment: align}\n",
+    )
+    .unwrap();
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, "pipeline: other\nstages: {}\n").unwrap();
+    let (stop, paused, busy) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(true)), Arc::new(Mutex::new(0)));
+    let looping = {
+        let (store, other, stop, paused, busy) =
+            (store.clone(), other.clone(), stop.clone(), paused.clone(), busy.clone());
+        std::thread::spawn(move || {
+            while !stop.load(SeqCst) {
+                let mut n = busy.lock().unwrap();
+                if paused.load(SeqCst) {
+                    drop(n);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                }
+                let g = mexa(&store, &["gc", other.to_str().unwrap(), "--apply"]);
+                assert!(g.status.success(), "{}", text(&g));
+                *n += 1;
+            }
+        })
+    };
+    for k in 1..=6 {
+        // gc paused (and no gc in flight): cache the corpus and embeddings again.
+        paused.store(true, SeqCst);
+        drop(busy.lock().unwrap());
+        let o = mexa(&store, &["run", pipe.to_str().unwrap(), "--only", "embed"]);
+        assert!(o.status.success(), "{}", text(&o));
+        // Now a run that plans them as cached, against a gc that wants them gone.
+        paused.store(false, SeqCst);
+        let o = mexa(&store, &["run", pipe.to_str().unwrap(), "-S", &format!("align.margin_k={k}")]);
+        assert!(o.status.success(), "run {k} failed while gc looped:\n{}", text(&o));
+    }
+    stop.store(true, SeqCst);
+    looping.join().unwrap();
+    assert!(*busy.lock().unwrap() >= 3, "gc ran only {} times", busy.lock().unwrap());
+    let v = mexa(&store, &["verify"]);
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+}
+
 #[test]
 fn a_second_ctrl_c_quits_at_once_and_cleanly() {
     let dir = tempfile::tempdir().unwrap();

@@ -143,6 +143,93 @@ pub struct ReportData {
     pub correlations: Vec<Node<CorrRow>>,
 }
 
+/// `s` cut to at most `n` characters, with a marker saying how much was cut: the report
+/// renders what it is given in time linear in it, and no cell or label is allowed to be huge.
+pub fn clip(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        None => s.to_string(),
+        Some((at, _)) => format!("{}…[{} more characters]", &s[..at], s[at..].chars().count()),
+    }
+}
+
+impl ReportData {
+    /// A copy with every text bounded (labels, languages, names; the description longer):
+    /// what [`page::render`] draws, so a planted 20 MB string costs nothing.
+    pub fn bounded(&self) -> ReportData {
+        const NAME: usize = 80;
+        const LABEL: usize = 200;
+        let c = |s: &String| clip(s, NAME);
+        fn node<T: Clone>(n: &Node<T>, row: impl Fn(&T) -> T) -> Node<T> {
+            Node {
+                label: clip(&n.label, LABEL),
+                key: clip(&n.key, 64),
+                cell: n.cell.iter().map(|(a, v)| (clip(a, NAME), clip(v, NAME))).collect(),
+                rows: n.rows.iter().map(row).collect(),
+            }
+        }
+        ReportData {
+            title: clip(&self.title, LABEL),
+            description: clip(&self.description, 4000),
+            curve_languages: self.curve_languages.iter().map(c).collect(),
+            alignments: self
+                .alignments
+                .iter()
+                .map(|n| node(n, |r| Curve { language: c(&r.language), pooling: c(&r.pooling), ..r.clone() }))
+                .collect(),
+            pairs: self
+                .pairs
+                .iter()
+                .map(|n| {
+                    node(n, |r| PairGrid {
+                        pooling: c(&r.pooling),
+                        layer_pool: c(&r.layer_pool),
+                        languages: r.languages.iter().map(c).collect(),
+                        ..r.clone()
+                    })
+                })
+                .collect(),
+            lens: self.lens.iter().map(|n| node(n, |r| LensCurve { language: c(&r.language), ..r.clone() })).collect(),
+            summaries: self
+                .summaries
+                .iter()
+                .map(|n| {
+                    node(n, |r| AggRow {
+                        language: c(&r.language),
+                        pooling: c(&r.pooling),
+                        metric: c(&r.metric),
+                        ..r.clone()
+                    })
+                })
+                .collect(),
+            points: self
+                .points
+                .iter()
+                .map(|n| {
+                    node(n, |r| PointRow {
+                        language: c(&r.language),
+                        task: c(&r.task),
+                        pooling: c(&r.pooling),
+                        layer_pool: c(&r.layer_pool),
+                        ..r.clone()
+                    })
+                })
+                .collect(),
+            correlations: self
+                .correlations
+                .iter()
+                .map(|n| {
+                    node(n, |r| CorrRow {
+                        task: c(&r.task),
+                        pooling: c(&r.pooling),
+                        layer_pool: c(&r.layer_pool),
+                        ..r.clone()
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A file of the report: path relative to the report folder, and its bytes.
 pub type File = (String, Vec<u8>);
 

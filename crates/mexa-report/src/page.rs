@@ -90,6 +90,26 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// Text for Markdown: characters Markdown (or HTML inside it) would act on are escaped, so a
+/// description or label shows as written and cannot inject markup.
+fn md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '!' | '|' | '~' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn num(v: f64) -> String {
     if v.is_finite() {
         format!("{v:.3}")
@@ -121,6 +141,7 @@ fn corr_text(c: &Option<(f64, f64, f64)>) -> String {
 
 /// Renders the report: report.html, report.md, figures/*.png and figures/*.svg.
 pub fn render(d: &ReportData) -> Result<Vec<File>> {
+    let d = &d.bounded();
     let axes: Vec<String> = {
         let mut v: Vec<String> = Vec::new();
         for s in &d.summaries {
@@ -477,27 +498,27 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
 
     fn markdown(&self) -> Result<String> {
         let Page { d, axes, tasks, rows, sections, show_metric } = *self;
-        let mut m = format!("# {}\n\n", d.title);
+        let mut m = format!("# {}\n\n", md(&d.title));
         if !d.description.is_empty() {
-            writeln!(m, "{}\n", d.description)?;
+            writeln!(m, "{}\n", md(&d.description))?;
         }
         m.push_str("## Grid\n\n");
-        let mut header: Vec<String> = axes.to_vec();
+        let mut header: Vec<String> = axes.iter().map(|a| md(a)).collect();
         header.push("pooling".into());
         if show_metric {
             header.push("metric".into());
         }
         header.extend(["languages", "μMean", "μMax", "best layer (μ)"].map(String::from));
         for t in tasks {
-            header.push(format!("r({t}, μMean)"));
-            header.push(format!("r({t}, μMax)"));
+            header.push(format!("r({}, μMean)", md(t)));
+            header.push(format!("r({}, μMax)", md(t)));
         }
         writeln!(m, "| {} |\n|{}|", header.join(" | "), header.iter().map(|_| "---").collect::<Vec<_>>().join("|"))?;
         for r in rows {
-            let mut cells = r.cell.clone();
-            cells.push(r.pooling.clone());
+            let mut cells: Vec<String> = r.cell.iter().map(|c| md(c)).collect();
+            cells.push(md(&r.pooling));
             if show_metric {
-                cells.push(r.metric.clone());
+                cells.push(md(&r.metric));
             }
             cells.extend([
                 r.languages.to_string(),
@@ -512,9 +533,9 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
             writeln!(m, "| {} |", cells.join(" | "))?;
         }
         for (section, figs) in sections {
-            writeln!(m, "\n## {section}\n")?;
+            writeln!(m, "\n## {}\n", md(section))?;
             for (stem, caption, _) in figs {
-                writeln!(m, "![{caption}](figures/{stem}.png)\n")?;
+                writeln!(m, "![{}](figures/{stem}.png)\n", md(caption))?;
             }
         }
         Ok(m)
@@ -594,5 +615,37 @@ mod tests {
         let r = |t: &str| rows[0].corr.iter().find(|c| c.0 == t).map(|c| (c.1.map(|x| x.0), c.2.map(|x| x.0))).unwrap();
         assert_eq!(r("topics@mean"), (Some(0.9), Some(0.95)));
         assert_eq!(r("xcopa"), (Some(-0.3), Some(-0.2)));
+    }
+
+    /// A hostile description and a 20 MB language name: the Markdown shows them escaped (no
+    /// raw HTML, no table break), and what is rendered is bounded, not the 20 MB.
+    #[test]
+    fn text_is_escaped_and_bounded() {
+        let huge = "x".repeat(20 << 20);
+        let agg = AggRow {
+            language: huge.clone(),
+            pooling: "weighted".into(),
+            metric: "mexa".into(),
+            mean: 0.5,
+            max: 0.9,
+            best_layer: 3,
+            n: 100,
+            max_ci: (0.85, 0.95),
+            near_chance: false,
+        };
+        let d = ReportData {
+            title: "t | # <b>".into(),
+            description: "<script>alert(1)</script> | *x*".into(),
+            summaries: vec![Node::new("summary[model=<i>g</i>]", "k1", vec![agg])],
+            ..Default::default()
+        };
+        let files = render(&d).unwrap();
+        let md_page = String::from_utf8(files.iter().find(|f| f.0 == "report.md").unwrap().1.clone()).unwrap();
+        assert!(!md_page.contains("<script>") && md_page.contains("&lt;script&gt;"), "{md_page}");
+        assert!(md_page.contains("\\| \\*x\\*") && md_page.starts_with("# t \\| \\# &lt;b&gt;"), "{md_page}");
+        let total: usize = files.iter().map(|f| f.1.len()).sum();
+        assert!(total < 2 << 20, "the report is {total} bytes for a 20 MB name: not bounded");
+        let html = String::from_utf8(files.iter().find(|f| f.0 == "report.html").unwrap().1.clone()).unwrap();
+        assert!(html.contains("more characters]") && !html.contains("<script>") && !html.contains("<i>g"));
     }
 }

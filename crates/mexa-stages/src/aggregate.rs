@@ -2,7 +2,10 @@
 //! layer range), and the best layer; for MEXA μ also the best layer's bootstrap interval and
 //! whether it is near chance, and n (sentences) always.
 use crate::align::{read_alignment, Metric, Row};
-use crate::util::{bool_col, col_bool, col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
+use crate::util::{
+    bool_col, col_bool, col_f64, col_i32, col_str, f64_col, f64_col_undefined, f64_or_nan, i32_col, schema_with_nulls,
+    utf8_col,
+};
 use anyhow::{bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -78,19 +81,23 @@ impl Stage for Aggregate {
             near.push(u.is_some_and(|u| u.near_chance));
         }
         let n = lang.len();
-        let sch = schema(&[
-            ("language", DataType::Utf8),
-            ("pooling", DataType::Utf8),
-            ("metric", DataType::Utf8),
-            ("mean", DataType::Float64),
-            ("max", DataType::Float64),
-            ("best_layer", DataType::Int32),
-            ("layers", DataType::Int32),
-            ("n", DataType::Int32),
-            ("max_lo", DataType::Float64),
-            ("max_hi", DataType::Float64),
-            ("near_chance", DataType::Boolean),
-        ]);
+        let sch = schema_with_nulls(
+            &[
+                ("language", DataType::Utf8),
+                ("pooling", DataType::Utf8),
+                ("metric", DataType::Utf8),
+                ("mean", DataType::Float64),
+                ("max", DataType::Float64),
+                ("best_layer", DataType::Int32),
+                ("layers", DataType::Int32),
+                ("n", DataType::Int32),
+                ("max_lo", DataType::Float64),
+                ("max_hi", DataType::Float64),
+                ("near_chance", DataType::Boolean),
+            ],
+            // The interval is μ's: no other metric has one.
+            &["max_lo", "max_hi"],
+        );
         let b = RecordBatch::try_new(
             sch.clone(),
             vec![
@@ -102,8 +109,8 @@ impl Stage for Aggregate {
                 i32_col(best),
                 i32_col(nl),
                 i32_col(ns),
-                f64_col(lo),
-                f64_col(hi),
+                f64_col_undefined(lo),
+                f64_col_undefined(hi),
                 bool_col(near),
             ],
         )?;
@@ -135,7 +142,7 @@ pub fn read_summary(t: &Table) -> Result<Vec<mexa_report::AggRow>> {
                 max: max.value(i),
                 best_layer: best.value(i),
                 n: n.value(i),
-                max_ci: (lo.value(i), hi.value(i)),
+                max_ci: (f64_or_nan(lo, i), f64_or_nan(hi, i)),
                 near_chance: near.value(i),
             });
         }

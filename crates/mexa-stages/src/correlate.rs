@@ -6,7 +6,9 @@
 //! pivot-language task score). `correlate` computes Pearson, Spearman and Kendall with
 //! p-values, a bootstrap confidence interval of Pearson's r, and the least-squares line.
 use crate::corpus::read_corpus_iso;
-use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
+use crate::util::{
+    col_f64, col_i32, col_str, f64_col, f64_col_undefined, f64_or_nan, i32_col, schema_with_nulls, utf8_col,
+};
 use anyhow::{anyhow, bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -61,17 +63,21 @@ mexa_pipeline::stage_params! {
 }
 
 fn points_table(points: &[(Point, f64)]) -> Result<Table> {
-    let sch = schema(&[
-        ("language", DataType::Utf8),
-        ("task_language", DataType::Utf8),
-        ("matched_by", DataType::Utf8),
-        ("task", DataType::Utf8),
-        ("pooling", DataType::Utf8),
-        ("layer_pool", DataType::Utf8),
-        ("alignment", DataType::Float64),
-        ("score", DataType::Float64),
-        ("adjusted", DataType::Float64),
-    ]);
+    let sch = schema_with_nulls(
+        &[
+            ("language", DataType::Utf8),
+            ("task_language", DataType::Utf8),
+            ("matched_by", DataType::Utf8),
+            ("task", DataType::Utf8),
+            ("pooling", DataType::Utf8),
+            ("layer_pool", DataType::Utf8),
+            ("alignment", DataType::Float64),
+            ("score", DataType::Float64),
+            ("adjusted", DataType::Float64),
+        ],
+        // Undefined when the pivot has no task score.
+        &["adjusted"],
+    );
     let s = |f: fn(&Point) -> &String| utf8_col(points.iter().map(|(p, _)| f(p).clone()).collect());
     let b = RecordBatch::try_new(
         sch.clone(),
@@ -84,7 +90,7 @@ fn points_table(points: &[(Point, f64)]) -> Result<Table> {
             s(|p| &p.layer_pool),
             f64_col(points.iter().map(|(p, _)| p.alignment).collect()),
             f64_col(points.iter().map(|(p, _)| p.score).collect()),
-            f64_col(points.iter().map(|(_, a)| *a).collect()),
+            f64_col_undefined(points.iter().map(|(_, a)| *a).collect()),
         ],
     )?;
     Ok(Table::new(sch, vec![b]))
@@ -110,7 +116,7 @@ pub fn read_points(t: &Table) -> Result<Vec<(Point, f64)>> {
                     alignment: a.value(i),
                     score: sc.value(i),
                 },
-                adj.value(i),
+                f64_or_nan(adj, i),
             ));
         }
     }
@@ -323,10 +329,17 @@ impl Stage for Correlate {
             if x.len() < 3 {
                 return Err(anyhow!("{task}/{pooling}/{lp}: only {} languages; correlations need at least 3", x.len()));
             }
+            check_axis(&format!("{task}/{pooling}/{lp}"), "alignment", &x)?;
+            check_axis(&format!("{task}/{pooling}/{lp}"), "task score", &y)?;
             let (pr, sr, kr) = (pearson(&x, &y), spearman(&x, &y), kendall(&x, &y));
             let (lo, hi) =
                 if b > 0 { bootstrap_ci(&x, &y, |a, c| pearson(a, c).r, b, level, seed) } else { (f64::NAN, f64::NAN) };
             let (slope, intercept) = linear_fit(&x, &y);
+            for (name, v) in [("slope", slope), ("intercept", intercept)] {
+                if v.is_infinite() {
+                    bail!("{task}/{pooling}/{lp}: the fitted {name} is infinite; the inputs' range is outside what a least-squares line can represent");
+                }
+            }
             rows.push((
                 task,
                 pooling,
@@ -354,7 +367,9 @@ impl Stage for Correlate {
             ("n", DataType::Int32),
         ];
         fields.extend(names.iter().map(|n| (*n, DataType::Float64)));
-        let sch = schema(&fields);
+        // A statistic of a constant axis is undefined (null); the interval is null when no
+        // bootstrap was asked for.
+        let sch = schema_with_nulls(&fields, &names);
         let mut cols = vec![
             utf8_col(rows.iter().map(|r| r.0.clone()).collect()),
             utf8_col(rows.iter().map(|r| r.1.clone()).collect()),
@@ -362,11 +377,21 @@ impl Stage for Correlate {
             i32_col(rows.iter().map(|r| r.3).collect()),
         ];
         for j in 0..names.len() {
-            cols.push(f64_col(rows.iter().map(|r| r.4[j]).collect()));
+            cols.push(f64_col_undefined(rows.iter().map(|r| r.4[j]).collect()));
         }
         let batch = RecordBatch::try_new(sch.clone(), cols)?;
         Ok(Table::new(sch, vec![batch]).into())
     }
+}
+
+/// The values of one axis of a correlation must be finite and of a size whose squares and
+/// products are finite (±1e308 would overflow the sums of squares and give r = 0, p = 1).
+fn check_axis(group: &str, axis: &str, v: &[f64]) -> Result<()> {
+    const LIMIT: f64 = 1e150;
+    if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite() || x.abs() > LIMIT) {
+        bail!("{group}: {axis} value {x} (point {}) is outside ±1e150; a correlation of it would overflow", i + 1);
+    }
+    Ok(())
 }
 
 /// Reads a correlation table back, beside its writer (`Correlate::run`).
@@ -392,14 +417,14 @@ pub fn read_correlation(t: &Table) -> Result<Vec<mexa_report::CorrRow>> {
                 pooling: p.value(i).into(),
                 layer_pool: lp.value(i).into(),
                 n: n.value(i),
-                pearson: r.value(i),
-                pearson_p: rp.value(i),
-                ci_lo: lo.value(i),
-                ci_hi: hi.value(i),
-                spearman: sp.value(i),
-                kendall: k.value(i),
-                slope: sl.value(i),
-                intercept: ic.value(i),
+                pearson: f64_or_nan(r, i),
+                pearson_p: f64_or_nan(rp, i),
+                ci_lo: f64_or_nan(lo, i),
+                ci_hi: f64_or_nan(hi, i),
+                spearman: f64_or_nan(sp, i),
+                kendall: f64_or_nan(k, i),
+                slope: f64_or_nan(sl, i),
+                intercept: f64_or_nan(ic, i),
             });
         }
     }

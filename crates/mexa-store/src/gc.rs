@@ -172,14 +172,16 @@ impl Store {
         }
         let mut report = GcReport::default();
         let live = self.live_runs();
-        let reached = |k: &Key| roots.contains(k) || live.pinned.contains(k);
+        let rooted = |k: &Key| roots.contains(k);
+        let pinned = |k: &Key| live.pinned.contains(k);
         for info in self.list()? {
-            if reached(&info.key) || info.manifest.shard_parent().is_some_and(reached) {
+            if rooted(&info.key) || info.manifest.shard_parent().is_some_and(rooted) {
                 report.kept += 1;
                 continue;
             }
             let fresh = live.oldest_start.is_some_and(|t| info.manifest.created_unix + 1 >= t);
-            if fresh || self.lock_held(&info.key) {
+            let pin = pinned(&info.key) || info.manifest.shard_parent().is_some_and(pinned);
+            if pin || fresh || self.lock_held(&info.key) {
                 report.in_use.push(info);
                 continue;
             }

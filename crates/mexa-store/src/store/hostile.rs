@@ -267,6 +267,7 @@ fn gc_never_deletes_what_a_run_planned_and_waits_for_a_planning_run() {
     .unwrap();
     let r = gc.into_inner().unwrap().join().unwrap();
     assert_eq!(r.unreachable.iter().map(|i| i.key.clone()).collect::<Vec<_>>(), vec![stray.key.clone()]);
+    assert_eq!(r.in_use.iter().map(|i| i.key.clone()).collect::<Vec<_>>(), vec![input.key.clone()]);
     assert!(s.contains(&input.key));
     // The pin ends with the run.
     drop(run);
