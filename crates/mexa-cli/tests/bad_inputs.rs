@@ -251,6 +251,18 @@ fn spec_cases() -> Vec<Case> {
         case("pipeline_is_binary", &[("p.yaml", "\u{0}\u{1}\u{2}GGUF")], "plan {d}/p.yaml", 2, &["p.yaml:1:1", "NUL byte"]),
         case("pipeline_invalid_utf8", &[], "plan {d}/p.yaml", 2, &["p.yaml"]),
         case("bom_is_accepted", &[("p.yaml", "\u{feff}pipeline: p\nstages:\n  corpus:\n    kind: load_corpus\n    params: {path: c, pivot: eng}\n"), CORPUS[0], CORPUS[1]], "plan {d}/p.yaml", 1, &["1 nodes"]),
+        // Issue 23: values their type allows but the stage cannot use, checked at plan time.
+        with_corpus(plan("align_margin_k_zero", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: \"${{assets}}/models/all-minilm-l6-v2\"}}\n  a:\n    kind: align\n    inputs: {{embeddings: e}}\n    params: {{margin_k: 0}}\n"), &["p.yaml:", "`margin_k` must be at least 1"])),
+        with_corpus(plan("embed_memory_not_a_size", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: \"${{assets}}/models/all-minilm-l6-v2\", memory: abc}}\n"), &["p.yaml:", "`memory`", "abc"])),
+        with_corpus(plan("embed_batch_tokens_zero", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: \"${{assets}}/models/all-minilm-l6-v2\", batch_tokens: 0}}\n"), &["p.yaml:", "`batch_tokens` must be at least 1"])),
+        with_corpus(plan("embed_device_unknown", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: \"${{assets}}/models/all-minilm-l6-v2\", device: tpu}}\n"), &["p.yaml:", "`device`", "tpu"])),
+        with_corpus(case("override_empty_axis", &[("p.yaml", &format!("grid:\n  m: [a, b]\n{ok_corpus}"))], "plan {d}/p.yaml -S m=[]", 2, &["-S m:", "non-empty list", "an empty list"])),
+        with_corpus(case("threads_zero", &[("p.yaml", ok_corpus)], "run {d}/p.yaml --threads 0", 2, &["--threads", "must be at least 1"])),
+        with_corpus(case("jobs_zero", &[("p.yaml", ok_corpus)], "run {d}/p.yaml --jobs 0", 2, &["--jobs", "must be at least 1"])),
+        case("pipeline_is_a_device", &[], "plan /dev/zero", 2, &["/dev/zero: is a device"]),
+        plan("import_is_a_device", "pipeline: p\nimports: [/dev/zero]\nstages: {}\n", &["p.yaml:2:", "/dev/zero: is a device"]),
+        case("pipeline_is_a_fifo", &[], "plan {d}/fifo.yaml", 2, &["fifo.yaml: is a FIFO"]),
+        plan("import_is_a_fifo", "pipeline: p\nimports: [fifo.yaml]\nstages: {}\n", &["p.yaml:2:", "fifo.yaml: is a FIFO"]),
         with_corpus(plan("pipeline_name_ok_but_stage_name_bad", "pipeline: p\nstages:\n  'a b':\n    kind: load_corpus\n    params: {path: c, pivot: eng}\n", &["p.yaml:3:"])),
     ];
     let mut v = v;
@@ -318,8 +330,9 @@ fn special_files(root: &Path, cases: &mut [Case]) {
         match c.name.as_str() {
             "corpus_bad_utf8" => std::fs::write(d.join("c/fra.txt"), b"un\nd\xffux\ntrois\n").unwrap(),
             "corpus_dangling_symlink" => std::os::unix::fs::symlink(d.join("gone.txt"), d.join("c/deu2.txt")).unwrap(),
-            "corpus_fifo" => {
-                let p = std::ffi::CString::new(d.join("c/fifo.txt").to_str().unwrap()).unwrap();
+            "corpus_fifo" | "pipeline_is_a_fifo" | "import_is_a_fifo" => {
+                let f = if c.name == "corpus_fifo" { "c/fifo.txt" } else { "fifo.yaml" };
+                let p = std::ffi::CString::new(d.join(f).to_str().unwrap()).unwrap();
                 // SAFETY: mkfifo with a valid NUL-terminated path.
                 assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o644) }, 0);
             }
@@ -377,6 +390,16 @@ fn bad_models_and_task_files_are_located_errors() {
     let heads0 = std::fs::read_to_string(minilm.join("config.json"))
         .unwrap()
         .replace("\"num_attention_heads\": 12", "\"num_attention_heads\": 0");
+    let config_with = |from: &str, to: &str| {
+        let c = std::fs::read_to_string(minilm.join("config.json")).unwrap();
+        assert!(c.contains(from), "{from} not in MiniLM's config.json");
+        c.replace(from, to)
+    };
+    let negative_eps = config_with("\"layer_norm_eps\": 1e-12", "\"layer_norm_eps\": -1");
+    let heads7 = config_with("\"num_attention_heads\": 12", "\"num_attention_heads\": 7");
+    let pipe_corr = |model: &str, tasks: &str| {
+        format!("{}  r:\n    kind: correlate\n    inputs: {{points: j}}\n", pipe(model, tasks, ""))
+    };
     let unknown_type = std::fs::read_to_string(minilm.join("config.json"))
         .unwrap()
         .replace("\"model_type\": \"bert\"", "\"model_type\": \"mamba\"");
@@ -411,6 +434,27 @@ fn bad_models_and_task_files_are_located_errors() {
             &[("bad/config.json", &unknown_type)],
             pipe("bad", "t.csv", ""),
             &["model_type `mamba` is not supported"],
+        ),
+        with(
+            "model_negative_eps",
+            &[("bad/config.json", &negative_eps)],
+            pipe("bad", "t.csv", ""),
+            &["bad/config.json", "`layer_norm_eps` is -1", "positive number"],
+        ),
+        with(
+            "model_heads_do_not_divide_width",
+            &[("bad/config.json", &heads7)],
+            pipe("bad", "t.csv", ""),
+            &["bad/config.json", "`num_attention_heads` = 7 does not divide `hidden_size` = 384"],
+        ),
+        with(
+            "tasks_scores_beyond_range",
+            &[
+                ("c/spa.txt", "uno\ndos\ntres\n"),
+                ("t.csv", "language,task,score\nfra,x,1e308\ndeu,x,-1e308\nspa,x,0.5\n"),
+            ],
+            pipe_corr(&m, "t.csv"),
+            &["x/", "the task score of `", "e308, outside ±1e150"],
         ),
         with(
             "tasks_unparseable_score",
@@ -519,7 +563,9 @@ fn bad_models_and_task_files_are_located_errors() {
         }
         cases.push(c);
     }
-    for c in cases.iter_mut().filter(|c| c.name.starts_with("model_zero") || c.name.starts_with("model_unknown")) {
+    for c in cases.iter_mut().filter(|c| {
+        ["model_zero", "model_unknown", "model_negative", "model_heads"].iter().any(|p| c.name.starts_with(p))
+    }) {
         // The weights and tokenizer of the real model, linked in beside the edited config.
         for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
             c.files.push((format!("bad/{f}"), std::fs::read(minilm.join(f)).unwrap()));
@@ -627,4 +673,71 @@ fn hostile_stores_are_refused_and_never_written_through() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Issue 23's reproductions through the binary: an artifact copied into another key's folder,
+/// a manifest with a blanked seal and an edited field, shard keys that are paths or not hex.
+/// None is served by `show`, `run` recomputes and replaces them, `import` rejects them and
+/// `verify` quarantines them (never panics) and exits 1.
+#[test]
+fn swapped_blanked_and_malformed_artifacts_are_never_served() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    for (p, c) in CORPUS {
+        std::fs::create_dir_all(d.join(p).parent().unwrap()).unwrap();
+        std::fs::write(d.join(p), c).unwrap();
+    }
+    let write = |name: &str, limit: u32| {
+        let p = d.join(name);
+        std::fs::write(&p, format!("pipeline: {}\nstages:\n  corpus:\n    kind: load_corpus\n    params: {{path: c, pivot: eng, limit: {limit}}}\n", name.trim_end_matches(".yaml"))).unwrap();
+        p
+    };
+    let (a, b) = (write("a.yaml", 2), write("b.yaml", 3));
+    let mexa = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_mexa"))
+            .arg("--store")
+            .arg(d.join("store"))
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let t = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(!t.contains("panicked"), "{t}");
+        (o.status.code(), t)
+    };
+    for p in [&a, &b] {
+        assert_eq!(mexa(&["run", p.to_str().unwrap()]).0, Some(0));
+    }
+    let store = mexa_store::Store::open(d.join("store")).unwrap();
+    // a's corpus has 2 sentences per language, b's 3.
+    let key = |rows: u64| store.list().unwrap().into_iter().find(|i| i.manifest.rows == rows).unwrap().key;
+    let (ka, kb) = (key(6), key(9));
+    // 1. a's files in b's folder.
+    for f in ["data.parquet", "manifest.json"] {
+        std::fs::copy(store.object_dir(&ka).join(f), store.object_dir(&kb).join(f)).unwrap();
+    }
+    let (code, t) = mexa(&["show", kb.short()]);
+    assert!(code == Some(1) && t.contains("is corrupt") && t.contains("another key"), "{t}");
+    let (code, t) = mexa(&["plan", b.to_str().unwrap()]);
+    assert!(code == Some(1) && t.contains("the stored artifact is corrupt"), "{t}");
+    let other = d.join("other-store");
+    let (code, t) = mexa(&["store", "export", other.to_str().unwrap()]);
+    assert!(code == Some(1) && t.contains("1 rejected"), "{t}");
+    let (code, t) = mexa(&["run", b.to_str().unwrap()]);
+    assert!(code == Some(0) && t.contains("1 computed"), "{t}");
+    let (code, t) = mexa(&["show", kb.short(), "--format", "csv"]);
+    assert!(code == Some(0) && t.lines().count() == 1 + 3 * 3, "b's own rows are served again: {t}");
+    // 2. A blanked seal with an edited field.
+    let mp = store.object_dir(&ka).join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mp).unwrap()).unwrap();
+    m["rows"] = serde_json::json!(99);
+    m["seal"] = serde_json::json!("");
+    std::fs::write(&mp, serde_json::to_vec(&m).unwrap()).unwrap();
+    let (code, t) = mexa(&["show", ka.short()]);
+    assert!(code == Some(1) && t.contains("no seal"), "{t}");
+    // 3. verify: quarantines a, exits 1; b is sound.
+    let (code, t) = mexa(&["verify"]);
+    assert!(code == Some(1) && t.contains("1 corrupt") && t.contains("no seal"), "{t}");
+    let (code, t) = mexa(&["verify"]);
+    assert!(code == Some(0) && t.contains("0 corrupt"), "{t}");
 }

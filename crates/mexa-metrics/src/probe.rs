@@ -130,6 +130,11 @@ impl Probe {
     }
 
     /// The predicted class of every row (the first of equal scores).
+    /// The vector width the probe was trained on.
+    pub fn width(&self) -> usize {
+        self.dim
+    }
+
     pub fn predict(&self, x: &Matrix) -> Vec<usize> {
         (0..x.rows)
             .map(|i| {

@@ -62,6 +62,7 @@ impl Node {
                 Value::Number(_) => "a number",
                 _ => "a string",
             },
+            NodeKind::Seq(items) if items.is_empty() => "an empty list",
             NodeKind::Seq(_) => "a list",
             NodeKind::Map(_) => "a mapping",
         }

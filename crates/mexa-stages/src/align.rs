@@ -2,7 +2,7 @@
 //! mean parallel cosine, margin accuracy, linear CKA, and μ's uncertainty (chance level,
 //! the chance tail probability, a bootstrap interval over sentences, a near-chance flag).
 //! Optionally on mean-centred embeddings. Parallel over layers × poolings.
-use crate::embed::{embeddings_meta, read_embeddings};
+use crate::embed::{check_comparable, embeddings_meta, read_embeddings};
 use crate::util::{bool_col, col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{ArrayRef, RecordBatch};
@@ -216,6 +216,7 @@ impl Stage for Align {
                 continue;
             }
             let emb = prepared(read_embeddings(&ctx.read_key(key)?)?, p.centering);
+            check_comparable(&input.label, (&pivot, &pivot_emb), (lang, &emb))?;
             let jobs: Vec<(Pooling, usize)> =
                 poolings.iter().flat_map(|&p| (0..pivot_emb[&p].len()).map(move |l| (p, l))).collect();
             let mut part: Vec<Row> = jobs

@@ -318,19 +318,20 @@ impl Stage for Correlate {
         if !(0.0..1.0).contains(&level) {
             bail!("`level` must be between 0 and 1");
         }
-        let mut groups: BTreeMap<(String, String, String), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, String, String), (Vec<f64>, Vec<f64>, Vec<&str>)> = BTreeMap::new();
         for (p, _) in &points {
             let g = groups.entry((p.task.clone(), p.pooling.clone(), p.layer_pool.clone())).or_default();
             g.0.push(p.alignment);
             g.1.push(p.score);
+            g.2.push(&p.language);
         }
         let mut rows: Vec<(String, String, String, i32, [f64; 10])> = Vec::new();
-        for ((task, pooling, lp), (x, y)) in groups {
+        for ((task, pooling, lp), (x, y, langs)) in groups {
             if x.len() < 3 {
                 return Err(anyhow!("{task}/{pooling}/{lp}: only {} languages; correlations need at least 3", x.len()));
             }
-            check_axis(&format!("{task}/{pooling}/{lp}"), "alignment", &x)?;
-            check_axis(&format!("{task}/{pooling}/{lp}"), "task score", &y)?;
+            check_axis(&format!("{task}/{pooling}/{lp}"), "alignment", &x, &langs)?;
+            check_axis(&format!("{task}/{pooling}/{lp}"), "task score", &y, &langs)?;
             let (pr, sr, kr) = (pearson(&x, &y), spearman(&x, &y), kendall(&x, &y));
             let (lo, hi) =
                 if b > 0 { bootstrap_ci(&x, &y, |a, c| pearson(a, c).r, b, level, seed) } else { (f64::NAN, f64::NAN) };
@@ -386,10 +387,10 @@ impl Stage for Correlate {
 
 /// The values of one axis of a correlation must be finite and of a size whose squares and
 /// products are finite (±1e308 would overflow the sums of squares and give r = 0, p = 1).
-fn check_axis(group: &str, axis: &str, v: &[f64]) -> Result<()> {
+fn check_axis(group: &str, axis: &str, v: &[f64], languages: &[&str]) -> Result<()> {
     const LIMIT: f64 = 1e150;
     if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite() || x.abs() > LIMIT) {
-        bail!("{group}: {axis} value {x} (point {}) is outside ±1e150; a correlation of it would overflow", i + 1);
+        bail!("{group}: the {axis} of `{}` is {x:e}, outside ±1e150; a correlation of it would overflow", languages[i]);
     }
     Ok(())
 }

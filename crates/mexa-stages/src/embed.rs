@@ -391,6 +391,35 @@ pub fn read_lens(t: &Table) -> Result<Option<ShardLens>> {
 }
 
 /// Reads an embedding shard back: pooling → layer → matrix (sentences × dim).
+/// Checks that two shards' embeddings can be compared: for every pooling both have, the
+/// same number of hidden states and the same vector width. A located error names both shards
+/// and what differs (a shard of another model planted in an artifact, say), where the
+/// scores would otherwise fail on an assertion.
+pub fn check_comparable(
+    label: &str,
+    (a_name, a): (&str, &HashMap<Pooling, Vec<mexa_metrics::Matrix>>),
+    (b_name, b): (&str, &HashMap<Pooling, Vec<mexa_metrics::Matrix>>),
+) -> Result<()> {
+    for (pooling, la) in a {
+        let Some(lb) = b.get(pooling) else { continue };
+        if la.len() != lb.len() {
+            bail!(
+                "{label}: shard `{a_name}` has {} hidden states ({pooling}), shard `{b_name}` {}: they come from different models",
+                la.len(),
+                lb.len()
+            );
+        }
+        if let Some((l, (x, y))) = la.iter().zip(lb).enumerate().find(|(_, (x, y))| x.cols != y.cols) {
+            bail!(
+                "{label}: shard `{a_name}` has vectors of width {} and shard `{b_name}` of width {} ({pooling}, layer {l}): they come from different models",
+                x.cols,
+                y.cols
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn read_embeddings(t: &Table) -> Result<HashMap<Pooling, Vec<mexa_metrics::Matrix>>> {
     let mut out: HashMap<Pooling, Vec<(usize, Vec<f32>)>> = HashMap::new();
     let mut dim = 0;
@@ -533,6 +562,28 @@ impl Stage for Embed {
 mod tests {
     use super::*;
     use mexa_model::{score, IdRequest, ScoreOptions};
+
+    #[test]
+    fn shards_of_different_widths_or_depths_are_a_located_error() {
+        use mexa_metrics::Matrix;
+        let emb = |layers: usize, width: usize| {
+            HashMap::from([(
+                Pooling::Weighted,
+                (0..layers).map(|_| Matrix::new(2, width, vec![0.5; 2 * width])).collect(),
+            )])
+        };
+        let (a, b, c) = (emb(3, 384), emb(3, 576), emb(4, 384));
+        check_comparable("e[model=m]", ("eng", &a), ("fra", &emb(3, 384))).unwrap();
+        let e = check_comparable("e[model=m]", ("eng", &a), ("fra", &b)).unwrap_err().to_string();
+        assert!(
+            e.contains("e[model=m]")
+                && e.contains("`eng` has vectors of width 384")
+                && e.contains("`fra` of width 576"),
+            "{e}"
+        );
+        let e = check_comparable("e[model=m]", ("eng", &a), ("deu", &c)).unwrap_err().to_string();
+        assert!(e.contains("`eng` has 3 hidden states") && e.contains("`deu` 4"), "{e}");
+    }
 
     #[test]
     fn shard_meta_reports_tokens_where_the_profile_reads_them() {

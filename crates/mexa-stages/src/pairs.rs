@@ -58,7 +58,11 @@ impl Stage for AlignPairs {
         let mut langs: Vec<String> = Vec::new();
         let mut emb: Vec<HashMap<Pooling, Vec<Matrix>>> = Vec::new();
         for (lang, key) in &shards {
-            emb.push(prepared(read_embeddings(&ctx.read_key(key)?)?, p.centering));
+            let e = prepared(read_embeddings(&ctx.read_key(key)?)?, p.centering);
+            if let (Some(first), Some(name)) = (emb.first(), langs.first()) {
+                crate::embed::check_comparable(&input.label, (name, first), (lang, &e))?;
+            }
+            emb.push(e);
             langs.push(lang.clone());
             ctx.progress.inc(1);
         }

@@ -153,6 +153,15 @@ impl Stage for ProbeStage {
                 );
             }
             for (l, (x, probe)) in layers.iter().zip(&probes).enumerate() {
+                if x.cols != probe.width() {
+                    bail!(
+                        "{}: shard `{code}` has vectors of width {} at layer {l}, the probe trained on {} (`{train_lang}`) {}: they come from different models",
+                        test_in.label,
+                        x.cols,
+                        train_in.label,
+                        probe.width()
+                    );
+                }
                 if test_labels.len() < x.rows {
                     bail!(
                         "{}: {} labels for {} test sentences",
