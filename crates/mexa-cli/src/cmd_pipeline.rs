@@ -232,7 +232,7 @@ fn plan_selected(
     if sel.only.is_empty() && sel.wheres.is_empty() {
         return Ok(plan);
     }
-    Ok(plan.select(&sel.only, &sel.wheres)?)
+    plan.select(&sel.only, &sel.wheres)
 }
 
 /// For `run`: the store (created if missing), registered as running, and the plan, made

@@ -167,7 +167,7 @@ fn malformed_shard_keys_are_errors_never_paths() {
     let s = Store::open(d.path()).unwrap();
     let shard = put(&s, "embed#shard", 1, &[], Value::Null);
     for (i, bad) in ["../../../../etc/passwd", "ZZZZ", ""].into_iter().enumerate() {
-        let node = put(&s, "embed", 10 + i as i64, &[], mark_sharded(Value::Null, &[shard.key.clone()]));
+        let node = put(&s, "embed", 10 + i as i64, &[], mark_sharded(Value::Null, std::slice::from_ref(&shard.key)));
         tamper(&s, &node.key, |v| v["meta"]["shard_keys"] = serde_json::json!([shard.key.as_str(), bad]), true);
         let why = err(s.read(&node.key));
         assert!(why.contains("malformed shard key"), "{bad}: {why}");
@@ -204,7 +204,7 @@ fn a_corrupt_shard_takes_what_read_its_node_along() {
     let d = tempfile::tempdir().unwrap();
     let s = Store::open(d.path()).unwrap();
     let sh = put(&s, "embed#shard", 1, &[], Value::Null);
-    let node = put(&s, "embed", 2, &[], mark_sharded(Value::Null, &[sh.key.clone()]));
+    let node = put(&s, "embed", 2, &[], mark_sharded(Value::Null, std::slice::from_ref(&sh.key)));
     // A consumer that recorded nothing (older mexa) of the node: tainted through the shard.
     let consumer =
         s.write(spec("align", 3, &[&node.key]), "align", table(0.1).0, &table(0.1).1, 0.0, Value::Null).unwrap();

@@ -212,7 +212,7 @@ mod hardening {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path()).unwrap();
         let shard = write(&s, 1, Value::Null);
-        let node = write(&s, 2, mark_sharded(Value::Null, &[shard.key.clone()]));
+        let node = write(&s, 2, mark_sharded(Value::Null, std::slice::from_ref(&shard.key)));
         assert!(s.complete(&node.key));
         s.remove(&shard.key).unwrap();
         assert!(s.contains(&node.key) && !s.complete(&node.key));
