@@ -33,6 +33,33 @@ pub struct Selection {
     force: Vec<String>,
 }
 
+/// Which results a reading command (`table`, `export`, `report`, `profile`, and `show`,
+/// `compare`, `lineage` with `--pipeline`) means: the same `-S` and `--where` as `run`, so the
+/// variant computed with those overrides is the one read, never another of the same label.
+#[derive(Args, Default, Clone)]
+#[command(next_help_heading = "Choosing results")]
+pub struct View {
+    /// Only grid cells with this axis value (repeatable), as `run --where`.
+    #[arg(long = "where", value_name = "AXIS=VALUE", value_parser = parse_where)]
+    wheres: Vec<(String, String)>,
+    /// The overrides the results were computed with (repeatable), as `run -S`: keys change
+    /// exactly as in `run`, so the variant computed with them is read.
+    #[arg(short = 'S', long = "set", value_name = "TARGET=VALUE")]
+    set: Vec<mexa_pipeline::Override>,
+}
+
+impl View {
+    fn selection(&self) -> Selection {
+        Selection { wheres: self.wheres.clone(), set: self.set.clone(), ..Default::default() }
+    }
+}
+
+/// Plans a pipeline for reading its results: `-S` and `--where` applied; a missing store is
+/// planned against as empty and not created.
+pub fn load_view(file: &Path, registry: &Registry, choice: &StoreChoice, view: &View) -> Result<(Plan, Store)> {
+    load_selected(file, registry, choice, &view.selection(), false)
+}
+
 /// A `--memory` value: bytes, or no limit.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget(Option<u64>);
@@ -189,13 +216,7 @@ pub struct ExecNodeArgs {
     threads: Option<usize>,
 }
 
-/// Loads, validates and plans a pipeline in its store (created if missing); validation
-/// errors are printed as they are.
-pub fn load_plan(file: &Path, registry: &Registry, choice: &StoreChoice) -> Result<(Plan, Store)> {
-    load_selected(file, registry, choice, &Selection::default(), true)
-}
-
-/// [`load_plan`] with `-S` overrides applied and `--only`/`--where` chosen. Without
+/// Loads, validates and plans a pipeline with `-S` overrides applied and `--only`/`--where` chosen. Without
 /// `create`, a missing store is planned against as empty and not created.
 fn load_selected(
     file: &Path,

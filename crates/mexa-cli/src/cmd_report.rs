@@ -1,5 +1,5 @@
 //! `report` and `compare`.
-use crate::cmd_pipeline::load_plan;
+use crate::cmd_pipeline::{load_view, View};
 use crate::cmd_store::{print_table, resolve, Format, StoreChoice};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -26,6 +26,8 @@ pub struct ReportArgs {
     /// With a label that names several report artifacts: take the newest.
     #[arg(long)]
     latest: bool,
+    #[command(flatten)]
+    view: View,
 }
 
 #[derive(Args)]
@@ -39,6 +41,8 @@ pub struct CompareArgs {
     /// the newest instead of listing them.
     #[arg(long)]
     latest: bool,
+    #[command(flatten)]
+    through: crate::cmd_store::Through,
 }
 
 #[derive(Args)]
@@ -50,6 +54,8 @@ pub struct ExportArgs {
     /// Stages to write (comma-separated; default: all but embed and report).
     #[arg(long, value_delimiter = ',')]
     stages: Vec<String>,
+    #[command(flatten)]
+    view: View,
 }
 
 #[derive(Args)]
@@ -63,6 +69,8 @@ pub struct TableArgs {
     columns: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    #[command(flatten)]
+    view: View,
 }
 
 #[derive(Args)]
@@ -75,12 +83,14 @@ pub struct ProfileArgs {
     /// Print the per-node profile as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    view: View,
 }
 
 /// `mexa profile`: per stage and per node, wall, CPU, peak memory, tokens/s.
 pub fn profile(choice: &StoreChoice, a: ProfileArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
-    let (plan, store) = load_plan(&a.pipeline, &registry, choice)?;
+    let (plan, store) = load_view(&a.pipeline, &registry, choice, &a.view)?;
     let nodes = mexa_pipeline::profile::profile(&plan, &store);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&nodes)?);
@@ -166,22 +176,42 @@ fn profile_text(nodes: &[mexa_pipeline::profile::NodeProfile]) -> String {
 /// `mexa export`: a sweep as Hive-partitioned Parquet.
 pub fn export(choice: &StoreChoice, a: ExportArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
-    let (plan, store) = load_plan(&a.pipeline, &registry, choice)?;
-    let files = mexa_pipeline::export::export_hive(&plan, &store, &a.dir, &a.stages)?;
-    println!("{} Parquet files under {}; load them with", files.len(), a.dir.display());
-    println!("  polars:  pl.read_parquet(\"{}/stage=align/**/*.parquet\", hive_partitioning=True)", a.dir.display());
-    println!("  pandas:  pd.read_parquet(\"{}/stage=align\")", a.dir.display());
+    let (plan, store) = load_view(&a.pipeline, &registry, choice, &a.view)?;
+    let e = mexa_pipeline::export::export_hive(&plan, &store, &a.dir, &a.stages)?;
+    for (stage, axis, column) in &e.renamed {
+        eprintln!(
+            "note: stage `{stage}` has a result column `{axis}`: the grid axis `{axis}` is exported as `{column}`"
+        );
+    }
+    if !e.missing.is_empty() {
+        eprintln!(
+            "{} node(s) are not computed yet and were left out: {}{}; `mexa run {}` (with the same -S/--where) computes them",
+            e.missing.len(),
+            e.missing.iter().take(4).cloned().collect::<Vec<_>>().join(", "),
+            if e.missing.len() > 4 { ", …" } else { "" },
+            a.pipeline.display()
+        );
+    }
+    if e.files.is_empty() {
+        bail!("nothing to export: no chosen node of {} is computed", plan.pipeline);
+    }
     println!(
-        "  duckdb:  SELECT * FROM read_parquet('{}/stage=align/**/*.parquet', hive_partitioning = true)",
-        a.dir.display()
+        "{} Parquet files under {} (stages: {}); load one stage with",
+        e.files.len(),
+        a.dir.display(),
+        e.stages.join(", ")
     );
+    let (d, st) = (a.dir.display(), &e.stages[e.stages.len() - 1]);
+    println!("  polars:  pl.read_parquet(\"{d}/stage={st}/**/*.parquet\", hive_partitioning=True)");
+    println!("  pandas:  pd.read_parquet(\"{d}/stage={st}\")");
+    println!("  duckdb:  SELECT * FROM read_parquet('{d}/stage={st}/**/*.parquet', hive_partitioning = true)");
     Ok(0)
 }
 
 /// `mexa table`: one stage's results across the grid, axes as columns.
 pub fn table(choice: &StoreChoice, a: TableArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
-    let (plan, store) = load_plan(&a.pipeline, &registry, choice)?;
+    let (plan, store) = load_view(&a.pipeline, &registry, choice, &a.view)?;
     let stage = match a.stage {
         Some(s) => s,
         None => {
@@ -245,7 +275,7 @@ pub fn report(choice: &StoreChoice, a: ReportArgs) -> Result<i32> {
         write_files(&key, &store, &out)?;
         return Ok(0);
     }
-    let (plan, store) = load_plan(&file, &registry, choice)?;
+    let (plan, store) = load_view(&file, &registry, choice, &a.view)?;
     let missing: Vec<&str> = plan
         .nodes
         .iter()
@@ -276,7 +306,7 @@ pub fn report(choice: &StoreChoice, a: ReportArgs) -> Result<i32> {
 
 pub fn compare(choice: &StoreChoice, a: CompareArgs) -> Result<i32> {
     let store = choice.existing(None)?;
-    let (ka, kb) = (resolve(&store, &a.a, a.latest)?, resolve(&store, &a.b, a.latest)?);
+    let (ka, kb) = (a.through.resolve(&store, &a.a, a.latest)?, a.through.resolve(&store, &a.b, a.latest)?);
     let (schema, batches) = compare_tables(&store.read(&ka)?, &store.read(&kb)?)?;
     if a.format == Format::Table {
         let (la, lb) = (store.manifest(&ka)?.label, store.manifest(&kb)?.label);

@@ -37,6 +37,8 @@ pub struct ShowArgs {
     /// take the newest instead of listing them.
     #[arg(long)]
     latest: bool,
+    #[command(flatten)]
+    through: Through,
     /// Rows shown with the table format.
     #[arg(long, default_value_t = 10)]
     rows: usize,
@@ -53,6 +55,8 @@ pub struct LineageArgs {
     /// When the label names several artifacts, take the newest instead of listing them.
     #[arg(long)]
     latest: bool,
+    #[command(flatten)]
+    through: Through,
 }
 
 #[derive(Subcommand)]
@@ -86,10 +90,23 @@ impl StoreChoice {
 
 pub fn ls(store: &StoreChoice, a: LsArgs) -> Result<i32> {
     let store = store.existing(None)?;
-    let mut rows =
-        vec![vec!["key".to_string(), "stage".into(), "label".into(), "rows".into(), "size".into(), "wall".into()]];
+    let mut rows = vec![vec![
+        "key".to_string(),
+        "stage".into(),
+        "label".into(),
+        "rows".into(),
+        "size".into(),
+        "wall".into(),
+        "variant".into(),
+    ]];
     let mut json = Vec::new();
-    for info in store.list()? {
+    let list = store.list()?;
+    // Artifacts that share a label are variants of one node: say what tells them apart.
+    let mut by_label: std::collections::BTreeMap<&str, Vec<&ObjectInfo>> = Default::default();
+    for info in list.iter().filter(|i| !i.manifest.is_shard()) {
+        by_label.entry(&info.manifest.label).or_default().push(info);
+    }
+    for info in &list {
         let m = &info.manifest;
         if (!a.shards && m.is_shard()) || a.stage.as_deref().is_some_and(|s| s != m.stage_kind()) {
             continue;
@@ -105,6 +122,7 @@ pub fn ls(store: &StoreChoice, a: LsArgs) -> Result<i32> {
             m.rows.to_string(),
             human_bytes(m.bytes),
             format!("{:.1}s", m.wall_time_s),
+            by_label.get(m.label.as_str()).filter(|v| v.len() > 1).map(|v| variant_of(v, info)).unwrap_or_default(),
         ]);
     }
     if a.json {
@@ -123,6 +141,50 @@ fn human_bytes(b: u64) -> String {
         1_000..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
         1_000_000..1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
         _ => format!("{:.2} GB", b as f64 / 1e9),
+    }
+}
+
+/// A label resolved through a pipeline file: `--pipeline FILE` with the `-S`/`--where` the
+/// results were computed with names exactly one node, whatever else the store holds.
+#[derive(Args, Default, Clone)]
+#[command(next_help_heading = "Resolving a label through a pipeline")]
+pub struct Through {
+    /// Resolve the label (a node label or a stage name) in this pipeline's plan: the node the
+    /// file, with `-S` and `--where`, names — never another variant of the same label.
+    #[arg(long, value_name = "FILE")]
+    pipeline: Option<PathBuf>,
+    #[command(flatten)]
+    view: crate::cmd_pipeline::View,
+}
+
+impl Through {
+    /// The key `what` names: through the pipeline when one is given, else in the store.
+    pub fn resolve(&self, store: &Store, what: &str, latest: bool) -> Result<Key> {
+        let Some(file) = &self.pipeline else { return resolve(store, what, latest) };
+        let registry = mexa_stages::registry();
+        let choice = StoreChoice(Some(store.root().to_path_buf()));
+        let (plan, _) = crate::cmd_pipeline::load_view(file, &registry, &choice, &self.view)?;
+        let exact: Vec<&mexa_pipeline::PlanNode> = plan.nodes.iter().filter(|n| n.label == what).collect();
+        let found = if exact.is_empty() { plan.nodes.iter().filter(|n| n.stage == what).collect() } else { exact };
+        match found.as_slice() {
+            [] => {
+                let labels: Vec<&str> = plan.nodes.iter().map(|n| n.label.as_str()).collect();
+                let hint = mexa_pipeline::error::suggest(what, labels.iter().copied()).unwrap_or_default();
+                bail!("no node or stage `{what}` in {} {hint}", plan.pipeline)
+            }
+            [n] if n.status == mexa_pipeline::Status::Cached => Ok(n.key.clone()),
+            [n] => bail!(
+                "{} is not computed (with these -S/--where): `mexa run {}` with the same -S/--where computes it",
+                n.label,
+                file.display()
+            ),
+            many => bail!(
+                "`{what}` names {} nodes of {}; narrow it with --where (or give the full label):\n{}",
+                many.len(),
+                plan.pipeline,
+                many.iter().map(|n| format!("  {}  {}", n.key.short(), n.label)).collect::<Vec<_>>().join("\n")
+            ),
+        }
     }
 }
 
@@ -158,9 +220,26 @@ pub fn resolve(store: &Store, what: &str, latest: bool) -> Result<Key> {
 /// One line per artifact: short key, when, label and what differs from the others (the
 /// parameters, else the inputs).
 pub fn describe_variants(found: &[&ObjectInfo]) -> String {
+    let lines: Vec<String> = found
+        .iter()
+        .map(|i| {
+            format!(
+                "  {}  {}  {}  {}",
+                i.key.short(),
+                age(i.manifest.created_unix),
+                i.manifest.label,
+                variant_of(found, i)
+            )
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// What tells `i` apart from the other artifacts of `found` (variants of one node): the
+/// parameters whose values differ, else the inputs that differ, else the stage version.
+fn variant_of(found: &[&ObjectInfo], i: &ObjectInfo) -> String {
     let specs: Vec<&mexa_store::KeySpec> = found.iter().map(|i| &i.manifest.spec).collect();
-    let mut lines = Vec::new();
-    for i in found {
+    {
         let m = &i.manifest;
         let mut diff = Vec::new();
         if let Some(p) = m.spec.params.as_object() {
@@ -190,9 +269,8 @@ pub fn describe_variants(found: &[&ObjectInfo]) -> String {
             diff.push(format!("v{}", m.spec.version));
         }
         diff.dedup();
-        lines.push(format!("  {}  {}  {}  {}", m.key.short(), age(m.created_unix), m.label, diff.join(" ")));
+        diff.join(" ")
     }
-    lines.join("\n")
 }
 
 /// How long ago a unix time was, for listings.
@@ -241,7 +319,7 @@ pub fn print_table(schema: &SchemaRef, batches: &[RecordBatch], format: Format) 
 
 pub fn show(store: &StoreChoice, a: ShowArgs) -> Result<i32> {
     let store = store.existing(None)?;
-    let key = resolve(&store, &a.what, a.latest)?;
+    let key = a.through.resolve(&store, &a.what, a.latest)?;
     let m = store.manifest(&key)?;
     if a.format != Format::Table {
         let (schema, batches) = mexa_pipeline::stage::read_stitched(&store, &key)?;
@@ -287,12 +365,24 @@ pub fn show(store: &StoreChoice, a: ShowArgs) -> Result<i32> {
 
 pub fn lineage(store: &StoreChoice, a: LineageArgs) -> Result<i32> {
     let store = store.existing(None)?;
-    let key = resolve(&store, &a.what, a.latest)?;
+    let key = a.through.resolve(&store, &a.what, a.latest)?;
     fn walk(store: &Store, key: &Key, depth: usize, slot: &str) {
         let pad = "  ".repeat(depth);
         match store.manifest(key) {
             Ok(m) => {
                 println!("{pad}{slot}{}  {} ({} v{})", key.short(), m.label, m.spec.stage, m.spec.version);
+                let plain: Vec<String> = m
+                    .spec
+                    .params
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| !v.is_object())
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                if !plain.is_empty() {
+                    println!("{pad}    params: {}", mexa_report::clip(&plain.join(" "), 300));
+                }
                 if let Some(p) = m.spec.params.as_object() {
                     for (name, v) in p {
                         if let Some(h) = v.get("blake3").and_then(|h| h.as_str()) {

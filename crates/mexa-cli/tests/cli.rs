@@ -1079,3 +1079,50 @@ stages:
     assert_eq!(find("fra", "zul")["p1_pivot_to_lang"], find("zul", "fra")["p1_lang_to_pivot"]);
     assert_eq!(find("fra", "zul")["mexa"], find("zul", "fra")["mexa"]);
 }
+
+/// One name per variant: after `-S align.centering=true` the label `align` names two
+/// artifacts; `show` lists them with what differs instead of picking the newest, `--pipeline`
+/// with the same `-S` resolves exactly one, `table`/`export` read the variant their `-S` names,
+/// an axis named like a result column (`metric`) is namespaced, embeddings carry their
+/// language, and an export of what is partly computed says what it left out.
+#[test]
+fn variants_are_named_not_guessed_and_exports_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let pipe = dir.path().join("v.yaml");
+    std::fs::write(
+        &pipe,
+        "pipeline: v\ngrid:\n  metric: [mexa]\nstages:\n  corpus:\n    kind: load_corpus\n    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [fra, spa], limit: 6}\n  embed:\n    kind: embed\n    inputs: {corpus: corpus}\n    params: {model: \"${assets}/models/all-minilm-l6-v2\"}\n  align:\n    kind: align\n    inputs: {embeddings: embed}\n  summary:\n    kind: aggregate\n    inputs: {alignment: align}\n    params: {metric: \"${metric}\"}\n",
+    )
+    .unwrap();
+    let p = pipe.to_str().unwrap();
+    for extra in [&[][..], &["-S", "align.centering=true"][..]] {
+        let o = mexa(&store, &[&["run", p][..], extra].concat());
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = mexa(&store, &["show", "align"]);
+    assert!(!o.status.success() && text(&o).contains("matches 2 artifacts"), "{}", text(&o));
+    assert!(text(&o).contains("centering=false") && text(&o).contains("centering=true"), "{}", text(&o));
+    let o = mexa(&store, &["show", "align", "--pipeline", p, "-S", "align.centering=true"]);
+    assert!(o.status.success() && text(&o).contains("\"centering\":true"), "{}", text(&o));
+    let o = mexa(&store, &["show", "align", "--pipeline", p, "-S", "align.margin_k=2"]);
+    assert!(!o.status.success() && text(&o).contains("is not computed"), "{}", text(&o));
+    // table and export read the variant their -S names.
+    let csv = |extra: &[&str]| {
+        let o = mexa(&store, &[&["table", p, "summary", "--format", "csv"][..], extra].concat());
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let (plain, centred) = (csv(&[]), csv(&["-S", "align.centering=true"]));
+    assert!(plain.starts_with("grid_metric,language,") && plain != centred, "{plain}\n{centred}");
+    let out = dir.path().join("ex");
+    let o = mexa(&store, &["export", out.to_str().unwrap(), p, "--stages", "embed,summary"]);
+    assert!(o.status.success() && text(&o).contains("exported as `grid_metric`"), "{}", text(&o));
+    assert!(text(&o).contains("stage=summary/**/*.parquet"), "{}", text(&o));
+    assert!(out.join("stage=summary/grid_metric=mexa/part-0.parquet").is_file());
+    let (schema, _) = mexa_store::read_parquet(&out.join("stage=embed/part-0.parquet")).unwrap();
+    assert_eq!(schema.field(0).name(), "language");
+    // Partly computed: the export says what it left out.
+    let o = mexa(&store, &["export", dir.path().join("ex2").to_str().unwrap(), p, "-S", "align.margin_k=2"]);
+    assert!(o.status.success() && text(&o).contains("not computed yet and were left out: align"), "{}", text(&o));
+}

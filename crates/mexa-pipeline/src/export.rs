@@ -31,11 +31,65 @@ fn hive_segment(key: &str, value: &str) -> String {
     format!("{}={}", esc(key), esc(value))
 }
 
+/// The prefix a grid axis gets in an exported or tabled result when a result column of the
+/// same stage has its name (the bundled UDHR pipeline's `metric` axis beside aggregate's
+/// `metric` column): two columns of one name break pandas, polars and DuckDB.
+pub const AXIS_PREFIX: &str = "grid_";
+
+/// The column name of `axis` beside a table with these `columns`.
+pub fn axis_column(axis: &str, columns: &[&str]) -> String {
+    if columns.contains(&axis) || axis == "stage" {
+        format!("{AXIS_PREFIX}{axis}")
+    } else {
+        axis.to_string()
+    }
+}
+
+/// A computed node's table as people load it: a sharded artifact's shards joined, with a
+/// `language` column (the shard's name) when its rows do not name their language (embed).
+fn node_table(store: &Store, key: &mexa_store::Key) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (schema, batches) = read_stitched(store, key)?;
+    let shards = crate::stage::shards_of(store, key)?;
+    if shards.is_empty() || schema.index_of("language").is_ok() {
+        return Ok((schema, batches));
+    }
+    let mut fields = vec![Field::new("language", DataType::Utf8, false)];
+    fields.extend(schema.fields().iter().map(|f| f.as_ref().clone()));
+    let with = Arc::new(Schema::new(fields));
+    // read_stitched puts each shard's rows after the previous shard's, in index order.
+    let mut rows = Vec::with_capacity(shards.len());
+    for (name, k) in &shards {
+        rows.push((name, store.manifest(k)?.rows as usize));
+    }
+    let names: Vec<&str> = rows.iter().flat_map(|(n, r)| std::iter::repeat_n(n.as_str(), *r)).collect();
+    let mut at = 0;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(names[at..at + b.num_rows()].to_vec()))];
+        at += b.num_rows();
+        cols.extend(b.columns().iter().cloned());
+        out.push(RecordBatch::try_new(with.clone(), cols)?);
+    }
+    Ok((with, out))
+}
+
+/// What [`export_hive`] wrote and what it could not.
+#[derive(Debug, Default)]
+pub struct Exported {
+    pub files: Vec<PathBuf>,
+    /// Stages written, in plan order.
+    pub stages: Vec<String>,
+    /// Labels of chosen nodes not computed yet (left out).
+    pub missing: Vec<String>,
+    /// (stage, axis, column): axes renamed because a result column has their name.
+    pub renamed: Vec<(String, String, String)>,
+}
+
 /// Writes every computed node of `plan` (of `stages`, or all but [`EXPORT_SKIPS`]) as
 /// `dir/stage=<stage>/<axis>=<value>/…/part-0.parquet`; the grid values live in the path
-/// only, as Hive partitioning expects. Returns the files written. Nodes not computed yet
-/// are an error naming them (run first).
-pub fn export_hive(plan: &Plan, store: &Store, dir: &Path, stages: &[String]) -> Result<Vec<PathBuf>> {
+/// only, as Hive partitioning expects (an axis named like one of the stage's result columns
+/// as `grid_<axis>`). Nodes not computed yet are left out and listed in the result.
+pub fn export_hive(plan: &Plan, store: &Store, dir: &Path, stages: &[String]) -> Result<Exported> {
     let chosen = |stage: &str, kind: &str| {
         if stages.is_empty() {
             !EXPORT_SKIPS.contains(&kind)
@@ -43,35 +97,55 @@ pub fn export_hive(plan: &Plan, store: &Store, dir: &Path, stages: &[String]) ->
             stages.iter().any(|s| s == stage)
         }
     };
+    for s in stages {
+        if !plan.nodes.iter().any(|n| &n.stage == s) {
+            let names: Vec<&str> = plan.nodes.iter().map(|n| n.stage.as_str()).collect();
+            let hint = crate::error::suggest(s, names.iter().copied()).unwrap_or_default();
+            bail!("--stages: no stage `{s}` in {} {hint}", plan.pipeline);
+        }
+    }
+    let mut out = Exported::default();
     let nodes: Vec<usize> =
         (0..plan.nodes.len()).filter(|&i| chosen(&plan.nodes[i].stage, &plan.nodes[i].kind)).collect();
-    let missing: Vec<&str> = nodes
-        .iter()
-        .filter(|&&i| plan.nodes[i].status != Status::Cached)
-        .map(|&i| plan.nodes[i].label.as_str())
-        .collect();
-    if !missing.is_empty() {
-        bail!("{} node(s) are not computed yet (e.g. {}); run the pipeline first", missing.len(), missing[0]);
-    }
-    let mut written = Vec::new();
-    for i in nodes {
+    // Read first: a stage's axis names must be the same in every file of its dataset.
+    let mut tables = Vec::new();
+    let mut columns: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for &i in &nodes {
         let n = &plan.nodes[i];
+        if n.status != Status::Cached {
+            out.missing.push(n.label.clone());
+            continue;
+        }
+        let (schema, batches) = node_table(store, &n.key).with_context(|| format!("reading {}", n.label))?;
+        columns.entry(&n.stage).or_default().extend(schema.fields().iter().map(|f| f.name().clone()));
+        tables.push((i, schema, batches));
+    }
+    for (i, schema, batches) in tables {
+        let n = &plan.nodes[i];
+        let cols: Vec<&str> = columns[n.stage.as_str()].iter().map(String::as_str).collect();
         let mut path = dir.join(hive_segment("stage", &n.stage));
         for (axis, value) in &n.cell {
-            path.push(hive_segment(axis, value));
+            let name = axis_column(axis, &cols);
+            if name != *axis && !out.renamed.iter().any(|r| r.0 == n.stage && &r.1 == axis) {
+                out.renamed.push((n.stage.clone(), axis.clone(), name.clone()));
+            }
+            path.push(hive_segment(&name, value));
         }
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        let (schema, batches) = read_stitched(store, &n.key).with_context(|| format!("reading {}", n.label))?;
         let file = path.join("part-0.parquet");
         mexa_store::write_parquet(&file, schema, &batches)?;
-        written.push(file);
+        out.files.push(file);
+        if !out.stages.contains(&n.stage) {
+            out.stages.push(n.stage.clone());
+        }
     }
-    Ok(written)
+    Ok(out)
 }
 
 /// One stage's results across the grid: for each computed node of `stage`, its rows with
-/// the node's grid values as leading text columns (`columns`, when given, picks the result
-/// columns). List columns (vectors) are left out. Nodes not computed are skipped.
+/// the node's grid values as leading text columns (an axis named like a result column as
+/// `grid_<axis>`; `columns`, when given, picks the result columns). List columns (vectors)
+/// are left out. Nodes not computed are skipped.
 pub fn stage_table(
     plan: &Plan,
     store: &Store,
@@ -88,7 +162,7 @@ pub fn stage_table(
     let (mut schema, mut out): (Option<SchemaRef>, Vec<RecordBatch>) = (None, Vec::new());
     for i in nodes.into_iter().filter(|&i| plan.nodes[i].status == Status::Cached) {
         let n = &plan.nodes[i];
-        let (s, batches) = read_stitched(store, &n.key).with_context(|| format!("reading {}", n.label))?;
+        let (s, batches) = node_table(store, &n.key).with_context(|| format!("reading {}", n.label))?;
         let keep: Vec<usize> = (0..s.fields().len())
             .filter(|&j| {
                 let f = s.field(j);
@@ -104,7 +178,9 @@ pub fn stage_table(
                 bail!("{} has no column `{c}` ({hint})", n.label);
             }
         }
-        let mut fields: Vec<Field> = axes.iter().map(|a| Field::new(a, DataType::Utf8, false)).collect();
+        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        let mut fields: Vec<Field> =
+            axes.iter().map(|a| Field::new(axis_column(a, &names), DataType::Utf8, false)).collect();
         fields.extend(keep.iter().map(|&j| s.field(j).clone()));
         let sch = schema.get_or_insert_with(|| Arc::new(Schema::new(fields))).clone();
         for b in batches {
@@ -128,5 +204,12 @@ mod tests {
     fn hive_segments_escape_what_would_break_a_path() {
         assert_eq!(hive_segment("model", "gemma3-270m"), "model=gemma3-270m");
         assert_eq!(hive_segment("model", "org/name=x%"), "model=org%2Fname%3Dx%25");
+    }
+
+    #[test]
+    fn an_axis_named_like_a_column_is_namespaced() {
+        assert_eq!(axis_column("metric", &["language", "metric", "mean"]), "grid_metric");
+        assert_eq!(axis_column("model", &["language", "metric"]), "model");
+        assert_eq!(axis_column("stage", &[]), "grid_stage");
     }
 }
