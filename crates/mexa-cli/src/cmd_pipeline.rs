@@ -281,7 +281,7 @@ pub fn plan(choice: &StoreChoice, a: PlanArgs) -> Result<i32> {
     let registry = mexa_stages::registry();
     let mut to_run = 0;
     for f in &a.files {
-        let (plan, _) = load_selected(f, &registry, choice, &a.selection, false)?;
+        let (plan, store) = load_selected(f, &registry, choice, &a.selection, false)?;
         to_run += plan.to_run();
         if a.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -290,13 +290,14 @@ pub fn plan(choice: &StoreChoice, a: PlanArgs) -> Result<i32> {
         } else if a.mermaid {
             print!("{}", plan.to_mermaid());
         } else {
-            print_plan(&plan, a.all);
+            let cost = (plan.to_run() > 0).then(|| mexa_stages::cost::estimate(&plan, &store));
+            print_plan(&plan, a.all, cost.as_ref());
         }
     }
     Ok(i32::from(to_run > 0))
 }
 
-fn print_plan(plan: &Plan, all: bool) {
+fn print_plan(plan: &Plan, all: bool, cost: Option<&mexa_stages::cost::PlanCost>) {
     let to_run = plan.to_run();
     println!(
         "pipeline {}: {} nodes, {} cached, {} to run",
@@ -306,12 +307,40 @@ fn print_plan(plan: &Plan, all: bool) {
         to_run
     );
     let width = plan.nodes.iter().map(|n| n.label.chars().count()).max().unwrap_or(0).min(60);
-    for n in &plan.nodes {
+    for (i, n) in plan.nodes.iter().enumerate() {
         match &n.status {
             Status::Cached if all => println!("  cached  {:<width$}  {}", n.label, n.key.short()),
             Status::Cached => {}
-            Status::Run(r) => println!("  run     {:<width$}  {}  {r}", n.label, n.key.short()),
+            Status::Run(r) => {
+                println!("  run     {:<width$}  {}  {r}", n.label, n.key.short());
+                if let Some(c) = cost.and_then(|c| c.nodes[i].as_ref()) {
+                    println!(
+                        "          {:<width$}  {} sentences, {}{} tokens, about {}",
+                        "",
+                        c.sentences,
+                        if c.tokens_exact { "" } else { "~" },
+                        c.tokens,
+                        mexa_pipeline::walk::clock(std::time::Duration::from_secs_f64(c.seconds))
+                    );
+                }
+            }
         }
+    }
+    let Some(cost) = cost else { return };
+    let estimated: Vec<&mexa_stages::cost::NodeCost> = cost.nodes.iter().flatten().collect();
+    if !estimated.is_empty() {
+        let mut bases: Vec<&str> = estimated.iter().map(|c| c.basis.as_str()).collect();
+        bases.dedup();
+        println!(
+            "work to run: {} tokens through models{}, about {} ({}; other stages take seconds)",
+            cost.total_tokens(),
+            if estimated.iter().all(|c| c.tokens_exact) { "" } else { " (~: from a sample of each language)" },
+            mexa_pipeline::walk::clock(std::time::Duration::from_secs_f64(cost.total_seconds())),
+            bases.join("; ")
+        );
+    }
+    for w in &cost.warnings {
+        println!("warning: {w}");
     }
 }
 
@@ -361,14 +390,29 @@ pub fn run(choice: &StoreChoice, a: RunArgs, quiet: bool) -> Result<i32> {
     for f in &a.files {
         let (plan, store, _registered) = plan_for_run(f, &registry, choice, &a.selection)?;
         let to_run = plan.to_run();
+        let cost = mexa_stages::cost::estimate(&plan, &store);
+        let mut opts = opts.clone();
+        opts.weights = cost.nodes.iter().map(|c| c.as_ref().map_or(0.0, |c| c.seconds)).collect();
+        for w in &cost.warnings {
+            eprintln!("warning: {w}");
+        }
         if !quiet {
             eprintln!(
-                "{}: {} nodes, {} cached, {} to run (store {})",
+                "{}: {} nodes, {} cached, {} to run (store {}){}",
                 plan.pipeline,
                 plan.nodes.len(),
                 plan.nodes.len() - to_run,
                 to_run,
-                store.root().display()
+                store.root().display(),
+                if cost.total_tokens() > 0 {
+                    format!(
+                        "; {} tokens through models, about {}",
+                        cost.total_tokens(),
+                        mexa_pipeline::walk::clock(std::time::Duration::from_secs_f64(cost.total_seconds()))
+                    )
+                } else {
+                    String::new()
+                }
             );
         }
         let s = match a.executor {
@@ -391,6 +435,7 @@ pub fn run(choice: &StoreChoice, a: RunArgs, quiet: bool) -> Result<i32> {
                     keep_going: a.keep_going,
                     // No live bars for a head process: one line per node instead.
                     lines: opts.progress != mexa_pipeline::run::ProgressMode::None,
+                    weights: opts.weights.clone(),
                     ..Default::default()
                 };
                 mexa_pipeline::run_slurm(&plan, &store, &so, &CANCEL)?

@@ -26,6 +26,8 @@ pub struct RunOptions {
     /// Start nodes only while the memory they declare ([`crate::Stage::resources`]) fits:
     /// host RAM and each GPU's.
     pub budget: crate::walk::Budget,
+    /// Each node's estimated seconds (by plan index), for an ETA weighted by work.
+    pub weights: Vec<f64>,
 }
 
 /// How a run shows progress on stderr.
@@ -95,7 +97,13 @@ pub fn run(plan: &Plan, registry: &Registry, store: &Store, opts: &RunOptions, c
     let (job_tx, job_rx) = mpsc::channel::<usize>();
     let job_rx = Mutex::new(job_rx);
     let (done_tx, done_rx) = mpsc::channel::<Finished>();
-    let walk_opts = WalkOptions { keep_going: opts.keep_going, retries: 0, lines, budget: opts.budget.clone() };
+    let walk_opts = WalkOptions {
+        keep_going: opts.keep_going,
+        retries: 0,
+        lines,
+        budget: opts.budget.clone(),
+        weights: opts.weights.clone(),
+    };
     let resources = node_resources(plan, registry);
     let observer = MainBar(&main, &mp);
     let summary = std::thread::scope(|scope| {
@@ -198,14 +206,15 @@ impl Observer for MainBar<'_> {
     fn suspend(&self, f: &mut dyn FnMut()) {
         self.1.suspend(f);
     }
-    fn finished(&self, s: &RunSummary, _to_run: usize) {
+    fn finished(&self, s: &RunSummary, _to_run: usize, eta: Option<Duration>) {
         self.0.set_position((s.computed + s.found_done + s.failed.len()) as u64);
         self.0.set_message(format!(
-            "computed {}, by another runner {}, cached {}, failed {}",
+            "computed {}, by another runner {}, cached {}, failed {}{}",
             s.computed,
             s.found_done,
             s.cached,
-            s.failed.len()
+            s.failed.len(),
+            eta.map(|d| format!("; about {} left", crate::walk::clock(d))).unwrap_or_default()
         ));
     }
 }

@@ -46,6 +46,8 @@ pub struct SlurmOptions {
     pub poll_min: Duration,
     pub poll_max: Duration,
     /// One line per node started and finished on stderr (for the head job's log).
+    /// Each node's estimated seconds (by plan index), for an ETA weighted by work.
+    pub weights: Vec<f64>,
     pub lines: bool,
 }
 
@@ -65,6 +67,7 @@ impl Default for SlurmOptions {
             poll_min: Duration::from_millis(300),
             poll_max: Duration::from_secs(10),
             lines: false,
+            weights: vec![],
         }
     }
 }
@@ -175,6 +178,7 @@ pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &Atomi
         retries: opts.retries,
         lines: opts.lines,
         budget: Default::default(),
+        weights: opts.weights.clone(),
     };
     let summary = walk(plan, &mut exec, walk_opts, cancel, &())?;
     tracing::info!("Slurm run {run_id}: specs, job lists and logs in {}", work.display());

@@ -114,11 +114,23 @@ pub struct WalkOptions {
     /// Start a node only while the memory of the running ones ([`Executor::need`]) plus its
     /// own fits, in RAM and on every GPU; a node that alone exceeds it runs by itself.
     pub budget: Budget,
+    /// Each node's estimated work in seconds (by plan index; `mexa_stages::cost`), so the
+    /// ETA is weighted by work, not by node count. Missing entries count as [`SMALL_NODE_S`].
+    pub weights: Vec<f64>,
+}
+
+/// The weight of a node with no estimate (aggregations, tables: seconds at most).
+pub const SMALL_NODE_S: f64 = 1.0;
+
+/// The time left, from the elapsed time and the share of the estimated work done: None until
+/// some work is done or when all is.
+pub fn eta(elapsed: Duration, done_work: f64, total_work: f64) -> Option<Duration> {
+    (done_work > 0.0 && done_work < total_work).then(|| elapsed.mul_f64((total_work - done_work) / done_work))
 }
 
 /// Told about each node the walker finishes (progress bars).
 pub trait Observer {
-    fn finished(&self, _summary: &RunSummary, _to_run: usize) {}
+    fn finished(&self, _summary: &RunSummary, _to_run: usize, _eta: Option<Duration>) {}
     /// Runs `f` (which logs) without live progress bars drawing over it.
     fn suspend(&self, f: &mut dyn FnMut()) {
         f()
@@ -152,6 +164,9 @@ pub fn walk(
         plan.nodes.iter().map(|nd| if nd.status == Status::Cached { St::Done } else { St::Waiting }).collect();
     summary.cached = st.iter().filter(|s| **s == St::Done).count();
     let to_run = n - summary.cached;
+    let weight = |i: usize| opts.weights.get(i).copied().filter(|w| w.is_finite() && *w > 0.0).unwrap_or(SMALL_NODE_S);
+    let total_work: f64 = (0..n).filter(|&i| plan.nodes[i].status != Status::Cached).map(weight).sum();
+    let mut done_work = 0.0;
     let mut dependents: Vec<Vec<usize>> = vec![vec![]; n];
     let mut missing = vec![0usize; n];
     for (i, node) in plan.nodes.iter().enumerate() {
@@ -250,19 +265,17 @@ pub fn walk(
                     }
                 }
             }
+            done_work += weight(i);
+            let left = eta(t0.elapsed(), done_work, total_work);
             if opts.lines {
                 let done = summary.computed + summary.found_done + summary.failed.len();
                 let elapsed = t0.elapsed();
-                let eta = if done > 0 && done < to_run {
-                    format!("; about {} left", clock(elapsed.mul_f64((to_run - done) as f64 / done as f64)))
-                } else {
-                    String::new()
-                };
+                let eta = left.map(|d| format!("; about {} left", clock(d))).unwrap_or_default();
                 let what = if st[i] == St::Done { "done" } else { "failed" };
                 let secs = started_at[i].elapsed().as_secs_f64();
                 eprintln!("[{}] {what} {label} in {secs:.1}s ({done}/{to_run} nodes{eta})", clock(elapsed));
             }
-            observer.finished(&summary, to_run);
+            observer.finished(&summary, to_run, left);
         }
         if any_finished {
             let needed: Vec<usize> = (0..n).filter(|&i| matches!(st[i], St::Running | St::Ready)).collect();
@@ -320,7 +333,7 @@ fn skip_downstream(i: usize, dependents: &[Vec<usize>], st: &mut [St], ready: &m
 }
 
 /// `h:mm:ss` of a duration.
-pub(crate) fn clock(d: Duration) -> String {
+pub fn clock(d: Duration) -> String {
     let s = d.as_secs();
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }

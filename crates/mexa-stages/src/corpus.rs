@@ -13,7 +13,7 @@ pub struct LoadCorpus;
 
 mexa_pipeline::stage_params! {
     /// `load_corpus`'s parameters.
-    struct Params {
+    pub(crate) struct Params {
         /// corpus directory or TSV/Parquet file
         path: PathBuf,
         /// language codes or globs (`*_Latn`); empty: all

@@ -99,7 +99,7 @@ pub(crate) fn run_plan(p: &ModelParams, lm_head: bool) -> Result<RunPlan> {
 
 mexa_pipeline::stage_params! {
     /// `embed`'s parameters.
-    struct Params {
+    pub(crate) struct Params {
         /// the model to run (a Hugging Face id is looked up in the local cache, never downloaded)
         model: String as Model,
         /// a tokenizer.json to use instead of the model's

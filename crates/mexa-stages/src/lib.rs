@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod align;
 pub mod choice;
 pub mod corpus;
+pub mod cost;
 pub mod correlate;
 pub mod embed;
 pub mod lens;
