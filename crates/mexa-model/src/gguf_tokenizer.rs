@@ -642,8 +642,8 @@ mod tests {
         assert!(e.contains("missing") && e.contains("tokenizer.json"), "{e}");
         let e = err(&tiny("gpt2", Some("default")));
         assert!(e.contains("`default`"), "{e}");
-        let e = err(&tiny("t5", Some("default")));
-        assert!(e.contains("tokenizer.ggml.model `t5`") && e.contains("tokenizer.json"), "{e}");
+        let e = err(&tiny("rwkv", Some("default")));
+        assert!(e.contains("tokenizer.ggml.model `rwkv`") && e.contains("tokenizer.json"), "{e}");
     }
 
     #[test]
@@ -658,6 +658,61 @@ mod tests {
         assert!(!g2.add_bos);
         // The control token is matched whole, never split.
         assert_eq!(g2.tokenizer.encode("<|bos|>hello", false).unwrap().get_ids(), &[13, 10, 3]);
+    }
+
+    fn set(g: &mut Gguf, key: &str, v: Value) {
+        g.metadata.insert(key.to_string(), v);
+    }
+
+    #[test]
+    fn a_merge_naming_an_unknown_token_is_a_located_error() {
+        let mut g = tiny("gpt2", Some("gpt-2"));
+        let merges = ["h e", "l l", "he ll", "Ġ x"].iter().map(|t| Value::Str(t.to_string())).collect();
+        set(&mut g, "tokenizer.ggml.merges", Value::Array(merges));
+        let e = err(&g);
+        assert!(e.contains("tiny.gguf") && e.contains("tokenizer.ggml.merges[3] `Ġ x`") && e.contains("`x`"), "{e}");
+    }
+
+    #[test]
+    fn a_bos_that_is_an_ordinary_token_is_an_error_when_added_and_a_warning_otherwise() {
+        let mut g = tiny("gpt2", Some("gpt-2"));
+        set(&mut g, "tokenizer.ggml.bos_token_id", Value::U64(11));
+        set(&mut g, "tokenizer.ggml.add_bos_token", Value::Bool(true));
+        let e = err(&g);
+        assert!(e.contains("tokenizer.ggml.bos_token_id 11 is `hello`") && e.contains("every sentence"), "{e}");
+        set(&mut g, "tokenizer.ggml.add_bos_token", Value::Bool(false));
+        let t = from_gguf(&g).unwrap();
+        assert!(t.warnings.len() == 1 && t.warnings[0].contains("ordinary token"), "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn a_pre_tokenizer_that_another_familys_vocabulary_contradicts_is_a_warning() {
+        let mut g = tiny("gpt2", Some("gpt-2"));
+        let mut toks: Vec<Value> = g.get("tokenizer.ggml.tokens").and_then(Value::as_array).unwrap().to_vec();
+        toks[5] = Value::Str("<BOS_TOKEN>".into());
+        toks.push(Value::Str("w".into()));
+        set(&mut g, "tokenizer.ggml.tokens", Value::Array(toks));
+        let mut types = vec![Value::I64(1); 15];
+        types[13] = Value::I64(3);
+        types[5] = Value::I64(3);
+        set(&mut g, "tokenizer.ggml.token_type", Value::Array(types));
+        let t = from_gguf(&g).unwrap();
+        assert!(
+            t.warnings.iter().any(|w| w.contains("tokenizer.ggml.pre is `gpt-2`") && w.contains("`command-r`")),
+            "{:?}",
+            t.warnings
+        );
+        set(&mut g, "tokenizer.ggml.pre", Value::Str("command-r".into()));
+        assert!(from_gguf(&g).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn a_sentence_starting_with_bos_text_gets_bos_too_as_transformers_and_llama_cpp_do() {
+        let t = crate::TextTokenizer::from_gguf(&tiny("gpt2", Some("llama-bpe")), crate::BosPolicy::Auto).unwrap();
+        assert_eq!(t.encode("hello").unwrap(), vec![13, 11]);
+        assert_eq!(t.encode("<|bos|>hello").unwrap(), vec![13, 13, 11]);
+        let never = crate::TextTokenizer::from_gguf(&tiny("gpt2", Some("llama-bpe")), crate::BosPolicy::Never).unwrap();
+        assert_eq!(never.encode("hello").unwrap(), vec![11]);
     }
 
     #[test]
