@@ -172,6 +172,11 @@ impl TextTokenizer {
         Ok(self.tok.encode(text, false).map_err(|e| anyhow!("tokenizing {text:?}: {e}"))?.get_ids().to_vec())
     }
 
+    /// The vocabulary entry of an id, as the tokenizer spells it (`▁Hello`, `Ġworld`, `##ing`).
+    pub fn piece(&self, id: u32) -> Option<String> {
+        self.tok.id_to_token(id)
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tok.decode(ids, false).map_err(|e| anyhow!("{e}"))
     }
