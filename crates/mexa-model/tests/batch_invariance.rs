@@ -12,19 +12,13 @@
 //! different padded length changes the shapes of the matrix products, and libtorch may then sum
 //! in another order (docs/decisions.md, "Batch invariance"). μ is compared exactly: a flip of a
 //! retrieval would show as a different count.
+mod common;
+use common::assets;
 use mexa_metrics::align::{align, Matrix};
 use mexa_model::{embed, BatchOptions, LoadOptions, Model, Pooled, Pooling};
-use std::path::PathBuf;
 
 /// Largest accepted |a - b| / |a| of one pooled vector between two ways of batching.
 const VECTOR_TOLERANCE: f64 = 1e-5;
-
-fn assets() -> PathBuf {
-    std::env::var_os("MEXA_ASSETS")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("MEXA_CACHE").map(|c| PathBuf::from(c).join("assets")))
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"))
-}
 
 const LANGUAGES: &[&str] = &["eng", "fra", "rus", "cmn_hans", "hin"];
 const PER_LANGUAGE: usize = 8;

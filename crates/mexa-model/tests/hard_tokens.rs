@@ -9,22 +9,11 @@
 //! inconsistent with the model's tokenizer (see `Pinned`); the list is exact, so a fix or a new
 //! difference both fail the test. The tokenizer files come from scripts/fetch-assets.py (item
 //! `tokenizers`).
+mod common;
+use common::asset;
 use mexa_model::gguf::Gguf;
 use mexa_model::{BosPolicy, TextTokenizer};
 use std::path::PathBuf;
-
-fn assets() -> PathBuf {
-    std::env::var_os("MEXA_ASSETS")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("MEXA_CACHE").map(|c| PathBuf::from(c).join("assets")))
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"))
-}
-
-fn asset(rel: &str) -> PathBuf {
-    let p = assets().join(rel);
-    assert!(p.exists(), "{} is missing: run scripts/fetch-assets.py tokenizers (scripts/test does)", p.display());
-    p
-}
 
 fn fixtures() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/tokens/hard"))
