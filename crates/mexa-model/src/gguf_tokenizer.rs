@@ -75,8 +75,8 @@ pub const PRE_TOKENIZERS: &[(&str, PreSplit, PreFlags)] = &[
     ("gpt-2", PreSplit::Gpt2, PreFlags::NONE),
     ("phi-2", PreSplit::Gpt2, PreFlags::NONE),
     ("roberta-bpe", PreSplit::Gpt2, PreFlags::NONE),
-    ("mpt", PreSplit::Gpt2, PreFlags::NONE),
-    ("olmo", PreSplit::Gpt2, PreFlags::NONE),
+    ("mpt", PreSplit::Gpt2, PreFlags::NFC),
+    ("olmo", PreSplit::Gpt2, PreFlags::NFC),
     ("jais", PreSplit::Gpt2, PreFlags::NONE),
     ("exaone4", PreSplit::Gpt2, PreFlags::NONE),
     ("smollm", PreSplit::DigitsThenGpt2, PreFlags::NONE),
@@ -115,7 +115,8 @@ pub const PRE_TOKENIZERS: &[(&str, PreSplit, PreFlags)] = &[
 pub struct PreFlags {
     pub add_bos_by_default: bool,
     pub ignore_merges: bool,
-    /// The model's tokenizer.json composes the text to NFC first (Qwen2/2.5/3, Command-R);
+    /// The model's tokenizer.json composes the text to NFC first (Qwen2/2.5/3, Command-R, and
+    /// the GPT-NeoX vocabulary of MPT and OLMo);
     /// llama.cpp and transformers' GGUF loader skip it, so "e\u{301}" would split differently.
     pub nfc: bool,
 }

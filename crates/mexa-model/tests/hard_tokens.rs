@@ -268,3 +268,16 @@ fn gpt_neox_without_a_pre_tokenizer_is_refused() {
     .expect("an error");
     assert!(format!("{e:#}").contains("tokenizer.ggml.pre is missing"), "{e:#}");
 }
+
+#[test]
+fn gpt_neox_vocabulary_of_mpt_and_olmo() {
+    // OLMo's tokenizer.json holds the MPT GGUF's vocabulary and merges (the generator asserts
+    // it) with its own special tokens at 0 and 50277-50279, and the same split: the reference
+    // for `mpt` and, with the file retagged, for `olmo`.
+    let path = asset(&format!("{LCPP}/ggml-vocab-mpt.gguf"));
+    let mut g = Gguf::open(&path).unwrap();
+    let own_eot = "OLMo's own <|endoftext|> id (50279; MPT's is 0)";
+    check(&TextTokenizer::from_gguf(&g, BosPolicy::Auto).unwrap(), "mpt.olmo.ids", &[281, 282], own_eot);
+    g.metadata.insert("tokenizer.ggml.pre".into(), mexa_model::gguf::Value::Str("olmo".into()));
+    check(&TextTokenizer::from_gguf(&g, BosPolicy::Auto).unwrap(), "mpt.olmo.ids", &[281, 282], own_eot);
+}
