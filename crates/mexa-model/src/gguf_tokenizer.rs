@@ -2,7 +2,7 @@
 //! ids equal those of the model's tokenizer.json and of transformers'
 //! `AutoTokenizer.from_pretrained(dir, gguf_file=...)`.
 //!
-//! Two vocabulary kinds are rebuilt:
+//! Four vocabulary kinds are rebuilt:
 //! - **byte-level BPE** (`tokenizer.ggml.model = gpt2`: Llama 3, Qwen2/2.5/3, SmolLM, OLMo,
 //!   StarCoder, Command-R, Mistral Tekken, BLOOM, ...): the text is first cut by the split rules
 //!   named by `tokenizer.ggml.pre` ([`PRE_TOKENIZERS`], the same regular expressions as the
@@ -10,7 +10,17 @@
 //!   merged with the file's merges;
 //! - **SentencePiece BPE** (`tokenizer.ggml.model = llama`: Llama 1/2, Mistral v0.1–v0.3,
 //!   Gemma 1/2/3, Phi-3): merges recovered from the vocabulary and its scores exactly as
-//!   transformers' `generate_merges` does, byte fallback, `▁` for spaces.
+//!   transformers' `generate_merges` does, byte fallback, `▁` for spaces;
+//! - **WordPiece** (`tokenizer.ggml.model = bert`: BERT, bge, MiniLM): the converter's
+//!   `▁word`/`piece` spelling turned back into `word`/`##piece`, BERT's normaliser and split,
+//!   [CLS] … [SEP];
+//! - **SentencePiece Unigram** (`tokenizer.ggml.model = t5`: T5, XLM-R, e5, bge-m3): the pieces
+//!   and scores with the file's precompiled normaliser, as transformers' XLM-R/T5 tokenizers run
+//!   them.
+//!
+//! Metadata that contradicts itself (a merge naming a token the vocabulary lacks, a BOS that is
+//! an ordinary word, a `tokenizer.ggml.pre` that another family's vocabulary carries) is an error
+//! or a warning naming the key, never silently different ids.
 //!
 //! Anything else (an unknown `tokenizer.ggml.pre`, a BPE vocabulary that names none, another
 //! model type) is an error naming the value and pointing at the `tokenizer` parameter:
@@ -65,14 +75,14 @@ pub const PRE_TOKENIZERS: &[(&str, PreSplit, PreFlags)] = &[
     ("gpt-2", PreSplit::Gpt2, PreFlags::NONE),
     ("phi-2", PreSplit::Gpt2, PreFlags::NONE),
     ("roberta-bpe", PreSplit::Gpt2, PreFlags::NONE),
-    ("mpt", PreSplit::Gpt2, PreFlags::NONE),
-    ("olmo", PreSplit::Gpt2, PreFlags::NONE),
+    ("mpt", PreSplit::Gpt2, PreFlags::NFC),
+    ("olmo", PreSplit::Gpt2, PreFlags::NFC),
     ("jais", PreSplit::Gpt2, PreFlags::NONE),
     ("exaone4", PreSplit::Gpt2, PreFlags::NONE),
     ("smollm", PreSplit::DigitsThenGpt2, PreFlags::NONE),
     ("starcoder", PreSplit::DigitsThenGpt2, PreFlags::NONE),
     ("refact", PreSplit::DigitsThenGpt2, PreFlags::NONE),
-    ("command-r", PreSplit::DigitsThenGpt2, PreFlags::NONE),
+    ("command-r", PreSplit::DigitsThenGpt2, PreFlags::NFC),
     ("codeshell", PreSplit::DigitsThenGpt2, PreFlags::NONE),
     ("exaone", PreSplit::DigitsThenGpt2, PreFlags::NONE),
     ("minerva-7b", PreSplit::DigitsThenGpt2, PreFlags::NONE),
@@ -84,11 +94,11 @@ pub const PRE_TOKENIZERS: &[(&str, PreSplit, PreFlags)] = &[
     ("smaug-bpe", PreSplit::Regexes(&[LLAMA3]), PreFlags::NONE),
     ("chatglm-bpe", PreSplit::Regexes(&[LLAMA3]), PreFlags::NONE),
     ("glm4", PreSplit::Regexes(&[LLAMA3]), PreFlags::NONE),
-    ("qwen2", PreSplit::Regexes(&[QWEN2]), PreFlags::NONE),
+    ("qwen2", PreSplit::Regexes(&[QWEN2]), PreFlags::NFC),
     ("stablelm2", PreSplit::Regexes(&[QWEN2]), PreFlags::NONE),
     ("megrez", PreSplit::Regexes(&[QWEN2]), PreFlags::NONE),
     ("deepseek-r1-qwen", PreSplit::Regexes(&[QWEN2]), PreFlags::NONE),
-    ("qwen35", PreSplit::Regexes(&[QWEN35]), PreFlags::NONE),
+    ("qwen35", PreSplit::Regexes(&[QWEN35]), PreFlags::NFC),
     ("tekken", PreSplit::Regexes(&[TEKKEN]), PreFlags::LLAMA3),
     ("gpt-4o", PreSplit::Regexes(&[GPT4O]), PreFlags::NONE),
     ("llama4", PreSplit::Regexes(&[GPT4O]), PreFlags::NONE),
@@ -105,11 +115,16 @@ pub const PRE_TOKENIZERS: &[(&str, PreSplit, PreFlags)] = &[
 pub struct PreFlags {
     pub add_bos_by_default: bool,
     pub ignore_merges: bool,
+    /// The model's tokenizer.json composes the text to NFC first (Qwen2/2.5/3, Command-R, and
+    /// the GPT-NeoX vocabulary of MPT and OLMo);
+    /// llama.cpp and transformers' GGUF loader skip it, so "e\u{301}" would split differently.
+    pub nfc: bool,
 }
 
 impl PreFlags {
-    const NONE: Self = Self { add_bos_by_default: false, ignore_merges: false };
-    const LLAMA3: Self = Self { add_bos_by_default: true, ignore_merges: true };
+    const NONE: Self = Self { add_bos_by_default: false, ignore_merges: false, nfc: false };
+    const LLAMA3: Self = Self { add_bos_by_default: true, ignore_merges: true, nfc: false };
+    const NFC: Self = Self { add_bos_by_default: false, ignore_merges: false, nfc: true };
 }
 
 /// A tokenizer rebuilt from a GGUF, with the special-token facts the caller needs.
@@ -120,6 +135,8 @@ pub struct GgufTokenizer {
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
     pub pad_id: Option<u32>,
+    /// Inconsistent metadata that does not stop the tokenizer (each names the file and key).
+    pub warnings: Vec<String>,
 }
 
 const HINT: &str =
@@ -156,7 +173,10 @@ pub fn from_gguf(g: &Gguf) -> Result<GgufTokenizer> {
     }
     let arch = g.architecture()?;
     let flag = |k: &str| g.get(k).and_then(Value::as_bool);
-    let (mut tokenizer, byte_level, default_bos) = match model {
+    let id = |k: &str| g.get(k).and_then(Value::as_u64).map(|v| v as u32).filter(|&v| (v as usize) < tokens.len());
+    let mut warnings = Vec::new();
+    // (tokenizer, byte-level alphabet, BOS by default, EOS by default, BOS key, EOS key)
+    let (mut tokenizer, byte_level, default_bos, default_eos, bos_key, eos_key) = match model {
         "gpt2" => {
             let pre = g.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("");
             let Some(&(_, split, flags)) = PRE_TOKENIZERS.iter().find(|(name, ..)| *name == pre) else {
@@ -166,20 +186,73 @@ pub fn from_gguf(g: &Gguf) -> Result<GgufTokenizer> {
                 }
                 bail!("{path}: tokenizer.ggml.pre `{pre}` is not one mexa knows (known: {}); {HINT}", known.join(", "));
             };
-            (byte_level_bpe(g, &tokens, split, flags)?, true, flags.add_bos_by_default)
+            warnings.extend(pre_contradiction(g, &tokens, pre));
+            let tok = byte_level_bpe(g, &tokens, types.as_deref(), split, flags)?;
+            (tok, true, flags.add_bos_by_default, false, "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id")
         }
-        "llama" => (sentencepiece_bpe(g, &tokens, arch)?, false, true),
-        other => bail!("{path}: tokenizer.ggml.model `{other}` cannot be rebuilt from a GGUF by mexa (it rebuilds `gpt2` byte-level BPE and `llama` SentencePiece vocabularies); {HINT}"),
+        "llama" => {
+            let tok = sentencepiece_bpe(g, &tokens, types.as_deref(), arch)?;
+            (tok, false, true, false, "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id")
+        }
+        "bert" => {
+            let tok = wordpiece(g, &tokens, types.as_deref(), &mut warnings)?;
+            (tok, false, true, true, "tokenizer.ggml.cls_token_id", "tokenizer.ggml.seperator_token_id")
+        }
+        "t5" => {
+            let tok = unigram(g, &tokens)?;
+            // T5 ends a sentence with </s> and has no BOS; XLM-R-style files say both.
+            (tok, false, false, true, "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id")
+        }
+        other => bail!("{path}: tokenizer.ggml.model `{other}` cannot be rebuilt from a GGUF by mexa (it rebuilds `gpt2` byte-level BPE, `llama` SentencePiece BPE, `bert` WordPiece and `t5` Unigram vocabularies); {HINT}"),
     };
     add_special_tokens(&mut tokenizer, &tokens, types.as_deref(), byte_level);
-    let id = |k: &str| g.get(k).and_then(Value::as_u64).map(|v| v as u32).filter(|&v| (v as usize) < tokens.len());
+    let add_bos = flag("tokenizer.ggml.add_bos_token").unwrap_or(default_bos);
+    let add_eos = flag("tokenizer.ggml.add_eos_token").unwrap_or(default_eos);
+    let bos_id = id(bos_key).or_else(|| id("tokenizer.ggml.bos_token_id"));
+    let eos_id = id(eos_key).or_else(|| id("tokenizer.ggml.eos_token_id"));
+    for (what, key, tid, added) in [("BOS", bos_key, bos_id, add_bos), ("EOS", eos_key, eos_id, add_eos)] {
+        let (Some(t), Some(types)) = (tid, &types) else { continue };
+        if types[t as usize] == 1 {
+            let msg = format!(
+                "{path}: {key} {t} is `{}`, an ordinary token (tokenizer.ggml.token_type 1), not a control token",
+                tokens[t as usize]
+            );
+            if added {
+                bail!("{msg}, and the file asks to add it as {what} to every sentence; fix the metadata or {HINT}");
+            }
+            warnings.push(msg);
+        }
+    }
     Ok(GgufTokenizer {
         tokenizer,
-        add_bos: flag("tokenizer.ggml.add_bos_token").unwrap_or(default_bos),
-        add_eos: flag("tokenizer.ggml.add_eos_token").unwrap_or(false),
-        bos_id: id("tokenizer.ggml.bos_token_id"),
-        eos_id: id("tokenizer.ggml.eos_token_id"),
+        add_bos,
+        add_eos,
+        bos_id,
+        eos_id,
         pad_id: id("tokenizer.ggml.padding_token_id"),
+        warnings,
+    })
+}
+
+/// Tokens that only one family's vocabulary has at that id, and the `tokenizer.ggml.pre` values
+/// of that family: a file that carries the token but names another pre-tokenizer contradicts
+/// itself (a hand-edited or mislabelled conversion), and would split text differently from
+/// the model's own tokenizer.
+const FINGERPRINTS: &[(&str, u32, &[&str])] = &[
+    ("<|begin_of_text|>", 128000, &["llama3", "llama-v3", "llama-bpe", "smaug-bpe"]),
+    ("<|endoftext|>", 151643, &["qwen2", "qwen35", "deepseek-r1-qwen", "megrez"]),
+    ("<BOS_TOKEN>", 5, &["command-r"]),
+];
+
+fn pre_contradiction(g: &Gguf, tokens: &[&str], pre: &str) -> Option<String> {
+    FINGERPRINTS.iter().find_map(|&(tok, at, family)| {
+        (tokens.get(at as usize) == Some(&tok) && !family.contains(&pre)).then(|| {
+            format!(
+                "{}: tokenizer.ggml.pre is `{pre}`, but token {at} is `{tok}`, which marks a vocabulary whose pre-tokenizer is `{}`; the split follows `{pre}` as the file says, and may differ from the model's own tokenizer",
+                g.path.display(),
+                family[0]
+            )
+        })
     })
 }
 
@@ -203,28 +276,48 @@ fn byte_alphabet() -> [char; 256] {
     table
 }
 
-fn byte_level_bpe(g: &Gguf, tokens: &[&str], split: PreSplit, flags: PreFlags) -> Result<Tokenizer> {
+fn byte_level_bpe(
+    g: &Gguf,
+    tokens: &[&str],
+    types: Option<&[i64]>,
+    split: PreSplit,
+    flags: PreFlags,
+) -> Result<Tokenizer> {
     let merges = strings(g, "tokenizer.ggml.merges")?;
     let alphabet = byte_alphabet();
     let spelled: HashSet<char> = alphabet.iter().copied().collect();
     // A token written outside the byte alphabet (a mislabelled special token) is respelled as
-    // its UTF-8 bytes, as transformers does, so the vocabulary keeps every id.
+    // its UTF-8 bytes, as transformers does, so the vocabulary keeps every id. A user-defined
+    // one (type 4: GPT-NeoX's runs of spaces, which the converter writes as real spaces) is an
+    // added token of the model's tokenizer.json, matched in the text before the split: it keeps
+    // its own spelling too, so `add_special_tokens` can add it under its id.
     let mut vocab = Vocab::default();
+    let mut raw = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
-        let t = if t.chars().all(|c| spelled.contains(&c)) {
-            t.to_string()
+        if t.chars().all(|c| spelled.contains(&c)) {
+            vocab.insert(t.to_string(), i as u32);
         } else {
-            t.bytes().map(|b| alphabet[b as usize]).collect()
-        };
-        vocab.insert(t, i as u32);
+            vocab.entry(t.bytes().map(|b| alphabet[b as usize]).collect()).or_insert(i as u32);
+            if types.and_then(|ty| ty.get(i)) == Some(&4) {
+                raw.push((t.to_string(), i as u32));
+            }
+        }
+    }
+    for (t, i) in raw {
+        vocab.entry(t).or_insert(i);
     }
     let merges = parse_merges(g, &merges)?;
+    check_merges(g, &vocab, &merges)?;
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .ignore_merges(flags.ignore_merges)
         .build()
         .map_err(|e| anyhow!("{}: building the BPE model: {e}", g.path.display()))?;
     let mut tok = Tokenizer::new(bpe);
+    if flags.nfc {
+        tok.with_normalizer(Some(component::<NormalizerWrapper>(json!({"type": "NFC"}))))
+            .map_err(|e| anyhow!("{e}"))?;
+    }
     let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let pre = match split {
         PreSplit::Gpt2 => byte_level(true),
@@ -259,11 +352,30 @@ fn parse_merges(g: &Gguf, merges: &[&str]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// SentencePiece vocabularies as transformers rebuilds them from a GGUF: a BPE with byte
-/// fallback whose merges come from the vocabulary ([`generate_merges`]); Gemma files get their
-/// whitespace tokens respelled and merges ordered by file position, Phi-3 a normalizer in place
-/// of Metaspace.
-fn sentencepiece_bpe(g: &Gguf, tokens: &[&str], arch: &str) -> Result<Tokenizer> {
+/// A merge whose halves or result the vocabulary lacks: the BPE builder would refuse it with no
+/// position, and llama.cpp would skip it silently.
+fn check_merges(g: &Gguf, vocab: &Vocab, merges: &[(String, String)]) -> Result<()> {
+    for (i, (a, b)) in merges.iter().enumerate() {
+        for t in [a.clone(), b.clone(), format!("{a}{b}")] {
+            if !vocab.contains_key(&t) {
+                bail!(
+                    "{}: tokenizer.ggml.merges[{i}] `{a} {b}` names `{t}`, which is not in tokenizer.ggml.tokens; the metadata is inconsistent; {HINT}",
+                    g.path.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// SentencePiece vocabularies as their tokenizer.json files define them: a BPE with byte
+/// fallback whose merges come from the vocabulary ([`generate_merges`]), and a normaliser that
+/// turns spaces into `▁` and prepends one (Llama 1/2, Mistral, Phi-3: so " Hello" is `▁` `▁Hello`,
+/// as SentencePiece itself and the models' tokenizer.json give, not `▁Hello`, which a Metaspace
+/// pre-tokenizer gives when the text already starts with a space). Gemma files get their
+/// whitespace tokens respelled and merges ordered by file position, runs of one whitespace
+/// character (user-defined pieces) first and longest first, as Gemma's tokenizer.json lists them.
+fn sentencepiece_bpe(g: &Gguf, tokens: &[&str], types: Option<&[i64]>, arch: &str) -> Result<Tokenizer> {
     let gemma = matches!(arch, "gemma" | "gemma2" | "gemma3");
     let tokens: Vec<String> = if gemma {
         // A token of spaces only is stored as real spaces; GemmaTokenizer looks it up as ▁s.
@@ -281,7 +393,20 @@ fn sentencepiece_bpe(g: &Gguf, tokens: &[&str], arch: &str) -> Result<Tokenizer>
         tokens.iter().map(|t| t.to_string()).collect()
     };
     let scores: Vec<f64> = if gemma {
-        (0..tokens.len()).map(|i| -(i as f64)).collect()
+        let run = |t: &str| {
+            let mut c = t.chars();
+            c.next().is_some_and(|first| matches!(first, '\u{2581}' | '\n' | '\t') && c.all(|x| x == first))
+        };
+        (0..tokens.len())
+            .map(|i| {
+                let user_run = types.and_then(|ty| ty.get(i)) == Some(&4) && run(&tokens[i]);
+                if user_run {
+                    1.0
+                } else {
+                    -(i as f64)
+                }
+            })
+            .collect()
     } else {
         let s = g.get("tokenizer.ggml.scores").and_then(Value::as_array).with_context(|| {
             format!("{}: no tokenizer.ggml.scores for a SentencePiece vocabulary; {HINT}", g.path.display())
@@ -319,20 +444,100 @@ fn sentencepiece_bpe(g: &Gguf, tokens: &[&str], arch: &str) -> Result<Tokenizer>
             json!({"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false}),
         )));
         tok.with_decoder(Some(sp_decoder(false)));
-    } else if arch == "phi3" {
-        tok.with_normalizer(Some(component::<NormalizerWrapper>(json!({"type": "Sequence", "normalizers": [
-            {"type": "Prepend", "prepend": "\u{2581}"},
-            {"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}]}))))
-            .map_err(|e| anyhow!("{e}"))?;
-        tok.with_decoder(Some(sp_decoder(true)));
     } else {
         let prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
-        let scheme = if prefix { "first" } else { "never" };
-        tok.with_pre_tokenizer(Some(component::<PreTokenizerWrapper>(
-            json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": scheme, "split": false}),
-        )));
+        let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+        let normalizer = if prefix {
+            json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u{2581}"}, replace]})
+        } else {
+            replace
+        };
+        tok.with_normalizer(Some(component::<NormalizerWrapper>(normalizer))).map_err(|e| anyhow!("{e}"))?;
         tok.with_decoder(Some(sp_decoder(prefix)));
     }
+    Ok(tok)
+}
+
+/// WordPiece as llama.cpp's converter writes it (`BertModel.set_vocab`): a word-initial piece
+/// is stored as `▁piece`, a continuation `##piece` as `piece`, control tokens as they are. The
+/// tokenizer is BERT's (normaliser, split on whitespace and punctuation, `##` continuations,
+/// 100 characters per word at most). A GGUF does not say whether the model lower-cases: an
+/// uncased vocabulary (no piece with a letter A-Z, like bge and MiniLM; they do hold a few
+/// upper-case symbols such as `ℝ`) is lower-cased with accents
+/// stripped, as llama.cpp always does; a vocabulary with such pieces is taken as cased,
+/// with a warning, since llama.cpp would lower-case it.
+fn wordpiece(g: &Gguf, tokens: &[&str], types: Option<&[i64]>, warnings: &mut Vec<String>) -> Result<Tokenizer> {
+    let path = g.path.display();
+    let mut vocab = serde_json::Map::with_capacity(tokens.len());
+    let mut cased = false;
+    for (i, t) in tokens.iter().enumerate() {
+        let special = matches!(types.and_then(|ty| ty.get(i)), Some(2 | 3)) || (t.starts_with('[') && t.ends_with(']'));
+        let piece = if special {
+            t.to_string()
+        } else if let Some(word) = t.strip_prefix('\u{2581}') {
+            cased |= word.bytes().any(|b| b.is_ascii_uppercase());
+            word.to_string()
+        } else {
+            format!("##{t}")
+        };
+        vocab.entry(piece).or_insert(json!(i));
+    }
+    let unk = g
+        .get("tokenizer.ggml.unknown_token_id")
+        .and_then(Value::as_u64)
+        .and_then(|u| tokens.get(u as usize))
+        .ok_or_else(|| anyhow!("{path}: a WordPiece vocabulary needs tokenizer.ggml.unknown_token_id; {HINT}"))?;
+    if cased {
+        warnings.push(format!("{path}: this WordPiece vocabulary has pieces with upper-case letters A-Z, so mexa does not lower-case the text (the GGUF does not say; llama.cpp always lower-cases)"));
+    }
+    let model = json!({"type": "WordPiece", "vocab": vocab, "unk_token": unk, "continuing_subword_prefix": "##", "max_input_chars_per_word": 100});
+    let model: tokenizers::ModelWrapper = component(model);
+    let mut tok = Tokenizer::new(model);
+    tok.with_normalizer(Some(component::<NormalizerWrapper>(json!({"type": "BertNormalizer", "clean_text": true,
+        "handle_chinese_chars": true, "strip_accents": null, "lowercase": !cased}))))
+        .map_err(|e| anyhow!("{e}"))?;
+    tok.with_pre_tokenizer(Some(component::<PreTokenizerWrapper>(json!({"type": "BertPreTokenizer"}))));
+    tok.with_decoder(Some(component::<DecoderWrapper>(json!({"type": "WordPiece", "prefix": "##", "cleanup": true}))));
+    Ok(tok)
+}
+
+/// SentencePiece Unigram (T5, XLM-R and the embedding models built on it) as transformers'
+/// XLM-R and T5 tokenizers run it: the file's precompiled normaliser, whitespace split, `▁`
+/// prepended to every word, Viterbi over the pieces' scores.
+fn unigram(g: &Gguf, tokens: &[&str]) -> Result<Tokenizer> {
+    let path = g.path.display();
+    let scores = g
+        .get("tokenizer.ggml.scores")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("{path}: no tokenizer.ggml.scores for a Unigram vocabulary; {HINT}"))?;
+    if scores.len() != tokens.len() {
+        bail!("{path}: tokenizer.ggml.scores has {} entries for {} tokens", scores.len(), tokens.len());
+    }
+    let unk = g.get("tokenizer.ggml.unknown_token_id").and_then(Value::as_u64).map(|u| u as usize);
+    if unk.is_none_or(|u| u >= tokens.len()) {
+        bail!("{path}: a Unigram vocabulary needs tokenizer.ggml.unknown_token_id within the vocabulary; {HINT}");
+    }
+    let vocab: Vec<(String, f64)> =
+        tokens.iter().zip(scores).map(|(t, s)| (t.to_string(), s.as_f64().unwrap_or(0.0))).collect();
+    let model = tokenizers::models::unigram::Unigram::from(vocab, unk, false)
+        .map_err(|e| anyhow!("{path}: building the Unigram model: {e}"))?;
+    let mut tok = Tokenizer::new(model);
+    if let Some(map) = g.get("tokenizer.ggml.precompiled_charsmap").and_then(Value::as_array) {
+        let bytes: Vec<u8> = map.iter().map(|v| v.as_f64().unwrap_or(0.0) as i64 as u8).collect();
+        if !bytes.is_empty() {
+            let pre = tokenizers::normalizers::Precompiled::from(&bytes)
+                .map_err(|e| anyhow!("{path}: tokenizer.ggml.precompiled_charsmap: {e}"))?;
+            tok.with_normalizer(Some(NormalizerWrapper::Precompiled(pre))).map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    let prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
+    let scheme = if prefix { "always" } else { "never" };
+    tok.with_pre_tokenizer(Some(component::<PreTokenizerWrapper>(json!({"type": "Sequence", "pretokenizers": [
+        {"type": "WhitespaceSplit"},
+        {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": scheme, "split": true}]}))));
+    tok.with_decoder(Some(component::<DecoderWrapper>(
+        json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": scheme, "split": true}),
+    )));
     Ok(tok)
 }
 
@@ -371,7 +576,8 @@ pub fn generate_merges(tokens: &[String], scores: &[f64]) -> Vec<(String, String
     merges.into_iter().map(|(l, r, ..)| (l.to_string(), r.to_string())).collect()
 }
 
-/// Control tokens (type 3) become special tokens matched whole; user-defined ones (type 4) plain
+/// Control and unknown tokens (types 3 and 2: `<s>`, `<unk>`, `[CLS]`) become special tokens
+/// matched whole, as the models' tokenizer.json files list them; user-defined ones (type 4) plain
 /// added tokens, also matched whole, as llama.cpp and transformers both do. In a byte-level
 /// vocabulary a control token spelled outside the byte alphabet is a mislabel and is skipped.
 fn add_special_tokens(tok: &mut Tokenizer, tokens: &[&str], types: Option<&[i64]>, byte_level: bool) {
@@ -380,7 +586,7 @@ fn add_special_tokens(tok: &mut Tokenizer, tokens: &[&str], types: Option<&[i64]
     let control: Vec<AddedToken> = tokens
         .iter()
         .zip(types)
-        .filter(|(t, &ty)| ty == 3 && spelled.as_ref().is_none_or(|s| t.chars().all(|c| s.contains(&c))))
+        .filter(|(t, &ty)| (ty == 3 || ty == 2) && spelled.as_ref().is_none_or(|s| t.chars().all(|c| s.contains(&c))))
         .map(|(t, _)| AddedToken::from(t.to_string(), true).normalized(false))
         .collect();
     if !control.is_empty() {
@@ -437,8 +643,8 @@ mod tests {
         assert!(e.contains("missing") && e.contains("tokenizer.json"), "{e}");
         let e = err(&tiny("gpt2", Some("default")));
         assert!(e.contains("`default`"), "{e}");
-        let e = err(&tiny("t5", Some("default")));
-        assert!(e.contains("tokenizer.ggml.model `t5`") && e.contains("tokenizer.json"), "{e}");
+        let e = err(&tiny("rwkv", Some("default")));
+        assert!(e.contains("tokenizer.ggml.model `rwkv`") && e.contains("tokenizer.json"), "{e}");
     }
 
     #[test]
@@ -453,6 +659,61 @@ mod tests {
         assert!(!g2.add_bos);
         // The control token is matched whole, never split.
         assert_eq!(g2.tokenizer.encode("<|bos|>hello", false).unwrap().get_ids(), &[13, 10, 3]);
+    }
+
+    fn set(g: &mut Gguf, key: &str, v: Value) {
+        g.metadata.insert(key.to_string(), v);
+    }
+
+    #[test]
+    fn a_merge_naming_an_unknown_token_is_a_located_error() {
+        let mut g = tiny("gpt2", Some("gpt-2"));
+        let merges = ["h e", "l l", "he ll", "Ġ x"].iter().map(|t| Value::Str(t.to_string())).collect();
+        set(&mut g, "tokenizer.ggml.merges", Value::Array(merges));
+        let e = err(&g);
+        assert!(e.contains("tiny.gguf") && e.contains("tokenizer.ggml.merges[3] `Ġ x`") && e.contains("`x`"), "{e}");
+    }
+
+    #[test]
+    fn a_bos_that_is_an_ordinary_token_is_an_error_when_added_and_a_warning_otherwise() {
+        let mut g = tiny("gpt2", Some("gpt-2"));
+        set(&mut g, "tokenizer.ggml.bos_token_id", Value::U64(11));
+        set(&mut g, "tokenizer.ggml.add_bos_token", Value::Bool(true));
+        let e = err(&g);
+        assert!(e.contains("tokenizer.ggml.bos_token_id 11 is `hello`") && e.contains("every sentence"), "{e}");
+        set(&mut g, "tokenizer.ggml.add_bos_token", Value::Bool(false));
+        let t = from_gguf(&g).unwrap();
+        assert!(t.warnings.len() == 1 && t.warnings[0].contains("ordinary token"), "{:?}", t.warnings);
+    }
+
+    #[test]
+    fn a_pre_tokenizer_that_another_familys_vocabulary_contradicts_is_a_warning() {
+        let mut g = tiny("gpt2", Some("gpt-2"));
+        let mut toks: Vec<Value> = g.get("tokenizer.ggml.tokens").and_then(Value::as_array).unwrap().to_vec();
+        toks[5] = Value::Str("<BOS_TOKEN>".into());
+        toks.push(Value::Str("w".into()));
+        set(&mut g, "tokenizer.ggml.tokens", Value::Array(toks));
+        let mut types = vec![Value::I64(1); 15];
+        types[13] = Value::I64(3);
+        types[5] = Value::I64(3);
+        set(&mut g, "tokenizer.ggml.token_type", Value::Array(types));
+        let t = from_gguf(&g).unwrap();
+        assert!(
+            t.warnings.iter().any(|w| w.contains("tokenizer.ggml.pre is `gpt-2`") && w.contains("`command-r`")),
+            "{:?}",
+            t.warnings
+        );
+        set(&mut g, "tokenizer.ggml.pre", Value::Str("command-r".into()));
+        assert!(from_gguf(&g).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn a_sentence_starting_with_bos_text_gets_bos_too_as_transformers_and_llama_cpp_do() {
+        let t = crate::TextTokenizer::from_gguf(&tiny("gpt2", Some("llama-bpe")), crate::BosPolicy::Auto).unwrap();
+        assert_eq!(t.encode("hello").unwrap(), vec![13, 11]);
+        assert_eq!(t.encode("<|bos|>hello").unwrap(), vec![13, 13, 11]);
+        let never = crate::TextTokenizer::from_gguf(&tiny("gpt2", Some("llama-bpe")), crate::BosPolicy::Never).unwrap();
+        assert_eq!(never.encode("hello").unwrap(), vec![11]);
     }
 
     #[test]

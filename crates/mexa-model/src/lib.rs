@@ -26,6 +26,8 @@ pub mod xglm;
 
 pub use device::{parse_device, return_free_memory, runtime_info, tune_allocator};
 pub use embed::{embed, embed_ids, encode_all, BatchOptions, LensTop1, Pooled, Pooling};
-pub use model::{load_network, parse_dtype, resident_bytes, weight_bytes, DType, HiddenStates, LoadOptions, Model};
+pub use model::{
+    load_network, load_tokenizer, parse_dtype, resident_bytes, weight_bytes, DType, HiddenStates, LoadOptions, Model,
+};
 pub use score::{encode_request, score, IdRequest, ScoreOptions, Scored};
 pub use tokenizer::{BosPolicy, TextTokenizer};

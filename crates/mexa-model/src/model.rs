@@ -455,6 +455,45 @@ fn gguf_network(g: &Gguf, opts: &LoadOptions) -> Result<Box<dyn HiddenStates>> {
     })
 }
 
+/// The tokenizer a model runs with, and where it comes from (for people): the folder's
+/// tokenizer.json; for a GGUF, a tokenizer.json given or beside it, else the GGUF's own
+/// tokenizer rebuilt from its metadata.
+fn model_tokenizer(source: &Source, gguf: Option<&Gguf>, opts: &LoadOptions) -> Result<(TextTokenizer, String)> {
+    match source {
+        Source::Hf(dir) => {
+            let tok_path = opts.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json"));
+            if !tok_path.is_file() {
+                bail!("{}: no tokenizer.json (give one with the `tokenizer` parameter)", dir.display());
+            }
+            Ok((TextTokenizer::from_file(&tok_path, None, opts.bos)?, tok_path.display().to_string()))
+        }
+        Source::Gguf(file) => {
+            let opened;
+            let g = match gguf {
+                Some(g) => g,
+                None => {
+                    opened = Gguf::open(file)?;
+                    &opened
+                }
+            };
+            let beside = file.parent().map(|d| d.join("tokenizer.json")).filter(|p| p.is_file());
+            Ok(match opts.tokenizer.clone().or(beside) {
+                Some(t) => (TextTokenizer::from_file(&t, Some(g), opts.bos)?, t.display().to_string()),
+                None => (
+                    TextTokenizer::from_gguf(g, opts.bos)?,
+                    format!("{} (rebuilt from the GGUF's metadata)", file.display()),
+                ),
+            })
+        }
+    }
+}
+
+/// The tokenizer [`Model::load`] would use for this model path and options, without reading
+/// any weights, and a description of where it comes from.
+pub fn load_tokenizer(path: &Path, opts: &LoadOptions) -> Result<(TextTokenizer, String)> {
+    model_tokenizer(&locate(path)?, None, opts)
+}
+
 impl Model {
     /// Loads a model folder (config.json + safetensors + tokenizer.json) or a GGUF file (or a
     /// folder holding one .gguf and optionally its tokenizer.json).
@@ -462,21 +501,13 @@ impl Model {
         let _guard = tch::no_grad_guard();
         match locate(path)? {
             Source::Hf(dir) => {
-                let tok_path = opts.tokenizer.clone().unwrap_or_else(|| dir.join("tokenizer.json"));
-                if !tok_path.is_file() {
-                    bail!("{}: no tokenizer.json (give one with the `tokenizer` parameter)", dir.display());
-                }
-                let tokenizer = TextTokenizer::from_file(&tok_path, None, opts.bos)?;
+                let (tokenizer, _) = model_tokenizer(&Source::Hf(dir.clone()), None, opts)?;
                 let (net, architecture) = load_network(&dir, opts)?;
                 Ok(Self { net, tokenizer, architecture, device: opts.device })
             }
             Source::Gguf(file) => {
                 let g = Gguf::open(&file)?;
-                let beside = file.parent().map(|d| d.join("tokenizer.json")).filter(|p| p.is_file());
-                let tokenizer = match opts.tokenizer.clone().or(beside) {
-                    Some(t) => TextTokenizer::from_file(&t, Some(&g), opts.bos)?,
-                    None => TextTokenizer::from_gguf(&g, opts.bos)?,
-                };
+                let (tokenizer, _) = model_tokenizer(&Source::Gguf(file.clone()), Some(&g), opts)?;
                 let net = gguf_network(&g, opts)?;
                 Ok(Self { net, tokenizer, architecture: format!("{} (GGUF)", g.architecture()?), device: opts.device })
             }

@@ -45,6 +45,10 @@ pub struct TextTokenizer {
     pub bos_id: Option<u32>,
     pub pad_id: u32,
     policy: BosPolicy,
+    /// Inconsistent GGUF tokenizer metadata found while rebuilding it (already logged).
+    pub warnings: Vec<String>,
+    /// Whether a sentence starting with BOS's own text has been reported (once per tokenizer).
+    warned_double_bos: std::sync::atomic::AtomicBool,
 }
 
 impl TextTokenizer {
@@ -83,15 +87,29 @@ impl TextTokenizer {
             .or_else(|| meta_id("tokenizer.ggml.padding_token_id"))
             .or_else(|| ["<pad>", "[PAD]", "<|endoftext|>"].iter().find_map(|t| tok.token_to_id(t)))
             .unwrap_or(0);
-        Ok(Self { tok, add_bos: false, add_eos: None, bos_id, pad_id, policy })
+        Ok(Self {
+            tok,
+            add_bos: false,
+            add_eos: None,
+            bos_id,
+            pad_id,
+            policy,
+            warnings: Vec::new(),
+            warned_double_bos: Default::default(),
+        })
     }
 
     /// The GGUF's own tokenizer, rebuilt from its metadata ([`crate::gguf_tokenizer`]): byte-level
     /// BPE with the split rules its `tokenizer.ggml.pre` names, or a SentencePiece vocabulary.
     pub fn from_gguf(g: &Gguf, policy: BosPolicy) -> Result<Self> {
         let t = crate::gguf_tokenizer::from_gguf(g)?;
+        for w in &t.warnings {
+            tracing::warn!("{w}");
+        }
         let eos = if t.add_eos { t.eos_id } else { None };
         Ok(Self {
+            warnings: t.warnings,
+            warned_double_bos: Default::default(),
             tok: t.tokenizer,
             add_bos: t.add_bos,
             add_eos: eos,
@@ -119,6 +137,20 @@ impl TextTokenizer {
         let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
         let bos = self.bos_id.map(|b| b as i64);
         let has_bos = bos.is_some() && ids.first().copied() == bos;
+        if self.add_bos && self.policy != BosPolicy::Never {
+            // A GGUF tokenizer adds BOS itself; a text that starts with BOS's own text keeps that
+            // token too, as transformers and llama.cpp do (two BOS), and says so once.
+            let bos = bos.context("the GGUF asks for BOS, but names no BOS token")?;
+            if has_bos && !self.warned_double_bos.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                let start: String = text.chars().take(40).collect();
+                tracing::warn!("the sentence {start:?} starts with the BOS token's own text: it now starts with two BOS tokens, as in transformers and llama.cpp");
+            }
+            ids.insert(0, bos);
+            if let Some(eos) = self.add_eos {
+                ids.push(eos as i64);
+            }
+            return Ok(ids);
+        }
         let want_bos = match self.policy {
             BosPolicy::Auto => has_bos || self.add_bos,
             BosPolicy::Always => true,
@@ -135,6 +167,16 @@ impl TextTokenizer {
             ids.push(eos as i64);
         }
         Ok(ids)
+    }
+
+    /// The tokenizer's ids alone: no BOS, EOS or other special tokens added around the text.
+    pub fn encode_bare(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.tok.encode(text, false).map_err(|e| anyhow!("tokenizing {text:?}: {e}"))?.get_ids().to_vec())
+    }
+
+    /// The vocabulary entry of an id, as the tokenizer spells it (`▁Hello`, `Ġworld`, `##ing`).
+    pub fn piece(&self, id: u32) -> Option<String> {
+        self.tok.id_to_token(id)
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {

@@ -4,23 +4,12 @@
 //! tools/make_token_fixtures.py and committed as a token count and a blake3 hash per language
 //! (tests/fixtures/tokens/*.tsv), so this test needs no Python. Gemma 3 is checked both ways:
 //! from the GGUF's SentencePiece vocabulary and from its tokenizer.json.
+mod common;
+use common::asset;
 use mexa_model::gguf::Gguf;
 use mexa_model::{BosPolicy, TextTokenizer};
 use rayon::prelude::*;
 use std::path::PathBuf;
-
-fn assets() -> PathBuf {
-    std::env::var_os("MEXA_ASSETS")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("MEXA_CACHE").map(|c| PathBuf::from(c).join("assets")))
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/mexa/assets"))
-}
-
-fn asset(rel: &str) -> PathBuf {
-    let p = assets().join(rel);
-    assert!(p.exists(), "{} is missing: run scripts/fetch-assets.py (scripts/test does)", p.display());
-    p
-}
 
 /// Compares every language of the fixture; reports all mismatching languages at once.
 fn check(tok: &TextTokenizer, fixture: &str) {

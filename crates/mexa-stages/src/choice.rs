@@ -182,7 +182,8 @@ impl Stage for Choice {
         "choice"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: tokenizers exact at the edges (issue 24; see embed's version 4).
+        2
     }
     fn doc(&self) -> &'static str {
         "A model's own accuracy per language on a multiple-choice task (XCOPA), by answer log-likelihood as lm-evaluation-harness computes it (its prompts; acc and acc_norm; the shared prompt run once for all choices); n and a 95% Wilson interval; FLORES-200 language codes; one shard per language"

@@ -467,7 +467,10 @@ impl Stage for Embed {
     fn version(&self) -> u32 {
         // 2: attention through libtorch's fused kernel (last bits of the states differ from 1).
         // 3: GGUF tokenizers rebuilt exactly (Qwen2 and others were split as GPT-2 before).
-        3
+        // 4: tokenizers exact at the edges (issue 24): NFC for Qwen2/Command-R/MPT GGUFs, the
+        // leading ▁ of SentencePiece GGUFs, GPT-NeoX space runs, Gemma whitespace runs, BOS
+        // text at the start: token ids, and so states, changed for those inputs.
+        4
     }
     fn doc(&self) -> &'static str {
         "Runs a model (Hugging Face folder or GGUF) over every language of the corpus; stores each layer's pooled sentence embeddings, one shard per language"
