@@ -159,6 +159,7 @@ fn bench_cached() -> Result<()> {
         keep_going: false,
         progress: mexa_pipeline::run::ProgressMode::None,
         budget: Default::default(),
+        weights: vec![],
     };
     eprintln!("cached: computing 10,000 nodes once (not timed)...");
     let s = mexa_pipeline::run(&plan, &reg, &store, &opts, &AtomicBool::new(false));

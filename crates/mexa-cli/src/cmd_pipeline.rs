@@ -315,12 +315,14 @@ fn print_plan(plan: &Plan, all: bool, cost: Option<&mexa_stages::cost::PlanCost>
                 println!("  run     {:<width$}  {}  {r}", n.label, n.key.short());
                 if let Some(c) = cost.and_then(|c| c.nodes[i].as_ref()) {
                     println!(
-                        "          {:<width$}  {} sentences, {}{} tokens, about {}",
+                        "          {:<width$}  {} sentences, {}{} tokens, about {} at {:.0} tokens/s ({})",
                         "",
                         c.sentences,
                         if c.tokens_exact { "" } else { "~" },
                         c.tokens,
-                        mexa_pipeline::walk::clock(std::time::Duration::from_secs_f64(c.seconds))
+                        mexa_pipeline::walk::clock(std::time::Duration::from_secs_f64(c.seconds)),
+                        c.tokens_per_s,
+                        if c.measured { "measured in this store" } else { "rough" }
                     );
                 }
             }
@@ -329,15 +331,18 @@ fn print_plan(plan: &Plan, all: bool, cost: Option<&mexa_stages::cost::PlanCost>
     let Some(cost) = cost else { return };
     let estimated: Vec<&mexa_stages::cost::NodeCost> = cost.nodes.iter().flatten().collect();
     if !estimated.is_empty() {
-        let mut bases: Vec<&str> = estimated.iter().map(|c| c.basis.as_str()).collect();
-        bases.dedup();
         println!(
-            "work to run: {} tokens through models{}, about {} ({}; other stages take seconds)",
+            "work to run: {} tokens through models{}, about {} (other stages take seconds)",
             cost.total_tokens(),
             if estimated.iter().all(|c| c.tokens_exact) { "" } else { " (~: from a sample of each language)" },
             mexa_pipeline::walk::clock(std::time::Duration::from_secs_f64(cost.total_seconds())),
-            bases.join("; ")
         );
+        if let Some(f) = cost.machine_flops {
+            println!(
+                "  rough: 2 FLOPs per weight per token at half of this machine's f32 product speed, {:.0} GFLOP/s measured just now (busy machines measure less); a run of the model in this store makes the estimate measured",
+                f / 1e9
+            );
+        }
     }
     for w in &cost.warnings {
         println!("warning: {w}");
@@ -384,6 +389,7 @@ pub fn run(choice: &StoreChoice, a: RunArgs, quiet: bool) -> Result<i32> {
             ram: a.memory.map(|b| b.0).unwrap_or_else(mexa_model::device::available_memory),
             gpu: gpu_budgets(a.gpu_memory),
         },
+        weights: vec![],
     };
     tch::set_num_threads(opts.threads as i32);
     let mut code = 0;

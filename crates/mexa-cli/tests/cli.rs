@@ -1126,3 +1126,46 @@ fn variants_are_named_not_guessed_and_exports_load() {
     let o = mexa(&store, &["export", dir.path().join("ex2").to_str().unwrap(), p, "-S", "align.margin_k=2"]);
     assert!(o.status.success() && text(&o).contains("not computed yet and were left out: align"), "{}", text(&o));
 }
+
+/// Cost before running: `plan` counts each embed node's sentences and tokens with the model's
+/// own tokenizer (exactly, for corpora this small), estimates its time roughly before the
+/// model has run in this store and from the store's own measurement after, and warns when a
+/// probe's training corpus is embedded in languages the probe never uses.
+#[test]
+fn plan_shows_tokens_time_and_wasted_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let pipe = dir.path().join("c.yaml");
+    let yaml = |limit: u32| {
+        format!("pipeline: c\nstages:\n  corpus:\n    kind: load_corpus\n    params: {{path: \"${{assets}}/corpora/sib200\", split: test, pivot: eng_Latn, languages: [fra_Latn, hin_Deva], limit: {limit}}}\n  train_corpus:\n    kind: load_corpus\n    params: {{path: \"${{assets}}/corpora/sib200\", split: train, pivot: eng_Latn, languages: [fra_Latn], limit: 20}}\n  embed:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: \"${{assets}}/models/all-minilm-l6-v2\", poolings: [weighted]}}\n  train_embed:\n    kind: embed\n    inputs: {{corpus: train_corpus}}\n    params: {{model: \"${{assets}}/models/all-minilm-l6-v2\", poolings: [weighted]}}\n  topics:\n    kind: probe\n    inputs: {{train: train_embed, test: embed}}\n    params: {{labels: \"${{assets}}/corpora/sib200\", pooling: weighted}}\n")
+    };
+    std::fs::write(&pipe, yaml(5)).unwrap();
+    let p = pipe.to_str().unwrap();
+    // Before anything ran: counted from the corpus files with MiniLM's own tokenizer.
+    let o = mexa(&store, &["plan", p]);
+    let planned = text(&o);
+    assert!(planned.contains("(rough)"), "{planned}");
+    assert!(
+        planned.contains("warning: topics trains on eng_Latn only") && planned.contains("cover 2 languages"),
+        "{planned}"
+    );
+    // The same count from the stored corpus, tokenized here: counted, not guessed.
+    assert!(mexa(&store, &["run", p, "--only", "corpus"]).status.success());
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&mexa(&store, &["show", "corpus", "--format", "json"]).stdout).unwrap();
+    let tok = mexa_model::model::load_tokenizer(
+        &assets().join("models/all-minilm-l6-v2"),
+        &mexa_model::LoadOptions::default(),
+    )
+    .unwrap()
+    .0;
+    let tokens: usize = rows.iter().map(|r| tok.encode(r["text"].as_str().unwrap()).unwrap().len()).sum();
+    assert_eq!(rows.len(), 15);
+    assert!(planned.contains(&format!("15 sentences, {tokens} tokens")), "{tokens}: {planned}");
+    let o = mexa(&store, &["run", p]);
+    assert!(o.status.success(), "{}", text(&o));
+    // More sentences: the estimate now uses what this store measured for MiniLM.
+    std::fs::write(&pipe, yaml(8)).unwrap();
+    let t = text(&mexa(&store, &["plan", p]));
+    assert!(t.contains("24 sentences") && t.contains("(measured in this store)"), "{t}");
+}

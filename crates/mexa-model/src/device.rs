@@ -1,6 +1,6 @@
 //! Choosing where models run.
 use anyhow::{bail, Result};
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// Parses `auto`, `cpu`, `cuda` or `cuda:N`. `auto` picks CUDA device 0 when libtorch has it.
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -243,6 +243,22 @@ impl Placement {
             None => self.first(),
         }
     }
+}
+
+/// This machine's f32 matrix-product speed in FLOP/s: a [512 × 1024] × [1024 × 1024] product
+/// through libtorch on the CPU, timed over 8 repetitions after one warm-up (a few ms).
+pub fn f32_matmul_flops() -> f64 {
+    let _g = tch::no_grad_guard();
+    let (m, k, n) = (512i64, 1024i64, 1024i64);
+    let a = Tensor::randn([m, k], (tch::Kind::Float, Device::Cpu));
+    let b = Tensor::randn([k, n], (tch::Kind::Float, Device::Cpu));
+    let _ = a.matmul(&b);
+    let reps = 8;
+    let t = std::time::Instant::now();
+    for _ in 0..reps {
+        let _ = a.matmul(&b);
+    }
+    2.0 * (m * k * n * reps) as f64 / t.elapsed().as_secs_f64().max(1e-9)
 }
 
 #[cfg(test)]

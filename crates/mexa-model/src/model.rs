@@ -293,6 +293,36 @@ pub fn weight_bytes(path: &Path, kind: Kind) -> Result<u64> {
     Ok(numel * kind.elt_size_in_bytes() as u64)
 }
 
+/// The weights a forward pass multiplies each token by: every tensor's elements except the
+/// token embedding table (a lookup, not a product) and the LM head (embedding never uses it),
+/// from the files' headers. Two FLOPs per such weight per token is a forward pass's cost.
+pub fn per_token_weights(path: &Path) -> Result<u64> {
+    let lookup = |name: &str| {
+        ["token_embd", "embed_tokens", "word_embeddings", "wte.", "output.weight", "lm_head"]
+            .iter()
+            .any(|p| name.contains(p))
+            && !name.contains("layers.")
+            && !name.contains("blk.")
+    };
+    Ok(match locate(path)? {
+        Source::Gguf(file) => {
+            Gguf::open(&file)?.tensors.iter().filter(|t| !lookup(&t.name)).map(|t| t.numel() as u64).sum()
+        }
+        Source::Hf(dir) => {
+            let mut n = 0;
+            for f in crate::weights::safetensors_files(&dir)? {
+                n += crate::weights::safetensors_header(&f)?
+                    .1
+                    .iter()
+                    .filter(|e| !lookup(&e.name))
+                    .map(|e| e.shape.iter().product::<i64>() as u64)
+                    .sum::<u64>();
+            }
+            n
+        }
+    })
+}
+
 /// [`weight_bytes`] for a load with `stored_weights`: a model then holds its 2-D weights in their file's form (counted at their size in the file, which the
 /// memory map brings in) plus, while a matrix is in use, that matrix dense; everything else
 /// as [`weight_bytes`].

@@ -339,6 +339,20 @@ pub fn clock(d: Duration) -> String {
 }
 
 #[cfg(test)]
+mod eta_tests {
+    use super::*;
+
+    #[test]
+    fn the_eta_is_weighted_by_work_done_not_nodes() {
+        // 2 of 3 nodes done in 10 s but they were 10% of the work: 90 s left, not 5 s.
+        let d = eta(Duration::from_secs(10), 10.0, 100.0).unwrap();
+        assert_eq!(d.as_secs(), 90);
+        assert!(eta(Duration::from_secs(10), 0.0, 100.0).is_none());
+        assert!(eta(Duration::from_secs(10), 100.0, 100.0).is_none());
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::{PlanNode, Reason};

@@ -52,6 +52,7 @@ fn child_entry() {
         keep_going: false,
         progress: mexa_pipeline::run::ProgressMode::None,
         budget: Default::default(),
+        weights: vec![],
     };
     let s = run(&p, &common::registry(), &store, &opts, &AtomicBool::new(false));
     std::process::exit(if s.ok() { 0 } else { 3 });

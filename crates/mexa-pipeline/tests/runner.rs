@@ -38,6 +38,7 @@ fn opts() -> RunOptions {
         keep_going: false,
         progress: mexa_pipeline::run::ProgressMode::None,
         budget: Default::default(),
+        weights: vec![],
     }
 }
 

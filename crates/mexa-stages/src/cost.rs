@@ -23,9 +23,12 @@ pub struct NodeCost {
     pub tokens: u64,
     /// True when every sentence was tokenized (else a per-language sample was, and scaled).
     pub tokens_exact: bool,
-    /// Estimated seconds, and how they were estimated.
+    /// Estimated seconds.
     pub seconds: f64,
-    pub basis: String,
+    /// The tokens/s the estimate assumes, and whether this store measured it (for the same
+    /// model and dtype) or it is rough (from the model's size and this machine's speed).
+    pub tokens_per_s: f64,
+    pub measured: bool,
 }
 
 /// What [`estimate`] found: per plan node (None for nodes it does not estimate), the total of
@@ -34,6 +37,8 @@ pub struct NodeCost {
 pub struct PlanCost {
     pub nodes: Vec<Option<NodeCost>>,
     pub warnings: Vec<String>,
+    /// This machine's f32 matrix-product speed (FLOP/s) when a rough estimate needed it.
+    pub machine_flops: Option<f64>,
 }
 
 impl PlanCost {
@@ -48,7 +53,7 @@ impl PlanCost {
 
 /// Estimates every `embed` node of `plan` that is to run (see the module doc).
 pub fn estimate(plan: &Plan, store: &Store) -> PlanCost {
-    let mut out = PlanCost { nodes: vec![None; plan.nodes.len()], warnings: Vec::new() };
+    let mut out = PlanCost { nodes: vec![None; plan.nodes.len()], ..Default::default() };
     let rates = measured_rates(store);
     let mut machine: Option<f64> = None;
     let mut corpora: HashMap<usize, Option<BTreeMap<String, Vec<String>>>> = HashMap::new();
@@ -66,6 +71,7 @@ pub fn estimate(plan: &Plan, store: &Store) -> PlanCost {
             Err(e) => tracing::debug!("{}: no cost estimate ({e:#})", n.label),
         }
     }
+    out.machine_flops = machine;
     out
 }
 
@@ -122,22 +128,24 @@ fn embed_cost(
     }
     let tokens = tokens.round() as u64;
     let identity = model_identity(&n.spec.params);
-    let (seconds, basis) = match rates.get(&identity) {
-        Some(&(t, s)) if t > 0 && s > 0.0 => {
-            let rate = t as f64 / s;
-            (tokens as f64 / rate, format!("at {rate:.0} tokens/s, measured on this store for this model and dtype"))
-        }
+    let (tokens_per_s, measured) = match rates.get(&identity) {
+        Some(&(t, s)) if t > 0 && s > 0.0 => (t as f64 / s, true),
         _ => {
             // 2 FLOPs per weight per token, at half of this machine's measured f32 product speed
             // (mexa embeds at roughly that share of the peak on CPUs).
-            let bytes = mexa_model::weight_bytes(Path::new(&p.model), p.dtype.kind())?;
-            let params = bytes as f64 / p.dtype.kind().elt_size_in_bytes() as f64;
-            let flops = *machine.get_or_insert_with(matmul_flops);
-            let s = 2.0 * params * tokens as f64 / (0.5 * flops);
-            (s, format!("rough: 2 × {:.0}M weights per token at half of {:.0} GFLOP/s measured now; no run of this model in this store yet", params / 1e6, flops / 1e9))
+            let params = mexa_model::model::per_token_weights(Path::new(&p.model))? as f64;
+            let flops = *machine.get_or_insert_with(mexa_model::device::f32_matmul_flops);
+            (0.5 * flops / (2.0 * params.max(1.0)), false)
         }
     };
-    Ok(NodeCost { sentences, tokens, tokens_exact: exact, seconds, basis })
+    Ok(NodeCost {
+        sentences,
+        tokens,
+        tokens_exact: exact,
+        seconds: tokens as f64 / tokens_per_s,
+        tokens_per_s,
+        measured,
+    })
 }
 
 /// What identifies a model run for speed: the model's content identity and the dtype.
@@ -162,21 +170,6 @@ fn measured_rates(store: &Store) -> HashMap<String, (u64, f64)> {
         }
     }
     out
-}
-
-/// This machine's f32 matrix-product speed (FLOP/s), from a short product through libtorch.
-fn matmul_flops() -> f64 {
-    let _g = tch::no_grad_guard();
-    let (m, k, n) = (512i64, 1024i64, 1024i64);
-    let a = tch::Tensor::randn([m, k], (tch::Kind::Float, tch::Device::Cpu));
-    let b = tch::Tensor::randn([k, n], (tch::Kind::Float, tch::Device::Cpu));
-    let _ = a.matmul(&b);
-    let t = std::time::Instant::now();
-    let reps = 8;
-    for _ in 0..reps {
-        let _ = a.matmul(&b);
-    }
-    2.0 * (m * k * n * reps) as f64 / t.elapsed().as_secs_f64().max(1e-9)
 }
 
 /// A probe trains on its corpus's pivot only: a training corpus embedded in more languages
