@@ -312,7 +312,17 @@ fn print_plan(plan: &Plan, all: bool, cost: Option<&mexa_stages::cost::PlanCost>
             Status::Cached if all => println!("  cached  {:<width$}  {}", n.label, n.key.short()),
             Status::Cached => {}
             Status::Run(r) => {
-                println!("  run     {:<width$}  {}  {r}", n.label, n.key.short());
+                let resumed = match cost.and_then(|c| c.shards.get(i).copied().flatten()) {
+                    Some((have, Some(total))) => format!("; {have} of {total} shards cached (it resumes)"),
+                    Some((have, None)) => format!("; {have} shards cached (it resumes)"),
+                    None => String::new(),
+                };
+                let why = if resumed.is_empty() || *r != mexa_pipeline::Reason::NeverRun {
+                    r.to_string()
+                } else {
+                    "interrupted".to_string()
+                };
+                println!("  run     {:<width$}  {}  {why}{resumed}", n.label, n.key.short());
                 if let Some(c) = cost.and_then(|c| c.nodes[i].as_ref()) {
                     println!(
                         "          {:<width$}  {} sentences, {}{} tokens, about {} at {:.0} tokens/s ({})",

@@ -333,6 +333,9 @@ fn ctrl_c_stops_cleanly_and_the_rerun_resumes() {
     // Nothing half-written is readable, and the rerun reuses the finished shards.
     assert_eq!(mexa(&store, &["verify"]).status.code(), Some(0));
     let before = shards();
+    // plan says the node resumes with the shards it has (corpus and shards are objects).
+    let p = text(&mexa(&store, &["plan", pipe.to_str().unwrap()]));
+    assert!(p.contains(&format!("interrupted; {} of 7 shards cached (it resumes)", before - 1)), "{p}");
     let o = mexa(&store, &["run", pipe.to_str().unwrap()]);
     assert!(o.status.success() && text(&o).contains("1 computed, 1 cached"), "{}", text(&o));
     assert_eq!(shards(), 1 + 1 + 7, "corpus, the embed index and 7 language shards");

@@ -39,6 +39,9 @@ pub struct PlanCost {
     pub warnings: Vec<String>,
     /// This machine's f32 matrix-product speed (FLOP/s) when a rough estimate needed it.
     pub machine_flops: Option<f64>,
+    /// Per plan node to run: (shards already in the store, shards it will have when known) —
+    /// an interrupted sharded node resumes, it does not start over.
+    pub shards: Vec<Option<(usize, Option<usize>)>>,
 }
 
 impl PlanCost {
@@ -72,6 +75,27 @@ pub fn estimate(plan: &Plan, store: &Store) -> PlanCost {
         }
     }
     out.machine_flops = machine;
+    // One pass over the store's manifests: the shards each node to run already has.
+    let to_run: std::collections::HashSet<&mexa_store::Key> =
+        plan.nodes.iter().filter(|n| n.status != Status::Cached).map(|n| &n.key).collect();
+    let mut found: HashMap<mexa_store::Key, usize> = HashMap::new();
+    if !to_run.is_empty() {
+        for info in store.list().unwrap_or_default() {
+            if let Some(p) = info.manifest.shard_parent().filter(|p| to_run.contains(p)) {
+                *found.entry(p.clone()).or_default() += 1;
+            }
+        }
+    }
+    out.shards = plan
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let have = *found.get(&n.key)?;
+            let total = (n.kind == "embed").then(|| corpus_of(plan, i, "corpus", &mut corpora, store)).flatten();
+            Some((have, total.map(|c| c.len())))
+        })
+        .collect();
     out
 }
 
