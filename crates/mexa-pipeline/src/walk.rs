@@ -122,10 +122,15 @@ pub struct WalkOptions {
 /// The weight of a node with no estimate (aggregations, tables: seconds at most).
 pub const SMALL_NODE_S: f64 = 1.0;
 
-/// The time left, from the elapsed time and the share of the estimated work done: None until
-/// some work is done or when all is.
+/// The time left: the estimated work left, scaled by how fast the work done went once a tenth
+/// of it is done (before that, a node's speed says little: the estimate stands). None before
+/// any work is done or after all is.
 pub fn eta(elapsed: Duration, done_work: f64, total_work: f64) -> Option<Duration> {
-    (done_work > 0.0 && done_work < total_work).then(|| elapsed.mul_f64((total_work - done_work) / done_work))
+    if done_work <= 0.0 || done_work >= total_work {
+        return None;
+    }
+    let pace = if done_work >= 0.1 * total_work { elapsed.as_secs_f64() / done_work } else { 1.0 };
+    Some(Duration::from_secs_f64((total_work - done_work) * pace))
 }
 
 /// Told about each node the walker finishes (progress bars).
@@ -347,6 +352,10 @@ mod eta_tests {
         // 2 of 3 nodes done in 10 s but they were 10% of the work: 90 s left, not 5 s.
         let d = eta(Duration::from_secs(10), 10.0, 100.0).unwrap();
         assert_eq!(d.as_secs(), 90);
+        // Running twice as slow as estimated: twice the estimate left.
+        assert_eq!(eta(Duration::from_secs(100), 50.0, 100.0).unwrap().as_secs(), 100);
+        // Too little done to judge the pace (a 0.1 s node of 1 s estimated): the estimate stands.
+        assert_eq!(eta(Duration::from_millis(100), 1.0, 500.0).unwrap().as_secs(), 499);
         assert!(eta(Duration::from_secs(10), 0.0, 100.0).is_none());
         assert!(eta(Duration::from_secs(10), 100.0, 100.0).is_none());
     }
