@@ -130,7 +130,17 @@ pub fn execute_node(
         reads: Default::default(),
     };
     let meter = crate::profile::Meter::start();
-    let out = stage.run(&ctx)?;
+    let out = stage.run(&ctx).map_err(|e| {
+        // An input found corrupt while reading it (a same-size flip the plan could not see):
+        // move it aside now, so the next run recomputes it instead of failing here again.
+        let bad = e.chain().find_map(|c| c.downcast_ref::<mexa_store::StoreError>()).filter(|s| s.is_corrupt());
+        match bad.and_then(|s| store.quarantine_if_corrupt(s.key()).map(|to| (s.key().clone(), to))) {
+            Some((k, to)) => {
+                e.context(format!("{} was corrupt and is now in {}; rerun to recompute it", k.short(), to.display()))
+            }
+            None => e,
+        }
+    })?;
     let cost = meter.finish();
     let seconds = cost.wall_s;
     let provenance =

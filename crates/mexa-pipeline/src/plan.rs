@@ -364,18 +364,12 @@ fn mark_status(plan: &mut Plan, store: &Store) {
         // A stat first: the manifest is read only for nodes that are there.
         let key = &plan.nodes[i].key;
         if store.contains(key) {
-            match store.manifest(key) {
-                Err(e) => {
-                    let why = match e {
-                        mexa_store::StoreError::Corrupt { why, .. } => why,
-                        e => e.to_string(),
-                    };
-                    plan.nodes[i].status = Status::Run(Reason::Corrupt(why));
-                }
+            match store.state(key) {
+                mexa_store::State::Corrupt(why) => plan.nodes[i].status = Status::Run(Reason::Corrupt(why)),
                 // A sharded node whose index is cached but a shard is gone (quarantined,
-                // deleted): the run recomputes the missing shards only.
-                Ok(_) if !store.complete(key) => plan.nodes[i].status = Status::Run(Reason::ShardMissing),
-                Ok(_) => {}
+                // deleted) or corrupt: the run recomputes those shards only.
+                mexa_store::State::Incomplete => plan.nodes[i].status = Status::Run(Reason::ShardMissing),
+                mexa_store::State::Complete | mexa_store::State::Missing => {}
             }
             continue;
         }

@@ -412,23 +412,7 @@ pub fn shards_of(store: &Store, key: &Key) -> Result<Vec<(String, Key)>> {
 fn shards_logged(store: &Store, key: &Key, reads: Option<&Reads>) -> Result<Vec<(String, Key)>> {
     let r = store.read_checked(key)?;
     reads.inspect(|l| l.record(key, &r.manifest.file_hash));
-    if !r.manifest.is_sharded() {
-        return Ok(vec![]);
-    }
-    let mut out = Vec::new();
-    for b in &r.batches {
-        let names = string_col(b, "shard")?;
-        let keys = string_col(b, "shard_key")?;
-        for i in 0..b.num_rows() {
-            let k = Key::parse(keys.value(i)).map_err(|e| anyhow!("{}: shard index row {i}: {e}", key.short()))?;
-            out.push((names.value(i).to_string(), k));
-        }
-    }
-    let listed: Vec<Key> = out.iter().map(|p| p.1.clone()).collect();
-    if listed != r.manifest.shard_keys().unwrap_or_default() {
-        bail!("{}: its shard index and its manifest list different shards; run `mexa verify`", key.short());
-    }
-    Ok(out)
+    store.index_rows(key, &r)
 }
 
 /// A named Utf8 column of a batch.

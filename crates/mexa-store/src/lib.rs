@@ -37,7 +37,7 @@ pub use gc::{GcReport, LiveRuns, RunGuard};
 pub use key::{canonical_json, key_of, KeySpec};
 pub use mexa_core::Key;
 pub use store::{
-    mark_sharded, shard_spec, Cost, KeyLock, Manifest, ObjectInfo, Provenance, Read, Refs, Store, StoreError,
+    mark_sharded, shard_spec, Cost, KeyLock, Manifest, ObjectInfo, Provenance, Read, Refs, State, Store, StoreError,
     VerifyReport, FORMAT_VERSION,
 };
 pub use table::{

@@ -57,6 +57,35 @@ fn put(s: &Store, stage: &str, p: i64, inputs: &[&Key], meta: Value) -> Manifest
     .unwrap()
 }
 
+/// A sharded node as the runner writes one: shards keyed by (kind, version, node key, name),
+/// then the index table (shard, shard_key) listing them. Returns (node, shards).
+pub(super) fn sharded(s: &Store, p: i64, names: &[&str]) -> (Manifest, Vec<Manifest>) {
+    let node_spec = spec("embed", p, &[]);
+    let node_key = crate::key_of(&node_spec);
+    let shards: Vec<Manifest> = names
+        .iter()
+        .map(|n| {
+            let (schema, batches) = table(p as f64 / 10.0);
+            s.write(shard_spec("embed", 1, &node_key, n), n, schema, &batches, 0.0, Value::Null).unwrap()
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("shard_key", DataType::Utf8, false),
+    ]));
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(names.to_vec())),
+            Arc::new(StringArray::from(shards.iter().map(|m| m.key.as_str()).collect::<Vec<_>>())),
+        ],
+    )
+    .unwrap();
+    let keys: Vec<Key> = shards.iter().map(|m| m.key.clone()).collect();
+    let node = s.write(node_spec, "embed", schema, &[b], 0.0, mark_sharded(Value::Null, &keys)).unwrap();
+    (node, shards)
+}
+
 fn manifest_path(s: &Store, k: &Key) -> PathBuf {
     s.object_dir(k).join("manifest.json")
 }
@@ -151,13 +180,22 @@ fn an_old_unsealed_store_is_sealed_only_knowingly_and_only_when_sound() {
     let s = Store::open(d.path()).unwrap();
     let good = put(&s, "align", 1, &[], Value::Null);
     let rotten = put(&s, "align", 2, &[], Value::Null);
+    let blanked = put(&s, "align", 3, &[], serde_json::json!({"pivot": "eng"}));
+    // As written before seals: no `seal` field at all.
     for k in [&good.key, &rotten.key] {
-        tamper(&s, k, |_| {}, false);
+        tamper(&s, k, |v| drop(v.as_object_mut().unwrap().remove("seal")), false);
+        let p = manifest_path(&s, k);
+        let mut v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("seal");
+        fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
     }
+    // An edit that blanks the seal is not an old manifest: never sealed.
+    tamper(&s, &blanked.key, |v| v["meta"]["pivot"] = Value::from("fra"), false);
     fs::write(s.data_path(&rotten.key), b"not parquet").unwrap();
     let r = s.verify_with(true).unwrap();
     assert_eq!(r.resealed, 1);
-    assert_eq!(r.corrupt.iter().map(|c| c.0.clone()).collect::<Vec<_>>(), vec![rotten.key.clone()]);
+    let corrupt: BTreeSet<Key> = r.corrupt.iter().map(|c| c.0.clone()).collect();
+    assert_eq!(corrupt, BTreeSet::from([rotten.key.clone(), blanked.key.clone()]));
     assert!(s.read(&good.key).is_ok());
 }
 
@@ -165,17 +203,86 @@ fn an_old_unsealed_store_is_sealed_only_knowingly_and_only_when_sound() {
 fn malformed_shard_keys_are_errors_never_paths() {
     let d = tempfile::tempdir().unwrap();
     let s = Store::open(d.path()).unwrap();
-    let shard = put(&s, "embed#shard", 1, &[], Value::Null);
+    let mut shard = None;
     for (i, bad) in ["../../../../etc/passwd", "ZZZZ", ""].into_iter().enumerate() {
-        let node = put(&s, "embed", 10 + i as i64, &[], mark_sharded(Value::Null, std::slice::from_ref(&shard.key)));
-        tamper(&s, &node.key, |v| v["meta"]["shard_keys"] = serde_json::json!([shard.key.as_str(), bad]), true);
+        let (node, shards) = sharded(&s, 10 + i as i64, &["fra"]);
+        let k = shards[0].key.clone();
+        shard = Some(k.clone());
+        tamper(&s, &node.key, |v| v["meta"]["shard_keys"] = serde_json::json!([k.as_str(), bad]), true);
         let why = err(s.read(&node.key));
         assert!(why.contains("malformed shard key"), "{bad}: {why}");
         assert!(!s.complete(&node.key));
     }
     let r = s.verify().unwrap();
     assert_eq!(r.corrupt.len(), 3, "{r:?}");
-    assert!(s.contains(&shard.key));
+    assert!(s.contains(&shard.unwrap()));
+}
+
+#[test]
+fn a_shard_index_naming_other_shards_is_corrupt() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path()).unwrap();
+    let (node, shards) = sharded(&s, 1, &["fra", "deu"]);
+    assert_eq!(s.shard_index(&node.key).unwrap().len(), 2);
+    // The rows' names swapped (and the data's hash and the seal made to match): fra's vectors
+    // would be read as German. The keys are the shards' own only under their own names.
+    let (schema, _) = s.read(&node.key).unwrap();
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["deu", "fra"])),
+            Arc::new(StringArray::from(shards.iter().map(|m| m.key.as_str()).collect::<Vec<_>>())),
+        ],
+    )
+    .unwrap();
+    let data = s.data_path(&node.key);
+    crate::write_parquet(&data, schema, &[b]).unwrap();
+    let h = crate::filehash::hash_file(&data).unwrap();
+    let bytes = fs::metadata(&data).unwrap().len();
+    tamper(
+        &s,
+        &node.key,
+        |v| {
+            v["file_hash"] = Value::from(h.clone());
+            v["bytes"] = Value::from(bytes);
+        },
+        true,
+    );
+    let why = err(s.shard_index(&node.key));
+    assert!(why.contains("names shard `deu` with the key"), "{why}");
+    let r = s.verify().unwrap();
+    assert_eq!(r.corrupt.iter().map(|c| c.0.clone()).collect::<Vec<_>>(), vec![node.key.clone()]);
+}
+
+#[test]
+fn undecodable_or_cut_data_is_corrupt_to_verify_and_to_planning() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path()).unwrap();
+    let (a, b) = (put(&s, "align", 1, &[], Value::Null), put(&s, "align", 2, &[], Value::Null));
+    // a: cut short, its hash and size made to match (sealed): hash checks pass, decoding fails.
+    let data = s.data_path(&a.key);
+    let bytes = fs::read(&data).unwrap();
+    fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
+    let h = crate::filehash::hash_file(&data).unwrap();
+    let n = (bytes.len() / 2) as u64;
+    tamper(
+        &s,
+        &a.key,
+        |v| {
+            v["file_hash"] = Value::from(h.clone());
+            v["bytes"] = Value::from(n);
+        },
+        true,
+    );
+    // b: cut short only: planning sees the size differ and does not count it as cached.
+    let data = s.data_path(&b.key);
+    let bytes = fs::read(&data).unwrap();
+    fs::write(&data, &bytes[..bytes.len() - 10]).unwrap();
+    assert!(matches!(s.state(&b.key), State::Corrupt(w) if w.contains("bytes")));
+    let r = s.verify().unwrap();
+    let corrupt: BTreeSet<Key> = r.corrupt.iter().map(|c| c.0.clone()).collect();
+    assert_eq!(corrupt, BTreeSet::from([a.key.clone(), b.key.clone()]), "{r:?}");
+    assert!(r.corrupt.iter().any(|c| c.1.contains("does not decode")), "{r:?}");
 }
 
 #[test]
@@ -203,8 +310,8 @@ fn rotted_data_keeps_dependents_that_read_the_sealed_bytes() {
 fn a_corrupt_shard_takes_what_read_its_node_along() {
     let d = tempfile::tempdir().unwrap();
     let s = Store::open(d.path()).unwrap();
-    let sh = put(&s, "embed#shard", 1, &[], Value::Null);
-    let node = put(&s, "embed", 2, &[], mark_sharded(Value::Null, std::slice::from_ref(&sh.key)));
+    let (node, shards) = sharded(&s, 2, &["fra"]);
+    let sh = shards[0].clone();
     // A consumer that recorded nothing (older mexa) of the node: tainted through the shard.
     let consumer =
         s.write(spec("align", 3, &[&node.key]), "align", table(0.1).0, &table(0.1).1, 0.0, Value::Null).unwrap();

@@ -82,7 +82,7 @@ impl Manifest {
             return Some("its manifest's key spec does not hash to its key".into());
         }
         if self.seal.is_empty() {
-            return Some("its manifest has no seal (blanked, or written before seals; `mexa verify --reseal` seals an old store knowingly)".into());
+            return Some("its manifest has no seal (a blanked seal is an edit; a manifest written before seals has no `seal` field, and `mexa verify --reseal` seals those knowingly)".into());
         }
         if self.seal != self.seal_of() {
             return Some("its manifest was changed after it was written (the seal does not match)".into());

@@ -53,6 +53,16 @@ pub struct KeyLock {
     _file: File,
 }
 
+/// What planning sees of a key ([`Store::state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    Missing,
+    Corrupt(String),
+    /// A sharded node with a shard missing or corrupt.
+    Incomplete,
+    Complete,
+}
+
 /// A table as read from the store, with the manifest it was checked against.
 pub struct Read {
     pub manifest: Manifest,
@@ -180,14 +190,99 @@ impl Store {
         Ok(Read { manifest: m, schema, batches })
     }
 
-    /// True when the artifact is present and sound (its manifest passes [`Store::manifest`])
-    /// and, for a sharded node, every shard its index lists is present too. Planning treats
-    /// an incomplete or corrupt node as not cached.
-    pub fn complete(&self, key: &Key) -> bool {
-        match self.manifest(key) {
-            Ok(m) => m.shard_keys().unwrap_or_default().iter().all(|k| self.contains(k)),
-            Err(_) => false,
+    /// The shards of a sharded node's index artifact, (name, key) in index order, each checked
+    /// to be the node's own: its key is the one its name, the node's key, kind and version
+    /// give (`shard_spec`), and the index lists exactly the keys its manifest does. An index
+    /// whose rows name other shards (swapped names, another node's shards) is corrupt. Empty
+    /// for an artifact that is not sharded.
+    pub fn shard_index(&self, key: &Key) -> Result<Vec<(String, Key)>> {
+        let r = self.read_checked(key)?;
+        self.index_rows(key, &r)
+    }
+
+    /// [`Store::shard_index`] of an index already read.
+    pub fn index_rows(&self, key: &Key, r: &Read) -> Result<Vec<(String, Key)>> {
+        if !r.manifest.is_sharded() {
+            return Ok(vec![]);
         }
+        let corrupt = |why: String| StoreError::corrupt(key, Some(&r.manifest.label), why);
+        let col = |b: &RecordBatch, name: &str| -> Result<arrow::array::StringArray, StoreError> {
+            b.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>().cloned())
+                .ok_or_else(|| corrupt(format!("its shard index has no text column `{name}`")))
+        };
+        let mut out = Vec::new();
+        for b in &r.batches {
+            let (names, keys) = (col(b, "shard")?, col(b, "shard_key")?);
+            for i in 0..b.num_rows() {
+                let k = Key::parse(keys.value(i)).map_err(|e| corrupt(format!("shard index row {i}: {e}")))?;
+                let name = names.value(i);
+                let own = key_of(&shard_spec(r.manifest.stage_kind(), r.manifest.spec.version, key, name));
+                if k != own {
+                    return Err(corrupt(format!(
+                        "shard index row {i} names shard `{name}` with the key {}, which is not that shard's ({})",
+                        k.short(),
+                        own.short()
+                    ))
+                    .into());
+                }
+                out.push((name.to_string(), k));
+            }
+        }
+        let listed: Vec<Key> = out.iter().map(|p| p.1.clone()).collect();
+        if listed != r.manifest.shard_keys().unwrap_or_default() {
+            return Err(corrupt("its shard index and its manifest list different shards".into()).into());
+        }
+        Ok(out)
+    }
+
+    /// True when the artifact is present and sound on a cheap look and, for a sharded node,
+    /// so is every shard its index lists ([`Store::state`]). Planning treats anything else as
+    /// not cached.
+    pub fn complete(&self, key: &Key) -> bool {
+        matches!(self.state(key), State::Complete)
+    }
+
+    /// What planning sees of a key, without reading data: missing; corrupt (the manifest is
+    /// not the artifact's, or the data file is not a regular file of the size the manifest
+    /// records — a truncated or replaced file; a same-size flip is caught when read or by
+    /// `verify`); incomplete (a shard gone or corrupt); or complete.
+    pub fn state(&self, key: &Key) -> State {
+        let one = |k: &Key| -> Result<Manifest, StoreError> {
+            let m = self.manifest(k)?;
+            let size =
+                fs::symlink_metadata(self.data_path(k)).ok().filter(|md| md.file_type().is_file()).map(|md| md.len());
+            if size != Some(m.bytes) {
+                let why = match size {
+                    None => "its data.parquet is missing or not a regular file".to_string(),
+                    Some(n) => format!("its data.parquet has {n} bytes, its manifest says {}", m.bytes),
+                };
+                return Err(StoreError::corrupt(k, Some(&m.label), why));
+            }
+            Ok(m)
+        };
+        match one(key) {
+            Err(e) if e.is_missing() => State::Missing,
+            Err(StoreError::Corrupt { why, .. }) => State::Corrupt(why),
+            Err(e) => State::Corrupt(e.to_string()),
+            Ok(m) => {
+                if m.shard_keys().unwrap_or_default().iter().all(|s| one(s).is_ok()) {
+                    State::Complete
+                } else {
+                    State::Incomplete
+                }
+            }
+        }
+    }
+
+    /// Moves an artifact that fails [`Store::check`] to quarantine (a run that found it
+    /// corrupt while reading it: the next run recomputes it). A sound artifact is left alone.
+    pub fn quarantine_if_corrupt(&self, key: &Key) -> Option<PathBuf> {
+        if !self.contains(key) {
+            return None;
+        }
+        let why = self.check(key).err()?;
+        self.quarantine(key, &why).ok()
     }
 
     /// Writes an artifact atomically: everything goes to `tmp/`, then one rename publishes it.
@@ -322,17 +417,19 @@ impl Store {
                 .or_else(|e| if prefix.is_dir() { Ok(()) } else { Err(e) })
                 .with_context(|| format!("creating {}", prefix.display()))?,
         }
-        if self.manifest(key).is_ok() {
-            fs::remove_dir_all(tmp).ok();
-            return Ok(());
-        }
+        // Only a run that found the key not complete publishes, so the full check here costs
+        // nothing in the common case and keeps a corrupt object from winning over ours.
         if fs::symlink_metadata(&dest).is_ok() {
-            let why = match self.manifest(key) {
-                Err(e) if e.is_missing() => "incomplete object directory (no manifest)".to_string(),
-                Err(e) => format!("{e}"),
-                Ok(_) => unreachable!(),
-            };
-            self.quarantine(key, &why)?;
+            match self.check(key) {
+                Ok(_) => {
+                    fs::remove_dir_all(tmp).ok();
+                    return Ok(());
+                }
+                Err(why) => {
+                    let why = if self.contains(key) { why } else { "incomplete object directory (no manifest)".into() };
+                    self.quarantine(key, &why)?;
+                }
+            }
         }
         match fs::rename(tmp, &dest) {
             Ok(()) => {

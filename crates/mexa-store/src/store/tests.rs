@@ -211,8 +211,8 @@ mod hardening {
     fn a_node_with_a_missing_shard_is_incomplete() {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path()).unwrap();
-        let shard = write(&s, 1, Value::Null);
-        let node = write(&s, 2, mark_sharded(Value::Null, std::slice::from_ref(&shard.key)));
+        let (node, shards) = super::super::hostile::sharded(&s, 2, &["fra"]);
+        let shard = shards[0].clone();
         assert!(s.complete(&node.key));
         s.remove(&shard.key).unwrap();
         assert!(s.contains(&node.key) && !s.complete(&node.key));

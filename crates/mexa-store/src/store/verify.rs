@@ -37,24 +37,18 @@ struct Bad {
 }
 
 impl Store {
-    /// Checks one artifact: its manifest is the artifact's ([`Manifest::mismatch`]) and the
-    /// data's hash matches. Returns the manifest.
+    /// Checks one artifact as a reader would, and more: its manifest is the artifact's
+    /// ([`Manifest::mismatch`]), the data hashes as it says, the table decodes, and a sharded
+    /// node's index names exactly its own shards ([`Store::index_rows`]). Returns the manifest.
     pub fn check(&self, key: &Key) -> std::result::Result<Manifest, String> {
-        let m = self.manifest(key).map_err(|e| match e {
-            super::StoreError::Corrupt { why, .. } => why,
-            e => e.to_string(),
-        })?;
-        let data = self.data_path(key);
-        match fs::symlink_metadata(&data) {
-            Ok(md) if md.file_type().is_file() => {}
-            Ok(_) => return Err("data.parquet is not a regular file".into()),
-            Err(e) => return Err(format!("data.parquet: {e}")),
-        }
-        let h = hash_file(&data).map_err(|e| format!("{e:#}"))?;
-        if h != m.file_hash {
-            return Err(format!("data.parquet hashes to {h}, manifest says {}", m.file_hash));
-        }
-        Ok(m)
+        let why = |e: anyhow::Error| match e.downcast::<super::StoreError>() {
+            Ok(super::StoreError::Corrupt { why, .. }) => why,
+            Ok(e) => e.to_string(),
+            Err(e) => format!("data.parquet does not decode ({e:#})"),
+        };
+        let r = self.read_checked(key).map_err(why)?;
+        self.index_rows(key, &r).map_err(why)?;
+        Ok(r.manifest)
     }
 
     /// Rehashes every artifact; corrupt ones are moved to `quarantine/` so the next run
@@ -142,8 +136,13 @@ impl Store {
     /// out (names its key, its spec hashes to it, its data hashes to its `file_hash`).
     /// Returns whether it was sealed.
     fn reseal(&self, key: &Key) -> Result<bool> {
+        // Only a manifest written before seals existed has no `seal` field at all; one whose
+        // seal is present but blank was edited, and sealing it would bless the edit.
+        let raw = mexa_core::file::read(&self.object_dir(key).join("manifest.json"), mexa_core::FileKind::StoreMeta)?;
+        let fielded =
+            serde_json::from_slice::<serde_json::Value>(&raw).map(|v| v.get("seal").is_some()).unwrap_or(true);
         let Ok(mut m) = self.manifest_unchecked(key) else { return Ok(false) };
-        if !m.seal.is_empty() || &m.key != key || crate::key_of(&m.spec) != *key || m.shard_keys().is_err() {
+        if fielded || &m.key != key || crate::key_of(&m.spec) != *key || m.shard_keys().is_err() {
             return Ok(false);
         }
         let data = self.data_path(key);
