@@ -7,7 +7,11 @@ pub mod aggregate;
 pub mod align;
 pub mod chance;
 pub mod cluster;
+pub mod inference;
+pub mod lexical;
+pub mod predict;
 pub mod probe;
+pub mod selection;
 pub mod stats;
 
 pub use aggregate::{aggregate, Aggregate};
