@@ -633,3 +633,77 @@ pub fn read_correlation(t: &Table) -> Result<Vec<mexa_report::CorrRow>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(lang: &str, alignment: f64, score: f64, items: i32, chance: f64) -> PointRow {
+        let p = Point {
+            language: lang.into(),
+            task_language: lang.into(),
+            matched_by: "exact".into(),
+            task: "topics@mean".into(),
+            pooling: "weighted".into(),
+            layer_pool: "mean".into(),
+            alignment,
+            score,
+        };
+        PointRow::new(p, f64::NAN, 80, "mexa", items, chance)
+    }
+
+    #[test]
+    fn near_chance_on_each_axis_by_its_binomial_tail() {
+        // n = 80 pairs: chance 1/159; one hit (μ = 0.0125) is chance, four (0.05) are not.
+        assert!(point("a", 0.0125, 0.9, 80, 0.5).alignment_near_chance);
+        assert!(!point("a", 0.05, 0.9, 80, 0.5).alignment_near_chance);
+        // 80 items at chance 1/7 (11.4 expected): 16 right (0.2) is chance, 20 (0.25) is not.
+        let brute = |k: usize| -> f64 {
+            let p: f64 = 1.0 / 7.0;
+            (k..=80)
+                .map(|j| {
+                    (0..j).fold(1.0, |c, i| c * (80 - i) as f64 / (i + 1) as f64)
+                        * p.powi(j as i32)
+                        * (1.0 - p).powi(80 - j as i32)
+                })
+                .sum()
+        };
+        assert!(brute(16) >= 0.05 && brute(20) < 0.05, "{} {}", brute(16), brute(20));
+        assert!(point("a", 0.5, 0.2, 80, 1.0 / 7.0).score_near_chance);
+        assert!(!point("a", 0.5, 0.25, 80, 1.0 / 7.0).score_near_chance);
+        // Unknown items or chance: never near chance, and the count says unknown.
+        let unknown = point("a", 0.5, 0.14, 0, 1.0 / 7.0);
+        assert!(!unknown.score_near_chance);
+        assert_eq!(Floor::of(&[&unknown], f64::NAN).task, -1);
+        // Not μ: no chance model for the alignment axis.
+        let cka = PointRow::new(unknown.point.clone(), f64::NAN, 80, "cka", 80, 0.5);
+        assert!(!cka.alignment_near_chance);
+        assert_eq!(Floor::of(&[&cka], f64::NAN).alignment, -1);
+    }
+
+    #[test]
+    fn most_points_at_a_floor_flag_the_correlation_and_anisotropy_suggests_centring() {
+        let at_floor: Vec<PointRow> = (0..5).map(|i| point(&format!("l{i}"), 0.0125, 0.9, 80, 0.5)).collect();
+        let refs: Vec<&PointRow> = at_floor.iter().collect();
+        let anisotropic = Floor::of(&refs, 0.93);
+        assert_eq!((anisotropic.alignment, anisotropic.task), (5, 0));
+        assert!(anisotropic.flagged(5));
+        let note = anisotropic.note(5);
+        assert!(note.contains("alignment near chance for 5 of 5") && note.contains("centering: true"), "{note}");
+        // Isotropic embeddings: flagged, but no hint to centre.
+        assert!(!Floor::of(&refs, 0.1).note(5).contains("centering"));
+        // Two of five is not most.
+        let mixed: Vec<PointRow> =
+            (0..5).map(|i| point(&format!("l{i}"), if i < 2 { 0.0125 } else { 0.3 }, 0.9, 80, 0.5)).collect();
+        let f = Floor::of(&mixed.iter().collect::<Vec<_>>(), 0.93);
+        assert!(!f.flagged(5) && f.note(5).is_empty());
+        // A task at its floor: flagged on that axis, and centring is not suggested.
+        let task: Vec<PointRow> = (0..4).map(|i| point(&format!("l{i}"), 0.3, 0.52, 80, 0.5)).collect();
+        let f = Floor::of(&task.iter().collect::<Vec<_>>(), 0.93);
+        assert_eq!(f.task, 4);
+        assert!(
+            f.note(4).contains("task score near its chance level (0.500) for 4 of 4")
+                && !f.note(4).contains("centering")
+        );
+    }
+}

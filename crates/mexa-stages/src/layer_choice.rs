@@ -182,3 +182,41 @@ impl Stage for LayerChoice {
         Ok(choice_table(&rows)?.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_sample_is_the_best_layers_share_and_lolo_uses_the_other_languages() {
+        // Two languages × three layers × four sentences.
+        let g = |rows: [[bool; 4]; 3]| rows.iter().map(|r| r.to_vec()).collect::<Vec<_>>();
+        let grids = BTreeMap::from([
+            (
+                ("fra".to_string(), "weighted".to_string()),
+                g([[true, false, false, false], [true, true, true, false], [true, true, false, false]]),
+            ),
+            (
+                ("deu".to_string(), "weighted".to_string()),
+                g([[true, true, true, true], [false, false, false, false], [true, false, false, false]]),
+            ),
+        ]);
+        let rows = choices("mexa", &grids).unwrap();
+        let fra = rows.iter().find(|r| r.language == "fra").unwrap();
+        assert_eq!((fra.in_sample, fra.in_sample_layer), (0.75, 1));
+        // deu's best layer is 0: fra scored there (0.25).
+        assert_eq!((fra.lolo_layer, fra.lolo), (0, 0.25));
+        let deu = rows.iter().find(|r| r.language == "deu").unwrap();
+        assert_eq!((deu.lolo_layer, deu.lolo), (1, 0.0));
+        // Split-half for fra: even half {0, 2} best at layer 1 (2 hits), odd {1, 3} at layer 1 (1 hit):
+        // odd scored at 1 → 1, even scored at 1 → 2: 3 / 4.
+        assert_eq!((fra.even_layer, fra.odd_layer, fra.split_half), (1, 1, 0.75));
+    }
+
+    #[test]
+    fn outcomes_with_gaps_are_refused() {
+        let rows = [("fra", "weighted", 0, 0, true), ("fra", "weighted", 0, 2, true)];
+        let err = outcome_grids(rows.into_iter(), "x").unwrap_err().to_string();
+        assert!(err.contains("fra") && err.contains("same sentences"), "{err}");
+    }
+}

@@ -237,3 +237,60 @@ impl Stage for Predict {
         Ok(table(&rows)?.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(lang: &str, alignment: f64, score: f64) -> PointRow {
+        let p = mexa_analysis::Point {
+            language: lang.into(),
+            task_language: lang.into(),
+            matched_by: "exact".into(),
+            task: "topics@mean".into(),
+            pooling: "weighted".into(),
+            layer_pool: "mean".into(),
+            alignment,
+            score,
+        };
+        crate::correlate::PointRow {
+            point: p,
+            adjusted: alignment * 0.8,
+            n: 80,
+            metric: "mexa".into(),
+            alignment_near_chance: false,
+            score_n: 80,
+            score_chance: 1.0 / 7.0,
+            score_near_chance: false,
+        }
+    }
+
+    #[test]
+    fn each_model_and_the_pool_are_predicted_without_the_language() {
+        let langs = ["a", "b", "c", "d"];
+        let node = |scale: f64| {
+            langs
+                .iter()
+                .enumerate()
+                .map(|(i, l)| row(l, i as f64 / 4.0, scale * i as f64 / 4.0 + 0.1))
+                .collect::<Vec<_>>()
+        };
+        let s = scopes(vec![("tasks[model=x]".into(), node(1.0)), ("tasks[model=y]".into(), node(0.5))], true);
+        assert_eq!(s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["model=x", "model=y", "pooled"]);
+        let p = predictions(&s);
+        // Each model's points lie on a line: its leave-one-out linear prediction is exact.
+        for m in &p[..2] {
+            let (mae, _) = m.errors()[1];
+            assert!(mae < 1e-12, "{}: {mae}", m.scope);
+            // The paper's estimate is the adjusted column, as it is.
+            assert!((m.points[1].predicted[0] - 0.25 * 0.8).abs() < 1e-15);
+        }
+        // Pooled: 8 points, 4 languages; leaving language "a" out removes both of its points, so
+        // its prediction comes from the other languages of both models.
+        assert_eq!((p[2].points.len(), p[2].languages()), (8, 4));
+        let (x, y): (Vec<f64>, Vec<f64>) =
+            s[2].points.iter().filter(|r| r.point.language != "a").map(|r| (r.point.alignment, r.point.score)).unzip();
+        let (a, b) = mexa_metrics::predict::linear(&x, &y).unwrap();
+        assert!((p[2].points[0].predicted[1] - a).abs() < 1e-12 && b > 0.0);
+    }
+}
