@@ -607,7 +607,7 @@ fn the_honest_numbers_agree_with_the_tables_beside_them() {
         assert_eq!(r["floor"].as_bool().unwrap(), !r["floor_note"].as_str().unwrap().is_empty());
     }
     let pred = rows("prediction");
-    assert_eq!(pred.len(), 2 * 3, "mean and max pooling × three methods");
+    assert_eq!(pred.len(), 2 * 4, "mean and max pooling × four methods");
     assert!(pred.iter().all(|r| r["points"] == 3 && r["scope"] == "points"));
     let out = dir.path().join("report");
     let o = mexa(&store, &["report", pipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);

@@ -7,6 +7,8 @@
 //! - **logistic**: `σ(a + b μ)` fitted by maximum Bernoulli likelihood on the accuracies as
 //!   fractions (Papke & Wooldridge 1996's fractional logit), by iteratively reweighted least
 //!   squares (Newton's method); the prediction stays in (0, 1).
+//! - **constant**: the other languages' mean accuracy, μ ignored: the error a predictor must
+//!   beat for alignment to have told anything.
 //!
 //! The fitted ones are evaluated leave-one-language-out: every language's prediction comes
 //! from a fit on the other languages' points (all of a language's points leave together, so
@@ -19,15 +21,17 @@ pub enum Method {
     Paper,
     Linear,
     Logistic,
+    Constant,
 }
 
 impl Method {
-    pub const ALL: [Method; 3] = [Method::Paper, Method::Linear, Method::Logistic];
+    pub const ALL: [Method; 4] = [Method::Paper, Method::Linear, Method::Logistic, Method::Constant];
     pub fn name(self) -> &'static str {
         match self {
             Method::Paper => "paper",
             Method::Linear => "linear",
             Method::Logistic => "logistic",
+            Method::Constant => "constant",
         }
     }
 }
@@ -116,7 +120,8 @@ pub fn leave_one_group_out(points: &[Point], method: Method) -> Vec<f64> {
                 points.iter().filter(|q| q.group != p.group).map(|q| (q.alignment, q.accuracy)).unzip();
             let fit = match method {
                 Method::Linear => linear(&x, &y).map(|(a, b)| a + b * p.alignment),
-                _ => logistic(&x, &y).map(|(a, b)| sigmoid(a + b * p.alignment)),
+                Method::Logistic => logistic(&x, &y).map(|(a, b)| sigmoid(a + b * p.alignment)),
+                _ => (!y.is_empty()).then(|| y.iter().sum::<f64>() / y.len() as f64),
             };
             fit.unwrap_or(f64::NAN)
         })
@@ -177,6 +182,9 @@ mod tests {
         // Fitted on groups 1–3 only: y = x exactly.
         assert!((lin[0] - 0.9).abs() < 1e-12 && (lin[1] - 0.8).abs() < 1e-12, "{lin:?}");
         assert_eq!(leave_one_group_out(&pts, Method::Paper), vec![0.5, 0.4, 0.05, 0.1, 0.15]);
+        // The constant predictor: the mean of the other groups' accuracies (0.1, 0.2, 0.3).
+        let c = leave_one_group_out(&pts, Method::Constant);
+        assert!((c[0] - 0.2).abs() < 1e-15 && (c[2] - 0.125).abs() < 1e-15, "{c:?}");
         let (mae, rmse) = errors(&[0.5, 0.4], &[0.0, 0.0]);
         assert!((mae - 0.45).abs() < 1e-15 && (rmse - (0.205f64).sqrt()).abs() < 1e-15);
         assert!(errors(&[f64::NAN, 0.1], &[0.0, 0.0]).0.is_nan());

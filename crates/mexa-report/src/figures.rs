@@ -335,7 +335,8 @@ pub fn calibration<DB: DrawingBackend>(
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], RGBColor(150, 150, 150).stroke_width(1)))
         .map_err(err)?;
-    const COLOURS: [RGBColor; 3] = [RGBColor(200, 60, 60), RGBColor(33, 102, 172), RGBColor(40, 150, 70)];
+    const COLOURS: [RGBColor; 4] =
+        [RGBColor(200, 60, 60), RGBColor(33, 102, 172), RGBColor(40, 150, 70), RGBColor(150, 150, 150)];
     for (i, (name, pts)) in series.iter().enumerate() {
         let c = COLOURS.get(i).map_or_else(|| Palette99::pick(i).to_rgba(), |c| c.to_rgba());
         let inside: Vec<(f64, f64)> =

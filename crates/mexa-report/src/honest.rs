@@ -13,6 +13,8 @@ pub struct Tab {
     pub rows: Vec<Vec<String>>,
     /// Columns (by index) holding numbers, right-aligned in HTML.
     pub numeric: Vec<usize>,
+    /// Lines written under the table (long text that would squeeze a column).
+    pub notes: Vec<String>,
 }
 
 fn esc(s: &str) -> String {
@@ -34,7 +36,15 @@ impl Tab {
             }
             h += "</tr>\n";
         }
-        h + "</tbody></table>\n"
+        h += "</tbody></table>\n";
+        if !self.notes.is_empty() {
+            h += "<ul>";
+            for n in &self.notes {
+                h += &format!("<li>{}</li>", esc(n));
+            }
+            h += "</ul>\n";
+        }
+        h
     }
 
     pub fn markdown(&self) -> String {
@@ -47,7 +57,14 @@ impl Tab {
         for r in &self.rows {
             m += &line(r);
         }
-        m + "\n"
+        m += "\n";
+        for n in &self.notes {
+            m += &format!("- {n}\n");
+        }
+        if !self.notes.is_empty() {
+            m += "\n";
+        }
+        m
     }
 }
 
@@ -82,11 +99,11 @@ pub fn correlations(corrs: &[Node<CorrRow>]) -> Option<Tab> {
     let count = |k: i32, n: i32| if k < 0 { "?".to_string() } else { format!("{k}/{n}") };
     Some(Tab {
         caption: format!(
-            "Every correlation on this page: Pearson's r with its t-test p-value and its permutation p-value (exact over all n! pairings for n ≤ 10, else the stated number of random pairings), adjusted over the {family} correlations by Holm (family-wise error) and Benjamini–Hochberg (false discovery rate). Near chance: languages whose alignment (μ's chance tail) or task score (binomial tail at the task's chance level) is not distinguishable from chance; ⚑ when most are on either axis."
+            "Every correlation on this page: Pearson's r with its t-test p-value and its permutation p-value (exact over all n! pairings for n ≤ 10, else the stated number of random pairings), adjusted over the {family} correlations by Holm (family-wise error) and Benjamini–Hochberg (false discovery rate). Near chance: languages whose alignment (μ's chance tail) or task score (binomial tail at the task's chance level) is not distinguishable from chance; ⚑ when most are on either axis, with the diagnosis under the table."
         ),
         header: [
             "node", "task", "pooling", "layers", "n", "r", "p (t)", "p (perm.)", "pairings", "Holm", "BH",
-            "μ near chance", "task near chance", "diagnosis",
+            "μ near chance", "task near chance",
         ]
         .map(String::from)
         .to_vec(),
@@ -107,11 +124,17 @@ pub fn correlations(corrs: &[Node<CorrRow>]) -> Option<Tab> {
                     pval(r.bh_p),
                     count(r.align_near_chance, r.n),
                     count(r.task_near_chance, r.n),
-                    r.floor_note.clone(),
                 ]
             })
             .collect(),
         numeric: (4..11).collect(),
+        notes: rows
+            .iter()
+            .filter(|(_, r)| r.floor)
+            .map(|(node, r)| {
+                format!("⚑ {} ({}, {}, μ{}): {}", node.label, r.task, r.pooling, crate::page::title_case(&r.layer_pool), r.floor_note)
+            })
+            .collect(),
     })
 }
 
@@ -159,6 +182,7 @@ pub fn layer_choices(nodes: &[Node<ChoiceRow>]) -> Vec<Tab> {
                     .to_vec(),
                 rows: cells,
                 numeric: (1..7).collect(),
+                notes: vec![],
             });
         }
     }
@@ -192,10 +216,11 @@ pub fn prediction_errors(sets: &[PredictionSet]) -> Option<Tab> {
         .collect();
     let n = header.len();
     Some(Tab {
-        caption: "Alignment as a stand-in for an evaluation: each language's accuracy predicted from its μ by MEXA's estimate (paper: μ × the pivot's accuracy, nothing fitted) and by a line and a fractional logit fitted on the other languages (leave-one-language-out; pooled scopes leave all of a language's points out together); mean absolute and root-mean-square error against the model's own accuracy.".into(),
+        caption: "Alignment as a stand-in for an evaluation: each language's accuracy predicted from its μ by MEXA's estimate (paper: μ × the pivot's accuracy, nothing fitted) and by a line and a fractional logit fitted on the other languages (leave-one-language-out; pooled scopes leave all of a language's points out together), beside the other languages' mean accuracy with μ ignored (constant: what μ must beat); mean absolute and root-mean-square error against the model's own accuracy.".into(),
         header,
         rows,
         numeric: (4..n).collect(),
+        notes: vec![],
     })
 }
 
@@ -247,6 +272,7 @@ pub fn instances(nodes: &[Node<InstanceRow>]) -> Vec<Tab> {
                 .to_vec(),
             rows: cells,
             numeric: vec![2, 3, 4],
+            notes: vec![],
         });
     }
     out

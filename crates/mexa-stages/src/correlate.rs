@@ -451,7 +451,7 @@ impl Floor {
                 self.task_chance, self.task
             ));
         }
-        format!("floor: {}; the correlation says little", parts.join("; "))
+        format!("floor: {}; the correlation mostly contrasts those languages with the rest", parts.join("; "))
     }
 }
 
@@ -634,22 +634,27 @@ pub fn read_correlation(t: &Table) -> Result<Vec<mexa_report::CorrRow>> {
     Ok(out)
 }
 
+/// A joined point of task `topics@mean`, weighted pooling, μMean (for tests).
+#[cfg(test)]
+pub(crate) fn test_point(language: &str, alignment: f64, score: f64) -> Point {
+    Point {
+        language: language.into(),
+        task_language: language.into(),
+        matched_by: "exact".into(),
+        task: "topics@mean".into(),
+        pooling: "weighted".into(),
+        layer_pool: "mean".into(),
+        alignment,
+        score,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn point(lang: &str, alignment: f64, score: f64, items: i32, chance: f64) -> PointRow {
-        let p = Point {
-            language: lang.into(),
-            task_language: lang.into(),
-            matched_by: "exact".into(),
-            task: "topics@mean".into(),
-            pooling: "weighted".into(),
-            layer_pool: "mean".into(),
-            alignment,
-            score,
-        };
-        PointRow::new(p, f64::NAN, 80, "mexa", items, chance)
+        PointRow::new(test_point(lang, alignment, score), f64::NAN, 80, "mexa", items, chance)
     }
 
     #[test]

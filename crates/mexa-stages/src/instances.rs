@@ -4,17 +4,16 @@
 //! of the pivot sentence with the language's other sentences (anisotropy). `align`'s shares are
 //! the means of these hits (tested); held-out layer choice (`layer_choice`) and instance-level
 //! accuracy (`instance_accuracy`) read them.
-use crate::align::{chosen_poolings, prepared};
-use crate::embed::{embeddings_meta, read_embeddings};
+use crate::align::against_pivot;
+use crate::embed::embeddings_meta;
 use crate::util::{bool_col, col_bool, col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use mexa_metrics::align::cosine_matrix;
 use mexa_metrics::{pair_outcomes, PairOutcome};
 use mexa_model::Pooling;
 use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Stage, Table};
-use rayon::prelude::*;
 
 pub struct AlignInstances;
 
@@ -137,37 +136,21 @@ impl Stage for AlignInstances {
         let p: Params = ctx.typed()?;
         let input = ctx.input("embeddings")?;
         let (pivot, _) = embeddings_meta(ctx, input)?;
-        let shards = ctx.shards_of(input)?;
-        let pivot_key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
-        let pivot_emb = prepared(read_embeddings(&ctx.read_key(pivot_key)?)?, p.centering);
-        let poolings = chosen_poolings(&pivot_emb, &p.poolings, &input.label)?;
-        ctx.progress.set_length(shards.len().saturating_sub(1) as u64);
-        let mut rows = Vec::new();
-        for (lang, key) in shards.iter().filter(|(l, _)| *l != pivot) {
-            let emb = prepared(read_embeddings(&ctx.read_key(key)?)?, p.centering);
-            let jobs: Vec<(Pooling, usize)> =
-                poolings.iter().flat_map(|&p| (0..pivot_emb[&p].len()).map(move |l| (p, l))).collect();
-            let parts: Vec<Vec<InstanceRow>> = jobs
-                .par_iter()
-                .map(|&(pool, l)| {
-                    let (a, b) = (&pivot_emb[&pool][l], &emb[&pool][l]);
-                    let n = a.rows.min(b.rows);
-                    pair_outcomes(&cosine_matrix(a, b, n), n)
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, outcome)| InstanceRow {
-                            language: lang.clone(),
-                            pooling: pool,
-                            layer: l as i32,
-                            sentence_id: i as i32,
-                            outcome,
-                        })
-                        .collect()
+        let parts = against_pivot(ctx, input, &pivot, &p.poolings, p.centering, |lang, pooling, l, a, b| {
+            let n = a.rows.min(b.rows);
+            pair_outcomes(&cosine_matrix(a, b, n), n)
+                .into_iter()
+                .enumerate()
+                .map(|(i, outcome)| InstanceRow {
+                    language: lang.to_string(),
+                    pooling,
+                    layer: l as i32,
+                    sentence_id: i as i32,
+                    outcome,
                 })
-                .collect();
-            rows.extend(parts.into_iter().flatten());
-            ctx.progress.inc(1);
-        }
+                .collect::<Vec<_>>()
+        })?;
+        let rows: Vec<InstanceRow> = parts.into_iter().flatten().collect();
         Ok(Output { table: instances_table(&rows)?, meta: serde_json::json!({"pivot": pivot}) })
     }
 }

@@ -2,8 +2,9 @@
 //! has not seen. For each gathered join_tasks node (one per model), and pooled over all of them
 //! (language × model points), MEXA's estimate (μ × the pivot's score, the `adjusted` column)
 //! and two fits of accuracy on alignment (linear, fractional logit) predict every language
-//! from the other languages' points (`mexa_metrics::predict`); MAE and RMSE against the
-//! model's own accuracy per (task, pooling, layer pooling, method).
+//! from the other languages' points, beside the other languages' mean accuracy with μ ignored
+//! (`mexa_metrics::predict`); MAE and RMSE against the model's own accuracy per (task,
+//! pooling, layer pooling, method).
 use crate::correlate::PointRow;
 use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
 use anyhow::{bail, Result};
@@ -36,7 +37,7 @@ pub struct Prediction {
     pub language: String,
     pub accuracy: f64,
     /// Per [`Method::ALL`].
-    pub predicted: [f64; 3],
+    pub predicted: [f64; 4],
 }
 
 /// Every point's leave-one-language-out predictions of one (scope, task, pooling, layer pooling).
@@ -51,7 +52,7 @@ pub struct Predictions {
 
 impl Predictions {
     /// (MAE, RMSE) of each method, in [`Method::ALL`] order.
-    pub fn errors(&self) -> [(f64, f64); 3] {
+    pub fn errors(&self) -> [(f64, f64); 4] {
         let actual: Vec<f64> = self.points.iter().map(|p| p.accuracy).collect();
         std::array::from_fn(|m| errors(&self.points.iter().map(|p| p.predicted[m]).collect::<Vec<_>>(), &actual))
     }
@@ -213,7 +214,7 @@ impl Stage for Predict {
         1
     }
     fn doc(&self) -> &'static str {
-        "Alignment as a stand-in for an evaluation: MEXA's estimate (μ × the pivot's score) and linear and fractional-logit fits of accuracy on μ, each language predicted from the other languages' points; MAE and RMSE against the model's own accuracy, per model (each gathered join_tasks node) and pooled over them"
+        "Alignment as a stand-in for an evaluation: MEXA's estimate (μ × the pivot's score) and linear and fractional-logit fits of accuracy on μ, each language predicted from the other languages' points, beside the others' mean accuracy (μ ignored); MAE and RMSE against the model's own accuracy, per model (each gathered join_tasks node) and pooled over them"
     }
     fn params(&self) -> Vec<ParamSpec> {
         Params::specs()
@@ -243,18 +244,8 @@ mod tests {
     use super::*;
 
     fn row(lang: &str, alignment: f64, score: f64) -> PointRow {
-        let p = mexa_analysis::Point {
-            language: lang.into(),
-            task_language: lang.into(),
-            matched_by: "exact".into(),
-            task: "topics@mean".into(),
-            pooling: "weighted".into(),
-            layer_pool: "mean".into(),
-            alignment,
-            score,
-        };
-        crate::correlate::PointRow {
-            point: p,
+        PointRow {
+            point: crate::correlate::test_point(lang, alignment, score),
             adjusted: alignment * 0.8,
             n: 80,
             metric: "mexa".into(),
