@@ -99,11 +99,11 @@ pub fn correlations(corrs: &[Node<CorrRow>]) -> Option<Tab> {
     let count = |k: i32, n: i32| if k < 0 { "?".to_string() } else { format!("{k}/{n}") };
     Some(Tab {
         caption: format!(
-            "Every correlation on this page: Pearson's r with its t-test p-value and its permutation p-value (exact over all n! pairings for n ≤ 10, else the stated number of random pairings), adjusted over the {family} correlations by Holm (family-wise error) and Benjamini–Hochberg (false discovery rate). Near chance: languages whose alignment (μ's chance tail) or task score (binomial tail at the task's chance level) is not distinguishable from chance; ⚑ when most are on either axis, with the diagnosis under the table."
+            "Every correlation on this page: Pearson's r with its t-test p-value and its permutation p-value (exact over all n! pairings for n ≤ 10, else the stated number of random pairings), adjusted over the {family} correlations by Holm (family-wise error) and Benjamini–Hochberg (false discovery rate). Near chance: languages whose alignment (μ's chance tail) or task score (binomial tail at the task's chance level) is not distinguishable from chance; task ≤ commonest answer: languages whose task score is not distinguishable from always giving the commonest answer of the scored items (its accuracy in brackets); ⚑ when most are on any of these, with the diagnosis under the table."
         ),
         header: [
             "node", "task", "pooling", "layers", "n", "r", "p (t)", "p (perm.)", "pairings", "Holm", "BH",
-            "μ near chance", "task near chance",
+            "μ near chance", "task near chance", "task ≤ commonest answer",
         ]
         .map(String::from)
         .to_vec(),
@@ -124,6 +124,11 @@ pub fn correlations(corrs: &[Node<CorrRow>]) -> Option<Tab> {
                     pval(r.bh_p),
                     count(r.align_near_chance, r.n),
                     count(r.task_near_chance, r.n),
+                    if r.task_majority.is_finite() {
+                        format!("{} ({})", count(r.task_below_majority, r.n), num(r.task_majority))
+                    } else {
+                        count(r.task_below_majority, r.n)
+                    },
                 ]
             })
             .collect(),

@@ -106,6 +106,10 @@ pub struct CorrRow {
     pub align_near_chance: i32,
     pub task_near_chance: i32,
     pub task_chance: f64,
+    /// Points whose task score does not beat always giving the commonest answer (-1:
+    /// unknown), and that answer's accuracy.
+    pub task_below_majority: i32,
+    pub task_majority: f64,
     /// Mean cosine of non-parallel pairs (NaN: not measured).
     pub anisotropy: f64,
     /// Most points near chance on an axis, and the diagnosis in words.

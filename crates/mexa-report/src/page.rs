@@ -617,6 +617,8 @@ mod tests {
             align_near_chance: 0,
             task_near_chance: 0,
             task_chance: 1.0 / 7.0,
+            task_below_majority: -1,
+            task_majority: f64::NAN,
             anisotropy: f64::NAN,
             floor: false,
             floor_note: String::new(),

@@ -69,12 +69,24 @@ mexa_pipeline::stage_params! {
     }
 }
 
-/// The task axis of a point: the items behind its score and the chance accuracy.
+/// The task axis of a point: the items behind its score, the chance accuracy, and the
+/// accuracy of always giving the commonest answer of the scored items.
 #[derive(Debug, Clone, Default)]
 struct TaskFacts {
     /// Items per task language (absent: unknown).
     items: BTreeMap<String, i32>,
     chance: Option<f64>,
+    majority: Option<f64>,
+}
+
+/// A score of `items` items not distinguishable from `floor`: its correct items,
+/// round(score·items), have a binomial tail probability ≥ 0.05 at `floor` (false when the items
+/// or the floor are unknown).
+fn at_floor(score: f64, items: i32, floor: f64) -> bool {
+    items > 0 && floor.is_finite() && {
+        let k = (score * items as f64).round().max(0.0) as usize;
+        mexa_metrics::chance::upper_tail(items as usize, k, floor) >= mexa_metrics::chance::CHANCE_ALPHA
+    }
 }
 
 /// One point of a join_tasks table: a language's pooled alignment and task score, MEXA's
@@ -95,17 +107,20 @@ pub struct PointRow {
     /// The task score not distinguishable from chance: its correct items, round(score·items),
     /// have a binomial tail probability ≥ 0.05 at the chance accuracy (false when unknown).
     pub score_near_chance: bool,
+    /// The accuracy of always giving the commonest answer of the scored items (NaN: unknown),
+    /// and the task score not distinguishable from it by the same test (false when unknown).
+    pub score_majority: f64,
+    pub score_below_majority: bool,
 }
 
 impl PointRow {
-    fn new(point: Point, adjusted: f64, n: i32, metric: &str, score_n: i32, score_chance: f64) -> Self {
+    fn new(point: Point, adjusted: f64, n: i32, metric: &str, score_n: i32, floors: (f64, f64)) -> Self {
+        let (score_chance, score_majority) = floors;
         let alignment_near_chance =
             metric == "mexa" && mexa_metrics::mexa_uncertainty(n.max(0) as usize, point.alignment).near_chance;
-        let score_near_chance = score_n > 0 && score_chance.is_finite() && {
-            let k = (point.score * score_n as f64).round().max(0.0) as usize;
-            mexa_metrics::chance::upper_tail(score_n as usize, k, score_chance) >= mexa_metrics::chance::CHANCE_ALPHA
-        };
         PointRow {
+            score_near_chance: at_floor(point.score, score_n, score_chance),
+            score_below_majority: at_floor(point.score, score_n, score_majority),
             point,
             adjusted,
             n,
@@ -113,7 +128,7 @@ impl PointRow {
             alignment_near_chance,
             score_n,
             score_chance,
-            score_near_chance,
+            score_majority,
         }
     }
 }
@@ -135,6 +150,8 @@ fn points_table(points: &[PointRow]) -> Result<Table> {
         ("score_n", DataType::Int32),
         ("score_chance", DataType::Float64),
         ("score_near_chance", DataType::Boolean),
+        ("score_majority", DataType::Float64),
+        ("score_below_majority", DataType::Boolean),
     ]);
     let s = |f: fn(&Point) -> &String| utf8_col(points.iter().map(|r| f(&r.point).clone()).collect());
     let b = RecordBatch::try_new(
@@ -155,6 +172,8 @@ fn points_table(points: &[PointRow]) -> Result<Table> {
             i32_col(points.iter().map(|r| r.score_n).collect()),
             f64_col(points.iter().map(|r| r.score_chance).collect()),
             bool_col(points.iter().map(|r| r.score_near_chance).collect()),
+            f64_col(points.iter().map(|r| r.score_majority).collect()),
+            bool_col(points.iter().map(|r| r.score_below_majority).collect()),
         ],
     )?;
     Ok(Table::new(sch, vec![b]))
@@ -170,6 +189,7 @@ pub fn read_points(t: &Table) -> Result<Vec<PointRow>> {
         let (a, sc, adj) = (col_f64(b, "alignment")?, col_f64(b, "score")?, col_f64(b, "adjusted")?);
         let (n, metric, anc) = (col_i32(b, "n")?, s("metric")?, col_bool(b, "alignment_near_chance")?);
         let (sn, sch, snc) = (col_i32(b, "score_n")?, col_f64(b, "score_chance")?, col_bool(b, "score_near_chance")?);
+        let (smj, sbm) = (col_f64(b, "score_majority")?, col_bool(b, "score_below_majority")?);
         for i in 0..b.num_rows() {
             out.push(PointRow {
                 point: Point {
@@ -189,6 +209,8 @@ pub fn read_points(t: &Table) -> Result<Vec<PointRow>> {
                 score_n: sn.value(i),
                 score_chance: sch.value(i),
                 score_near_chance: snc.value(i),
+                score_majority: smj.value(i),
+                score_below_majority: sbm.value(i),
             });
         }
     }
@@ -211,9 +233,12 @@ fn measured_scores(
 ) -> Result<(mexa_analysis::DataFrame, TaskFacts)> {
     let t = ctx.read(input)?;
     let is_probe = t.schema.field_with_name("layer").is_ok();
-    // Both kinds state their chance accuracy in their manifest and their items per row.
-    let chance = ctx.store.manifest(&input.key)?.meta.get("chance").and_then(|v| v.as_f64());
-    let mut facts = TaskFacts { items: BTreeMap::new(), chance };
+    // Both kinds state their chance accuracy in their manifest and their items per row; a probe
+    // also the accuracy of always answering the commonest label of its test sentences.
+    let meta = ctx.store.manifest(&input.key)?.meta;
+    let (chance, majority) =
+        (meta.get("chance").and_then(|v| v.as_f64()), meta.get("majority").and_then(|v| v.as_f64()));
+    let mut facts = TaskFacts { items: BTreeMap::new(), chance, majority };
     for b in &t.batches {
         let (l, n) = (col_str(b, "language")?, col_i32(b, "n")?);
         for i in 0..b.num_rows() {
@@ -342,7 +367,8 @@ impl Stage for JoinTasks {
             (Some(_), Some(_)) => bail!("give either the `tasks` file or the `accuracy` input, not both"),
             (None, None) => bail!("no task results: set `tasks` to a results file, or connect a probe or choice node to the `accuracy` input"),
             (Some(f), None) => {
-                let facts = TaskFacts { items: BTreeMap::new(), chance: (p.chance >= 0.0).then_some(p.chance) };
+                let facts =
+                    TaskFacts { items: BTreeMap::new(), chance: (p.chance >= 0.0).then_some(p.chance), majority: None };
                 (read_task_scores(f, p.column(), p.task())?, f.display().to_string(), facts)
             }
             (None, Some(input)) => {
@@ -381,8 +407,8 @@ impl Stage for JoinTasks {
             let (n, metric) =
                 pairs.get(&(pt.language.clone(), pt.pooling.clone())).cloned().unwrap_or((0, String::new()));
             let items = facts.items.get(&pt.task_language).copied().unwrap_or(p.items as i32);
-            let chance = facts.chance.unwrap_or(f64::NAN);
-            with_adj.push(PointRow::new(pt, adj, n, &metric, items, chance));
+            let floors = (facts.chance.unwrap_or(f64::NAN), facts.majority.unwrap_or(f64::NAN));
+            with_adj.push(PointRow::new(pt, adj, n, &metric, items, floors));
         }
         let meta = serde_json::json!({"unmatched": unmatched, "pivot": pivot, "pivot_score": pivot_score});
         if !unmatched.is_empty() {
@@ -405,6 +431,10 @@ pub struct Floor {
     pub task: i32,
     /// The task's chance accuracy (NaN: unknown).
     pub task_chance: f64,
+    /// Points whose task score does not beat always giving the commonest answer (-1: unknown),
+    /// and that answer's accuracy (NaN: unknown).
+    pub task_below_majority: i32,
+    pub task_majority: f64,
     /// Mean cosine of non-parallel pairs over the points' languages, layers and sentences (NaN
     /// without an `instances` input).
     pub anisotropy: f64,
@@ -420,12 +450,17 @@ impl Floor {
         let known = points.iter().all(|p| p.score_n > 0 && p.score_chance.is_finite());
         let task = if known { points.iter().filter(|p| p.score_near_chance).count() as i32 } else { -1 };
         let task_chance = points.first().map_or(f64::NAN, |p| p.score_chance);
-        Floor { alignment, task, task_chance, anisotropy }
+        let majority_known = points.iter().all(|p| p.score_n > 0 && p.score_majority.is_finite());
+        let task_below_majority =
+            if majority_known { points.iter().filter(|p| p.score_below_majority).count() as i32 } else { -1 };
+        let task_majority = points.first().map_or(f64::NAN, |p| p.score_majority);
+        Floor { alignment, task, task_chance, task_below_majority, task_majority, anisotropy }
     }
 
-    /// Most points (more than half of `n`) are near chance on either axis.
+    /// Most points (more than half of `n`) are near chance on either axis, or their task scores
+    /// do not beat always giving the commonest answer.
     pub fn flagged(&self, n: usize) -> bool {
-        2 * self.alignment.max(0) as usize > n || 2 * self.task.max(0) as usize > n
+        [self.alignment, self.task, self.task_below_majority].iter().any(|&k| 2 * k.max(0) as usize > n)
     }
 
     /// The diagnosis in words ("" when not flagged), with the suggestion to centre when the
@@ -449,6 +484,12 @@ impl Floor {
             parts.push(format!(
                 "task score near its chance level ({:.3}) for {} of {n} languages",
                 self.task_chance, self.task
+            ));
+        }
+        if 2 * self.task_below_majority.max(0) as usize > n {
+            parts.push(format!(
+                "task score no better than always answering the commonest label of the scored items ({:.3}) for {} of {n} languages",
+                self.task_majority, self.task_below_majority
             ));
         }
         format!("floor: {}; the correlation mostly contrasts those languages with the rest", parts.join("; "))
@@ -563,6 +604,8 @@ impl Stage for Correlate {
             ("align_near_chance", DataType::Int32),
             ("task_near_chance", DataType::Int32),
             ("task_chance", DataType::Float64),
+            ("task_below_majority", DataType::Int32),
+            ("task_majority", DataType::Float64),
             ("anisotropy", DataType::Float64),
             ("floor", DataType::Boolean),
             ("floor_note", DataType::Utf8),
@@ -582,6 +625,8 @@ impl Stage for Correlate {
             i32_col(rows.iter().map(|r| r.6.alignment).collect()),
             i32_col(rows.iter().map(|r| r.6.task).collect()),
             f64_col(rows.iter().map(|r| r.6.task_chance).collect()),
+            i32_col(rows.iter().map(|r| r.6.task_below_majority).collect()),
+            f64_col(rows.iter().map(|r| r.6.task_majority).collect()),
             f64_col(rows.iter().map(|r| r.6.anisotropy).collect()),
             bool_col(rows.iter().map(|r| r.6.flagged(r.3 as usize)).collect()),
             utf8_col(rows.iter().map(|r| r.6.note(r.3 as usize)).collect()),
@@ -603,6 +648,7 @@ pub fn read_correlation(t: &Table) -> Result<Vec<mexa_report::CorrRow>> {
             (col_i32(b, "permutations")?, col_i32(b, "align_near_chance")?, col_i32(b, "task_near_chance")?);
         let (chance, aniso, floor, note) =
             (f("task_chance")?, f("anisotropy")?, col_bool(b, "floor")?, s("floor_note")?);
+        let (below, majority) = (col_i32(b, "task_below_majority")?, f("task_majority")?);
         for i in 0..b.num_rows() {
             let v = |k: usize| stats[k].value(i);
             out.push(mexa_report::CorrRow {
@@ -623,6 +669,8 @@ pub fn read_correlation(t: &Table) -> Result<Vec<mexa_report::CorrRow>> {
                 align_near_chance: anc.value(i),
                 task_near_chance: tnc.value(i),
                 task_chance: chance.value(i),
+                task_below_majority: below.value(i),
+                task_majority: majority.value(i),
                 anisotropy: aniso.value(i),
                 floor: floor.value(i),
                 floor_note: note.value(i).into(),
@@ -654,7 +702,7 @@ mod tests {
     use super::*;
 
     fn point(lang: &str, alignment: f64, score: f64, items: i32, chance: f64) -> PointRow {
-        PointRow::new(test_point(lang, alignment, score), f64::NAN, 80, "mexa", items, chance)
+        PointRow::new(test_point(lang, alignment, score), f64::NAN, 80, "mexa", items, (chance, f64::NAN))
     }
 
     #[test]
@@ -681,9 +729,29 @@ mod tests {
         assert!(!unknown.score_near_chance);
         assert_eq!(Floor::of(&[&unknown], f64::NAN).task, -1);
         // Not μ: no chance model for the alignment axis.
-        let cka = PointRow::new(unknown.point.clone(), f64::NAN, 80, "cka", 80, 0.5);
+        let cka = PointRow::new(unknown.point.clone(), f64::NAN, 80, "cka", 80, (0.5, f64::NAN));
         assert!(!cka.alignment_near_chance);
         assert_eq!(Floor::of(&[&cka], f64::NAN).alignment, -1);
+    }
+
+    #[test]
+    fn a_task_score_that_does_not_beat_the_commonest_answer_is_at_a_floor_too() {
+        // 80 sentences of which 51 carry the commonest label (0.6375): 0.6 is no better than
+        // always answering it, 0.8 is; 1/7 chance would pass both.
+        let p = |score: f64| PointRow::new(test_point("a", 0.5, score), f64::NAN, 80, "mexa", 80, (1.0 / 7.0, 0.6375));
+        assert!(p(0.6).score_below_majority && !p(0.6).score_near_chance);
+        assert!(!p(0.8).score_below_majority);
+        let rows = [p(0.6), p(0.5), p(0.8)];
+        let f = Floor::of(&rows.iter().collect::<Vec<_>>(), f64::NAN);
+        assert_eq!((f.task, f.task_below_majority), (0, 2));
+        assert!(
+            f.flagged(3) && f.note(3).contains("commonest label of the scored items (0.637) for 2 of 3"),
+            "{}",
+            f.note(3)
+        );
+        // Unknown (a results file): never counted.
+        let u = PointRow::new(test_point("a", 0.5, 0.6), f64::NAN, 80, "mexa", 80, (0.5, f64::NAN));
+        assert_eq!(Floor::of(&[&u], f64::NAN).task_below_majority, -1);
     }
 
     #[test]

@@ -253,6 +253,8 @@ mod tests {
             score_n: 80,
             score_chance: 1.0 / 7.0,
             score_near_chance: false,
+            score_majority: f64::NAN,
+            score_below_majority: false,
         }
     }
 

@@ -90,6 +90,26 @@ struct Probed {
 }
 
 impl Probed {
+    /// The manifest facts of `probe` and `probe_instances`: the training language and size, the
+    /// classes, chance (1/classes), and the commonest label of the scored test sentences with
+    /// its share (what always answering it would score).
+    fn meta(&self, pooling: Pooling) -> serde_json::Value {
+        let n = self.predictions.first().and_then(|(_, l)| l.first()).map_or(0, Vec::len);
+        let mut counts: Vec<(usize, &String)> =
+            self.classes.iter().map(|c| (self.test_labels[..n].iter().filter(|l| *l == c).count(), c)).collect();
+        counts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let (top, label) = counts.first().map_or((0, None), |c| (c.0, Some(c.1)));
+        serde_json::json!({
+            "train_language": self.train_lang,
+            "train_sentences": self.n_train,
+            "classes": self.classes,
+            "pooling": pooling,
+            "chance": 1.0 / self.classes.len() as f64,
+            "majority": if n > 0 { top as f64 / n as f64 } else { f64::NAN },
+            "majority_label": label,
+        })
+    }
+
     /// Whether sentence `i`'s prediction is its label (a test label unseen in training can never
     /// be predicted: a miss).
     pub fn correct(&self, predicted: usize, i: usize) -> bool {
@@ -168,7 +188,10 @@ impl Stage for ProbeStage {
         "probe"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: the manifest states the commonest test label and its share (`majority`), the
+        // accuracy of always answering it: a task floor `join_tasks` and `correlate` check.
+        // The table is unchanged.
+        2
     }
     fn doc(&self) -> &'static str {
         "A model's own accuracy per language and layer on a labelled task (SIB-200 topics): a logistic-regression probe per layer, trained on the train embeddings' pivot, tested on every language of the test embeddings; accuracy, n and a 95% Wilson interval"
@@ -202,7 +225,6 @@ impl Stage for ProbeStage {
                 hi.push(b);
             }
         }
-        let (train_lang, n_train, classes) = (&probed.train_lang, probed.n_train, &probed.classes);
         let sch = schema(&[
             ("language", DataType::Utf8),
             ("pooling", DataType::Utf8),
@@ -225,7 +247,7 @@ impl Stage for ProbeStage {
                 f64_col(hi),
             ],
         )?;
-        let meta = serde_json::json!({"train_language": train_lang, "train_sentences": n_train, "classes": classes, "pooling": pooling, "chance": 1.0 / classes.len() as f64});
+        let meta = probed.meta(pooling);
         Ok(Output { table: Table::new(sch, vec![b]), meta })
     }
 }
@@ -327,8 +349,7 @@ impl Stage for ProbeInstances {
                 bool_col(ok),
             ],
         )?;
-        let classes = &probed.classes;
-        let meta = serde_json::json!({"train_language": probed.train_lang, "train_sentences": probed.n_train, "classes": classes, "pooling": p.pooling, "chance": 1.0 / classes.len() as f64});
+        let meta = probed.meta(p.pooling);
         Ok(Output { table: Table::new(sch, vec![b]), meta })
     }
 }
