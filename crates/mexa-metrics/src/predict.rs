@@ -60,11 +60,14 @@ fn sigmoid(t: f64) -> f64 {
 
 /// Fractional logit `(intercept, slope)`: maximises Σ y log p + (1 − y) log(1 − p) with
 /// p = σ(a + b x), for y in [0, 1]. Newton steps from (logit ȳ, 0) until the step is below
-/// 1e-12 (at most 100); `None` when x has no spread or the fit does not converge (a perfect
-/// separation drives the slope to infinity).
+/// 1e-12 (at most 100); `None` when y is not a share in [0, 1] (scores in percent from a
+/// results file), x has no spread, or the fit does not converge (a perfect separation drives
+/// the slope to infinity).
 pub fn logistic(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     assert_eq!(x.len(), y.len(), "logistic: lengths differ");
-    assert!(y.iter().all(|v| (0.0..=1.0).contains(v)), "logistic: y must be shares in [0, 1]");
+    if !y.iter().all(|v| (0.0..=1.0).contains(v)) {
+        return None;
+    }
     linear(x, y)?;
     let ybar = (y.iter().sum::<f64>() / y.len() as f64).clamp(1e-6, 1.0 - 1e-6);
     let (mut a, mut b) = ((ybar / (1.0 - ybar)).ln(), 0.0);
@@ -166,6 +169,7 @@ mod tests {
         let (a, b) = logistic(&x, &yy).unwrap();
         assert!((a + 2.0).abs() < 1e-9 && (b - 5.0).abs() < 1e-9, "{a} {b}");
         assert!(logistic(&[1.0, 1.0], &[0.2, 0.4]).is_none());
+        assert!(logistic(&[0.1, 0.5], &[40.0, 80.0]).is_none(), "percentages are not shares");
     }
 
     #[test]

@@ -234,42 +234,49 @@ pub fn prediction_errors(sets: &[PredictionSet]) -> Option<Tab> {
 pub fn instances(nodes: &[Node<InstanceRow>]) -> Vec<Tab> {
     let mut out = Vec::new();
     for node in nodes {
-        let rows: Vec<&InstanceRow> = node.rows.iter().filter(|r| r.layer < 0).collect();
-        if rows.is_empty() {
-            continue;
+        let poolings: BTreeSet<&String> = node.rows.iter().map(|r| &r.pooling).collect();
+        for pooling in poolings {
+            out.extend(instance_table(node, pooling));
         }
-        let acc = |k: i32, a: f64| if k > 0 { format!("{} ({k})", num(a)) } else { "– (0)".into() };
-        let mut cells: Vec<Vec<String>> = rows
-            .iter()
-            .map(|r| {
-                let (d, lo, hi) = r.difference;
-                vec![
-                    r.language.clone(),
-                    r.pooling.clone(),
-                    acc(r.aligned, r.aligned_accuracy),
-                    acc(r.unaligned, r.unaligned_accuracy),
-                    if d.is_finite() { format!("{} [{}, {}]", num(d), num(lo), num(hi)) } else { "–".into() },
-                ]
-            })
-            .collect();
-        let both: Vec<f64> = rows.iter().map(|r| r.difference.0).filter(|d| d.is_finite()).collect();
-        if !both.is_empty() {
-            let positive = both.iter().filter(|&&d| d > 0.0).count();
-            cells.push(vec![
-                format!("mean of {} languages", both.len()),
-                String::new(),
-                String::new(),
-                String::new(),
-                format!(
-                    "{} ({positive} of {} positive)",
-                    num(both.iter().sum::<f64>() / both.len() as f64),
-                    both.len()
-                ),
-            ]);
-        }
-        out.push(Tab {
+    }
+    out
+}
+
+/// One instance_accuracy node's majority rows of one alignment pooling, with the mean
+/// difference over the languages that have both groups.
+fn instance_table(node: &Node<InstanceRow>, pooling: &str) -> Option<Tab> {
+    let rows: Vec<&InstanceRow> = node.rows.iter().filter(|r| r.layer < 0 && r.pooling == pooling).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let acc = |k: i32, a: f64| if k > 0 { format!("{} ({k})", num(a)) } else { "– (0)".into() };
+    let mut cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let (d, lo, hi) = r.difference;
+            vec![
+                r.language.clone(),
+                r.pooling.clone(),
+                acc(r.aligned, r.aligned_accuracy),
+                acc(r.unaligned, r.unaligned_accuracy),
+                if d.is_finite() { format!("{} [{}, {}]", num(d), num(lo), num(hi)) } else { "–".into() },
+            ]
+        })
+        .collect();
+    let both: Vec<f64> = rows.iter().map(|r| r.difference.0).filter(|d| d.is_finite()).collect();
+    if !both.is_empty() {
+        let positive = both.iter().filter(|&&d| d > 0.0).count();
+        cells.push(vec![
+            format!("mean of {} languages", both.len()),
+            String::new(),
+            String::new(),
+            String::new(),
+            format!("{} ({positive} of {} positive)", num(both.iter().sum::<f64>() / both.len() as f64), both.len()),
+        ]);
+    }
+    Some(Tab {
             caption: format!(
-                "{} — does a sentence's alignment predict the model's success on it? A sentence is aligned when it retrieves its translation (μ's hit) at more than half of the hidden states and counted right when the probe classifies it right at more than half of them; accuracy (sentences) of each group, and the difference with Newcombe's 95% interval.",
+                "{} ({pooling} pooling of the alignment) — does a sentence's alignment predict the model's success on it? A sentence is aligned when it retrieves its translation (μ's hit) at more than half of the hidden states and counted right when the probe classifies it right at more than half of them; accuracy (sentences) of each group, and the difference with Newcombe's 95% interval.",
                 node.label
             ),
             header: ["language", "pooling", "aligned: accuracy (n)", "unaligned: accuracy (n)", "difference [95% CI]"]
@@ -278,9 +285,7 @@ pub fn instances(nodes: &[Node<InstanceRow>]) -> Vec<Tab> {
             rows: cells,
             numeric: vec![2, 3, 4],
             notes: vec![],
-        });
-    }
-    out
+        })
 }
 
 /// Every section of this module, in page order: (title, tables).
