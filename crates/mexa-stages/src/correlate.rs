@@ -6,7 +6,10 @@
 //! pivot-language task score). `correlate` computes Pearson, Spearman and Kendall with
 //! p-values, a bootstrap confidence interval of Pearson's r, and the least-squares line.
 use crate::corpus::read_corpus_iso;
-use crate::util::{bool_col, col_bool, col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
+use crate::util::{
+    bool_col, col_bool, col_f64, col_i32, col_str, f64_col, f64_col_undefined, f64_or_nan, i32_col, schema_with_nulls,
+    utf8_col,
+};
 use anyhow::{anyhow, bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -134,25 +137,30 @@ impl PointRow {
 }
 
 fn points_table(points: &[PointRow]) -> Result<Table> {
-    let sch = schema(&[
-        ("language", DataType::Utf8),
-        ("task_language", DataType::Utf8),
-        ("matched_by", DataType::Utf8),
-        ("task", DataType::Utf8),
-        ("pooling", DataType::Utf8),
-        ("layer_pool", DataType::Utf8),
-        ("alignment", DataType::Float64),
-        ("score", DataType::Float64),
-        ("adjusted", DataType::Float64),
-        ("n", DataType::Int32),
-        ("metric", DataType::Utf8),
-        ("alignment_near_chance", DataType::Boolean),
-        ("score_n", DataType::Int32),
-        ("score_chance", DataType::Float64),
-        ("score_near_chance", DataType::Boolean),
-        ("score_majority", DataType::Float64),
-        ("score_below_majority", DataType::Boolean),
-    ]);
+    // The task's floors are undefined when the task does not state them (a results file).
+    let undefined = ["score_chance", "score_majority"];
+    let sch = schema_with_nulls(
+        &[
+            ("language", DataType::Utf8),
+            ("task_language", DataType::Utf8),
+            ("matched_by", DataType::Utf8),
+            ("task", DataType::Utf8),
+            ("pooling", DataType::Utf8),
+            ("layer_pool", DataType::Utf8),
+            ("alignment", DataType::Float64),
+            ("score", DataType::Float64),
+            ("adjusted", DataType::Float64),
+            ("n", DataType::Int32),
+            ("metric", DataType::Utf8),
+            ("alignment_near_chance", DataType::Boolean),
+            ("score_n", DataType::Int32),
+            ("score_chance", DataType::Float64),
+            ("score_near_chance", DataType::Boolean),
+            ("score_majority", DataType::Float64),
+            ("score_below_majority", DataType::Boolean),
+        ],
+        &undefined,
+    );
     let s = |f: fn(&Point) -> &String| utf8_col(points.iter().map(|r| f(&r.point).clone()).collect());
     let b = RecordBatch::try_new(
         sch.clone(),
@@ -170,9 +178,9 @@ fn points_table(points: &[PointRow]) -> Result<Table> {
             utf8_col(points.iter().map(|r| r.metric.clone()).collect()),
             bool_col(points.iter().map(|r| r.alignment_near_chance).collect()),
             i32_col(points.iter().map(|r| r.score_n).collect()),
-            f64_col(points.iter().map(|r| r.score_chance).collect()),
+            f64_col_undefined(points.iter().map(|r| r.score_chance).collect()),
             bool_col(points.iter().map(|r| r.score_near_chance).collect()),
-            f64_col(points.iter().map(|r| r.score_majority).collect()),
+            f64_col_undefined(points.iter().map(|r| r.score_majority).collect()),
             bool_col(points.iter().map(|r| r.score_below_majority).collect()),
         ],
     )?;
@@ -207,9 +215,9 @@ pub fn read_points(t: &Table) -> Result<Vec<PointRow>> {
                 metric: metric.value(i).into(),
                 alignment_near_chance: anc.value(i),
                 score_n: sn.value(i),
-                score_chance: sch.value(i),
+                score_chance: f64_or_nan(sch, i),
                 score_near_chance: snc.value(i),
-                score_majority: smj.value(i),
+                score_majority: f64_or_nan(smj, i),
                 score_below_majority: sbm.value(i),
             });
         }
@@ -610,7 +618,9 @@ impl Stage for Correlate {
             ("floor", DataType::Boolean),
             ("floor_note", DataType::Utf8),
         ]);
-        let sch = schema(&fields);
+        // Undefined: a permutation p-value of a constant sample, the task's floors when unknown,
+        // the anisotropy without `instances`.
+        let sch = schema_with_nulls(&fields, &["pearson_perm_p", "task_chance", "task_majority", "anisotropy"]);
         let mut cols = vec![
             utf8_col(rows.iter().map(|r| r.0.clone()).collect()),
             utf8_col(rows.iter().map(|r| r.1.clone()).collect()),
@@ -618,16 +628,17 @@ impl Stage for Correlate {
             i32_col(rows.iter().map(|r| r.3).collect()),
         ];
         for j in 0..STATS.len() {
-            cols.push(f64_col(rows.iter().map(|r| r.4[j]).collect()));
+            let v: Vec<f64> = rows.iter().map(|r| r.4[j]).collect();
+            cols.push(if STATS[j] == "pearson_perm_p" { f64_col_undefined(v) } else { f64_col(v) });
         }
         cols.extend([
             i32_col(rows.iter().map(|r| r.5).collect()),
             i32_col(rows.iter().map(|r| r.6.alignment).collect()),
             i32_col(rows.iter().map(|r| r.6.task).collect()),
-            f64_col(rows.iter().map(|r| r.6.task_chance).collect()),
+            f64_col_undefined(rows.iter().map(|r| r.6.task_chance).collect()),
             i32_col(rows.iter().map(|r| r.6.task_below_majority).collect()),
-            f64_col(rows.iter().map(|r| r.6.task_majority).collect()),
-            f64_col(rows.iter().map(|r| r.6.anisotropy).collect()),
+            f64_col_undefined(rows.iter().map(|r| r.6.task_majority).collect()),
+            f64_col_undefined(rows.iter().map(|r| r.6.anisotropy).collect()),
             bool_col(rows.iter().map(|r| r.6.flagged(r.3 as usize)).collect()),
             utf8_col(rows.iter().map(|r| r.6.note(r.3 as usize)).collect()),
         ]);
@@ -664,14 +675,14 @@ pub fn read_correlation(t: &Table) -> Result<Vec<mexa_report::CorrRow>> {
                 kendall: v(6),
                 slope: v(8),
                 intercept: v(9),
-                pearson_perm_p: v(10),
+                pearson_perm_p: f64_or_nan(stats[10], i),
                 permutations: perms.value(i),
                 align_near_chance: anc.value(i),
                 task_near_chance: tnc.value(i),
-                task_chance: chance.value(i),
+                task_chance: f64_or_nan(chance, i),
                 task_below_majority: below.value(i),
-                task_majority: majority.value(i),
-                anisotropy: aniso.value(i),
+                task_majority: f64_or_nan(majority, i),
+                anisotropy: f64_or_nan(aniso, i),
                 floor: floor.value(i),
                 floor_note: note.value(i).into(),
                 holm_p: f64::NAN,

@@ -8,7 +8,7 @@
 //! right = the probe right at more than half of them.
 use crate::instances::{outcome_grids, read_instances, Retrieval};
 use crate::probe::read_predictions;
-use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
+use crate::util::{col_f64, col_i32, col_str, f64_col_undefined, i32_col, schema_with_nulls, utf8_col};
 use anyhow::{bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -130,10 +130,10 @@ const INTS: [&str; 6] = ["layer", "n", "aligned", "aligned_correct", "unaligned"
 fn table(rows: &[InstanceAccRow]) -> Result<Table> {
     let mut fields = vec![("language", DataType::Utf8), ("pooling", DataType::Utf8)];
     fields.extend(INTS.iter().map(|n| (*n, DataType::Int32)));
-    for n in ["aligned_accuracy", "unaligned_accuracy", "difference", "difference_lo", "difference_hi"] {
-        fields.push((n, DataType::Float64));
-    }
-    let sch = schema(&fields);
+    // Undefined when a group is empty.
+    let floats = ["aligned_accuracy", "unaligned_accuracy", "difference", "difference_lo", "difference_hi"];
+    fields.extend(floats.iter().map(|n| (*n, DataType::Float64)));
+    let sch = schema_with_nulls(&fields, &floats);
     let i = |f: fn(&InstanceAccRow) -> i32| i32_col(rows.iter().map(f).collect());
     let d: Vec<(f64, f64, f64)> = rows.iter().map(InstanceAccRow::difference).collect();
     let cols = vec![
@@ -145,11 +145,11 @@ fn table(rows: &[InstanceAccRow]) -> Result<Table> {
         i(|r| r.aligned_correct),
         i(|r| r.unaligned),
         i(|r| r.unaligned_correct),
-        f64_col(rows.iter().map(InstanceAccRow::aligned_accuracy).collect()),
-        f64_col(rows.iter().map(InstanceAccRow::unaligned_accuracy).collect()),
-        f64_col(d.iter().map(|x| x.0).collect()),
-        f64_col(d.iter().map(|x| x.1).collect()),
-        f64_col(d.iter().map(|x| x.2).collect()),
+        f64_col_undefined(rows.iter().map(InstanceAccRow::aligned_accuracy).collect()),
+        f64_col_undefined(rows.iter().map(InstanceAccRow::unaligned_accuracy).collect()),
+        f64_col_undefined(d.iter().map(|x| x.0).collect()),
+        f64_col_undefined(d.iter().map(|x| x.1).collect()),
+        f64_col_undefined(d.iter().map(|x| x.2).collect()),
     ];
     Ok(Table::new(sch.clone(), vec![RecordBatch::try_new(sch, cols)?]))
 }

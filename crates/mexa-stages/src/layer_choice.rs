@@ -5,7 +5,7 @@
 //! and/or `probe_instances` (right or wrong).
 use crate::instances::{outcome_grids, read_instances, Retrieval};
 use crate::probe::read_predictions;
-use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
+use crate::util::{col_f64, col_i32, col_str, f64_col_undefined, f64_or_nan, i32_col, schema_with_nulls, utf8_col};
 use anyhow::{bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -83,9 +83,10 @@ fn choice_table(rows: &[ChoiceRow]) -> Result<Table> {
     let mut fields = vec![("score", DataType::Utf8), ("language", DataType::Utf8), ("pooling", DataType::Utf8)];
     fields.extend(INTS.iter().map(|n| (*n, DataType::Int32)));
     fields.extend(FLOATS.iter().map(|n| (*n, DataType::Float64)));
-    let sch = schema(&fields);
+    // Leave-one-language-out needs two languages.
+    let sch = schema_with_nulls(&fields, &["lolo", "lolo_optimism"]);
     let i = |f: fn(&ChoiceRow) -> i32| i32_col(rows.iter().map(f).collect());
-    let f = |f: fn(&ChoiceRow) -> f64| f64_col(rows.iter().map(f).collect());
+    let f = |f: fn(&ChoiceRow) -> f64| f64_col_undefined(rows.iter().map(f).collect());
     let cols = vec![
         utf8_col(rows.iter().map(|r| r.score.clone()).collect()),
         utf8_col(rows.iter().map(|r| r.language.clone()).collect()),
@@ -126,7 +127,7 @@ pub fn read_choices(t: &Table) -> Result<Vec<ChoiceRow>> {
                 lolo_layer: v(5),
                 in_sample: ins.value(r),
                 split_half: half.value(r),
-                lolo: lolo.value(r),
+                lolo: f64_or_nan(lolo, r),
             });
         }
     }

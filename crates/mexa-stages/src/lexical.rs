@@ -7,7 +7,9 @@
 use crate::aggregate::read_summary;
 use crate::align::Metric;
 use crate::corpus::read_corpus;
-use crate::util::{bool_col, col_bool, col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
+use crate::util::{
+    bool_col, col_bool, col_f64, col_i32, col_str, f64_col_undefined, f64_or_nan, i32_col, schema_with_nulls, utf8_col,
+};
 use anyhow::{bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -85,8 +87,11 @@ fn lexical_table(rows: &[LexicalRow]) -> Result<Table> {
         ("mean_minus_lexical", DataType::Float64),
         ("max_minus_lexical", DataType::Float64),
     ]);
-    let sch = schema(&fields);
-    let f = |g: &dyn Fn(&LexicalRow) -> f64| f64_col(rows.iter().map(g).collect());
+    // Every number may be undefined: the model's without `scores`, a difference for a metric
+    // the baseline lacks (CKA).
+    let floats: Vec<&str> = fields.iter().filter(|f| f.1 == DataType::Float64).map(|f| f.0).collect();
+    let sch = schema_with_nulls(&fields, &floats);
+    let f = |g: &dyn Fn(&LexicalRow) -> f64| f64_col_undefined(rows.iter().map(g).collect());
     let mut cols = vec![
         utf8_col(rows.iter().map(|r| r.language.clone()).collect()),
         utf8_col(rows.iter().map(|r| r.pooling.clone()).collect()),
@@ -123,11 +128,11 @@ pub fn read_lexical(t: &Table) -> Result<Vec<LexicalRow>> {
                 pooling: p.value(i).into(),
                 n: n.value(i),
                 metric: m.value(i).into(),
-                model_mean: mm.value(i),
-                model_max: mx.value(i),
-                lexical: lex.iter().map(|c| c.value(i)).collect(),
-                lexical_lo: lo.value(i),
-                lexical_hi: hi.value(i),
+                model_mean: f64_or_nan(mm, i),
+                model_max: f64_or_nan(mx, i),
+                lexical: lex.iter().map(|c| f64_or_nan(c, i)).collect(),
+                lexical_lo: f64_or_nan(lo, i),
+                lexical_hi: f64_or_nan(hi, i),
                 lexical_near_chance: near.value(i),
             });
         }

@@ -6,7 +6,7 @@
 //! (`mexa_metrics::predict`); MAE and RMSE against the model's own accuracy per (task,
 //! pooling, layer pooling, method).
 use crate::correlate::PointRow;
-use crate::util::{col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
+use crate::util::{col_f64, col_i32, col_str, f64_col_undefined, f64_or_nan, i32_col, schema_with_nulls, utf8_col};
 use anyhow::{bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -166,7 +166,8 @@ fn table(rows: &[ErrorRow]) -> Result<Table> {
         ("mae", DataType::Float64),
         ("rmse", DataType::Float64),
     ]);
-    let sch = schema(&fields);
+    // Undefined: the paper's estimate without a pivot score, a fit that could not be made.
+    let sch = schema_with_nulls(&fields, &["mae", "rmse"]);
     let t = |f: fn(&ErrorRow) -> &String| utf8_col(rows.iter().map(|r| f(r).clone()).collect());
     let cols = vec![
         t(|r| &r.scope),
@@ -176,8 +177,8 @@ fn table(rows: &[ErrorRow]) -> Result<Table> {
         t(|r| &r.method),
         i32_col(rows.iter().map(|r| r.points).collect()),
         i32_col(rows.iter().map(|r| r.languages).collect()),
-        f64_col(rows.iter().map(|r| r.mae).collect()),
-        f64_col(rows.iter().map(|r| r.rmse).collect()),
+        f64_col_undefined(rows.iter().map(|r| r.mae).collect()),
+        f64_col_undefined(rows.iter().map(|r| r.rmse).collect()),
     ];
     Ok(Table::new(sch.clone(), vec![RecordBatch::try_new(sch, cols)?]))
 }
@@ -198,8 +199,8 @@ pub fn read_errors(t: &Table) -> Result<Vec<ErrorRow>> {
                 method: s[4].value(i).into(),
                 points: pts.value(i),
                 languages: langs.value(i),
-                mae: mae.value(i),
-                rmse: rmse.value(i),
+                mae: f64_or_nan(mae, i),
+                rmse: f64_or_nan(rmse, i),
             });
         }
     }

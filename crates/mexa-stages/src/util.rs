@@ -17,6 +17,31 @@ pub fn f64_col(v: Vec<f64>) -> ArrayRef {
     Arc::new(Float64Array::from(v))
 }
 
+/// A schema whose fields named in `undefined` may hold nulls: a value that is undefined by
+/// design (an interval not computed, a correlation of a constant) is stored as null, never as
+/// NaN (the store refuses NaN: there it is a failed computation).
+pub fn schema_with_nulls(fields: &[(&str, DataType)], undefined: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
+        fields.iter().map(|(n, t)| Field::new(*n, t.clone(), undefined.contains(n))).collect::<Vec<_>>(),
+    ))
+}
+
+/// A Float64 column for a field of [`schema_with_nulls`]: NaN (undefined, in memory) becomes
+/// null.
+pub fn f64_col_undefined(v: Vec<f64>) -> ArrayRef {
+    Arc::new(Float64Array::from(v.into_iter().map(|x| (!x.is_nan()).then_some(x)).collect::<Vec<_>>()))
+}
+
+/// Row `i` of a Float64 column, null read back as NaN (undefined, in memory).
+pub fn f64_or_nan(a: &Float64Array, i: usize) -> f64 {
+    use arrow::array::Array;
+    if a.is_null(i) {
+        f64::NAN
+    } else {
+        a.value(i)
+    }
+}
+
 pub fn bool_col(v: Vec<bool>) -> ArrayRef {
     Arc::new(BooleanArray::from(v))
 }
