@@ -393,14 +393,13 @@ fn calibration_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
                 (format!("{name} (MAE {})", num(mae)), s.points.iter().map(|p| (p.2[m], p.1)).collect())
             })
             .collect();
-        let title =
-            format!("{} vs its prediction from μ{} — {} ({})", s.task, title_case(&s.layer_pool), s.scope, s.pooling);
+        let title = format!("{} ({}): {} from μ{}", s.scope, s.pooling, s.task, title_case(&s.layer_pool));
         let (t1, s1, t2, s2) = (title.clone(), series.clone(), title, series);
         figs.add(
             "Prediction: calibration",
             Figure {
                 stem: format!("calibration-{}-{}-{}-{}", slug(&s.scope), slug(&s.task), s.pooling, s.layer_pool),
-                size: (720, 560),
+                size: (800, 580),
                 draw: Box::new(move |r| figures::calibration(r, &t1, &s1)),
                 draw_png: Box::new(move |r| figures::calibration(r, &t2, &s2)),
             },
