@@ -239,8 +239,15 @@ fn demo_like_pipeline_end_to_end() {
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert_eq!(dom.matches("<figure").count(), 3 * 2 + 3 * 2, "heatmap and curves per pooling, 2 scatters per pooling");
-    assert!(dom.matches("<svg").count() >= 12 && dom.contains("<table id=\"grid\">"));
+    assert_eq!(
+        dom.matches("<figure").count(),
+        3 * 2 + 3 * 2 + 3 * 2,
+        "heatmap and curves per pooling; 2 scatters and 2 calibration plots (μMean, μMax) per pooling"
+    );
+    assert!(dom.matches("<svg").count() >= 18 && dom.contains("<table id=\"grid\">"));
+    // Belebele scores are percentages: no fractional logit, the other predictions stand.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Prediction: leave-one-language-out error") && md.contains("| MAE logistic |"));
 }
 
 #[test]
@@ -562,6 +569,120 @@ fn a_models_own_probe_accuracy_is_correlated_with_its_alignment() {
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     assert_eq!(hash(&s1), hash(&s2));
+}
+
+/// What keeps a correlation honest, on top of PROBE_PIPE: the lexical floor, sentence-level
+/// outcomes, held-out layer choice, instance-level accuracy, prediction error, the floor
+/// diagnosis.
+const HONEST_STAGES: &str = "
+  lexical:
+    kind: lexical
+    inputs: {corpus: test_corpus, scores: summary}
+  instances:
+    kind: align_instances
+    inputs: {embeddings: test}
+  topic_instances:
+    kind: probe_instances
+    inputs: {train: train, test: test}
+    params: {labels: \"${assets}/corpora/sib200\", pooling: mean}
+  layer_choice:
+    kind: layer_choice
+    inputs: {alignment: instances, probe: topic_instances}
+  instance_accuracy:
+    kind: instance_accuracy
+    inputs: {alignment: instances, probe: topic_instances}
+  diagnosed:
+    kind: correlate
+    inputs: {points: points, instances: instances}
+  prediction:
+    kind: predict
+    inputs: {points: points}
+";
+
+/// Every new table agrees with the tables it is computed beside: sentence-level hits average to
+/// `align`'s μ and `probe`'s accuracy, the in-sample layer choice is `aggregate`'s μMax, the
+/// lexical rows carry the summary, instance counts add up; the report shows the sections.
+#[test]
+fn the_honest_numbers_agree_with_the_tables_beside_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipe = dir.path().join("p.yaml");
+    std::fs::write(&pipe, format!("{PROBE_PIPE}{HONEST_STAGES}")).unwrap();
+    let store = dir.path().join("s");
+    let o = mexa(&store, &["run", pipe.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = |node: &str| -> Vec<serde_json::Value> {
+        let o = mexa(&store, &["show", node, "--format", "json"]);
+        assert!(o.status.success(), "{node}: {}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    let (align, topics, summary) = (rows("align"), rows("topics"), rows("summary"));
+    let (inst, preds) = (rows("instances"), rows("topic_instances"));
+    let layers = align.iter().map(|r| r["layer"].as_i64().unwrap()).max().unwrap() + 1;
+    for lang in ["fra_Latn", "deu_Latn", "zho_Hans"] {
+        for layer in 0..layers {
+            let at = |v: &[serde_json::Value], k: &str| {
+                let hits: Vec<bool> = v
+                    .iter()
+                    .filter(|r| r["language"] == lang && r["layer"] == layer)
+                    .map(|r| r[k].as_bool().unwrap())
+                    .collect();
+                assert_eq!(hits.len(), 80, "{lang} layer {layer}: one row per sentence");
+                hits.iter().filter(|&&h| h).count()
+            };
+            let a = align.iter().find(|r| r["language"] == lang && r["layer"] == layer).unwrap();
+            assert_eq!(at(&inst, "mexa") as f64 / 80.0, f(a, "mexa"), "{lang} layer {layer}");
+            assert_eq!(at(&inst, "p1_lang_to_pivot") as f64 / 80.0, f(a, "p1_lang_to_pivot"));
+            let t = topics.iter().find(|r| r["language"] == lang && r["layer"] == layer).unwrap();
+            assert_eq!(at(&preds, "correct") as f64 / 80.0, f(t, "accuracy"), "{lang} layer {layer}");
+        }
+    }
+    // Layer choice: in-sample is μMax; held-out never beats it.
+    for r in rows("layer_choice").iter().filter(|r| r["score"] == "mexa") {
+        let s = summary.iter().find(|s| s["language"] == r["language"]).unwrap();
+        assert_eq!(f(r, "in_sample"), f(s, "max"), "{r}");
+        assert!(f(r, "split_half") <= f(r, "in_sample") && f(r, "lolo") <= f(r, "in_sample"));
+        assert_eq!(r["in_sample_layer"], s["best_layer"]);
+    }
+    // The lexical floor beside the summary it was given.
+    let lex = rows("lexical");
+    assert_eq!(lex.len(), 3);
+    for r in &lex {
+        let s = summary.iter().find(|s| s["language"] == r["language"]).unwrap();
+        assert_eq!((f(r, "model_mean"), f(r, "model_max"), r["n"].as_i64()), (f(s, "mean"), f(s, "max"), Some(80)));
+        assert_eq!(f(r, "mean_minus_lexical"), f(r, "model_mean") - f(r, "lexical_mexa"));
+    }
+    let fra = lex.iter().find(|r| r["language"] == "fra_Latn").unwrap();
+    let zho = lex.iter().find(|r| r["language"] == "zho_Hans").unwrap();
+    assert!(f(fra, "lexical_mexa") > f(zho, "lexical_mexa"), "French shares more spelling with English than Chinese");
+    // Instance counts add up to the per-layer shares.
+    for r in rows("instance_accuracy").iter().filter(|r| r["layer"].as_i64().unwrap() >= 0) {
+        let (aligned, unaligned) = (r["aligned"].as_i64().unwrap(), r["unaligned"].as_i64().unwrap());
+        assert_eq!(aligned + unaligned, 80);
+        let a = align.iter().find(|a| a["language"] == r["language"] && a["layer"] == r["layer"]).unwrap();
+        assert_eq!(aligned as f64 / 80.0, f(a, "mexa"));
+        let t = topics.iter().find(|t| t["language"] == r["language"] && t["layer"] == r["layer"]).unwrap();
+        let right = r["aligned_correct"].as_i64().unwrap() + r["unaligned_correct"].as_i64().unwrap();
+        assert_eq!(right as f64 / 80.0, f(t, "accuracy"));
+    }
+    // The diagnosis: 3 languages, so the permutation p-value counts all 3! pairings.
+    for r in rows("diagnosed") {
+        assert_eq!((r["permutations"].as_i64(), r["n"].as_i64()), (Some(6), Some(3)), "{r}");
+        assert!(f(&r, "anisotropy").is_finite() && f(&r, "pearson_perm_p") > 0.0);
+        assert_eq!(r["floor"].as_bool().unwrap(), !r["floor_note"].as_str().unwrap().is_empty());
+    }
+    let pred = rows("prediction");
+    assert_eq!(pred.len(), 2 * 4, "mean and max pooling × four methods");
+    assert!(pred.iter().all(|r| r["points"] == 3 && r["scope"] == "points"));
+    let out = dir.path().join("report");
+    let o = mexa(&store, &["report", pipe.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for section in ["Correlations: multiple comparisons", "Layer choice", "Prediction", "Instance-level alignment"] {
+        assert!(md.contains(section), "{section} missing from the report");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("lexical μ") && html.contains("mean − lexical"));
 }
 
 /// XCOPA by answer log-likelihood (the `choice` stage) with a real decoder, joined with the

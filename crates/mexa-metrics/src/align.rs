@@ -326,17 +326,38 @@ pub fn align_pairs(mats: &[&Matrix], k: usize) -> Vec<(usize, usize, Alignment)>
         .collect()
 }
 
-/// The scores that follow from the cosine matrix (all but `cka`, left NaN: it needs the
-/// embeddings).
-pub fn scores_from_cosines(c: &[f64], n: usize, k: usize) -> Alignment {
+/// One parallel pair `i` of a cosine matrix, sentence by sentence: whether `C[i][i]` beats every
+/// other entry of its row (P@1 pivot → language), of its column (language → pivot), and both
+/// (μ's hit); its cosine, and the mean of its row's other cosines (how close the pivot
+/// sentence is to the language's non-parallel sentences on average: high under anisotropy).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairOutcome {
+    pub row: bool,
+    pub col: bool,
+    pub cosine: f64,
+    pub other_cosine: f64,
+}
+
+impl PairOutcome {
+    /// The pair counts towards μ: it wins its row and its column.
+    pub fn mexa(&self) -> bool {
+        self.row && self.col
+    }
+}
+
+/// Every parallel pair's outcome in the n × n cosine matrix `c` (row-major); μ and the P@1s
+/// of [`scores_from_cosines`] are the shares of these hits.
+pub fn pair_outcomes(c: &[f64], n: usize) -> Vec<PairOutcome> {
     let at = |i: usize, j: usize| c[i * n + j];
-    // Off-diagonal maxima of every row and column.
+    // Off-diagonal maxima of every row and column, and the rows' off-diagonal sums.
     let mut row_max = vec![f64::NEG_INFINITY; n];
     let mut col_max = vec![f64::NEG_INFINITY; n];
+    let mut row_sum = vec![0f64; n];
     for i in 0..n {
         for j in 0..n {
             if i != j {
                 let v = at(i, j);
+                row_sum[i] += v;
                 if v > row_max[i] {
                     row_max[i] = v;
                 }
@@ -346,15 +367,24 @@ pub fn scores_from_cosines(c: &[f64], n: usize, k: usize) -> Alignment {
             }
         }
     }
+    let others = n.saturating_sub(1).max(1) as f64;
+    (0..n)
+        .map(|i| {
+            let d = at(i, i);
+            PairOutcome { row: d > row_max[i], col: d > col_max[i], cosine: d, other_cosine: row_sum[i] / others }
+        })
+        .collect()
+}
+
+/// The scores that follow from the cosine matrix (all but `cka`, left NaN: it needs the
+/// embeddings).
+pub fn scores_from_cosines(c: &[f64], n: usize, k: usize) -> Alignment {
     let (mut mexa, mut p_row, mut p_col, mut diag) = (0usize, 0usize, 0usize, 0f64);
-    for i in 0..n {
-        let d = at(i, i);
-        diag += d;
-        let r = d > row_max[i];
-        let col = d > col_max[i];
-        p_row += r as usize;
-        p_col += col as usize;
-        mexa += (r && col) as usize;
+    for o in pair_outcomes(c, n) {
+        diag += o.cosine;
+        p_row += o.row as usize;
+        p_col += o.col as usize;
+        mexa += o.mexa() as usize;
     }
     let nf = n as f64;
     Alignment {
@@ -558,6 +588,30 @@ mod tests {
             differs_from_p1 |= r.margin_acc != r.p1_lang_to_pivot;
         }
         assert!(differs_from_p1, "the margin never changed a decision: the test does not probe it");
+    }
+
+    #[test]
+    fn pair_outcomes_are_the_hits_behind_the_shares() {
+        for seed in 0..6u64 {
+            let pivot = rand_matrix(25, 9, seed + 500);
+            let noise = rand_matrix(25, 9, seed + 600);
+            let lang = Matrix::new(25, 9, (0..225).map(|x| pivot.data[x] + 0.7 * noise.data[x]).collect());
+            let c = cosine_matrix(&pivot, &lang, 25);
+            let o = pair_outcomes(&c, 25);
+            let a = align(&pivot, &lang, 4);
+            let share = |f: &dyn Fn(&PairOutcome) -> bool| o.iter().filter(|x| f(x)).count() as f64 / 25.0;
+            assert_eq!(share(&|x| x.mexa()), a.mexa);
+            assert_eq!(share(&|x| x.row), a.p1_pivot_to_lang);
+            assert_eq!(share(&|x| x.col), a.p1_lang_to_pivot);
+            for (i, x) in o.iter().enumerate() {
+                // The definition, one sentence at a time, with fresh cosines.
+                let cos = |p: usize, l: usize| cosine_pair(pivot.row(p), lang.row(l));
+                let hit = (0..25).all(|j| j == i || (cos(i, i) > cos(i, j) && cos(i, i) > cos(j, i)));
+                assert_eq!(x.mexa(), hit, "seed {seed} sentence {i}");
+                let other: f64 = (0..25).filter(|&j| j != i).map(|j| cos(i, j)).sum::<f64>() / 24.0;
+                assert!((x.other_cosine - other).abs() < 1e-12);
+            }
+        }
     }
 
     #[test]

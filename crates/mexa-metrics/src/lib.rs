@@ -7,10 +7,14 @@ pub mod aggregate;
 pub mod align;
 pub mod chance;
 pub mod cluster;
+pub mod inference;
+pub mod lexical;
+pub mod predict;
 pub mod probe;
+pub mod selection;
 pub mod stats;
 
 pub use aggregate::{aggregate, Aggregate};
-pub use align::{align, align_loop, align_naive, align_pairs, Alignment, Matrix};
+pub use align::{align, align_loop, align_naive, align_pairs, pair_outcomes, Alignment, Matrix, PairOutcome};
 pub use chance::{mexa_uncertainty, Uncertainty};
 pub use stats::{bootstrap_ci, kendall, linear_fit, pearson, spearman, Correlation};

@@ -175,6 +175,20 @@ pub fn wilson(k: usize, n: usize, z: f64) -> (f64, f64) {
     ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
+/// The difference of two proportions `k1/n1 − k2/n2` with Newcombe's hybrid score interval
+/// (Newcombe 1998, method 10, no continuity correction), built from the two Wilson intervals:
+/// `[d − √((p₁ − l₁)² + (u₂ − p₂)²), d + √((u₁ − p₁)² + (p₂ − l₂)²)]`. NaN when either group
+/// is empty.
+pub fn newcombe_difference(k1: usize, n1: usize, k2: usize, n2: usize, z: f64) -> (f64, f64, f64) {
+    if n1 == 0 || n2 == 0 {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let (p1, p2) = (k1 as f64 / n1 as f64, k2 as f64 / n2 as f64);
+    let ((l1, u1), (l2, u2)) = (wilson(k1, n1, z), wilson(k2, n2, z));
+    let d = p1 - p2;
+    (d, d - ((p1 - l1).powi(2) + (u2 - p2).powi(2)).sqrt(), d + ((u1 - p1).powi(2) + (p2 - l2).powi(2)).sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

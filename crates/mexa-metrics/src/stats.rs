@@ -247,9 +247,10 @@ pub fn bootstrap_ci(
     (q(a), q(1.0 - a))
 }
 
-struct SplitMix64(u64);
+/// SplitMix64 (Steele et al. 2014): the seeded generator of every resampling here.
+pub(crate) struct SplitMix64(pub(crate) u64);
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);

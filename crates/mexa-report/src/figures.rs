@@ -309,6 +309,55 @@ pub fn scatter<DB: DrawingBackend>(
     Ok(())
 }
 
+/// A calibration plot: each series' (predicted, measured) points over [0, 1] × [0, 1], with
+/// the diagonal of perfect prediction; `series` are (name, points).
+pub fn calibration<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("predicted accuracy (language left out)")
+        .y_desc("measured accuracy")
+        .label_style(("sans-serif", 12))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], RGBColor(150, 150, 150).stroke_width(1)))
+        .map_err(err)?;
+    const COLOURS: [RGBColor; 4] =
+        [RGBColor(200, 60, 60), RGBColor(33, 102, 172), RGBColor(40, 150, 70), RGBColor(150, 150, 150)];
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let c = COLOURS.get(i).map_or_else(|| Palette99::pick(i).to_rgba(), |c| c.to_rgba());
+        let inside: Vec<(f64, f64)> =
+            pts.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).map(|p| (p.0.clamp(0.0, 1.0), p.1)).collect();
+        chart
+            .draw_series(inside.iter().map(|&p| Circle::new(p, 4, c.filled())))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 12))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
 /// One line per language across hidden states.
 pub fn curves<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,

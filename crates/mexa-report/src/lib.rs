@@ -2,8 +2,11 @@
 //! Markdown summary, and every figure as PNG and SVG: a layer × language heatmap of
 //! alignment per model (near-chance cells grey), a clustered language × language heatmap with
 //! its dendrogram, logit-lens curves (which language each layer's top token is in), scatters of alignment against task scores with the fitted line and r,
-//! and per-layer curves. Input is plain data (no store access); output is a list of files.
+//! and per-layer curves; and what keeps a correlation honest: the lexical floor beside μ, the
+//! floor diagnosis and multiple-comparison view of every correlation, held-out layer choice,
+//! leave-one-language-out prediction error with calibration plots, instance-level accuracy. Input is plain data (no store access); output is a list of files.
 pub mod figures;
+mod honest;
 mod page;
 
 pub use page::render;
@@ -96,6 +99,82 @@ pub struct CorrRow {
     pub kendall: f64,
     pub slope: f64,
     pub intercept: f64,
+    /// Pearson's permutation p-value and the pairings behind it (n! when exact).
+    pub pearson_perm_p: f64,
+    pub permutations: i32,
+    /// Points near chance on each axis (-1: unknown) and the task's chance accuracy.
+    pub align_near_chance: i32,
+    pub task_near_chance: i32,
+    pub task_chance: f64,
+    /// Points whose task score does not beat always giving the commonest answer (-1:
+    /// unknown), and that answer's accuracy.
+    pub task_below_majority: i32,
+    pub task_majority: f64,
+    /// Mean cosine of non-parallel pairs (NaN: not measured).
+    pub anisotropy: f64,
+    /// Most points near chance on an axis, and the diagnosis in words.
+    pub floor: bool,
+    pub floor_note: String,
+    /// The permutation p-value adjusted over every correlation of the report: Holm,
+    /// Benjamini–Hochberg (NaN until the report fills them in).
+    pub holm_p: f64,
+    pub bh_p: f64,
+}
+
+/// A language's lexical floor (character n-gram TF-IDF retrieval on the same sentences)
+/// beside the model's pooled μ.
+#[derive(Debug, Clone)]
+pub struct LexicalRow {
+    pub language: String,
+    pub pooling: String,
+    pub lexical_mexa: f64,
+    pub lexical_near_chance: bool,
+    pub model_mean: f64,
+    pub model_max: f64,
+}
+
+/// One language's best layer chosen in-sample against held out, for one score (`mexa`, or
+/// `probe` for a probe's accuracy).
+#[derive(Debug, Clone)]
+pub struct ChoiceRow {
+    pub score: String,
+    pub language: String,
+    pub pooling: String,
+    pub n: i32,
+    pub in_sample: f64,
+    pub in_sample_layer: i32,
+    pub split_half: f64,
+    pub lolo: f64,
+}
+
+/// The accuracy of one language's aligned and unaligned sentences (at one hidden state, or
+/// by majority over them: `layer` −1).
+#[derive(Debug, Clone)]
+pub struct InstanceRow {
+    pub language: String,
+    pub pooling: String,
+    pub layer: i32,
+    pub aligned: i32,
+    pub aligned_accuracy: f64,
+    pub unaligned: i32,
+    pub unaligned_accuracy: f64,
+    /// Aligned minus unaligned, with its 95% interval.
+    pub difference: (f64, f64, f64),
+}
+
+/// Leave-one-language-out predictions of accuracy for one scope (a model, or several pooled),
+/// task, pooling and layer pooling.
+#[derive(Debug, Clone)]
+pub struct PredictionSet {
+    pub scope: String,
+    pub task: String,
+    pub pooling: String,
+    pub layer_pool: String,
+    /// The methods' names, and per point (language, measured, one prediction per method).
+    pub methods: Vec<String>,
+    pub points: Vec<(String, f64, Vec<f64>)>,
+    /// Per method (MAE, RMSE).
+    pub errors: Vec<(f64, f64)>,
 }
 
 /// One pipeline node's data, with its grid cell (from its label) and key.
@@ -141,6 +220,10 @@ pub struct ReportData {
     pub summaries: Vec<Node<AggRow>>,
     pub points: Vec<Node<PointRow>>,
     pub correlations: Vec<Node<CorrRow>>,
+    pub lexical: Vec<Node<LexicalRow>>,
+    pub layer_choices: Vec<Node<ChoiceRow>>,
+    pub instances: Vec<Node<InstanceRow>>,
+    pub predictions: Vec<PredictionSet>,
 }
 
 /// `s` cut to at most `n` characters, with a marker saying how much was cut: the report
@@ -222,8 +305,44 @@ impl ReportData {
                         task: c(&r.task),
                         pooling: c(&r.pooling),
                         layer_pool: c(&r.layer_pool),
+                        floor_note: clip(&r.floor_note, 1000),
                         ..r.clone()
                     })
+                })
+                .collect(),
+            lexical: self
+                .lexical
+                .iter()
+                .map(|n| node(n, |r| LexicalRow { language: c(&r.language), pooling: c(&r.pooling), ..r.clone() }))
+                .collect(),
+            layer_choices: self
+                .layer_choices
+                .iter()
+                .map(|n| {
+                    node(n, |r| ChoiceRow {
+                        score: c(&r.score),
+                        language: c(&r.language),
+                        pooling: c(&r.pooling),
+                        ..r.clone()
+                    })
+                })
+                .collect(),
+            instances: self
+                .instances
+                .iter()
+                .map(|n| node(n, |r| InstanceRow { language: c(&r.language), pooling: c(&r.pooling), ..r.clone() }))
+                .collect(),
+            predictions: self
+                .predictions
+                .iter()
+                .map(|p| PredictionSet {
+                    scope: clip(&p.scope, LABEL),
+                    task: c(&p.task),
+                    pooling: c(&p.pooling),
+                    layer_pool: c(&p.layer_pool),
+                    methods: p.methods.iter().map(c).collect(),
+                    points: p.points.iter().map(|(l, a, v)| (c(l), *a, v.clone())).collect(),
+                    errors: p.errors.clone(),
                 })
                 .collect(),
         }

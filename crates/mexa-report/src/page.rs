@@ -14,8 +14,8 @@ struct GridRow {
     mu_mean: f64,
     mu_max: f64,
     best_layer: Option<usize>,
-    /// Per task: (r with μMean and its CI, r with μMax and its CI).
-    corr: Vec<(String, Option<(f64, f64, f64)>, Option<(f64, f64, f64)>)>,
+    /// Per task: (r with μMean and its CI and floor flag, the same with μMax).
+    corr: Vec<(String, Option<(f64, f64, f64, bool)>, Option<(f64, f64, f64, bool)>)>,
 }
 
 /// A node's grid cell for a figure title (`model=g, sentences=30`), or its label without one:
@@ -63,7 +63,7 @@ fn grid(d: &ReportData, axes: &[String], tasks: &[String]) -> Vec<GridRow> {
                             .iter()
                             .flat_map(|c| c.rows.iter())
                             .find(|r: &&CorrRow| &r.task == t && &r.pooling == p && r.layer_pool == lp)
-                            .map(|r| (r.pearson, r.ci_lo, r.ci_hi))
+                            .map(|r| (r.pearson, r.ci_lo, r.ci_hi, r.floor))
                     };
                     (t.clone(), get("mean"), get("max"))
                 })
@@ -92,7 +92,7 @@ fn esc(s: &str) -> String {
 
 /// Text for Markdown: characters Markdown (or HTML inside it) would act on are escaped, so a
 /// description or label shows as written and cannot inject markup.
-fn md(s: &str) -> String {
+pub(crate) fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
@@ -131,10 +131,12 @@ fn td_max(r: &AggRow) -> String {
     format!("<td class=\"n\" data-value=\"{}\"{style}>{}{ci}{mark}</td>", r.max, num(r.max))
 }
 
-fn corr_text(c: &Option<(f64, f64, f64)>) -> String {
+/// A correlation cell: r, its interval, and ⚑ when most points are near chance on an axis.
+fn corr_text(c: &Option<(f64, f64, f64, bool)>) -> String {
+    let flag = |f: bool| if f { " ⚑" } else { "" };
     match c {
-        Some((r, lo, hi)) if lo.is_finite() => format!("{} [{}, {}]", num(*r), num(*lo), num(*hi)),
-        Some((r, _, _)) => num(*r),
+        Some((r, lo, hi, f)) if lo.is_finite() => format!("{} [{}, {}]{}", num(*r), num(*lo), num(*hi), flag(*f)),
+        Some((r, _, _, f)) => format!("{}{}", num(*r), flag(*f)),
         None => "–".into(),
     }
 }
@@ -167,7 +169,10 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
     pair_figures(d, &mut figs)?;
     lens_figures(d, &mut figs)?;
     scatter_figures(d, &mut figs)?;
-    let page = Page { d, axes: &axes, tasks: &tasks, rows: &rows, sections: &figs.sections, show_metric };
+    calibration_figures(d, &mut figs)?;
+    let honest = crate::honest::sections(d);
+    let page =
+        Page { d, axes: &axes, tasks: &tasks, rows: &rows, sections: &figs.sections, honest: &honest, show_metric };
     let mut files = figs.files;
     files.push(("report.html".into(), page.html()?.into_bytes()));
     files.push(("report.md".into(), page.markdown()?.into_bytes()));
@@ -312,7 +317,7 @@ fn pair_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
     Ok(())
 }
 
-fn title_case(s: &str) -> String {
+pub(crate) fn title_case(s: &str) -> String {
     let mut c = s.chars();
     c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
@@ -396,6 +401,38 @@ fn scatter_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
     Ok(())
 }
 
+/// Per prediction set: measured accuracy against each method's leave-one-language-out
+/// prediction.
+fn calibration_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
+    for s in &d.predictions {
+        let series: Vec<(String, Vec<(f64, f64)>)> = s
+            .methods
+            .iter()
+            .enumerate()
+            .map(|(m, name)| {
+                let (mae, _) = s.errors[m];
+                (format!("{name} (MAE {})", num(mae)), s.points.iter().map(|p| (p.2[m], p.1)).collect())
+            })
+            .collect();
+        let title = format!("{} ({}): {} from μ{}", s.scope, s.pooling, s.task, title_case(&s.layer_pool));
+        let (t1, s1, t2, s2) = (title.clone(), series.clone(), title, series);
+        figs.add(
+            "Prediction: calibration",
+            Figure {
+                stem: format!("calibration-{}-{}-{}-{}", slug(&s.scope), slug(&s.task), s.pooling, s.layer_pool),
+                size: (800, 580),
+                draw: Box::new(move |r| figures::calibration(r, &t1, &s1)),
+                draw_png: Box::new(move |r| figures::calibration(r, &t2, &s2)),
+            },
+            format!(
+                "Each point is a language ({} points): its measured accuracy against the accuracy predicted for it without it; on the diagonal, prediction is exact.",
+                s.points.len()
+            ),
+        )?;
+    }
+    Ok(())
+}
+
 /// What the HTML page and the Markdown summary are written from.
 struct Page<'a> {
     d: &'a ReportData,
@@ -403,12 +440,13 @@ struct Page<'a> {
     tasks: &'a [String],
     rows: &'a [GridRow],
     sections: &'a [(String, Vec<(String, String, String)>)],
+    honest: &'a [(String, Vec<crate::honest::Tab>)],
     show_metric: bool,
 }
 
 impl Page<'_> {
     fn html(&self) -> Result<String> {
-        let Page { d, axes, tasks, rows, sections, show_metric } = *self;
+        let Page { d, axes, tasks, rows, sections, honest, show_metric } = *self;
         let mut h = String::new();
         let title = esc(&d.title);
         write!(h, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>\
@@ -419,7 +457,7 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
         if !d.description.is_empty() {
             writeln!(h, "<p class=\"description\">{}</p>", esc(&d.description))?;
         }
-        writeln!(h, "<p>MEXA alignment of each language with the pivot (share of parallel sentences whose cosine beats every other in its row and column), pooled over layers; μMean and μMax are averages over languages. Correlations are Pearson's r across languages with a bootstrap 95% interval. Per language, μMax carries its best layer's 95% bootstrap interval over sentences; a score marked ° is not distinguishable from chance (p ≥ 0.05 against 1/(2n − 1) per pair), and such cells are grey in the figures. n is the number of sentence pairs behind each score.</p>")?;
+        writeln!(h, "<p>MEXA alignment of each language with the pivot (share of parallel sentences whose cosine beats every other in its row and column), pooled over layers; μMean and μMax are averages over languages. Correlations are Pearson's r across languages with a bootstrap 95% interval; ⚑ marks a correlation most of whose languages are near chance on one axis (see Correlations). Per language, μMax carries its best layer's 95% bootstrap interval over sentences; a score marked ° is not distinguishable from chance (p ≥ 0.05 against 1/(2n − 1) per pair), and such cells are grey in the figures; where the pipeline has a lexical floor, the μ that character n-gram TF-IDF retrieval reaches on the same sentences stands beside it. n is the number of sentence pairs behind each score.</p>")?;
         writeln!(h, "<h2>Grid</h2>\n<table id=\"grid\"><thead><tr>")?;
         for a in axes {
             write!(h, "<th>{}</th>", esc(a))?;
@@ -460,6 +498,12 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
                 writeln!(h, "<figure id=\"{stem}\">{svg}<figcaption>{} (<a href=\"figures/{stem}.png\">PNG</a>, <a href=\"figures/{stem}.svg\">SVG</a>)</figcaption></figure>", esc(caption))?;
             }
         }
+        for (title, tabs) in honest {
+            writeln!(h, "<h2>{}</h2>", esc(title))?;
+            for t in tabs {
+                h.push_str(&t.html());
+            }
+        }
         writeln!(h, "<h2>Per language</h2>")?;
         for s in &d.summaries {
             let poolings: Vec<String> =
@@ -472,21 +516,43 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
                 esc(&s.label),
                 s.key
             )?;
+            // The lexical floor of the same cell, when the pipeline computes one.
+            let lexical = d.lexical.iter().find(|x| same_cell(x, s));
+            let floor_of = |l: &str| lexical.and_then(|x| x.rows.iter().find(|r| r.language == l));
             for p in &poolings {
                 write!(h, "<th>{p} mean</th><th>{p} max [95% CI]</th><th>{p} best layer</th>")?;
+                if lexical.is_some() {
+                    write!(h, "<th>{p} mean − lexical</th>")?;
+                }
+            }
+            if lexical.is_some() {
+                write!(h, "<th>lexical μ</th>")?;
             }
             writeln!(h, "<th>n</th></tr></thead><tbody>")?;
             for l in &langs {
                 write!(h, "<tr><td>{}</td>", esc(l))?;
                 let mut n = None;
+                let floor = floor_of(l);
                 for p in &poolings {
                     match s.rows.iter().find(|r| &r.language == l && &r.pooling == p) {
                         Some(r) => {
                             n = Some(r.n);
-                            write!(h, "{}{}<td class=\"n\">{}</td>", td_num(r.mean), td_max(r), r.best_layer)?
+                            write!(h, "{}{}<td class=\"n\">{}</td>", td_num(r.mean), td_max(r), r.best_layer)?;
+                            if lexical.is_some() {
+                                h.push_str(&td_num(floor.map_or(f64::NAN, |f| r.mean - f.lexical_mexa)));
+                            }
                         }
-                        None => write!(h, "<td></td><td></td><td></td>")?,
+                        None => write!(
+                            h,
+                            "<td></td><td></td><td></td>{}",
+                            if lexical.is_some() { "<td></td>" } else { "" }
+                        )?,
                     }
+                }
+                if lexical.is_some() {
+                    let mark = if floor.is_some_and(|f| f.lexical_near_chance) { "°" } else { "" };
+                    let v = floor.map_or(f64::NAN, |f| f.lexical_mexa);
+                    write!(h, "<td class=\"n\" data-value=\"{v}\">{}{mark}</td>", num(v))?;
                 }
                 writeln!(h, "<td class=\"n\">{}</td></tr>", n.map(|n| n.to_string()).unwrap_or_default())?;
             }
@@ -497,7 +563,7 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
     }
 
     fn markdown(&self) -> Result<String> {
-        let Page { d, axes, tasks, rows, sections, show_metric } = *self;
+        let Page { d, axes, tasks, rows, sections, honest, show_metric } = *self;
         let mut m = format!("# {}\n\n", md(&d.title));
         if !d.description.is_empty() {
             writeln!(m, "{}\n", md(&d.description))?;
@@ -538,6 +604,12 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
                 writeln!(m, "![{}](figures/{stem}.png)\n", md(caption))?;
             }
         }
+        for (title, tabs) in honest {
+            writeln!(m, "\n## {title}\n")?;
+            for t in tabs {
+                m.push_str(&t.markdown());
+            }
+        }
         Ok(m)
     }
 }
@@ -560,6 +632,18 @@ mod tests {
             kendall: r,
             slope: 1.0,
             intercept: 0.0,
+            pearson_perm_p: 0.02,
+            permutations: 40320,
+            align_near_chance: 0,
+            task_near_chance: 0,
+            task_chance: 1.0 / 7.0,
+            task_below_majority: -1,
+            task_majority: f64::NAN,
+            anisotropy: f64::NAN,
+            floor: false,
+            floor_note: String::new(),
+            holm_p: f64::NAN,
+            bh_p: f64::NAN,
         }
     }
 

@@ -119,6 +119,37 @@ impl Row {
     }
 }
 
+/// Every language of an embed artifact but the pivot, against the pivot at every (pooling,
+/// hidden state): `score(language, pooling, layer, pivot's matrix, language's matrix)`, in shard
+/// order, then pooling and layer order (parallel within a language; one language's embeddings
+/// in memory at a time), on mean-centred embeddings when asked. `align` and
+/// `align_instances` share it.
+pub(crate) fn against_pivot<T: Send>(
+    ctx: &Ctx,
+    input: &mexa_pipeline::InputRef,
+    pivot: &str,
+    wanted: &[Pooling],
+    centering: bool,
+    score: impl Fn(&str, Pooling, usize, &Matrix, &Matrix) -> T + Sync,
+) -> Result<Vec<T>> {
+    let shards = ctx.shards_of(input)?;
+    let pivot_key = &shards.iter().find(|(l, _)| l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
+    let pivot_emb = prepared(read_embeddings(&ctx.read_key(pivot_key)?)?, centering);
+    let poolings = chosen_poolings(&pivot_emb, wanted, &input.label)?;
+    ctx.progress.set_length(shards.len().saturating_sub(1) as u64);
+    let mut out = Vec::new();
+    for (lang, key) in shards.iter().filter(|(l, _)| l != pivot) {
+        let emb = prepared(read_embeddings(&ctx.read_key(key)?)?, centering);
+        check_comparable(&input.label, (pivot, &pivot_emb), (lang, &emb))?;
+        let jobs: Vec<(Pooling, usize)> =
+            poolings.iter().flat_map(|&p| (0..pivot_emb[&p].len()).map(move |l| (p, l))).collect();
+        let part: Vec<T> = jobs.par_iter().map(|&(p, l)| score(lang, p, l, &pivot_emb[&p][l], &emb[&p][l])).collect();
+        out.extend(part);
+        ctx.progress.inc(1);
+    }
+    Ok(out)
+}
+
 /// The poolings to score: those asked for (all the embeddings have when none are), in name
 /// order; asking for one the embeddings lack is an error naming what they have.
 pub(crate) fn chosen_poolings<V>(have: &HashMap<Pooling, V>, wanted: &[Pooling], label: &str) -> Result<Vec<Pooling>> {
@@ -203,29 +234,10 @@ impl Stage for Align {
         let p: Params = ctx.typed()?;
         let input = ctx.input("embeddings")?;
         let (pivot, meta) = embeddings_meta(ctx, input)?;
-        let shards = ctx.shards_of(input)?;
         let k = p.margin_k;
-        let wanted = p.poolings;
-        let pivot_key = &shards.iter().find(|(l, _)| *l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
-        let pivot_emb = prepared(read_embeddings(&ctx.read_key(pivot_key)?)?, p.centering);
-        let poolings = chosen_poolings(&pivot_emb, &wanted, &input.label)?;
-        ctx.progress.set_length(shards.len().saturating_sub(1) as u64);
-        let mut rows: Vec<Row> = Vec::new();
-        for (lang, key) in &shards {
-            if *lang == pivot {
-                continue;
-            }
-            let emb = prepared(read_embeddings(&ctx.read_key(key)?)?, p.centering);
-            check_comparable(&input.label, (&pivot, &pivot_emb), (lang, &emb))?;
-            let jobs: Vec<(Pooling, usize)> =
-                poolings.iter().flat_map(|&p| (0..pivot_emb[&p].len()).map(move |l| (p, l))).collect();
-            let mut part: Vec<Row> = jobs
-                .par_iter()
-                .map(|&(p, l)| Row::new(lang, p, l, &align(&pivot_emb[&p][l], &emb[&p][l], k)))
-                .collect();
-            rows.append(&mut part);
-            ctx.progress.inc(1);
-        }
+        let rows = against_pivot(ctx, input, &pivot, &p.poolings, p.centering, |lang, pool, l, a, b| {
+            Row::new(lang, pool, l, &align(a, b, k))
+        })?;
         Ok(Output {
             table: alignment_table(&rows)?,
             meta: serde_json::json!({"pivot": pivot, "architecture": meta.architecture}),

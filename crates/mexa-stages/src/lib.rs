@@ -1,6 +1,8 @@
 //! The MEXA stages, registered for pipelines: load a parallel corpus, embed it with a model,
 //! align every language to the pivot per layer, pool over layers, measure the model's own
-//! accuracy per language with a probe or by answer log-likelihood, correlate with task scores.
+//! accuracy per language with a probe or by answer log-likelihood, correlate with task scores;
+//! and what keeps a correlation honest: a lexical floor, sentence-level outcomes, held-out
+//! layer choice, prediction error and instance-level accuracy.
 //! Each stage is a thin adapter: tables in, a call into mexa-model / mexa-metrics /
 //! mexa-analysis, a table out.
 pub mod aggregate;
@@ -10,8 +12,13 @@ pub mod corpus;
 pub mod correlate;
 pub mod cost;
 pub mod embed;
+pub mod instance_accuracy;
+pub mod instances;
+pub mod layer_choice;
 pub mod lens;
+pub mod lexical;
 pub mod pairs;
+pub mod predict;
 pub mod probe;
 pub mod report;
 mod util;
@@ -31,6 +38,12 @@ pub fn registry() -> Registry {
         .add(correlate::Correlate)
         .add(probe::ProbeStage)
         .add(choice::Choice)
+        .add(lexical::Lexical)
+        .add(instances::AlignInstances)
+        .add(probe::ProbeInstances)
+        .add(layer_choice::LayerChoice)
+        .add(instance_accuracy::InstanceAccuracy)
+        .add(predict::Predict)
         .add(report::Report);
     r
 }

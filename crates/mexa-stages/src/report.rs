@@ -33,6 +33,9 @@ pub const SLOTS: &[(&str, &str, &str)] = &[
     ("summary", "aggregate", "aggregate nodes"),
     ("points", "join_tasks", "join_tasks nodes"),
     ("correlation", "correlate", "correlate nodes"),
+    ("lexical", "lexical", "lexical nodes"),
+    ("layer_choice", "layer_choice", "layer_choice nodes"),
+    ("instance_accuracy", "instance_accuracy", "instance_accuracy nodes"),
 ];
 
 /// The report node of a planned pipeline (`mexa report FILE`): every node of the stages the
@@ -51,6 +54,57 @@ pub fn report_node(plan: &Plan, title: String, curve_languages: Vec<String>) -> 
         serde_json::json!({ "title": title, "description": plan.description, "curve_languages": curve_languages });
     let (label, node_id) = (format!("{}/report", plan.pipeline), format!("{}/report (mexa report)", plan.pipeline));
     NodeSpec::new(&Report, label, node_id, params, inputs)
+}
+
+/// Holm and Benjamini–Hochberg adjustments of the permutation p-values over every correlation
+/// row of the report (the family a reader scans).
+fn adjust_over_the_page(nodes: &mut [Node<mexa_report::CorrRow>]) {
+    let p: Vec<f64> = nodes.iter().flat_map(|n| n.rows.iter().map(|r| r.pearson_perm_p)).collect();
+    let (holm, bh) = (mexa_metrics::inference::holm(&p), mexa_metrics::inference::benjamini_hochberg(&p));
+    for (r, (h, b)) in nodes.iter_mut().flat_map(|n| n.rows.iter_mut()).zip(holm.into_iter().zip(bh)) {
+        r.holm_p = h;
+        r.bh_p = b;
+    }
+}
+
+/// Leave-one-language-out predictions for the report: each join_tasks node alone, and the nodes
+/// of one stage whose grid cells differ only in `model` pooled (as a `predict` node pools what
+/// it gathers).
+fn prediction_sets(nodes: Vec<(String, Vec<crate::correlate::PointRow>)>) -> Vec<mexa_report::PredictionSet> {
+    let mut groups: BTreeMap<(String, Vec<(String, String)>), Vec<(String, Vec<crate::correlate::PointRow>)>> =
+        BTreeMap::new();
+    for (label, rows) in nodes {
+        let stage = label.split('[').next().unwrap_or(&label).to_string();
+        let rest: Vec<(String, String)> =
+            mexa_report::cell_of(&label).into_iter().filter(|(k, _)| k != "model").collect();
+        groups.entry((stage, rest)).or_default().push((label, rows));
+    }
+    let mut out = Vec::new();
+    for ((stage, rest), members) in groups {
+        let pooled_name = if rest.is_empty() {
+            format!("{stage}: pooled over models")
+        } else {
+            let cell: Vec<String> = rest.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{stage}[{}]: pooled over models", cell.join(","))
+        };
+        let mut scopes = crate::predict::scopes(members, true);
+        if let Some(last) = scopes.last_mut().filter(|s| s.name == "pooled") {
+            last.name = pooled_name;
+        }
+        for p in crate::predict::predictions(&scopes) {
+            let errors = p.errors().to_vec();
+            out.push(mexa_report::PredictionSet {
+                scope: p.scope,
+                task: p.task,
+                pooling: p.pooling,
+                layer_pool: p.layer_pool,
+                methods: mexa_metrics::predict::Method::ALL.iter().map(|m| m.name().to_string()).collect(),
+                points: p.points.into_iter().map(|q| (q.language, q.accuracy, q.predicted.to_vec())).collect(),
+                errors,
+            });
+        }
+    }
+    out
 }
 
 /// The files of a report artifact.
@@ -90,7 +144,9 @@ impl Stage for Report {
         // 2: scatter titles name the grid cell instead of the node label (they ran off the
         // figure); every correlate node of a cell reaches the grid table.
         // 3: near-chance cells grey, μMax intervals and n; the clustered pairs heatmap.
-        3
+        // 4: the lexical floor, the floor diagnosis and multiple comparisons of correlations,
+        // layer choice, prediction error with calibration plots, instance-level accuracy.
+        4
     }
     fn doc(&self) -> &'static str {
         "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables (μMax with its interval, near-chance marked), layer × language heatmaps, clustered language × language heatmaps with dendrograms (align_pairs), alignment-vs-task scatters, per-layer curves"
@@ -158,10 +214,14 @@ impl Stage for Report {
         for i in ctx.gathered("summary") {
             d.summaries.push(Node::new(&i.label, &i.key, crate::aggregate::read_summary(&ctx.read(i)?)?));
         }
+        let mut point_nodes = Vec::new();
         for i in ctx.gathered("points") {
-            let rows = read_points(&ctx.read(i)?)?
+            let read = read_points(&ctx.read(i)?)?;
+            point_nodes.push((i.label.clone(), read.clone()));
+            let rows = read
                 .into_iter()
-                .map(|(p, _)| PointRow {
+                .map(|r| r.point)
+                .map(|p| PointRow {
                     language: p.language,
                     task: p.task,
                     pooling: p.pooling,
@@ -174,6 +234,54 @@ impl Stage for Report {
         }
         for i in ctx.gathered("correlation") {
             d.correlations.push(Node::new(&i.label, &i.key, crate::correlate::read_correlation(&ctx.read(i)?)?));
+        }
+        adjust_over_the_page(&mut d.correlations);
+        d.predictions = prediction_sets(point_nodes);
+        for i in ctx.gathered("lexical") {
+            let rows = crate::lexical::read_lexical(&ctx.read(i)?)?
+                .into_iter()
+                .map(|r| mexa_report::LexicalRow {
+                    lexical_mexa: r.lexical_mexa(),
+                    language: r.language,
+                    pooling: r.pooling,
+                    lexical_near_chance: r.lexical_near_chance,
+                    model_mean: r.model_mean,
+                    model_max: r.model_max,
+                })
+                .collect();
+            d.lexical.push(Node::new(&i.label, &i.key, rows));
+        }
+        for i in ctx.gathered("layer_choice") {
+            let rows = crate::layer_choice::read_choices(&ctx.read(i)?)?
+                .into_iter()
+                .map(|r| mexa_report::ChoiceRow {
+                    score: r.score,
+                    language: r.language,
+                    pooling: r.pooling,
+                    n: r.n,
+                    in_sample: r.in_sample,
+                    in_sample_layer: r.in_sample_layer,
+                    split_half: r.split_half,
+                    lolo: r.lolo,
+                })
+                .collect();
+            d.layer_choices.push(Node::new(&i.label, &i.key, rows));
+        }
+        for i in ctx.gathered("instance_accuracy") {
+            let rows = crate::instance_accuracy::read_instance_accuracy(&ctx.read(i)?)?
+                .into_iter()
+                .map(|r| mexa_report::InstanceRow {
+                    aligned_accuracy: r.aligned_accuracy(),
+                    unaligned_accuracy: r.unaligned_accuracy(),
+                    difference: r.difference(),
+                    language: r.language,
+                    pooling: r.pooling,
+                    layer: r.layer,
+                    aligned: r.aligned,
+                    unaligned: r.unaligned,
+                })
+                .collect();
+            d.instances.push(Node::new(&i.label, &i.key, rows));
         }
         let files = mexa_report::render(&d)?;
         let sch = schema(&[("path", DataType::Utf8), ("content", DataType::Binary)]);
