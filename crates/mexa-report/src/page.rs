@@ -53,8 +53,10 @@ fn grid(d: &ReportData, axes: &[String], tasks: &[String]) -> Vec<GridRow> {
                     let mean: Vec<f64> = (0..layers).map(|l| avg(curves.iter().map(|c| c[l]))).collect();
                     (0..layers).max_by(|&i, &j| mean[i].total_cmp(&mean[j]).then(j.cmp(&i)))
                 });
-            // A cell may have several correlate nodes (one per task, e.g. topics and XCOPA).
-            let corr_nodes: Vec<&Node<CorrRow>> = d.correlations.iter().filter(|c| same_cell(c, s)).collect();
+            // A cell may have several correlate nodes (one per task, e.g. topics and XCOPA), and
+            // they may vary over more axes than the summary (a task axis of join_tasks).
+            let corr_nodes: Vec<&Node<CorrRow>> =
+                d.correlations.iter().filter(|c| c.agrees(s) && s.cell.iter().all(|x| c.cell.contains(x))).collect();
             let corr = tasks
                 .iter()
                 .map(|t| {
@@ -687,6 +689,44 @@ mod tests {
                 ),
                 Node::new(
                     "xcopa_correlation[model=g]",
+                    "k3",
+                    vec![corr("xcopa", "mean", -0.3), corr("xcopa", "max", -0.2)],
+                ),
+            ],
+            ..Default::default()
+        };
+        let tasks = vec!["topics@mean".to_string(), "xcopa".to_string()];
+        let rows = grid(&d, &["model".to_string()], &tasks);
+        assert_eq!(rows.len(), 1);
+        let r = |t: &str| rows[0].corr.iter().find(|c| c.0 == t).map(|c| (c.1.map(|x| x.0), c.2.map(|x| x.0))).unwrap();
+        assert_eq!(r("topics@mean"), (Some(0.9), Some(0.95)));
+        assert_eq!(r("xcopa"), (Some(-0.3), Some(-0.2)));
+    }
+
+    /// join_tasks and correlate varying over a task axis the summary does not have.
+    #[test]
+    fn correlations_over_a_task_axis_reach_the_grid() {
+        let agg = AggRow {
+            language: "ita_Latn".into(),
+            pooling: "weighted".into(),
+            metric: "mexa".into(),
+            mean: 0.5,
+            max: 0.9,
+            best_layer: 3,
+            n: 100,
+            max_ci: (0.85, 0.95),
+            near_chance: false,
+        };
+        let d = ReportData {
+            summaries: vec![Node::new("summary[model=g]", "k1", vec![agg])],
+            correlations: vec![
+                Node::new(
+                    "correlation[model=g,v=topics]",
+                    "k2",
+                    vec![corr("topics@mean", "mean", 0.9), corr("topics@mean", "max", 0.95)],
+                ),
+                Node::new(
+                    "correlation[model=g,v=xcopa]",
                     "k3",
                     vec![corr("xcopa", "mean", -0.3), corr("xcopa", "max", -0.2)],
                 ),

@@ -118,7 +118,8 @@ fn language_files(dir: &Path, split: &str) -> Result<Vec<(String, PathBuf)>> {
         else {
             continue;
         };
-        if EXTS.contains(&ext) {
+        // Hidden files are not read, as the corpus's content hash (its key) skips them.
+        if EXTS.contains(&ext) && !stem.starts_with('.') {
             if !p.is_file() {
                 bail!("{}: not a readable regular file (a dangling symlink, a folder or a FIFO?)", p.display());
             }
@@ -204,6 +205,10 @@ fn id_keyed_files(dir: &Path, split: &str) -> Result<Option<Vec<(String, PathBuf
             continue;
         }
         let Some(code) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+        // Hidden entries are not read, as the corpus's content hash (its key) skips them.
+        if code.starts_with('.') {
+            continue;
+        }
         let mut has_tsv = false;
         for f in std::fs::read_dir(&p).with_context(|| format!("{}: cannot list", p.display()))? {
             let f = f?.path();
