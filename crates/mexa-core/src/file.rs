@@ -1,7 +1,9 @@
 //! The one checked way mexa opens a file it reads: a regular file (never a FIFO, a device, a
 //! socket or a folder, so nothing can hang a read or stream forever), no larger than what its
 //! kind may be, and for files inside a store never through a symbolic link. Errors name the
-//! path and say what was expected.
+//! path and say what was expected. Files read whole have a size limit per kind (so a file
+//! cannot fill memory); text corpora are streamed line by line ([`for_each_line`]) with a
+//! bound on each line instead.
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,10 +18,15 @@ pub enum FileKind {
     StoreMeta,
     /// A store's data files (Parquet tables); links refused, no size limit.
     StoreData,
-    /// A small input file: a model's config.json, a tokenizer, a node spec, a task file.
+    /// A model's config.json, a tokenizer, a node spec: JSON read whole.
     Config,
-    /// Input data: a corpus, a task's items or results table, a Parquet file of a user.
+    /// Downstream task results (CSV/TSV/Parquet, lm-eval JSON): a small table read whole.
+    Results,
+    /// Input data read whole: a corpus as one TSV or Parquet table, a task's items.
     Data,
+    /// A text corpus file, streamed line by line with a bound on each line
+    /// ([`for_each_line`]): no size limit, nothing is read whole.
+    Text,
     /// A model's weights (GGUF, safetensors): links followed (the Hugging Face cache is made of
     /// them), no size limit.
     Model,
@@ -31,10 +38,14 @@ impl FileKind {
         const MIB: u64 = 1 << 20;
         match self {
             FileKind::Pipeline => Some(16 * MIB),
-            FileKind::StoreMeta => Some(256 * MIB),
-            FileKind::Config => Some(1024 * MIB),
-            FileKind::Data => Some(64 * 1024 * MIB),
-            FileKind::StoreData | FileKind::Model => None,
+            // Real manifests are KB (the largest list shard keys: 205 languages × 65 bytes);
+            // parsing JSON takes up to ~110× its size in memory.
+            FileKind::StoreMeta => Some(16 * MIB),
+            // The largest tokenizer.json files are ~35 MB.
+            FileKind::Config => Some(256 * MIB),
+            FileKind::Results => Some(64 * MIB),
+            FileKind::Data => Some(1024 * MIB),
+            FileKind::StoreData | FileKind::Model | FileKind::Text => None,
         }
     }
 
@@ -50,7 +61,9 @@ impl FileKind {
             FileKind::StoreMeta => "a store's metadata file",
             FileKind::StoreData => "a store's data file",
             FileKind::Config => "a configuration file",
+            FileKind::Results => "a task results file",
             FileKind::Data => "a data file",
+            FileKind::Text => "a text file",
             FileKind::Model => "a model file",
         }
     }
@@ -123,6 +136,58 @@ pub fn read_text(path: &Path, kind: FileKind) -> io::Result<String> {
         .map_err(|e| err(path, format!("is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())))
 }
 
+/// Reads a [`FileKind::Text`] file line by line (lines end at `\n`; a trailing `\r` is
+/// dropped), calling `f(line number, bytes)` for each: memory holds one line at a time. A
+/// line longer than `max_line` bytes is refused with its number as soon as it is seen, so
+/// a huge file with no line breaks (a binary, a sparse file) costs `max_line` bytes, not its
+/// size. `what` says what a line should be (for that error).
+pub fn for_each_line(
+    path: &Path,
+    max_line: usize,
+    what: &str,
+    mut f: impl FnMut(usize, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    use std::io::BufRead;
+    let too_long =
+        |n: usize| io::Error::other(format!("{}:{n}: a line of more than {max_line} bytes; {what}", path.display()));
+    let mut r = io::BufReader::with_capacity(1 << 16, open(path, FileKind::Text)?);
+    let mut line = Vec::new();
+    let mut n = 1;
+    loop {
+        let buf = r.fill_buf().map_err(|e| err(path, format!("cannot read ({e})")))?;
+        if buf.is_empty() {
+            break;
+        }
+        let (take, end) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take - end as usize]);
+        r.consume(take);
+        // `+ 1`: a line may still end in the `\r` of a `\r\n`.
+        if line.len() > max_line + 1 {
+            return Err(too_long(n));
+        }
+        if end {
+            let l = line.strip_suffix(b"\r").unwrap_or(&line);
+            if l.len() > max_line {
+                return Err(too_long(n));
+            }
+            f(n, l)?;
+            line.clear();
+            n += 1;
+        }
+    }
+    if !line.is_empty() {
+        let l = line.strip_suffix(b"\r").unwrap_or(&line);
+        if l.len() > max_line {
+            return Err(too_long(n));
+        }
+        f(n, l)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +224,17 @@ mod tests {
         std::fs::File::create(&big).unwrap().set_len(17 << 20).unwrap();
         let e = read(&big, FileKind::Pipeline).unwrap_err().to_string();
         assert!(e.contains("at most 16 MiB"), "{e}");
+        // Lines are streamed; a line past its bound is refused at once with its number.
+        std::fs::write(&f, "one\r\ntwo\n\nthree").unwrap();
+        let mut seen = Vec::new();
+        for_each_line(&f, 5, "a short line", |n, l| {
+            seen.push((n, l.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, [(1, b"one".to_vec()), (2, b"two".to_vec()), (3, vec![]), (4, b"three".to_vec())]);
+        let e = for_each_line(&big, 100, "one sentence per line", |_, _| Ok(())).unwrap_err().to_string();
+        assert!(e.contains("big.yaml:1: a line of more than 100 bytes"), "{e}");
         std::fs::write(&f, [b'a', 0xff, b'b']).unwrap();
         let e = read_text(&f, FileKind::Pipeline).unwrap_err().to_string();
         assert!(e.contains("offset 1"), "{e}");

@@ -143,24 +143,41 @@ fn failure_reason(task: &str, log: &Path) -> String {
     )
 }
 
+/// Creates this run's folder `slurm/<time>-<pid>.<unguessable>/` (exclusively, under the
+/// checked `slurm/` folder) with its `specs/`, `logs/`, `lists/` and the array script
+/// `job.sh`. On a store others can write to, nothing here can be planted in advance or
+/// swapped for a link: the folder's name cannot be guessed, and every file in it is created
+/// new ([`write_new`]), never written through an existing name.
+fn run_folder(store: &Store, root: &Path, mexa: &Path) -> Result<(PathBuf, PathBuf)> {
+    let parent = store.folder(mexa_store::Folder::Slurm)?;
+    let work = mexa_core::write::fresh_dir(&parent, &format!("{}-{}", chrono_like(), std::process::id()))?;
+    for d in ["specs", "logs", "lists"] {
+        mexa_core::write::ensure_dir(&work.join(d))?;
+    }
+    let script = work.join("job.sh");
+    write_new(
+        &script,
+        format!(
+            "#!/bin/bash\n# mexa array task: computes the node whose spec is line $SLURM_ARRAY_TASK_ID+1 of $1\nset -euo pipefail\nspec=$(sed -n \"$((SLURM_ARRAY_TASK_ID+1))p\" \"$1\")\nexec {} --store {} exec-node \"$spec\" ${{SLURM_CPUS_PER_TASK:+--threads $SLURM_CPUS_PER_TASK}}\n",
+            shell_quote(&mexa.to_string_lossy()),
+            shell_quote(&root.to_string_lossy())
+        )
+        .as_bytes(),
+    )?;
+    Ok((work, script))
+}
+
+/// A new file of this run's folder: created exclusively, never through an existing name.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    Ok(mexa_core::write::write_new(path, bytes)?)
+}
+
 /// Runs every node of `plan` that is not cached on Slurm.
 pub fn run_slurm(plan: &Plan, store: &Store, opts: &SlurmOptions, cancel: &AtomicBool) -> Result<RunSummary> {
     let _registered = store.register_run()?;
     let root = std::fs::canonicalize(store.root())?;
-    let run_id = format!("{}-{}", chrono_like(), std::process::id());
-    let work = root.join("slurm").join(&run_id);
-    for d in ["specs", "logs", "lists"] {
-        std::fs::create_dir_all(work.join(d))?;
-    }
-    let script = work.join("job.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/bash\n# mexa array task: computes the node whose spec is line $SLURM_ARRAY_TASK_ID+1 of $1\nset -euo pipefail\nspec=$(sed -n \"$((SLURM_ARRAY_TASK_ID+1))p\" \"$1\")\nexec {} --store {} exec-node \"$spec\" ${{SLURM_CPUS_PER_TASK:+--threads $SLURM_CPUS_PER_TASK}}\n",
-            shell_quote(&opts.mexa.to_string_lossy()),
-            shell_quote(&root.to_string_lossy())
-        ),
-    )?;
+    let (work, script) = run_folder(store, &root, &opts.mexa)?;
+    let run_id = work.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let mut exec = Slurm {
         opts,
         store,
@@ -289,13 +306,19 @@ impl Slurm<'_> {
         for &i in chunk {
             let spec = NodeSpec::from_plan(plan, i);
             let p = self.work.join("specs").join(format!("{}.json", spec.key));
-            std::fs::write(&p, serde_json::to_vec_pretty(&spec)?)?;
+            // A node resubmitted after a failure gets a new spec file: specs are never rewritten.
+            let p = if std::fs::symlink_metadata(&p).is_ok() {
+                p.with_extension(format!("{}.json", mexa_core::write::unguessable()))
+            } else {
+                p
+            };
+            write_new(&p, &serde_json::to_vec_pretty(&spec)?)?;
             lines.push_str(&p.to_string_lossy());
             lines.push('\n');
         }
         self.chunk_no += 1;
         let list = self.work.join("lists").join(format!("{}-{stage}.txt", self.chunk_no));
-        std::fs::write(&list, lines)?;
+        write_new(&list, lines.as_bytes())?;
         let log_pattern = self.work.join("logs").join(format!("{stage}-%A_%a.log"));
         let mut cmd = Command::new("sbatch");
         cmd.arg("--parsable")
@@ -339,4 +362,38 @@ fn chrono_like() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another user of a shared store cannot prepare a run's job script: the run folder's
+    /// name is not predictable, a `slurm/` that is a link is refused, and each run gets its own.
+    #[test]
+    fn a_run_folder_cannot_be_planted_or_redirected() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path().join("store")).unwrap();
+        let mexa = Path::new("/usr/bin/mexa");
+        let (a, script) = run_folder(&store, store.root(), mexa).unwrap();
+        let (b, _) = run_folder(&store, store.root(), mexa).unwrap();
+        assert_ne!(a, b, "two runs in the same second share no folder");
+        assert!(a.starts_with(store.root().join("slurm")) && a.join("specs").is_dir());
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        let guessable = format!("{}-{}", chrono_like(), std::process::id());
+        assert!(name.starts_with(&guessable[..8]) && name.len() >= guessable.len() + 17, "{name}");
+        assert!(std::fs::read_to_string(&script).unwrap().contains("exec-node"));
+        // The spec and list files are created new: an existing name is never written through.
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, a.join("lists/1-embed.txt")).unwrap();
+        assert!(write_new(&a.join("lists/1-embed.txt"), b"x").is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        // A `slurm/` that points elsewhere is refused, when the store is opened and when used.
+        std::fs::remove_dir_all(store.root().join("slurm")).unwrap();
+        std::os::unix::fs::symlink(d.path(), store.root().join("slurm")).unwrap();
+        let e = format!("{:#}", run_folder(&store, store.root(), mexa).unwrap_err());
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(Store::open(store.root()).is_err());
+    }
 }

@@ -1,5 +1,10 @@
-//! Content hashes of external input files and directories, cached by path, size, mtime and
-//! inode so a no-op rerun does not rehash gigabytes.
+//! Content hashes of external input files and directories, cached by path, size, mtime,
+//! ctime and inode so a no-op rerun does not rehash gigabytes.
+//!
+//! The ctime is what makes the stamp trustworthy: size, mtime and inode can all be restored
+//! by an ordinary user (`tar -x` of an archive built with a fixed `--mtime`, once the old
+//! file's inode is reused, or `touch -d`), but every write, truncate or `utimes` sets the
+//! ctime to the current time, and nothing but the kernel can set it.
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -13,6 +18,10 @@ use std::sync::Mutex;
 struct Stamp {
     size: u64,
     mtime_ns: i128,
+    /// Cache files written before the ctime was stamped have none: their entries never
+    /// match, so each file is rehashed once.
+    #[serde(default)]
+    ctime_ns: i128,
     inode: u64,
     hash: String,
 }
@@ -59,6 +68,7 @@ impl FileHasher {
         let stamp = |hash: String| Stamp {
             size: meta.size(),
             mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
             inode: meta.ino(),
             hash,
         };
@@ -73,7 +83,9 @@ impl FileHasher {
         Ok(hash)
     }
 
-    /// Writes the cache back (atomically) if anything was added.
+    /// Writes the cache back if anything was added: atomically, through a new temporary file
+    /// of an unguessable name (never through a planted link), which is removed if the write
+    /// fails (a full disk).
     pub fn save(&self) -> Result<()> {
         let Some(p) = &self.cache_path else { return Ok(()) };
         if !*self.dirty.lock().unwrap() {
@@ -82,9 +94,8 @@ impl FileHasher {
         if let Some(dir) = p.parent() {
             fs::create_dir_all(dir)?;
         }
-        let tmp = p.with_extension(format!("tmp.{}", std::process::id()));
-        fs::write(&tmp, serde_json::to_vec(&*self.entries.lock().unwrap())?)?;
-        fs::rename(&tmp, p)?;
+        let bytes = serde_json::to_vec(&*self.entries.lock().unwrap())?;
+        mexa_core::write::replace(p, &bytes).context("saving the file-hash cache")?;
         Ok(())
     }
 }
@@ -151,6 +162,21 @@ mod tests {
         let text = fs::read_to_string(&cache).unwrap().replace(&first, "planted");
         fs::write(&cache, text).unwrap();
         assert_eq!(FileHasher::new(Some(cache.clone())).hash_path(&file).unwrap(), "planted");
+        // Same size and the old mtime restored (what `tar -x` of a reproducible archive does):
+        // the ctime still changed, so the file is read again.
+        let mtime = fs::metadata(&file).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().write(true).truncate(true).open(&file).unwrap();
+            f.write_all(b"weights v0").unwrap();
+            f.set_times(fs::FileTimes::new().set_modified(mtime)).unwrap();
+        }
+        assert_eq!(fs::metadata(&file).unwrap().modified().unwrap(), mtime);
+        assert_eq!(
+            FileHasher::new(Some(cache.clone())).hash_path(&file).unwrap(),
+            blake3::hash(b"weights v0").to_hex().to_string()
+        );
         // A change of content (and so size and mtime) is noticed.
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(&file, b"weights v2!").unwrap();

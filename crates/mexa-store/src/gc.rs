@@ -18,7 +18,7 @@
 //! - gc skips every key whose lock is held (a node or shard being computed);
 //! - a shard is reachable when the node it belongs to is (its key spec names the node), so a
 //!   node whose index is not written yet keeps its finished shards.
-use crate::store::{ObjectInfo, Store};
+use crate::store::{open_lock, Folder, ObjectInfo, Store};
 use anyhow::{Context, Result};
 use mexa_core::file::{self, FileKind};
 use mexa_core::Key;
@@ -66,17 +66,6 @@ impl RunGuard {
     }
 }
 
-fn open_lock(path: &std::path::Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .custom_flags(0o400000) // O_NOFOLLOW
-        .open(path)
-        .with_context(|| format!("cannot open {} (a symlink is refused)", path.display()))
-}
-
 /// What [`Store::gc`] found (and, with `apply`, deleted).
 #[derive(Debug, Default)]
 pub struct GcReport {
@@ -101,33 +90,44 @@ fn now() -> u64 {
 }
 
 impl Store {
-    fn gc_lock_path(&self) -> PathBuf {
-        self.root().join("runs").join("gc.lock")
+    /// `runs/gc.lock`, its folder checked ([`Store::folder`]).
+    fn gc_lock_path(&self) -> Result<PathBuf> {
+        Ok(self.folder(Folder::Runs)?.join("gc.lock"))
     }
 
-    /// Registers a running pipeline for gc's sake (see the module doc).
+    /// Registers a running pipeline for gc's sake (see the module doc). Errors (a full disk,
+    /// a read-only store) name the file and the store.
     pub fn register_run(&self) -> Result<RunGuard> {
-        let dir = self.root().join("runs");
-        fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}.{}.{}.run", std::process::id(), now(), unique_suffix()));
-        let mut f = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("{}: cannot create", path.display()))?;
-        f.lock().with_context(|| format!("locking {}", path.display()))?;
-        writeln!(f, "{}", now())?;
-        Ok(RunGuard { file: f, path, gc_lock: self.gc_lock_path() })
+        let dir = self.folder(Folder::Runs)?;
+        let path = dir.join(format!("{}.{}.{}.run", std::process::id(), now(), mexa_core::write::unguessable()));
+        let registered = (|| -> Result<File> {
+            let mut f = mexa_core::write::create_new(&path)?;
+            f.lock().with_context(|| format!("locking {}", path.display()))?;
+            writeln!(f, "{}", now())
+                .and_then(|_| f.sync_data())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(f)
+        })();
+        match registered {
+            Ok(file) => Ok(RunGuard { file, path, gc_lock: self.gc_lock_path()? }),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e.context(format!("registering this run in the store {}", self.root().display())))
+            }
+        }
     }
 
     /// The live runs' start times and pins; registrations of dead processes are removed.
     pub fn live_runs(&self) -> LiveRuns {
         let mut live = LiveRuns::default();
-        let Ok(dir) = fs::read_dir(self.root().join("runs")) else { return live };
+        // A `runs/` that is a link is never listed (its unlocked files would be deleted below).
+        let Ok(runs) = self.folder(Folder::Runs) else { return live };
+        let Ok(dir) = fs::read_dir(runs) else { return live };
         for e in dir.flatten() {
             let p = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
-            if !(name.ends_with(".run") || name.ends_with(".lock")) || name == "gc.lock" {
+            let regular = e.file_type().is_ok_and(|t| t.is_file());
+            if !regular || !(name.ends_with(".run") || name.ends_with(".lock")) || name == "gc.lock" {
                 continue;
             }
             let Ok(f) = File::options().read(true).write(true).open(&p) else { continue };
@@ -164,11 +164,11 @@ impl Store {
     /// live runs pinned, locked keys and what was written since the oldest live run began.
     /// Holds the store's gc lock throughout, so no run plans meanwhile.
     pub fn gc(&self, roots: &BTreeSet<Key>, apply: bool) -> Result<GcReport> {
-        fs::create_dir_all(self.root().join("runs"))?;
-        let lock = open_lock(&self.gc_lock_path())?;
+        let gc_lock = self.gc_lock_path()?;
+        let lock = open_lock(&gc_lock)?;
         if lock.try_lock().is_err() {
             eprintln!("waiting for a run of this store to finish planning ...");
-            lock.lock().with_context(|| format!("locking {}", self.gc_lock_path().display()))?;
+            lock.lock().with_context(|| format!("locking {}", gc_lock.display()))?;
         }
         let mut report = GcReport::default();
         let live = self.live_runs();
@@ -197,10 +197,4 @@ impl Store {
         drop(lock);
         Ok(report)
     }
-}
-
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed).to_string()
 }

@@ -19,8 +19,12 @@
 //! runs/gc.lock                     held shared while a runner plans and pins, exclusively by gc
 //! quarantine/<key>.<time>/         artifacts `verify` found corrupt
 //! tmp/                             partial writes; an object dir appears only by rename
-//! cache/file-hashes.json           content hashes of external files by path+size+mtime+inode
+//! cache/file-hashes.json           content hashes of external files by path+size+mtime+ctime+inode
+//! slurm/<time>-<pid>.<random>/     a Slurm run's job script, node specs, job lists and logs
 //! ```
+//!
+//! Each top-level folder is made and checked in one place ([`Store::folder`]): one that is a
+//! link is refused, so nothing mexa writes, moves or deletes leaves the store.
 //!
 //! Invariant: a directory under `objects/` is complete. It is created by renaming a fully
 //! written temporary directory, whose manifest records the blake3 of its data file.
@@ -37,8 +41,8 @@ pub use gc::{GcReport, LiveRuns, RunGuard};
 pub use key::{canonical_json, key_of, KeySpec};
 pub use mexa_core::Key;
 pub use store::{
-    mark_sharded, shard_spec, Cost, KeyLock, Manifest, ObjectInfo, Provenance, Read, Refs, State, Store, StoreError,
-    VerifyReport, FORMAT_VERSION,
+    mark_sharded, shard_spec, Cost, Folder, KeyLock, Manifest, ObjectInfo, Provenance, Read, Refs, State, Store,
+    StoreError, VerifyReport, FORMAT_VERSION,
 };
 pub use table::{
     check_finite, compare_tables, format_rows, format_rows_fit, read_parquet, read_parquet_bytes, terminal_width,

@@ -9,10 +9,22 @@ use std::fs;
 impl Store {
     /// Copies every artifact of `other` missing here, checking each on the way in: its
     /// manifest is the artifact's (key, spec, seal) and its data hashes as the manifest says;
-    /// a link is never followed. Returns (copied, already present, rejected with reasons).
+    /// a link is never followed. Returns (copied, already present, rejected with reasons);
+    /// an object folder whose manifest is missing or not a regular file (a FIFO, a link) is
+    /// rejected with what it is, never skipped unseen.
     pub fn import_from(&self, other: &Store) -> Result<(usize, usize, Vec<(Key, String)>)> {
         let (mut copied, mut present, mut rejected) = (0, 0, Vec::new());
-        for key in other.keys()? {
+        let (mut keys, _) = other.object_dirs(&other.root.join("objects"))?;
+        keys.sort();
+        for key in keys {
+            if !other.contains(&key) {
+                let why = match file::open(&other.manifest_path(&key), FileKind::StoreMeta) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "manifest.json changed while being looked at".to_string(),
+                };
+                rejected.push((key, why));
+                continue;
+            }
             if let Ok(ours) = self.manifest(&key) {
                 if let Ok(theirs) = other.manifest(&key) {
                     if ours.file_hash != theirs.file_hash {

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use mexa_core::file::{self, FileKind};
+use mexa_core::write;
 use mexa_core::Key;
 use serde::Serialize;
 use serde_json::Value;
@@ -41,6 +42,50 @@ impl Refs<'_> {
     }
 }
 
+/// The top-level folders of a store (see the crate doc for what each holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    Objects,
+    Refs,
+    Locks,
+    Tmp,
+    Cache,
+    Runs,
+    Quarantine,
+    Slurm,
+}
+
+impl Folder {
+    pub const ALL: [Folder; 8] = [
+        Folder::Objects,
+        Folder::Refs,
+        Folder::Locks,
+        Folder::Tmp,
+        Folder::Cache,
+        Folder::Runs,
+        Folder::Quarantine,
+        Folder::Slurm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Folder::Objects => "objects",
+            Folder::Refs => "refs",
+            Folder::Locks => "locks",
+            Folder::Tmp => "tmp",
+            Folder::Cache => "cache",
+            Folder::Runs => "runs",
+            Folder::Quarantine => "quarantine",
+            Folder::Slurm => "slurm",
+        }
+    }
+
+    /// Created by [`Store::open`]; the others when first used.
+    fn always(self) -> bool {
+        !matches!(self, Folder::Runs | Folder::Quarantine | Folder::Slurm)
+    }
+}
+
 /// A store rooted at a directory. Cheap to clone; all state is on disk.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -71,22 +116,30 @@ pub struct Read {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `root`.
+    /// Opens (creating if needed) the store at `root`. Every store folder that exists is
+    /// checked to be a real folder ([`Store::folder`]), those always needed are created.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        for d in ["objects", "refs", "locks", "tmp", "cache"] {
-            let p = root.join(d);
-            fs::create_dir_all(&p).with_context(|| format!("cannot create store directory {}", p.display()))?;
-            // Everything mexa writes stays inside the store: a store folder that is a link
-            // elsewhere (planted in a shared store) is refused.
-            if fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
-                bail!(
-                    "{}: a store folder is a symlink; refused (everything mexa writes must stay inside the store)",
-                    p.display()
-                );
+        fs::create_dir_all(&root).with_context(|| format!("cannot create the store {}", root.display()))?;
+        let store = Self { root };
+        for f in Folder::ALL {
+            if f.always() || fs::symlink_metadata(store.root.join(f.name())).is_ok() {
+                store.folder(f)?;
             }
         }
-        Ok(Self { root })
+        Ok(store)
+    }
+
+    /// The store folder `f`, created if missing: the one place a top-level folder of the store
+    /// is made or checked. A folder that is a link elsewhere (planted in a shared store, to
+    /// make gc delete, verify move or a run write outside it) is refused, so everything mexa
+    /// writes, moves or deletes stays inside the store.
+    pub fn folder(&self, f: Folder) -> Result<PathBuf> {
+        let p = self.root.join(f.name());
+        write::ensure_dir(&p)
+            .map_err(|e| anyhow::anyhow!("{e} (a store folder; everything mexa writes must stay inside the store)"))
+            .with_context(|| format!("store {}", self.root.display()))?;
+        Ok(p)
     }
 
     /// Opens a store that must already exist (commands that only read never create one).
@@ -387,19 +440,9 @@ impl Store {
     /// A fresh, exclusively created directory under `tmp/` (never an existing path, so a
     /// planted file or symlink of a guessed name cannot redirect the write).
     fn temp_dir(&self, name: &str) -> Result<PathBuf> {
-        let parent = self.root.join("tmp");
-        for _ in 0..16 {
-            let tmp = parent.join(format!("{}.{}.{}", &name[..name.len().min(80)], std::process::id(), unique()));
-            match fs::create_dir(&tmp) {
-                Ok(()) => return Ok(tmp),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("creating {} in the store {}", tmp.display(), self.root.display()))
-                }
-            }
-        }
-        bail!("could not create a fresh temporary directory under {}", parent.display())
+        let parent = self.folder(Folder::Tmp)?;
+        write::fresh_dir(&parent, &format!("{name}.{}", std::process::id()))
+            .with_context(|| format!("in the store {}", self.root.display()))
     }
 
     /// Renames a complete temporary object directory into place. If a sound artifact of the
@@ -450,11 +493,7 @@ impl Store {
     /// `on_wait` is called once if the lock is busy.
     pub fn lock(&self, key: &Key, on_wait: impl FnOnce()) -> Result<KeyLock> {
         let p = self.lock_path(key);
-        let file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            File::options().create(true).truncate(false).write(true).custom_flags(O_NOFOLLOW).open(&p)
-        }
-        .with_context(|| format!("cannot open lock {} (a symlink is refused)", p.display()))?;
+        let file = open_lock(&p)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -545,10 +584,8 @@ impl Store {
     /// Remembers the last key a named pipeline node resolved to (for plan reasons).
     pub fn write_ref(&self, node_id: &str, value: &Value) -> Result<()> {
         let p = self.ref_path(node_id);
-        let tmp = p.with_extension(format!("tmp.{}.{}", std::process::id(), unique()));
-        write_new(&tmp, &serde_json::to_vec_pretty(value)?)?;
-        fs::rename(&tmp, &p)?;
-        Ok(())
+        write::replace(&p, &serde_json::to_vec_pretty(value)?)
+            .with_context(|| format!("writing a ref in the store {}", self.root.display()))
     }
 
     pub fn read_ref(&self, node_id: &str) -> Option<Value> {
@@ -588,31 +625,32 @@ impl Store {
     }
 }
 
-/// A process-unique, hard-to-guess suffix for temporary names.
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let h = blake3::hash(format!("{nanos}.{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)).as_bytes())
-        .to_hex();
-    h[..16].to_string()
+/// A suffix for temporary names nobody can predict ([`write::unguessable`]).
+pub(crate) fn unique() -> String {
+    write::unguessable()
 }
 
-/// Writes a new file; fails if anything (a file or a symlink) already has that name.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = File::options()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("{}: cannot create", path.display()))?;
-    f.write_all(bytes).with_context(|| format!("{}: cannot write", path.display()))?;
-    f.sync_all().with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+/// Writes a new file; fails if anything (a file or a symlink) already has that name, and
+/// removes a partial file (a full disk).
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    Ok(write::write_new(path, bytes)?)
 }
 
-/// open(2)'s O_NOFOLLOW (Linux value; std does not export it).
-const O_NOFOLLOW: i32 = 0o400000;
+/// Opens (creating it if needed) a lock file inside the store, never through a link; the
+/// error says whether a link was refused or what else failed (a read-only store, a full disk).
+pub(crate) fn open_lock(p: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // open(2)'s O_NOFOLLOW (Linux value; std does not export it).
+    const O_NOFOLLOW: i32 = 0o400000;
+    File::options().create(true).truncate(false).write(true).custom_flags(O_NOFOLLOW).open(p).map_err(|e| {
+        // ELOOP: the name is a symbolic link.
+        if e.raw_os_error() == Some(40) {
+            anyhow::anyhow!("cannot open lock {}: it is a symbolic link; refused", p.display())
+        } else {
+            anyhow::anyhow!("cannot open lock {}: {e}", p.display())
+        }
+    })
+}
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     write_new(path, &serde_json::to_vec_pretty(v)?)

@@ -231,7 +231,7 @@ mod links {
         fs::create_dir_all(d.path().join("s")).unwrap();
         symlink(outside.path(), d.path().join("s/locks")).unwrap();
         let e = format!("{:#}", Store::open(d.path().join("s")).unwrap_err());
-        assert!(e.contains("symlink"), "{e}");
+        assert!(e.contains("symbolic link"), "{e}");
         // A symlinked objects/<prefix> folder: publishing there is refused.
         let s = Store::open(d.path().join("t")).unwrap();
         let spec = KeySpec { stage: "t".into(), version: 1, params: serde_json::json!({}), inputs: Default::default() };
