@@ -99,7 +99,7 @@ pub fn read_task_scores(path: &Path, column: Option<&str>, task: Option<&str>) -
     let languages = str_col(&df, &lang_col)?;
     let (scores, tasks): (Vec<Option<f64>>, Vec<String>) = if let Some(col) = column {
         if !names.iter().any(|n| n == col) {
-            bail!("{}: no column `{col}` (columns: {})", path.display(), names.join(", "));
+            bail!("{}: no column `{col}` (columns: {})", path.display(), mexa_core::text::list(&names));
         }
         let s = f64_col(&df, col, path)?;
         let n = s.len();
@@ -123,7 +123,7 @@ pub fn read_task_scores(path: &Path, column: Option<&str>, task: Option<&str>) -
         bail!(
             "{}: expected columns `language`, `task`, `score` (long form), or name one of the columns with `column` (wide form); columns are: {}",
             path.display(),
-            names.join(", ")
+            mexa_core::text::list(&names)
         );
     };
     let (mut l, mut t, mut s) = (vec![], vec![], vec![]);
@@ -244,8 +244,7 @@ pub fn split_lm_eval_name<'a>(
 fn read_lm_eval(path: &Path, task: Option<&str>, metric: Option<&str>) -> Result<DataFrame> {
     let file = lm_eval_results_file(path)?;
     let path = file.as_path();
-    let v: serde_json::Value = serde_json::from_slice(&mexa_core::file::read(path, mexa_core::FileKind::Config)?)
-        .with_context(|| format!("{}: invalid JSON", path.display()))?;
+    let v: serde_json::Value = mexa_core::file::read_json(path, mexa_core::FileKind::Config)?;
     let results = v["results"]
         .as_object()
         .ok_or_else(|| anyhow!("{}: no `results` object (an lm-evaluation-harness results file?)", path.display()))?;

@@ -1,7 +1,7 @@
 //! `report` and `compare`.
 use crate::cmd_pipeline::{load_view, View};
 use crate::cmd_store::{print_table, resolve, Format, StoreChoice};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use mexa_pipeline::stage::NoProgress;
 use mexa_pipeline::{execute_node, Status};
@@ -234,35 +234,9 @@ fn write_files(key: &mexa_store::Key, store: &Store, out: &Path) -> Result<()> {
 }
 
 /// Writes `out/rel` (a plain relative path, checked by `report_files`) without following a
-/// symlink anywhere below `out`: existing links are refused, the file is replaced, not
-/// written through.
+/// link anywhere below `out` ([`mexa_core::write::write_inside`]).
 fn write_inside(out: &Path, rel: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut dir = out.to_path_buf();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for part in &parts[..parts.len() - 1] {
-        dir.push(part);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.file_type().is_dir() => {}
-            Ok(_) => bail!("{}: exists and is not a folder (a symlink is refused)", dir.display()),
-            Err(_) => std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?,
-        }
-    }
-    let p = dir.join(parts[parts.len() - 1]);
-    if let Ok(m) = std::fs::symlink_metadata(&p) {
-        if m.file_type().is_dir() {
-            bail!("{}: is a folder", p.display());
-        }
-        std::fs::remove_file(&p).with_context(|| format!("replacing {}", p.display()))?;
-    }
-    let mut f = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(&p)
-        .with_context(|| format!("writing {}", p.display()))?;
-    f.write_all(bytes).with_context(|| format!("writing {}", p.display()))?;
-    Ok(())
+    Ok(mexa_core::write::write_inside(out, rel, bytes)?)
 }
 
 pub fn report(choice: &StoreChoice, a: ReportArgs) -> Result<i32> {

@@ -385,8 +385,14 @@ pub fn lineage(store: &StoreChoice, a: LineageArgs) -> Result<i32> {
                 }
                 if let Some(p) = m.spec.params.as_object() {
                     for (name, v) in p {
+                        // Hashes are shown by their first 16 characters; a stored string may
+                        // be shorter (an old or foreign store): shown whole.
+                        let short = |h: &str| h.chars().take(16).collect::<String>();
                         if let Some(h) = v.get("blake3").and_then(|h| h.as_str()) {
-                            println!("{pad}    {name}: external content blake3 {}", &h[..16]);
+                            println!("{pad}    {name}: external content blake3 {}", short(h));
+                        }
+                        for (file, h) in v.get("beside").and_then(|b| b.as_object()).into_iter().flatten() {
+                            println!("{pad}      read beside it: {file}: blake3 {}", short(h.as_str().unwrap_or("?")));
                         }
                         if let Some(files) = v.get("model_files").and_then(|f| f.as_object()) {
                             let hub = v
@@ -404,7 +410,7 @@ pub fn lineage(store: &StoreChoice, a: LineageArgs) -> Result<i32> {
                                     (None, Some(h)) => ("blake3", h),
                                     _ => ("?", ""),
                                 };
-                                println!("{pad}      {file}: {how} {}", &h[..h.len().min(16)]);
+                                println!("{pad}      {file}: {how} {}", short(h));
                             }
                         }
                     }

@@ -118,6 +118,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    stdout_failure_is_an_error();
     mexa_model::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
@@ -136,6 +137,27 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `println!` panics when standard output cannot be written (a full disk, `> /dev/full`, a
+/// quota). Every command prints through it, so the one place to make that an error is here: a
+/// panic hook that turns std's "failed printing to stdout" into `error: …` and exit code 1,
+/// and leaves every other panic to the default hook.
+fn stdout_failure_is_an_error() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if let Some(why) = msg.strip_prefix("failed printing to stdout: ") {
+            eprintln!("error: cannot write to standard output: {why}");
+            std::process::exit(1);
+        }
+        default(info);
+    }));
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {

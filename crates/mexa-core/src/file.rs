@@ -130,6 +130,12 @@ pub fn read(path: &Path, kind: FileKind) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// A `kind` JSON file parsed into `T`: [`read`], then JSON; a parse error names the file and
+/// the line and column (`m/config.json: not valid JSON: expected value at line 13 column 21`).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, kind: FileKind) -> io::Result<T> {
+    serde_json::from_slice(&read(path, kind)?).map_err(|e| err(path, format!("not valid JSON: {e}")))
+}
+
 /// The text of a `kind` file: [`read`], then UTF-8 (an error names the byte offset).
 pub fn read_text(path: &Path, kind: FileKind) -> io::Result<String> {
     String::from_utf8(read(path, kind)?)

@@ -11,7 +11,7 @@ use crate::olmo::{self, Olmo};
 use crate::tokenizer::{BosPolicy, TextTokenizer};
 use crate::weights::Weights;
 use crate::xglm::{self, Xglm};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -368,7 +368,7 @@ pub fn splits(path: &Path) -> Result<bool> {
         Source::Gguf(file) => Family::of_gguf(Gguf::open(&file)?.architecture()?).splits(),
         Source::Hf(dir) => {
             let cfg: serde_json::Value =
-                serde_json::from_slice(&mexa_core::file::read(&dir.join("config.json"), mexa_core::FileKind::Config)?)?;
+                mexa_core::file::read_json(&dir.join("config.json"), mexa_core::FileKind::Config)?;
             Family::of_hf(cfg["model_type"].as_str().unwrap_or("")).splits()
         }
     })
@@ -381,9 +381,7 @@ pub fn load_network(path: &Path, opts: &LoadOptions) -> Result<(Box<dyn HiddenSt
     match locate(path)? {
         Source::Hf(dir) => {
             let cfg_path = dir.join("config.json");
-            let cfg: serde_json::Value =
-                serde_json::from_slice(&mexa_core::file::read(&cfg_path, mexa_core::FileKind::Config)?)
-                    .with_context(|| format!("{}: invalid JSON", cfg_path.display()))?;
+            let cfg: serde_json::Value = mexa_core::file::read_json(&cfg_path, mexa_core::FileKind::Config)?;
             crate::config_check::check_hf(&cfg, &cfg_path)?;
             let mt = cfg["model_type"].as_str().unwrap_or("").to_string();
             let family = Family::of_hf(&mt);

@@ -115,8 +115,7 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     if !index.is_file() {
         bail!("{}: no model.safetensors or model.safetensors.index.json", dir.display());
     }
-    let v: serde_json::Value = serde_json::from_slice(&mexa_core::file::read(&index, mexa_core::FileKind::Config)?)
-        .with_context(|| format!("{}: invalid JSON", index.display()))?;
+    let v: serde_json::Value = mexa_core::file::read_json(&index, mexa_core::FileKind::Config)?;
     let map = v["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no weight_map", index.display()))?;
     let mut shards: Vec<String> = map.values().filter_map(|s| s.as_str().map(str::to_string)).collect();
     shards.sort();

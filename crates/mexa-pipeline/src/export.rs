@@ -123,18 +123,21 @@ pub fn export_hive(plan: &Plan, store: &Store, dir: &Path, stages: &[String]) ->
     for (i, schema, batches) in tables {
         let n = &plan.nodes[i];
         let cols: Vec<&str> = columns[n.stage.as_str()].iter().map(String::as_str).collect();
-        let mut path = dir.join(hive_segment("stage", &n.stage));
+        let mut rel = vec![hive_segment("stage", &n.stage)];
         for (axis, value) in &n.cell {
             let name = axis_column(axis, &cols);
             if name != *axis && !out.renamed.iter().any(|r| r.0 == n.stage && &r.1 == axis) {
                 out.renamed.push((n.stage.clone(), axis.clone(), name.clone()));
             }
-            path.push(hive_segment(&name, value));
+            rel.push(hive_segment(&name, value));
         }
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        let file = path.join("part-0.parquet");
-        mexa_store::write_parquet(&file, schema, &batches)?;
-        out.files.push(file);
+        rel.push("part-0.parquet".to_string());
+        let rel = rel.join("/");
+        // Never through a link planted in the output folder: a file of that name is replaced.
+        let mut f = mexa_core::write::create_inside(dir, &rel)?;
+        mexa_store::write_parquet_to(&mut f, schema, &batches)
+            .with_context(|| format!("writing {}", dir.join(&rel).display()))?;
+        out.files.push(dir.join(rel));
         if !out.stages.contains(&n.stage) {
             out.stages.push(n.stage.clone());
         }

@@ -308,7 +308,15 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
             let params = params.filter(|(run, _)| match imp.check_params(run) {
                 Ok(()) => true,
                 Err(e) => {
-                    p.errs.push(SpecError::new(st.pos.clone(), format!("stage `{}` ({}): {e}", st.name, st.kind)));
+                    // A check names the parameters it refuses (`margin_k`); one set by `-S` is
+                    // blamed on that override, the rest on the stage's line.
+                    let msg = e.to_string();
+                    let pos = st
+                        .params
+                        .iter()
+                        .find(|(name, node)| node.pos.file.starts_with("-S ") && msg.contains(&format!("`{name}`")))
+                        .map_or(st.pos.clone(), |(_, node)| node.pos.clone());
+                    p.errs.push(SpecError::new(pos, format!("stage `{}` ({}): {e}", st.name, st.kind)));
                     false
                 }
             });
@@ -389,7 +397,7 @@ struct Planner<'a> {
     axis_index: HashMap<&'a str, usize>,
     base_dir: PathBuf,
     assets: PathBuf,
-    path_hashes: HashMap<PathBuf, String>,
+    path_hashes: HashMap<PathBuf, Value>,
     /// A model reference → (the path the stage gets, what enters the key).
     model_refs: HashMap<String, (Value, Value)>,
     errs: Vec<SpecError>,
@@ -566,7 +574,7 @@ impl<'a> Planner<'a> {
                 let p = resolve_path(s, &self.base_dir);
                 let h = match self.path_hashes.get(&p) {
                     Some(h) => h.clone(),
-                    None => match self.hasher.hash_path(&p) {
+                    None => match mexa_store::models::file_key(&p, self.hasher) {
                         Ok(h) => {
                             self.path_hashes.insert(p.clone(), h.clone());
                             h
@@ -580,7 +588,7 @@ impl<'a> Planner<'a> {
                         }
                     },
                 };
-                Some((Value::String(p.to_string_lossy().into_owned()), serde_json::json!({ "blake3": h })))
+                Some((Value::String(p.to_string_lossy().into_owned()), h))
             }
             // A value that came from the environment may be a secret: it enters the key as a
             // digest, so manifests and refs never hold it in clear.

@@ -188,7 +188,15 @@ pub trait Stage: Send + Sync {
 /// Deserializes parameters into a stage's typed struct and checks their values (for
 /// [`Stage::check_params`]).
 pub fn check<P: serde::de::DeserializeOwned + crate::params::CheckValues>(params: &Value) -> Result<()> {
-    let p = P::deserialize(params).map_err(|e| anyhow!("{e}"))?;
+    // serde alone names the value, not the parameter (`invalid value: integer -1, expected
+    // usize`): the path to the error names it (`limit`), so a check can blame its `-S`.
+    let p: P = serde_path_to_error::deserialize(params).map_err(|e| {
+        let at = e.path().to_string();
+        match at.as_str() {
+            "." | "" => anyhow!("{}", e.inner()),
+            _ => anyhow!("`{at}`: {}", e.inner()),
+        }
+    })?;
     p.check_values().map_err(|e| anyhow!("{e}"))
 }
 

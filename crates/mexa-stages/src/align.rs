@@ -2,7 +2,7 @@
 //! mean parallel cosine, margin accuracy, linear CKA, and μ's uncertainty (chance level,
 //! the chance tail probability, a bootstrap interval over sentences, a near-chance flag).
 //! Optionally on mean-centred embeddings. Parallel over layers × poolings.
-use crate::embed::{check_comparable, embeddings_meta, read_embeddings};
+use crate::embed::{check_comparable, embeddings_meta, read_shard};
 use crate::util::{bool_col, col_f64, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{ArrayRef, RecordBatch};
@@ -134,12 +134,12 @@ pub(crate) fn against_pivot<T: Send>(
 ) -> Result<Vec<T>> {
     let shards = ctx.shards_of(input)?;
     let pivot_key = &shards.iter().find(|(l, _)| l == pivot).ok_or_else(|| anyhow!("no pivot shard"))?.1;
-    let pivot_emb = prepared(read_embeddings(&ctx.read_key(pivot_key)?)?, centering);
+    let pivot_emb = prepared(read_shard(ctx, &input.label, pivot, pivot_key)?, centering);
     let poolings = chosen_poolings(&pivot_emb, wanted, &input.label)?;
     ctx.progress.set_length(shards.len().saturating_sub(1) as u64);
     let mut out = Vec::new();
     for (lang, key) in shards.iter().filter(|(l, _)| l != pivot) {
-        let emb = prepared(read_embeddings(&ctx.read_key(key)?)?, centering);
+        let emb = prepared(read_shard(ctx, &input.label, lang, key)?, centering);
         check_comparable(&input.label, (pivot, &pivot_emb), (lang, &emb))?;
         let jobs: Vec<(Pooling, usize)> =
             poolings.iter().flat_map(|&p| (0..pivot_emb[&p].len()).map(move |l| (p, l))).collect();

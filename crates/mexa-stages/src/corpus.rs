@@ -50,26 +50,20 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
     if !meta.is_file() {
         bail!("{}: not a regular file", path.display());
     }
-    let bytes = mexa_core::file::read(path, mexa_core::FileKind::Data)?;
+    // Streamed with a bound per line: a huge file with no line breaks (a binary, a sparse
+    // file) costs one line's bound of memory and fails at its first line.
     let mut lines = Vec::new();
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.len() > MAX_SENTENCE_BYTES {
-            bail!(
-                "{}:{}: a line of {} bytes (at most {MAX_SENTENCE_BYTES}); corpus files hold one sentence per line",
-                path.display(),
-                i + 1,
-                raw.len()
-            );
-        }
+    mexa_core::file::for_each_line(path, MAX_SENTENCE_BYTES, "corpus files hold one sentence per line", |n, raw| {
         let line = std::str::from_utf8(raw).map_err(|e| {
-            anyhow::anyhow!("{}:{}: invalid UTF-8 at byte {} of the line", path.display(), i + 1, e.valid_up_to())
+            std::io::Error::other(format!(
+                "{}:{n}: invalid UTF-8 at byte {} of the line",
+                path.display(),
+                e.valid_up_to()
+            ))
         })?;
         lines.push(line.to_string());
-    }
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
+        Ok(())
+    })?;
     for (i, l) in lines.iter().enumerate() {
         if l.trim().is_empty() {
             bail!("{}:{}: empty line (every line is a sentence, parallel across files)", path.display(), i + 1);

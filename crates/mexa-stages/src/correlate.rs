@@ -70,6 +70,20 @@ mexa_pipeline::stage_params! {
         /// every one of the n! pairings is counted)
         permutations: usize = 10000; keyed_if_set,
     }
+    check(p) {
+        // Each resample keeps n values; a million is far past where a 95% interval's last digit
+        // settles, and a count past it is a typo that would fill memory.
+        if p.bootstrap > 1_000_000 {
+            return Err(format!("`bootstrap` is {}; at most 1000000 resamples (1000 to 10000 is usual)", p.bootstrap));
+        }
+        if p.permutations > 10_000_000 {
+            return Err(format!("`permutations` is {}; at most 10000000", p.permutations));
+        }
+        if !(p.level > 0.0 && p.level < 1.0) {
+            return Err(format!("`level` is {}; a confidence level is between 0 and 1 (0.95)", p.level));
+        }
+        Ok(())
+    }
 }
 
 /// The task axis of a point: the items behind its score, the chance accuracy, and the

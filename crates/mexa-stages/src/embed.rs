@@ -2,7 +2,7 @@
 //! pooled sentence embeddings (all requested poolings from one forward pass).
 use crate::corpus::read_corpus;
 use crate::util::{col_i32, col_str};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use arrow::array::{
     Array, ArrayRef, FixedSizeListArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
 };
@@ -401,7 +401,9 @@ pub fn check_comparable(
     (b_name, b): (&str, &HashMap<Pooling, Vec<mexa_metrics::Matrix>>),
 ) -> Result<()> {
     for (pooling, la) in a {
-        let Some(lb) = b.get(pooling) else { continue };
+        let Some(lb) = b.get(pooling) else {
+            bail!("{label}: shard `{a_name}` has {pooling} embeddings and shard `{b_name}` none: they were not computed alike")
+        };
         if la.len() != lb.len() {
             bail!(
                 "{label}: shard `{a_name}` has {} hidden states ({pooling}), shard `{b_name}` {}: they come from different models",
@@ -420,9 +422,31 @@ pub fn check_comparable(
     Ok(())
 }
 
+/// The most hidden states a shard may have: far above any model's layer count, low enough that
+/// a forged `layer` value cannot make a reader allocate without bound.
+const MAX_LAYERS: usize = 4096;
+
+/// Shard `name` (key `key`) of the embed artifact `label`, read and checked
+/// ([`read_embeddings`]); an error names the artifact, the shard and its key.
+pub fn read_shard(
+    ctx: &mexa_pipeline::Ctx,
+    label: &str,
+    name: &str,
+    key: &mexa_store::Key,
+) -> Result<HashMap<Pooling, Vec<mexa_metrics::Matrix>>> {
+    ctx.read_key(key)
+        .and_then(|t| read_embeddings(&t))
+        .with_context(|| format!("{label}: shard `{name}` ({})", key.short()))
+}
+
+/// An embed shard's table as one matrix per (pooling, hidden state). Checked as it is read:
+/// layers are 0..n with no gap, every (pooling, layer) has the same sentences in order, all
+/// vectors have one width, and there is at least one row — a shard that is not (forged,
+/// or written by another program) is an error saying what is wrong, never a panic or an
+/// unbounded allocation.
 pub fn read_embeddings(t: &Table) -> Result<HashMap<Pooling, Vec<mexa_metrics::Matrix>>> {
     let mut out: HashMap<Pooling, Vec<(usize, Vec<f32>)>> = HashMap::new();
-    let mut dim = 0;
+    let mut dim = None;
     let mut rows: HashMap<(Pooling, usize), usize> = HashMap::new();
     for b in &t.batches {
         let (p, l, v) = (
@@ -434,13 +458,19 @@ pub fn read_embeddings(t: &Table) -> Result<HashMap<Pooling, Vec<mexa_metrics::M
             .as_any()
             .downcast_ref::<FixedSizeListArray>()
             .ok_or_else(|| anyhow!("vector column is not a fixed-size list"))?;
-        dim = v.value_length() as usize;
+        let width = v.value_length() as usize;
+        if *dim.get_or_insert(width) != width {
+            bail!("vectors of width {} and {width} in one shard", dim.unwrap_or_default());
+        }
+        let dim = width;
         let flat = v.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| anyhow!("vectors are not f32"))?;
         let sid = col_i32(b, "sentence_id")?;
         for i in 0..b.num_rows() {
             let pooling = Pooling::parse(p.value(i))?;
             let layers = out.entry(pooling).or_default();
-            let li = l.value(i) as usize;
+            let li = usize::try_from(l.value(i)).ok().filter(|&li| li < MAX_LAYERS).ok_or_else(|| {
+                anyhow!("row {i}: layer {} (a hidden state is numbered 0 to {})", l.value(i), MAX_LAYERS - 1)
+            })?;
             while layers.len() <= li {
                 layers.push((0, vec![]));
             }
@@ -452,6 +482,15 @@ pub fn read_embeddings(t: &Table) -> Result<HashMap<Pooling, Vec<mexa_metrics::M
             let off = (v.offset() + i) * dim;
             layers[li].1.extend_from_slice(&flat.values()[off..off + dim]);
             layers[li].0 += 1;
+        }
+    }
+    let Some(dim) = dim.filter(|_| !out.is_empty()) else { bail!("no embedding rows") };
+    for (pooling, ls) in &out {
+        let n = ls[0].0;
+        if let Some((l, (m, _))) = ls.iter().enumerate().find(|(_, (m, _))| *m != n || *m == 0) {
+            bail!(
+                "{pooling} layer {l} has {m} sentences, layer 0 has {n}: every hidden state must have every sentence"
+            );
         }
     }
     Ok(out

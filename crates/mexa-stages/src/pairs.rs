@@ -4,7 +4,7 @@
 //! (`mexa_metrics::align_pairs`). Memory: every language's embeddings of one pooling at once
 //! (languages × sentences × layers × dim × 4 bytes).
 use crate::align::{alignment_table, chosen_poolings, prepared, Params, Row};
-use crate::embed::{embeddings_meta, read_embeddings};
+use crate::embed::{embeddings_meta, read_shard};
 use anyhow::{bail, Result};
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -58,7 +58,7 @@ impl Stage for AlignPairs {
         let mut langs: Vec<String> = Vec::new();
         let mut emb: Vec<HashMap<Pooling, Vec<Matrix>>> = Vec::new();
         for (lang, key) in &shards {
-            let e = prepared(read_embeddings(&ctx.read_key(key)?)?, p.centering);
+            let e = prepared(read_shard(ctx, &input.label, lang, key)?, p.centering);
             if let (Some(first), Some(name)) = (emb.first(), langs.first()) {
                 crate::embed::check_comparable(&input.label, (name, first), (lang, &e))?;
             }

@@ -4,9 +4,9 @@
 //! tested on every language of the `test` embeddings: cross-lingual transfer, the SIB-200
 //! paper's protocol. Labels come from the id-keyed corpus files (`<language>/<split>.tsv`,
 //! a label column), in the order load_corpus reads them (the pivot's id order).
-use crate::embed::{embeddings_meta, read_embeddings};
+use crate::embed::{embeddings_meta, read_shard};
 use crate::util::{bool_col, col_bool, col_i32, col_str, f64_col, i32_col, schema, utf8_col};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use mexa_metrics::probe::{wilson, Probe, ProbeOptions};
@@ -70,7 +70,7 @@ fn pivot_layers(ctx: &Ctx, input: &InputRef, pooling: Pooling) -> Result<(String
         .find(|(l, _)| *l == pivot)
         .ok_or_else(|| anyhow!("{}: no shard for its pivot {pivot}", input.label))?
         .1;
-    let mut emb = read_embeddings(&ctx.read_key(key)?)?;
+    let mut emb = read_shard(ctx, &input.label, &pivot, key)?;
     let layers =
         emb.remove(&pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", input.label))?;
     Ok((pivot, layers))
@@ -153,7 +153,7 @@ fn probe_all(ctx: &Ctx, p: &Params) -> Result<Probed> {
     ctx.progress.set_length(shards.len() as u64);
     let mut predictions = Vec::new();
     for (code, key) in &shards {
-        let emb = read_embeddings(&ctx.read_key(key)?).with_context(|| format!("{}: shard {code}", test_in.label))?;
+        let emb = read_shard(ctx, &test_in.label, code, key)?;
         let layers =
             emb.get(&pooling).ok_or_else(|| anyhow!("{}: pooling `{pooling}` was not computed", test_in.label))?;
         if layers.len() != probes.len() {

@@ -4,9 +4,11 @@
 //!
 //! A model enters an artifact key through the files mexa's loader reads and nothing else
 //! ([`loader_files`]): a Llama 3.1 folder's `original/*.pth`, README or optimizer state are
-//! neither hashed nor read. Files of the Hugging Face cache are keyed by their blob names,
-//! which are already content hashes (sha256 for LFS files, git's sha1 for small ones), so
-//! gigabytes are not rehashed.
+//! neither hashed nor read. Files of the Hugging Face cache are keyed by their content, as a
+//! local folder's are: a blob's name is the hash of what was downloaded, and an edit through
+//! the snapshot's link changes the content but not the name. Hashes are cached by each
+//! file's stamp ([`FileHasher`]), so gigabytes are hashed once. A model or tokenizer given as
+//! a file is keyed with the files its loader reads beside it ([`file_key`]).
 //!
 //! Cache layout (huggingface_hub's): `$HF_HUB_CACHE` (default `$HF_HOME/hub`, default
 //! `~/.cache/huggingface/hub`) holds `models--{owner}--{name}/` with `refs/{branch or tag}`
@@ -42,8 +44,7 @@ pub fn loader_files(dir: &Path) -> Result<Vec<String>> {
         }
         if !has("model.safetensors") && has("model.safetensors.index.json") {
             let index = dir.join("model.safetensors.index.json");
-            let v: Value = serde_json::from_slice(&mexa_core::file::read(&index, mexa_core::FileKind::Config)?)
-                .with_context(|| format!("{}: invalid JSON", index.display()))?;
+            let v: Value = mexa_core::file::read_json(&index, mexa_core::FileKind::Config)?;
             let map =
                 v["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no `weight_map` object", index.display()))?;
             files.push("model.safetensors.index.json".to_string());
@@ -62,8 +63,10 @@ pub fn loader_files(dir: &Path) -> Result<Vec<String>> {
             .filter(|n| n.ends_with(".gguf"))
             .collect();
         files.extend(ggufs);
-        if has("tokenizer.json") {
-            files.push("tokenizer.json".to_string());
+        for n in ["tokenizer.json", "tokenizer_config.json"] {
+            if has(n) {
+                files.push(n.to_string());
+            }
         }
     }
     files.sort();
@@ -120,11 +123,47 @@ pub fn resolve(spec: &str, base: &Path, hasher: &FileHasher) -> Result<ModelRef>
     }
 }
 
-/// A local file or folder: a file is keyed by its hash (as before), a folder by the hashes of
-/// the files the loader reads.
+/// The files beside `file` that mexa's loaders read with it: beside a `.gguf` a
+/// tokenizer.json (which replaces the GGUF's own tokenizer) and the tokenizer_config.json read
+/// with it; beside a `tokenizer.json` its tokenizer_config.json (BOS and pad tokens). Names,
+/// sorted; only those that exist.
+pub fn beside(file: &Path) -> Vec<&'static str> {
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let read_with: &[&'static str] = if name.ends_with(".gguf") {
+        &["tokenizer.json", "tokenizer_config.json"]
+    } else if name == "tokenizer.json" {
+        &["tokenizer_config.json"]
+    } else {
+        &[]
+    };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    read_with.iter().copied().filter(|n| dir.join(n).is_file()).collect()
+}
+
+/// The key of an external file given by path: `{"blake3": hash}`, with the hashes of the
+/// files its loader reads beside it ([`beside`]) under `"beside"` when there are any (so a
+/// key without them is what it always was). One mechanism for a model file and a `tokenizer:`.
+pub fn file_key(file: &Path, hasher: &FileHasher) -> Result<Value> {
+    let mut key = json!({ "blake3": hasher.hash_path(file)? });
+    let sidecars = beside(file);
+    if !sidecars.is_empty() {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let mut keyed = BTreeMap::new();
+        for n in sidecars {
+            let p = dir.join(n);
+            let h = hasher.hash_path(&p).with_context(|| format!("{}: read with {}", p.display(), file.display()))?;
+            keyed.insert(n.to_string(), Value::String(h));
+        }
+        key["beside"] = json!(keyed);
+    }
+    Ok(key)
+}
+
+/// A local file or folder: a file is keyed by its hash and the files read beside it
+/// ([`file_key`]), a folder by the hashes of the files the loader reads.
 fn local(path: &Path, hasher: &FileHasher) -> Result<ModelRef> {
     if path.is_file() {
-        return Ok(ModelRef { path: path.to_path_buf(), key: json!({ "blake3": hasher.hash_path(path)? }) });
+        return Ok(ModelRef { path: path.to_path_buf(), key: file_key(path, hasher)? });
     }
     let files = loader_files(path)?;
     if files.is_empty() {
@@ -170,24 +209,22 @@ pub fn from_hub(owner: &str, name: &str, rev: &str, cache: &Path, hasher: &FileH
     let mut keyed = BTreeMap::new();
     for f in files {
         let p = snapshot.join(&f);
-        // A snapshot file is a symlink to ../../blobs/<content hash>: the name is the hash.
-        let id = match fs::read_link(&p) {
-            Ok(target) => {
-                let blob = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                if !repo.join("blobs").join(&blob).is_file() {
-                    bail!(
-                        "{}: points to blob {blob}, which is missing from {} (incomplete download?)",
-                        p.display(),
-                        repo.join("blobs").display()
-                    );
-                }
-                json!({ "blob": blob })
+        // A snapshot file is a symlink to ../../blobs/<content hash>. The blob's name says
+        // what it held when downloaded, not what it holds now (an edit through the link
+        // changes the content, not the name), so the key takes the content's hash, as for a
+        // local folder (hashed once, then cached by the file's stamp).
+        if let Ok(target) = fs::read_link(&p) {
+            let blob = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !repo.join("blobs").join(&blob).is_file() {
+                bail!(
+                    "{}: points to blob {blob}, which is missing from {} (incomplete download?)",
+                    p.display(),
+                    repo.join("blobs").display()
+                );
             }
-            Err(_) => {
-                json!({ "blake3": hasher.hash_path(&p).with_context(|| format!("{}: cannot read", p.display()))? })
-            }
-        };
-        keyed.insert(f, id);
+        }
+        let h = hasher.hash_path(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+        keyed.insert(f, Value::String(h));
     }
     Ok(ModelRef { path: snapshot, key: json!({ "hub": format!("{owner}/{name}"), "model_files": keyed }) })
 }
@@ -232,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn hub_ids_resolve_offline_by_blob_names_and_only_loader_files() {
+    fn hub_ids_resolve_offline_by_content_and_only_loader_files() {
         let d = tempfile::tempdir().unwrap();
         let repo = fake_cache(d.path());
         let h = FileHasher::new(None);
@@ -250,7 +287,13 @@ mod tests {
                 "tokenizer.json"
             ]
         );
-        assert_eq!(files["model-00002-of-00002.safetensors"]["blob"], "eee5");
+        let content = blake3::hash(b"content of model-00002-of-00002.safetensors").to_hex().to_string();
+        assert_eq!(files["model-00002-of-00002.safetensors"], content.as_str());
+        // A blob edited through its link (its name unchanged) changes the key.
+        fs::write(repo.join("blobs/aaa1"), "edited config").unwrap();
+        let edited = from_hub("meta-llama", "Llama-3.1-8B", "main", d.path(), &FileHasher::new(None)).unwrap();
+        assert_ne!(edited.key, m.key);
+        fs::write(repo.join("blobs/aaa1"), "content of config.json").unwrap();
         // By commit hash too, and the same key.
         let by_commit =
             from_hub("meta-llama", "Llama-3.1-8B", "0123456789abcdef0123456789abcdef01234567", d.path(), &h).unwrap();
@@ -273,6 +316,25 @@ mod tests {
         );
         let e = format!("{:#}", from_hub("meta-llama", "Llama-3.1-8B", "v2", d.path(), &h).unwrap_err());
         assert!(e.contains("refs/v2"), "{e}");
+    }
+
+    /// A GGUF file's key takes the tokenizer files its loader reads beside it, a tokenizer's
+    /// its tokenizer_config.json; without them the key is the bare content hash.
+    #[test]
+    fn files_read_beside_a_model_or_tokenizer_enter_its_key() {
+        let d = tempfile::tempdir().unwrap();
+        let (gguf, tok) = (d.path().join("m.gguf"), d.path().join("tokenizer.json"));
+        fs::write(&gguf, "gguf").unwrap();
+        let h = FileHasher::new(None);
+        let bare = file_key(&gguf, &h).unwrap();
+        assert_eq!(bare, json!({ "blake3": blake3::hash(b"gguf").to_hex().to_string() }));
+        fs::write(&tok, "{}").unwrap();
+        let with_tok = file_key(&gguf, &h).unwrap();
+        assert_eq!(with_tok["beside"].as_object().unwrap().len(), 1);
+        assert_eq!(file_key(&tok, &h).unwrap().get("beside"), None);
+        fs::write(d.path().join("tokenizer_config.json"), "{}").unwrap();
+        assert_ne!(file_key(&gguf, &h).unwrap(), with_tok);
+        assert!(file_key(&tok, &h).unwrap()["beside"]["tokenizer_config.json"].is_string());
     }
 
     #[test]
