@@ -308,7 +308,12 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
             let params = params.filter(|(run, _)| match imp.check_params(run) {
                 Ok(()) => true,
                 Err(e) => {
-                    p.errs.push(SpecError::new(st.pos.clone(), format!("stage `{}` ({}): {e}", st.name, st.kind)));
+                    // A check that names its parameter points at that parameter's value.
+                    let pos = e
+                        .downcast_ref::<crate::error::ParamError>()
+                        .and_then(|pe| st.params.iter().find(|(n, _)| *n == pe.param))
+                        .map_or_else(|| st.pos.clone(), |(_, node)| node.pos.clone());
+                    p.errs.push(SpecError::new(pos, format!("stage `{}` ({}): {e}", st.name, st.kind)));
                     false
                 }
             });
