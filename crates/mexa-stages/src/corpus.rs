@@ -388,10 +388,9 @@ pub fn check_languages(path: &Path, split: &str, languages: &[String], pivot: &s
     let table = if path.is_dir() { udhr_table(path) } else { BTreeMap::new() };
     let corpus: Vec<Lang> =
         codes.iter().map(|c| Lang::parse(c, table.get(c).map(String::as_str).or(mexa_lang::iso639_3(c)))).collect();
-    let missing = |param: &str, code: &str| {
-        let asked = Lang::parse(code, mexa_lang::iso639_3(code));
-        let near = did_you_mean(&asked, &corpus);
-        let hint = match near.len() {
+    let hint = |code: &str| {
+        let near = did_you_mean(&Lang::parse(code, mexa_lang::iso639_3(code)), &corpus);
+        match near.len() {
             0 => mexa_pipeline::error::suggest(code, codes.iter().map(String::as_str)).unwrap_or_else(|| {
                 let some: Vec<&str> = codes.iter().take(12).map(String::as_str).collect();
                 let more =
@@ -402,30 +401,30 @@ pub fn check_languages(path: &Path, split: &str, languages: &[String], pivot: &s
             _ => {
                 format!("did you mean one of {}?", near.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))
             }
-        };
-        anyhow::Error::new(mexa_pipeline::ParamError {
-            param: param.to_string(),
-            message: format!("`{code}` is not in the corpus {} ({}); {hint}", path.display(), layout.needs(code)),
-        })
-    };
-    for p in languages {
-        if p.contains(['*', '?']) {
-            if !codes.iter().any(|c| glob_match(p, c)) {
-                return Err(anyhow::Error::new(mexa_pipeline::ParamError {
-                    param: "languages".into(),
-                    message: format!(
-                        "`{p}` matches no language of the corpus {} ({} languages)",
-                        path.display(),
-                        codes.len()
-                    ),
-                }));
-            }
-        } else if !codes.contains(p) {
-            return Err(missing("languages", p));
         }
+    };
+    let blame = |param: &str, message: String| {
+        Err(anyhow::Error::new(mexa_pipeline::ParamError { param: param.to_string(), message }))
+    };
+    let not_in = |code: &str| format!("`{code}` is not in the corpus {} ({})", path.display(), layout.needs(code));
+    // Every code asked for that the corpus lacks: the first in full, the others with their hints.
+    let absent: Vec<&String> = languages.iter().filter(|p| !p.contains(['*', '?']) && !codes.contains(p)).collect();
+    if let Some((first, rest)) = absent.split_first() {
+        let mut message = format!("{}; {}", not_in(first), hint(first));
+        if !rest.is_empty() {
+            let others: Vec<String> = rest.iter().map(|c| format!("`{c}` ({})", hint(c))).collect();
+            message.push_str(&format!(" Also not in it: {}", others.join(", ")));
+        }
+        return blame("languages", message);
+    }
+    if let Some(p) = languages.iter().find(|p| p.contains(['*', '?']) && !codes.iter().any(|c| glob_match(p, c))) {
+        return blame(
+            "languages",
+            format!("`{p}` matches no language of the corpus {} ({} languages)", path.display(), codes.len()),
+        );
     }
     if !codes.iter().any(|c| c == pivot) {
-        return Err(missing("pivot", pivot));
+        return blame("pivot", format!("{}; {}", not_in(pivot), hint(pivot)));
     }
     Ok(())
 }
@@ -636,6 +635,12 @@ mod tests {
         assert_eq!(param, "pivot");
         assert_eq!(msg, "`eng` is not in the corpus D/flores (FLORES-200's <split>/<code>.<split>: no D/flores/devtest/eng.devtest); did you mean `eng_Latn`?");
         assert!(err("flores", "devtest", &["cmn_Hant"], "eng_Latn").1.ends_with("did you mean `zho_Hant`?"));
+        let (_, msg) = err("flores", "devtest", &["zho_Hant", "ENG_LATN", "cmn_hant", "zho"], "eng_Latn");
+        assert!(msg.starts_with("`ENG_LATN` is not in the corpus"), "{msg}");
+        assert!(
+            msg.ends_with("did you mean `eng_Latn`? Also not in it: `cmn_hant` (did you mean `zho_Hant`?), `zho` (did you mean `zho_Hant`?)"),
+            "{msg}"
+        );
         assert!(err("flores", "devtest", &["*_Latm"], "eng_Latn").1.contains("`*_Latm` matches no language"));
         let (_, msg) = err("udhr", "devtest", &["zlm"], "eng");
         assert_eq!(
