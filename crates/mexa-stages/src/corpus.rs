@@ -339,7 +339,7 @@ impl Layout {
 /// The first line of a text file (a table's header), read without reading the rest.
 fn first_line(path: &Path) -> Result<String> {
     use std::io::{BufRead, Read};
-    let f = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let f = mexa_core::file::open(path, mexa_core::FileKind::Data)?;
     let mut line = Vec::new();
     std::io::BufReader::new(f.take(MAX_SENTENCE_BYTES as u64))
         .read_until(b'\n', &mut line)
@@ -356,7 +356,7 @@ pub fn corpus_languages(path: &Path, split: &str) -> Result<(Layout, Vec<String>
     if !path.is_dir() {
         let file = path.to_path_buf();
         let codes: Vec<String> = if path.extension().is_some_and(|e| e == "parquet") {
-            let f = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+            let f = mexa_core::file::open(path, mexa_core::FileKind::Data)?;
             let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
                 .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
             b.schema().fields().iter().map(|f| f.name().clone()).collect()
@@ -386,10 +386,12 @@ pub fn corpus_languages(path: &Path, split: &str) -> Result<(Layout, Vec<String>
 pub fn check_languages(path: &Path, split: &str, languages: &[String], pivot: &str) -> Result<()> {
     let (layout, codes) = corpus_languages(path, split)?;
     let table = if path.is_dir() { udhr_table(path) } else { BTreeMap::new() };
-    let corpus: Vec<Lang> =
-        codes.iter().map(|c| Lang::parse(c, table.get(c).map(String::as_str).or(mexa_lang::iso639_3(c)))).collect();
+    let corpus: Vec<Lang> = codes
+        .iter()
+        .map(|c| Lang::parse(c, table.get(c).map(String::as_str).or(mexa_core::language::iso639_3(c))))
+        .collect();
     let hint = |code: &str| {
-        let near = did_you_mean(&Lang::parse(code, mexa_lang::iso639_3(code)), &corpus);
+        let near = did_you_mean(&Lang::parse(code, mexa_core::language::iso639_3(code)), &corpus);
         match near.len() {
             0 => mexa_pipeline::error::suggest(code, codes.iter().map(String::as_str)).unwrap_or_else(|| {
                 let some: Vec<&str> = codes.iter().take(12).map(String::as_str).collect();
