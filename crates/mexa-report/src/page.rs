@@ -468,7 +468,7 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
                 s.rows.iter().map(|r| r.language.clone()).collect::<BTreeSet<_>>().into_iter().collect();
             writeln!(
                 h,
-                "<h3>{}</h3>\n<table class=\"languages\" data-key=\"{}\"><thead><tr><th>language</th>",
+                "<h3>{}</h3>\n<table class=\"languages\" data-key=\"{}\"><thead><tr><th>language</th><th>name</th><th>script</th><th>family / branch</th>",
                 esc(&s.label),
                 s.key
             )?;
@@ -477,7 +477,17 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
             }
             writeln!(h, "<th>n</th></tr></thead><tbody>")?;
             for l in &langs {
-                write!(h, "<tr><td>{}</td>", esc(l))?;
+                // Who the language is (ISO 639-3 name, script, Glottolog family; empty if unknown).
+                let who = mexa_core::language::lookup(l);
+                let family = [who.family, who.branch].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>();
+                write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+                    esc(l),
+                    esc(who.name),
+                    esc(&who.script),
+                    esc(&family.join(" / "))
+                )?;
                 let mut n = None;
                 for p in &poolings {
                     match s.rows.iter().find(|r| &r.language == l && &r.pooling == p) {
@@ -615,6 +625,33 @@ mod tests {
         let r = |t: &str| rows[0].corr.iter().find(|c| c.0 == t).map(|c| (c.1.map(|x| x.0), c.2.map(|x| x.0))).unwrap();
         assert_eq!(r("topics@mean"), (Some(0.9), Some(0.95)));
         assert_eq!(r("xcopa"), (Some(-0.3), Some(-0.2)));
+    }
+
+    /// The per-language table says who each language is: name, script, family / branch; a label
+    /// nothing names gets empty cells.
+    #[test]
+    fn per_language_tables_name_each_language() {
+        let agg = |language: &str| AggRow {
+            language: language.into(),
+            pooling: "weighted".into(),
+            metric: "mexa".into(),
+            mean: 0.5,
+            max: 0.9,
+            best_layer: 3,
+            n: 100,
+            max_ci: (0.85, 0.95),
+            near_chance: false,
+        };
+        let d = ReportData {
+            summaries: vec![Node::new("summary", "k1", vec![agg("swh_Latn"), agg("cmn_hans"), agg("qqq")])],
+            ..Default::default()
+        };
+        let files = render(&d).unwrap();
+        let html = String::from_utf8(files.iter().find(|f| f.0 == "report.html").unwrap().1.clone()).unwrap();
+        assert!(html.contains("<th>language</th><th>name</th><th>script</th><th>family / branch</th>"), "{html}");
+        assert!(html.contains("<td>swh_Latn</td><td>Swahili</td><td>Latn</td><td>Atlantic-Congo / "), "{html}");
+        assert!(html.contains("<td>cmn_hans</td><td>Mandarin Chinese</td><td>Hans</td><td>Sino-Tibetan / Sinitic</td>"));
+        assert!(html.contains("<td>qqq</td><td></td><td></td><td></td>"), "{html}");
     }
 
     /// A hostile description and a 20 MB language name: the Markdown shows them escaped (no
