@@ -90,7 +90,10 @@ impl Stage for Report {
         // 2: scatter titles name the grid cell instead of the node label (they ran off the
         // figure); every correlate node of a cell reaches the grid table.
         // 3: near-chance cells grey, μMax intervals and n; the clustered pairs heatmap.
-        3
+        // 4: per-language tables name each language (name, script, family / branch). The page
+        // is this stage's stored output, so the language table's content reaches it here (and
+        // only here: data artifacts never hold it).
+        4
     }
     fn doc(&self) -> &'static str {
         "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables (μMax with its interval, near-chance marked), layer × language heatmaps, clustered language × language heatmaps with dendrograms (align_pairs), alignment-vs-task scatters, per-layer curves"
