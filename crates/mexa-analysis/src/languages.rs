@@ -40,12 +40,7 @@ pub struct Lang {
 impl Lang {
     /// Parses a label; `iso` overrides the code read from the label (e.g. from UDHR's table).
     pub fn parse(label: &str, iso: Option<&str>) -> Self {
-        let mut parts = label.split(['_', '-']);
-        let head = parts.next().unwrap_or("").to_ascii_lowercase();
-        let script = parts.next().filter(|s| s.len() == 4 && s.chars().all(|c| c.is_ascii_alphabetic())).map(|s| {
-            let mut c = s.chars();
-            c.next().unwrap().to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase()
-        });
+        let (head, script) = mexa_core::language::split_label(label);
         let iso = iso.filter(|s| !s.is_empty()).map(str::to_string).unwrap_or(if head.len() == 3 {
             head
         } else {
@@ -96,6 +91,24 @@ pub fn match_language(lang: &Lang, candidates: &[Lang]) -> Option<Match> {
     }
 }
 
+/// The labels among `corpus` that a code missing from it most likely meant: the same label in
+/// another case (`ENG_latn` → `eng_Latn`); else the labels of the same (macro)language (`yor`,
+/// `yor_Latin` → `yor_Latn`; `deu` → `deu_1901`, `deu_1996`), only those in the code's own
+/// script when it names one the corpus has. Empty when nothing is that close.
+pub fn did_you_mean(code: &Lang, corpus: &[Lang]) -> Vec<String> {
+    let lower = code.label.to_lowercase();
+    let cased: Vec<String> =
+        corpus.iter().filter(|c| c.label.to_lowercase() == lower).map(|c| c.label.clone()).collect();
+    if !cased.is_empty() || code.iso.is_empty() {
+        return cased;
+    }
+    let same: Vec<&Lang> = corpus.iter().filter(|c| c.family() == code.family()).collect();
+    let in_script: Vec<&Lang> =
+        same.iter().copied().filter(|c| code.script.is_some() && c.script == code.script).collect();
+    let pick = if in_script.is_empty() { same } else { in_script };
+    pick.iter().map(|c| c.label.clone()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +141,29 @@ mod tests {
         assert_eq!(match_language(&Lang::parse("cmn_hans", Some("cmn")), &only_hant), None, "Hans never matches Hant");
         assert_eq!(m("deu", None), None);
         assert_eq!(m("007", Some("")), None);
+    }
+
+    #[test]
+    fn codes_missing_from_a_corpus_get_their_likely_labels() {
+        let flores = cands();
+        let udhr: Vec<Lang> =
+            [("eng", "eng"), ("deu_1901", "deu"), ("deu_1996", "deu"), ("mly_arab", "zlm"), ("cmn_hans", "cmn")]
+                .iter()
+                .map(|(l, iso)| Lang::parse(l, Some(iso)))
+                .collect();
+        let dym = |code: &str, corpus: &[Lang]| did_you_mean(&Lang::parse(code, None), corpus);
+        assert_eq!(dym("ENG_latn", &flores), ["eng_Latn"]);
+        assert_eq!(dym("fra", &flores), ["fra_Latn"]);
+        assert_eq!(dym("fra_Latin", &flores), ["fra_Latn"]);
+        assert_eq!(dym("hin", &flores), ["hin_Deva", "hin_Latn"]);
+        assert_eq!(dym("hin_Deva", &[Lang::parse("hin_Latn", None), Lang::parse("hin_Deva", None)]), ["hin_Deva"]);
+        assert_eq!(dym("zho_Hant", &flores), ["zho_Hant"]);
+        assert_eq!(dym("cmn_Hant", &flores), ["zho_Hant"], "macrolanguage folded, script kept");
+        assert_eq!(dym("swa", &flores), ["swh_Latn"]);
+        assert_eq!(dym("deu", &udhr), ["deu_1901", "deu_1996"]);
+        assert_eq!(dym("zlm", &udhr), ["mly_arab"]);
+        assert_eq!(dym("zho_Hans", &udhr), ["cmn_hans"]);
+        assert!(dym("spa", &udhr).is_empty());
+        assert!(dym("xx", &flores).is_empty());
     }
 }

@@ -7,6 +7,6 @@ pub mod languages;
 pub mod tasks;
 
 pub use join::{join_points, Point, ScoreRow};
-pub use languages::{match_language, Lang, Match};
+pub use languages::{did_you_mean, match_language, Lang, Match};
 pub use polars::prelude::DataFrame;
 pub use tasks::{read_task_scores, task_scores};

@@ -297,8 +297,18 @@ fn corpus_cases() -> Vec<Case> {
             &["`fra` has two files", "fra.dev", "fra.txt"],
         ),
         corpus_case("corpus_only_pivot", &[CORPUS[0]], "", &["only the pivot `eng`"]),
-        corpus_case("corpus_pivot_missing", &[CORPUS[1], CORPUS[2]], "", &["pivot language `eng` is missing"]),
-        corpus_case("corpus_asked_language_missing", CORPUS, ", languages: [spa]", &["`spa` was asked for"]),
+        corpus_case(
+            "corpus_pivot_missing",
+            &[CORPUS[1], CORPUS[2]],
+            "",
+            &["p.yaml:5:", "`pivot`: `eng` is not in the corpus"],
+        ),
+        corpus_case(
+            "corpus_asked_language_missing",
+            CORPUS,
+            ", languages: [spa]",
+            &["p.yaml:5:", "`spa` is not in the corpus", "c/spa.txt"],
+        ),
         corpus_case("corpus_pivot_empty", &[("c/eng.txt", ""), ("c/fra.txt", "")], "", &["has no sentences"]),
         corpus_case("corpus_no_files", &[("c/README.md", "hello")], "", &["no per-language files"]),
         corpus_case("corpus_dangling_symlink", CORPUS, "", &["deu2.txt", "dangling"]),
@@ -310,6 +320,95 @@ fn corpus_cases() -> Vec<Case> {
             &["c.tsv:3", "1 fields, the header has 2"],
         ),
         corpus_case("corpus_limit_negative", CORPUS, ", limit: -1", &["limit"]),
+    ]
+}
+
+/// Language codes a corpus does not have, caught at plan time: the error points at the
+/// parameter, names the file (or column) the corpus's own layout would need, and suggests the
+/// code meant across FLORES-200 / ISO 639-3 / ISO 639-1 / UDHR spellings and case.
+fn language_code_cases() -> Vec<Case> {
+    let yaml = |path: &str, pivot: &str, split: &str, languages: &str| {
+        format!("pipeline: c\nstages:\n  corpus:\n    kind: load_corpus\n    params:\n      path: {path}\n      pivot: {pivot}\n      split: {split}\n      languages: {languages}\n")
+    };
+    let sib =
+        [("c/eng_Latn/dev.tsv", "index_id\ttext\n1\tone\n"), ("c/yor_Latn/dev.tsv", "index_id\ttext\n1\tookan\n")];
+    let flores = [("c/devtest/eng_Latn.devtest", "one\n"), ("c/devtest/fra_Latn.devtest", "un\n")];
+    let udhr = [
+        ("c/eng.txt", "one\n"),
+        ("c/deu_1901.txt", "eins\n"),
+        ("c/deu_1996.txt", "eins\n"),
+        ("c/languages.tsv", "udhr\tiso639_3\tbcp47\neng\teng\ten\ndeu_1901\tdeu\tde-1901\ndeu_1996\tdeu\tde-1996\n"),
+    ];
+    let with = |name: &str, files: &[(&str, &str)], yaml: String, expect: &[&str]| {
+        let mut c = case(name, files, "plan {d}/p.yaml", 2, expect);
+        c.files.push(("p.yaml".into(), yaml.into_bytes()));
+        c
+    };
+    vec![
+        with(
+            "lang_iso_code_in_flores_corpus",
+            &sib,
+            yaml("c", "eng_Latn", "dev", "[yor]"),
+            &[
+                "p.yaml:9:",
+                "`languages`: `yor` is not in the corpus",
+                "SIB-200's <code>/<split>.tsv: no {d}/c/yor/dev.tsv",
+                "did you mean `yor_Latn`?",
+            ],
+        ),
+        with(
+            "lang_script_misspelt",
+            &sib,
+            yaml("c", "eng_Latn", "dev", "[yor_Latin]"),
+            &["p.yaml:9:", "`yor_Latin` is not in the corpus", "did you mean `yor_Latn`?"],
+        ),
+        with(
+            "lang_iso_code_in_udhr_corpus",
+            &udhr,
+            yaml("c", "eng", "test", "[deu]"),
+            &["p.yaml:9:", "one file per language: no {d}/c/deu.txt", "did you mean one of `deu_1901`, `deu_1996`?"],
+        ),
+        with(
+            "lang_pivot_in_other_case",
+            &flores,
+            yaml("c", "ENG_latn", "devtest", "[]"),
+            &[
+                "p.yaml:7:",
+                "`pivot`: `ENG_latn` is not in the corpus",
+                "FLORES-200's <split>/<code>.<split>: no {d}/c/devtest/ENG_latn.devtest",
+                "did you mean `eng_Latn`?",
+            ],
+        ),
+        with(
+            "lang_default_pivot_in_udhr_corpus",
+            &udhr,
+            "pipeline: c\nstages:\n  corpus:\n    kind: load_corpus\n    params: {path: c}\n".into(),
+            &["p.yaml:3:", "`pivot`: `eng_Latn` is not in the corpus", "did you mean `eng`?"],
+        ),
+        with(
+            "lang_iso639_1_in_table_corpus",
+            &[("c.tsv", "eng_Latn\tyor_Latn\none\tookan\n")],
+            yaml("c.tsv", "eng_Latn", "dev", "[yo]"),
+            &["p.yaml:9:", "a column per language: no column `yo` in {d}/c.tsv", "did you mean `yor_Latn`?"],
+        ),
+        with(
+            "lang_glob_matches_nothing",
+            &flores,
+            yaml("c", "eng_Latn", "devtest", "['*_Latm']"),
+            &["p.yaml:9:", "`*_Latm` matches no language of the corpus"],
+        ),
+        with(
+            "lang_unknown_code_lists_the_corpus",
+            &flores,
+            yaml("c", "eng_Latn", "devtest", "[qqq_Xxxx]"),
+            &["p.yaml:9:", "`qqq_Xxxx` is not in the corpus", "it has: eng_Latn, fra_Latn"],
+        ),
+        with(
+            "lang_misspelt_code_gets_nearest",
+            &flores,
+            yaml("c", "eng_Latn", "devtest", "[fre_Latn]"),
+            &["did you mean `fra_Latn`?"],
+        ),
     ]
 }
 
@@ -346,6 +445,7 @@ fn bad_pipelines_and_corpora_are_located_errors() {
     let mut cases = spec_cases();
     cases.extend(wrong_types());
     cases.extend(corpus_cases());
+    cases.extend(language_code_cases());
     let root = tempfile::tempdir().unwrap();
     special_files(root.path(), &mut cases);
     // run_all makes its own folder per case; special files were made under `root`, so run here.

@@ -69,6 +69,22 @@ impl fmt::Display for SpecErrors {
 
 impl std::error::Error for SpecErrors {}
 
+/// A stage's parameter check that blames one parameter (`Stage::check_params`): planning
+/// reports it at that parameter's value in the pipeline file, not only at the stage.
+#[derive(Debug, Clone)]
+pub struct ParamError {
+    pub param: String,
+    pub message: String,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}", self.param, self.message)
+    }
+}
+
+impl std::error::Error for ParamError {}
+
 /// "did you mean" for a misspelt name: the closest candidate within edit distance 2
 /// (Damerau-Levenshtein: a swap of two letters, the commonest typo, is one edit).
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {

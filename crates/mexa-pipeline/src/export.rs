@@ -1,6 +1,7 @@
 //! Results as tables people load: a sweep's artifacts as Hive-partitioned Parquet
 //! (`stage=align/model=gemma3-270m/part-0.parquet`, `mexa export`) and one stage's results
-//! across the grid with the axes as columns (`mexa table`).
+//! across the grid with the axes as columns (`mexa table`). Both add, beside a `language`
+//! column, who the language is ([`LANGUAGE_COLUMNS`]): presentation only, never stored.
 use crate::plan::{Plan, Status};
 use crate::stage::read_stitched;
 use anyhow::{bail, Context, Result};
@@ -117,6 +118,8 @@ pub fn export_hive(plan: &Plan, store: &Store, dir: &Path, stages: &[String]) ->
             continue;
         }
         let (schema, batches) = node_table(store, &n.key).with_context(|| format!("reading {}", n.label))?;
+        let axes: Vec<&str> = n.cell.iter().map(|(a, _)| a.as_str()).collect();
+        let (schema, batches) = with_language_columns(schema, batches, &axes)?;
         columns.entry(&n.stage).or_default().extend(schema.fields().iter().map(|f| f.name().clone()));
         tables.push((i, schema, batches));
     }
@@ -166,6 +169,7 @@ pub fn stage_table(
     for i in nodes.into_iter().filter(|&i| plan.nodes[i].status == Status::Cached) {
         let n = &plan.nodes[i];
         let (s, batches) = node_table(store, &n.key).with_context(|| format!("reading {}", n.label))?;
+        let (s, batches) = with_language_columns(s, batches, &axes.iter().map(String::as_str).collect::<Vec<_>>())?;
         let keep: Vec<usize> = (0..s.fields().len())
             .filter(|&j| {
                 let f = s.field(j);
@@ -199,9 +203,107 @@ pub fn stage_table(
     Ok((schema, out))
 }
 
+/// Columns shown beside a table's `language` column: the language's English name, script,
+/// family and branch (`mexa_core::language::lookup`; null where unknown). Added when a table is shown or
+/// exported, never stored, so no artifact or key depends on the language table's version.
+pub const LANGUAGE_COLUMNS: [&str; 4] = ["language_name", "script", "family", "branch"];
+
+/// The table with [`LANGUAGE_COLUMNS`] inserted after its `language` text column; a name the
+/// table or a grid axis (`taken`) already uses is left out. Unchanged without a `language`
+/// text column.
+pub fn with_language_columns(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    taken: &[&str],
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let Ok(at) = schema.index_of("language") else { return Ok((schema, batches)) };
+    if schema.field(at).data_type() != &DataType::Utf8 {
+        return Ok((schema, batches));
+    }
+    let added: Vec<usize> = (0..LANGUAGE_COLUMNS.len())
+        .filter(|&k| schema.index_of(LANGUAGE_COLUMNS[k]).is_err() && !taken.contains(&LANGUAGE_COLUMNS[k]))
+        .collect();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for (j, &k) in added.iter().enumerate() {
+        fields.insert(at + 1 + j, Field::new(LANGUAGE_COLUMNS[k], DataType::Utf8, true));
+    }
+    let out_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let labels = b.column(at).as_any().downcast_ref::<StringArray>().expect("a Utf8 column");
+        let mut known: std::collections::HashMap<&str, [Option<String>; 4]> = std::collections::HashMap::new();
+        let mut values: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(b.num_rows()); LANGUAGE_COLUMNS.len()];
+        for label in labels.iter() {
+            let cells = match label {
+                None => [None, None, None, None],
+                Some(l) => known
+                    .entry(l)
+                    .or_insert_with(|| {
+                        let x = mexa_core::language::lookup(l);
+                        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+                        [some(x.name), some(&x.script), some(x.family), some(x.branch)]
+                    })
+                    .clone(),
+            };
+            for (v, c) in values.iter_mut().zip(cells) {
+                v.push(c);
+            }
+        }
+        let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+        for (j, &k) in added.iter().enumerate() {
+            cols.insert(at + 1 + j, Arc::new(StringArray::from(std::mem::take(&mut values[k]))));
+        }
+        out.push(RecordBatch::try_new(out_schema.clone(), cols)?);
+    }
+    Ok((out_schema, out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn language_columns_sit_beside_language_and_leave_taken_names_alone() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("language", DataType::Utf8, true),
+            Field::new("family", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![Some("swh_Latn"), Some("qqq"), None, Some("cmn_hans")])),
+                Arc::new(StringArray::from(vec!["a", "b", "c", "d"])),
+            ],
+        )
+        .unwrap();
+        let (s, b) = with_language_columns(schema, vec![batch], &["script"]).unwrap();
+        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["language", "language_name", "branch", "family"], "a column and an axis keep their names");
+        let col = |i: usize| b[0].column(i).as_any().downcast_ref::<StringArray>().unwrap().clone();
+        assert_eq!(col(1).iter().collect::<Vec<_>>(), [Some("Swahili"), None, None, Some("Mandarin Chinese")]);
+        assert_eq!(col(3).value(0), "a", "the table's own `family` is untouched");
+        // A table without a `language` column is returned as it was.
+        let other = Arc::new(Schema::new(vec![Field::new("task", DataType::Utf8, false)]));
+        let (s, _) = with_language_columns(other.clone(), vec![], &[]).unwrap();
+        assert_eq!(s, other);
+        // All four when nothing is taken; unknown labels give nulls, never a guess.
+        let schema = Arc::new(Schema::new(vec![Field::new("language", DataType::Utf8, false)]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec!["eng_Latn", "qqq"]))]).unwrap();
+        let (s, b) = with_language_columns(schema, vec![batch], &[]).unwrap();
+        assert_eq!(s.fields().len(), 5);
+        let row = |r: usize| (1..5).map(|i| col_of(&b[0], i, r)).collect::<Vec<_>>();
+        assert_eq!(
+            row(0),
+            [Some("English"), Some("Latn"), Some("Indo-European"), Some("Germanic")].map(|x| x.map(String::from))
+        );
+        assert_eq!(row(1), [None, None, None, None]);
+    }
+
+    fn col_of(b: &RecordBatch, i: usize, r: usize) -> Option<String> {
+        let a = b.column(i).as_any().downcast_ref::<StringArray>().unwrap();
+        a.iter().nth(r).unwrap().map(String::from)
+    }
 
     #[test]
     fn hive_segments_escape_what_would_break_a_path() {

@@ -30,7 +30,7 @@ pub mod stage;
 pub mod walk;
 pub mod yaml;
 
-pub use error::{Pos, SpecError, SpecErrors};
+pub use error::{ParamError, Pos, SpecError, SpecErrors};
 pub use node::{execute_node, NodeOutcome, NodeSpec};
 pub use params::{ParamEnum, ParamKind};
 pub use plan::{plan, Plan, PlanNode, Reason, Status};

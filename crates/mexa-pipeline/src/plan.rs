@@ -308,14 +308,19 @@ pub fn plan(spec: &PipelineSpec, registry: &Registry, store: &Store, hasher: &Fi
             let params = params.filter(|(run, _)| match imp.check_params(run) {
                 Ok(()) => true,
                 Err(e) => {
-                    // A check names the parameters it refuses (`margin_k`); one set by `-S` is
-                    // blamed on that override, the rest on the stage's line.
+                    // A check that names its parameter (a ParamError) points at that parameter's
+                    // value; one whose message names a parameter set by `-S` at that override;
+                    // the rest at the stage's line.
                     let msg = e.to_string();
-                    let pos = st
-                        .params
-                        .iter()
-                        .find(|(name, node)| node.pos.file.starts_with("-S ") && msg.contains(&format!("`{name}`")))
-                        .map_or(st.pos.clone(), |(_, node)| node.pos.clone());
+                    let pos = e
+                        .downcast_ref::<crate::error::ParamError>()
+                        .and_then(|pe| st.params.iter().find(|(n, _)| *n == pe.param))
+                        .or_else(|| {
+                            st.params.iter().find(|(name, node)| {
+                                node.pos.file.starts_with("-S ") && msg.contains(&format!("`{name}`"))
+                            })
+                        })
+                        .map_or_else(|| st.pos.clone(), |(_, node)| node.pos.clone());
                     p.errs.push(SpecError::new(pos, format!("stage `{}` ({}): {e}", st.name, st.kind)));
                     false
                 }

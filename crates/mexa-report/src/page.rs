@@ -514,7 +514,7 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
                 s.rows.iter().map(|r| r.language.clone()).collect::<BTreeSet<_>>().into_iter().collect();
             writeln!(
                 h,
-                "<h3>{}</h3>\n<table class=\"languages\" data-key=\"{}\"><thead><tr><th>language</th>",
+                "<h3>{}</h3>\n<table class=\"languages\" data-key=\"{}\"><thead><tr><th>language</th><th>name</th><th>script</th><th>family / branch</th>",
                 esc(&s.label),
                 s.key
             )?;
@@ -532,7 +532,17 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
             }
             writeln!(h, "<th>n</th></tr></thead><tbody>")?;
             for l in &langs {
-                write!(h, "<tr><td>{}</td>", esc(l))?;
+                // Who the language is (ISO 639-3 name, script, Glottolog family; empty if unknown).
+                let who = mexa_core::language::lookup(l);
+                let family = [who.family, who.branch].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>();
+                write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+                    esc(l),
+                    esc(who.name),
+                    esc(&who.script),
+                    esc(&family.join(" / "))
+                )?;
                 let mut n = None;
                 let floor = floor_of(l);
                 for p in &poolings {
@@ -771,5 +781,32 @@ mod tests {
         assert!(total < 2 << 20, "the report is {total} bytes for a 20 MB name: not bounded");
         let html = String::from_utf8(files.iter().find(|f| f.0 == "report.html").unwrap().1.clone()).unwrap();
         assert!(html.contains("more characters]") && !html.contains("<script>") && !html.contains("<i>g"));
+    }
+
+    /// The per-language table says who each language is: name, script, family / branch; a label
+    /// nothing names gets empty cells.
+    #[test]
+    fn per_language_tables_name_each_language() {
+        let agg = |language: &str| AggRow {
+            language: language.into(),
+            pooling: "weighted".into(),
+            metric: "mexa".into(),
+            mean: 0.5,
+            max: 0.9,
+            best_layer: 3,
+            n: 100,
+            max_ci: (0.85, 0.95),
+            near_chance: false,
+        };
+        let d = ReportData {
+            summaries: vec![Node::new("summary", "k1", vec![agg("swh_Latn"), agg("cmn_hans"), agg("qqq")])],
+            ..Default::default()
+        };
+        let files = render(&d).unwrap();
+        let html = String::from_utf8(files.iter().find(|f| f.0 == "report.html").unwrap().1.clone()).unwrap();
+        assert!(html.contains("<th>language</th><th>name</th><th>script</th><th>family / branch</th>"), "{html}");
+        assert!(html.contains("<td>swh_Latn</td><td>Swahili</td><td>Latn</td><td>Atlantic-Congo / "), "{html}");
+        assert!(html.contains("<td>cmn_hans</td><td>Mandarin Chinese</td><td>Hans</td><td>Sino-Tibetan / Sinitic</td>"));
+        assert!(html.contains("<td>qqq</td><td></td><td></td><td></td>"), "{html}");
     }
 }

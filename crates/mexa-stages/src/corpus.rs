@@ -4,6 +4,7 @@ use crate::util::{col_i32, col_str, schema, utf8_col};
 use anyhow::{bail, Context, Result};
 use arrow::array::{Array, ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
+use mexa_analysis::{did_you_mean, Lang};
 use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Stage, Table};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -299,6 +300,136 @@ fn join_by_id(files: &[(String, PathBuf)], pivot: &str) -> Result<Vec<LangText>>
     Ok(out)
 }
 
+/// How a corpus is laid out: where a language's sentences are, for errors that name the file
+/// (or column) a missing language would need.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layout {
+    /// One file per language, `<dir>/<code>.<ext>` (UDHR: `.txt`).
+    Files { dir: PathBuf, ext: String },
+    /// FLORES-200: `<dir>/<split>/<code>.<split>`.
+    Flores { dir: PathBuf, split: String },
+    /// SIB-200: `<dir>/<code>/<split>.tsv`, joined on an id column.
+    IdKeyed { dir: PathBuf, split: String },
+    /// One TSV or Parquet file with a column per language.
+    Columns { file: PathBuf },
+}
+
+impl Layout {
+    /// What a language `code` would need, in this layout's words.
+    pub fn needs(&self, code: &str) -> String {
+        match self {
+            Layout::Files { dir, ext } => {
+                format!("one file per language: no {}", dir.join(format!("{code}.{ext}")).display())
+            }
+            Layout::Flores { dir, split } => {
+                format!(
+                    "FLORES-200's <split>/<code>.<split>: no {}",
+                    dir.join(split).join(format!("{code}.{split}")).display()
+                )
+            }
+            Layout::IdKeyed { dir, split } => {
+                format!("SIB-200's <code>/<split>.tsv: no {}", dir.join(code).join(format!("{split}.tsv")).display())
+            }
+            Layout::Columns { file } => format!("a column per language: no column `{code}` in {}", file.display()),
+        }
+    }
+}
+
+/// The first line of a text file (a table's header), read without reading the rest.
+fn first_line(path: &Path) -> Result<String> {
+    use std::io::{BufRead, Read};
+    let f = mexa_core::file::open(path, mexa_core::FileKind::Data)?;
+    let mut line = Vec::new();
+    std::io::BufReader::new(f.take(MAX_SENTENCE_BYTES as u64))
+        .read_until(b'\n', &mut line)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let line =
+        String::from_utf8(line).map_err(|_| anyhow::anyhow!("{}:1: invalid UTF-8 in the header", path.display()))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// A corpus's layout and language codes, from folder and file names or a table's header (a
+/// Parquet file's schema): what planning checks `languages` and `pivot` against, without
+/// reading a sentence.
+pub fn corpus_languages(path: &Path, split: &str) -> Result<(Layout, Vec<String>)> {
+    if !path.is_dir() {
+        let file = path.to_path_buf();
+        let codes: Vec<String> = if path.extension().is_some_and(|e| e == "parquet") {
+            let f = mexa_core::file::open(path, mexa_core::FileKind::Data)?;
+            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+            b.schema().fields().iter().map(|f| f.name().clone()).collect()
+        } else {
+            first_line(path)?.split('\t').map(str::to_string).collect()
+        };
+        return Ok((Layout::Columns { file }, codes));
+    }
+    if let Some(files) = id_keyed_files(path, split)? {
+        let layout = Layout::IdKeyed { dir: path.to_path_buf(), split: split.to_string() };
+        return Ok((layout, files.into_iter().map(|(c, _)| c).collect()));
+    }
+    let files = language_files(path, split)?;
+    let layout = if path.join(split).is_dir() {
+        Layout::Flores { dir: path.to_path_buf(), split: split.to_string() }
+    } else {
+        let ext = files[0].1.extension().and_then(|e| e.to_str()).unwrap_or("txt").to_string();
+        Layout::Files { dir: path.to_path_buf(), ext }
+    };
+    Ok((layout, files.into_iter().map(|(c, _)| c).collect()))
+}
+
+/// Checks `languages` and `pivot` against the corpus's own codes: a code it does not have (or a
+/// pattern that matches none) is an error naming the parameter, the file or column the
+/// corpus's layout would need, and the codes meant (the same code in another case, the same
+/// ISO 639-3 language in FLORES-200 / ISO / UDHR spelling, else the nearest spelling).
+pub fn check_languages(path: &Path, split: &str, languages: &[String], pivot: &str) -> Result<()> {
+    let (layout, codes) = corpus_languages(path, split)?;
+    let table = if path.is_dir() { udhr_table(path) } else { BTreeMap::new() };
+    let corpus: Vec<Lang> = codes
+        .iter()
+        .map(|c| Lang::parse(c, table.get(c).map(String::as_str).or(mexa_core::language::iso639_3(c))))
+        .collect();
+    let hint = |code: &str| {
+        let near = did_you_mean(&Lang::parse(code, mexa_core::language::iso639_3(code)), &corpus);
+        match near.len() {
+            0 => mexa_pipeline::error::suggest(code, codes.iter().map(String::as_str)).unwrap_or_else(|| {
+                let some: Vec<&str> = codes.iter().take(12).map(String::as_str).collect();
+                let more =
+                    if codes.len() > some.len() { format!(", … ({} in all)", codes.len()) } else { String::new() };
+                format!("it has: {}{more}", some.join(", "))
+            }),
+            1 => format!("did you mean `{}`?", near[0]),
+            _ => {
+                format!("did you mean one of {}?", near.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))
+            }
+        }
+    };
+    let blame = |param: &str, message: String| {
+        Err(anyhow::Error::new(mexa_pipeline::ParamError { param: param.to_string(), message }))
+    };
+    let not_in = |code: &str| format!("`{code}` is not in the corpus {} ({})", path.display(), layout.needs(code));
+    // Every code asked for that the corpus lacks: the first in full, the others with their hints.
+    let absent: Vec<&String> = languages.iter().filter(|p| !p.contains(['*', '?']) && !codes.contains(p)).collect();
+    if let Some((first, rest)) = absent.split_first() {
+        let mut message = format!("{}; {}", not_in(first), hint(first));
+        if !rest.is_empty() {
+            let others: Vec<String> = rest.iter().map(|c| format!("`{c}` ({})", hint(c))).collect();
+            message.push_str(&format!(" Also not in it: {}", others.join(", ")));
+        }
+        return blame("languages", message);
+    }
+    if let Some(p) = languages.iter().find(|p| p.contains(['*', '?']) && !codes.iter().any(|c| glob_match(p, c))) {
+        return blame(
+            "languages",
+            format!("`{p}` matches no language of the corpus {} ({} languages)", path.display(), codes.len()),
+        );
+    }
+    if !codes.iter().any(|c| c == pivot) {
+        return blame("pivot", format!("{}; {}", not_in(pivot), hint(pivot)));
+    }
+    Ok(())
+}
+
 /// Loads, selects and checks a corpus.
 pub fn load(path: &Path, split: &str, languages: &[String], pivot: &str, limit: usize) -> Result<Vec<LangText>> {
     let wanted = |code: &str| code == pivot || languages.is_empty() || languages.iter().any(|p| glob_match(p, code));
@@ -320,18 +451,14 @@ pub fn load(path: &Path, split: &str, languages: &[String], pivot: &str, limit: 
             .filter(|l| l.code == pivot || languages.is_empty() || languages.iter().any(|p| glob_match(p, &l.code)))
             .collect()
     };
-    for p in languages {
-        if !p.contains(['*', '?']) && !langs.iter().any(|l| &l.code == p) {
-            bail!(
-                "{}: language `{p}` was asked for but has no file (expected {}/{p}.txt or similar)",
-                path.display(),
-                path.display()
-            );
-        }
-    }
+    // Planning checked the codes (check_languages); this holds if the corpus changed since.
     let Some(pivot_lang) = langs.iter().position(|l| l.code == pivot) else {
+        check_languages(path, split, languages, pivot)?;
         bail!("{}: the pivot language `{pivot}` is missing", path.display());
     };
+    if languages.iter().any(|p| !p.contains(['*', '?']) && !langs.iter().any(|l| &l.code == p)) {
+        check_languages(path, split, languages, pivot)?;
+    }
     let n_pivot = langs[pivot_lang].lines.len();
     if n_pivot == 0 {
         bail!("{}: the pivot {} has no sentences", path.display(), langs[pivot_lang].file.display());
@@ -392,7 +519,9 @@ impl Stage for LoadCorpus {
         vec![]
     }
     fn check_params(&self, params: &serde_json::Value) -> Result<()> {
-        mexa_pipeline::check::<Params>(params)
+        mexa_pipeline::check::<Params>(params)?;
+        let p = <Params as serde::Deserialize>::deserialize(params)?;
+        check_languages(&p.path, &p.split, &p.languages, &p.pivot)
     }
     fn run(&self, ctx: &Ctx) -> Result<Output> {
         let p: Params = ctx.typed()?;
@@ -470,6 +599,58 @@ mod tests {
         assert!(!glob_match("*_Latn", "rus_Cyrl"));
         assert!(glob_match("c?n_*", "cmn_hans"));
         assert!(glob_match("*", "x"));
+    }
+
+    /// Planning's check of `languages` and `pivot` on each layout: what passes, and for what
+    /// fails, the parameter blamed, the place the layout would need and the code meant.
+    #[test]
+    fn language_codes_are_checked_against_the_corpus_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let p = d.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("sib/eng_Latn/dev.tsv", "index_id\ttext\n1\tone\n");
+        write("sib/yor_Latn/dev.tsv", "index_id\ttext\n1\tookan\n");
+        write("flores/devtest/eng_Latn.devtest", "one\n");
+        write("flores/devtest/zho_Hant.devtest", "一\n");
+        write("udhr/eng.txt", "one\n");
+        write("udhr/mly_arab.txt", "satu\n");
+        write("udhr/languages.tsv", "udhr\tiso639_3\tbcp47\neng\teng\ten\nmly_arab\tzlm\tzlm-Arab\n");
+        write("t.tsv", "eng_Latn\tswh_Latn\none\tmoja\n");
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let err = |dir: &str, split: &str, langs: &[&str], pivot: &str| {
+            let e = check_languages(&d.path().join(dir), split, &s(langs), pivot).unwrap_err();
+            let pe = e.downcast_ref::<mexa_pipeline::ParamError>().expect("blames a parameter");
+            (pe.param.clone(), pe.message.replace(&d.path().display().to_string(), "D"))
+        };
+        check_languages(&d.path().join("sib"), "dev", &s(&["yor_Latn"]), "eng_Latn").unwrap();
+        check_languages(&d.path().join("flores"), "devtest", &s(&["*_Hant"]), "eng_Latn").unwrap();
+        check_languages(&d.path().join("udhr"), "devtest", &[], "eng").unwrap();
+        check_languages(&d.path().join("t.tsv"), "devtest", &s(&["swh_Latn"]), "eng_Latn").unwrap();
+        let (param, msg) = err("sib", "dev", &["yor"], "eng_Latn");
+        assert_eq!(param, "languages");
+        assert_eq!(msg, "`yor` is not in the corpus D/sib (SIB-200's <code>/<split>.tsv: no D/sib/yor/dev.tsv); did you mean `yor_Latn`?");
+        let (param, msg) = err("flores", "devtest", &[], "eng");
+        assert_eq!(param, "pivot");
+        assert_eq!(msg, "`eng` is not in the corpus D/flores (FLORES-200's <split>/<code>.<split>: no D/flores/devtest/eng.devtest); did you mean `eng_Latn`?");
+        assert!(err("flores", "devtest", &["cmn_Hant"], "eng_Latn").1.ends_with("did you mean `zho_Hant`?"));
+        let (_, msg) = err("flores", "devtest", &["zho_Hant", "ENG_LATN", "cmn_hant", "zho"], "eng_Latn");
+        assert!(msg.starts_with("`ENG_LATN` is not in the corpus"), "{msg}");
+        assert!(
+            msg.ends_with("did you mean `eng_Latn`? Also not in it: `cmn_hant` (did you mean `zho_Hant`?), `zho` (did you mean `zho_Hant`?)"),
+            "{msg}"
+        );
+        assert!(err("flores", "devtest", &["*_Latm"], "eng_Latn").1.contains("`*_Latm` matches no language"));
+        let (_, msg) = err("udhr", "devtest", &["zlm"], "eng");
+        assert_eq!(
+            msg,
+            "`zlm` is not in the corpus D/udhr (one file per language: no D/udhr/zlm.txt); did you mean `mly_arab`?"
+        );
+        let (_, msg) = err("t.tsv", "devtest", &["sw"], "eng_Latn");
+        assert_eq!(msg, "`sw` is not in the corpus D/t.tsv (a column per language: no column `sw` in D/t.tsv); did you mean `swh_Latn`?");
+        assert!(err("t.tsv", "devtest", &["qqq"], "eng_Latn").1.ends_with("it has: eng_Latn, swh_Latn"));
     }
 
     #[test]

@@ -146,7 +146,10 @@ impl Stage for Report {
         // 3: near-chance cells grey, μMax intervals and n; the clustered pairs heatmap.
         // 4: the lexical floor, the floor diagnosis and multiple comparisons of correlations,
         // layer choice, prediction error with calibration plots, instance-level accuracy.
-        4
+        // 5: per-language tables name each language (name, script, family / branch). The page
+        // is this stage's stored output, so the language table's content reaches it here (and
+        // only here: data artifacts never hold it).
+        5
     }
     fn doc(&self) -> &'static str {
         "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables (μMax with its interval, near-chance marked), layer × language heatmaps, clustered language × language heatmaps with dendrograms (align_pairs), alignment-vs-task scatters, per-layer curves"
