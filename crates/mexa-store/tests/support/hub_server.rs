@@ -1,7 +1,7 @@
 //! A local stand-in for the Hugging Face Hub, for download tests without internet: an
 //! HTTP/1.1 server on 127.0.0.1 that serves a folder in the Hub's URL layout,
 //! `ROOT/{owner}/{name}/resolve/{revision}/{file}` (a branch is a symlink to its commit's
-//! folder), with the headers huggingface_hub's client reads:
+//! folder; a commit's folder may link to a model folder elsewhere), with the headers huggingface_hub's client reads:
 //!
 //! - `GET /api/models/{owner}/{name}/revision/{rev}`: `{"sha": commit, "siblings": [{"rfilename"}]}`
 //! - `HEAD|GET /{owner}/{name}/resolve/{rev}/{file}`: `X-Repo-Commit`; a small file answers
@@ -72,6 +72,14 @@ impl HubServer {
             });
         }
         HubServer { url, root: root.to_path_buf(), log, faults }
+    }
+
+    /// Serves the model folder `dir` as `owner/name` at `commit`, `main` pointing at it.
+    pub fn link_repo(&self, owner: &str, name: &str, commit: &str, dir: &Path) {
+        let base = self.root.join(owner).join(name).join("resolve");
+        std::fs::create_dir_all(&base).unwrap();
+        std::os::unix::fs::symlink(dir, base.join(commit)).unwrap();
+        std::os::unix::fs::symlink(commit, base.join("main")).unwrap();
     }
 
     pub fn requests(&self) -> Vec<Req> {
@@ -193,12 +201,12 @@ fn serve(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
     }
     // /api/models/{o}/{n}/revision/{rev}
     if segs.len() == 6 && segs[0] == "api" && segs[1] == "models" && segs[4] == "revision" {
-        let dir = ctx.root.join(&segs[2]).join(&segs[3]).join("resolve").join(&segs[5]);
-        let Ok(real) = std::fs::canonicalize(&dir) else {
+        let base = ctx.root.join(&segs[2]).join(&segs[3]).join("resolve");
+        let Some(commit) = commit_of(&base, &segs[5]) else {
             respond(&mut stream, "404 Not Found", &[("X-Error-Code".into(), "RevisionNotFound".into())], b"", head);
             return Ok(());
         };
-        let commit = real.file_name().unwrap().to_string_lossy().into_owned();
+        let real = base.join(&commit);
         let mut files = Vec::new();
         list(&real, &real, &mut files);
         files.sort();
@@ -222,7 +230,7 @@ fn serve(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
         return Ok(());
     };
     let dir = ctx.root.join(o).join(n).join("resolve").join(rev);
-    let commit = std::fs::canonicalize(&dir).ok().and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()));
+    let commit = commit_of(&ctx.root.join(o).join(n).join("resolve"), rev);
     let p = dir.join(&file);
     let Some(commit) = commit.filter(|_| p.is_file()) else {
         respond(&mut stream, "404 Not Found", &[("X-Error-Code".into(), "EntryNotFound".into())], b"", head);
@@ -274,6 +282,20 @@ fn serve(ctx: &Ctx, mut stream: TcpStream) -> std::io::Result<()> {
     }
     respond(&mut stream, status, &headers, body, head);
     Ok(())
+}
+
+/// The commit a revision names: a branch is a symlink to its commit's folder (which may
+/// itself link to a model folder elsewhere); a commit is a folder or such a link.
+fn commit_of(base: &Path, rev: &str) -> Option<String> {
+    let p = base.join(rev);
+    let meta = std::fs::symlink_metadata(&p).ok()?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(&p).ok()?;
+        if target.components().count() == 1 {
+            return Some(target.to_string_lossy().into_owned());
+        }
+    }
+    p.is_dir().then(|| rev.to_string())
 }
 
 fn list(root: &Path, dir: &Path, out: &mut Vec<String>) {
