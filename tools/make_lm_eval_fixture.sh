@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv="${1:-/tmp/venv-lmeval}"
 assets="${MEXA_ASSETS:-$HOME/.cache/mexa/assets}"
+# The committed run read /work/shared/data/xcopa/data (the same files as the assets copy).
 data="${XCOPA:-$assets/tasks/xcopa}"
 out=tests/fixtures/lm_eval/xcopa-gemma3-270m
 langs=(it zh sw ht)
@@ -24,7 +25,7 @@ HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 "$venv/bin/lm_eval" --model hf \
   --model_args "pretrained=$assets/models/gemma3-270m,gguf_file=gemma-3-270m-q4_k_m.gguf,dtype=float32" \
   --tasks "$tasks" --include_path "$tasks_dir" --limit 30 --device cpu --batch_size 1 --seed 0 \
   --output_path "$raw"
-# lm-eval names the model folder after the model path; keep its layout, under a stable name.
-rm -rf "$out" && mkdir -p "$out/gemma3-270m"
-cp "$raw"/*/results_*.json "$out/gemma3-270m/"
-echo "wrote $(ls "$out"/gemma3-270m/results_*.json)"
+# The folder as lm-eval wrote it (a subfolder named after the model path, one results file).
+rm -rf "$out" && mkdir -p "$out"
+cp -r "$raw"/* "$out/"
+echo "wrote $(ls "$out"/*/results_*.json)"

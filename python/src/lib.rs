@@ -5,7 +5,9 @@
 //! the stage registry, which lives with the model runtime, so plans come from the `mexa`
 //! binary's `plan --json` (see mexa/__init__.py and docs/decisions.md).
 use anyhow::{anyhow, Context, Result};
-use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, RecordBatchIterator, StringArray, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, RecordBatchIterator, StringArray, UInt64Array,
+};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use mexa_pipeline::export::stage_table;
@@ -172,9 +174,8 @@ fn plan_table(plan_json: &str) -> PyResult<Table> {
 /// The store a pipeline file names (`store:`, relative to the file's folder), if any.
 #[pyfunction]
 fn pipeline_store(path: PathBuf) -> PyResult<Option<PathBuf>> {
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))
-        .map_err(py_err)?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display())).map_err(py_err)?;
     let root = mexa_pipeline::yaml::parse(&path.display().to_string(), &text).map_err(|e| py_err(anyhow!("{e}")))?;
     let store = root.get("store").and_then(|n| n.as_str()).filter(|s| !s.is_empty());
     Ok(store.map(|s| path.parent().unwrap_or(Path::new("")).join(s)))
@@ -192,7 +193,10 @@ fn ls_table(store: &mexa_store::Store, shards: bool) -> Result<Table> {
         ("rows", Arc::new(UInt64Array::from(infos.iter().map(|i| i.manifest.rows).collect::<Vec<_>>()))),
         ("bytes", Arc::new(UInt64Array::from(infos.iter().map(|i| i.manifest.bytes).collect::<Vec<_>>()))),
         ("wall_time_s", Arc::new(Float64Array::from(infos.iter().map(|i| i.manifest.wall_time_s).collect::<Vec<_>>()))),
-        ("created_unix", Arc::new(UInt64Array::from(infos.iter().map(|i| i.manifest.created_unix).collect::<Vec<_>>()))),
+        (
+            "created_unix",
+            Arc::new(UInt64Array::from(infos.iter().map(|i| i.manifest.created_unix).collect::<Vec<_>>())),
+        ),
         ("shard", Arc::new(BooleanArray::from(infos.iter().map(|i| i.manifest.is_shard()).collect::<Vec<_>>()))),
     ];
     batch_of(columns)
@@ -218,11 +222,7 @@ fn json_nodes(plan_json: &str) -> Result<Value> {
 fn cell_of(n: &Value) -> Vec<(String, String)> {
     n["cell"]
         .as_array()
-        .map(|c| {
-            c.iter()
-                .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
-                .collect()
-        })
+        .map(|c| c.iter().filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string()))).collect())
         .unwrap_or_default()
 }
 
@@ -270,7 +270,9 @@ fn plan_nodes_table(plan_json: &str) -> Result<Table> {
         }
     }
     let field = |f: &str| -> ArrayRef {
-        Arc::new(StringArray::from(nodes.iter().map(|n| n[f].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>()))
+        Arc::new(StringArray::from(
+            nodes.iter().map(|n| n[f].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>(),
+        ))
     };
     // Status serialises as "cached" or {"run": {"reason": ..., "detail": ...}}.
     let status: Vec<&str> = nodes.iter().map(|n| if n["status"] == "cached" { "cached" } else { "run" }).collect();

@@ -83,12 +83,15 @@ stages:
     mexa(d.path(), &["run", "p.yaml"]);
     let plan: Value = serde_json::from_str(&mexa(d.path(), &["plan", "--json", "p.yaml"])).unwrap();
     let key = |stage: &str| {
-        plan["nodes"].as_array().unwrap().iter().find(|n| n["stage"] == stage).unwrap()["key"].as_str().unwrap().to_string()
+        plan["nodes"].as_array().unwrap().iter().find(|n| n["stage"] == stage).unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
 
     // The harness's accuracies, as it wrote them.
-    let results_dir = fixture().join("gemma3-270m");
-    let file = std::fs::read_dir(&results_dir).unwrap().next().unwrap().unwrap().path();
+    let model_dir = std::fs::read_dir(fixture()).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(model_dir).unwrap().next().unwrap().unwrap().path();
     let lm: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
     let mut equal = 0;
     let choice = rows(d.path(), &key("xcopa"));
@@ -107,7 +110,9 @@ stages:
     let strip = |rs: Vec<Value>| -> Vec<Vec<Value>> {
         let mut v: Vec<Vec<Value>> = rs
             .into_iter()
-            .map(|r| ["language", "pooling", "layer_pool", "alignment", "score", "adjusted"].map(|c| r[c].clone()).to_vec())
+            .map(|r| {
+                ["language", "pooling", "layer_pool", "alignment", "score", "adjusted"].map(|c| r[c].clone()).to_vec()
+            })
             .collect();
         v.sort_by_key(|r| r.iter().take(3).map(|x| x.to_string()).collect::<Vec<_>>());
         v
@@ -121,7 +126,8 @@ stages:
     let harness = rows(d.path(), &key("harness_correlation"));
     assert_eq!(own.len(), 2);
     for (a, b) in own.iter().zip(&harness) {
-        for col in ["pooling", "layer_pool", "n", "pearson", "pearson_p", "spearman", "spearman_p", "kendall", "slope"] {
+        for col in ["pooling", "layer_pool", "n", "pearson", "pearson_p", "spearman", "spearman_p", "kendall", "slope"]
+        {
             assert_eq!(a[col], b[col], "{col}");
         }
         assert_eq!(a["n"], 4);
