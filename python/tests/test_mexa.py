@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,10 @@ def setUpModule():
     mexa.Pipeline(DEMO, set=SMALL, store=STORE).run(progress=False)
 
 
+def tearDownModule():
+    shutil.rmtree(STORE, ignore_errors=True)
+
+
 def demo(**kw):
     return mexa.Pipeline(DEMO, set=SMALL, store=STORE, **kw)
 
@@ -42,7 +47,8 @@ def cli(*args):
 
 def docs_example():
     """The first ```python block of docs/python.md."""
-    text = open(os.path.join(REPO, "docs", "python.md"), encoding="utf-8").read()
+    with open(os.path.join(REPO, "docs", "python.md"), encoding="utf-8") as f:
+        text = f.read()
     return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
