@@ -27,6 +27,29 @@ const MACRO: &[(&str, &str)] = &[
     ("lit", "lit"),
 ];
 
+/// ISO 639-1 → ISO 639-3 (its macrolanguage code where one applies: `zh` → zho, `sw` → swa), as
+/// lm-evaluation-harness names many tasks' languages (`xcopa_it`, `xnli_fr`). All 184 codes,
+/// from the ISO 639-3 code table's Part1 column (pycountry 26.2.16).
+const ISO639_1: &str = "\
+aa:aar ab:abk ae:ave af:afr ak:aka am:amh an:arg ar:ara as:asm av:ava ay:aym az:aze ba:bak be:bel bg:bul \
+bi:bis bm:bam bn:ben bo:bod br:bre bs:bos ca:cat ce:che ch:cha co:cos cr:cre cs:ces cu:chu cv:chv cy:cym \
+da:dan de:deu dv:div dz:dzo ee:ewe el:ell en:eng eo:epo es:spa et:est eu:eus fa:fas ff:ful fi:fin fj:fij \
+fo:fao fr:fra fy:fry ga:gle gd:gla gl:glg gn:grn gu:guj gv:glv ha:hau he:heb hi:hin ho:hmo hr:hrv ht:hat \
+hu:hun hy:hye hz:her ia:ina id:ind ie:ile ig:ibo ii:iii ik:ipk io:ido is:isl it:ita iu:iku ja:jpn jv:jav \
+ka:kat kg:kon ki:kik kj:kua kk:kaz kl:kal km:khm kn:kan ko:kor kr:kau ks:kas ku:kur kv:kom kw:cor ky:kir \
+la:lat lb:ltz lg:lug li:lim ln:lin lo:lao lt:lit lu:lub lv:lav mg:mlg mh:mah mi:mri mk:mkd ml:mal mn:mon \
+mr:mar ms:msa mt:mlt my:mya na:nau nb:nob nd:nde ne:nep ng:ndo nl:nld nn:nno no:nor nr:nbl nv:nav ny:nya \
+oc:oci oj:oji om:orm or:ori os:oss pa:pan pi:pli pl:pol ps:pus pt:por qu:que rm:roh rn:run ro:ron ru:rus \
+rw:kin sa:san sc:srd sd:snd se:sme sg:sag sh:hbs si:sin sk:slk sl:slv sm:smo sn:sna so:som sq:sqi sr:srp \
+ss:ssw st:sot su:sun sv:swe sw:swa ta:tam te:tel tg:tgk th:tha ti:tir tk:tuk tl:tgl tn:tsn to:ton tr:tur \
+ts:tso tt:tat tw:twi ty:tah ug:uig uk:ukr ur:urd uz:uzb ve:ven vi:vie vo:vol wa:wln wo:wol xh:xho yi:yid \
+yo:yor za:zha zh:zho zu:zul";
+
+/// The ISO 639-3 code of an ISO 639-1 code.
+fn iso639_1(code: &str) -> Option<&'static str> {
+    ISO639_1.split_whitespace().find_map(|p| p.strip_prefix(code)?.strip_prefix(':'))
+}
+
 /// A parsed label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lang {
@@ -41,10 +64,10 @@ impl Lang {
     /// Parses a label; `iso` overrides the code read from the label (e.g. from UDHR's table).
     pub fn parse(label: &str, iso: Option<&str>) -> Self {
         let (head, script) = mexa_core::language::split_label(label);
-        let iso = iso.filter(|s| !s.is_empty()).map(str::to_string).unwrap_or(if head.len() == 3 {
-            head
-        } else {
-            String::new()
+        let iso = iso.filter(|s| !s.is_empty()).map(str::to_string).unwrap_or(match head.len() {
+            3 => head,
+            2 => iso639_1(&head).unwrap_or_default().to_string(),
+            _ => String::new(),
         });
         Self { label: label.to_string(), iso, script }
     }
@@ -165,5 +188,18 @@ mod tests {
         assert_eq!(dym("zho_Hans", &udhr), ["cmn_hans"]);
         assert!(dym("spa", &udhr).is_empty());
         assert!(dym("xx", &flores).is_empty());
+    }
+
+    #[test]
+    fn iso_639_1_codes_as_lm_eval_names_languages() {
+        assert_eq!(m("fr", None).as_deref(), Some("fra_Latn"));
+        assert_eq!(m("sw", None).as_deref(), Some("swh_Latn"), "sw is the Swahili macrolanguage");
+        assert_eq!(m("ar", None).as_deref(), Some("arb_Arab"));
+        assert_eq!(m("zh", None), None, "zho_Hans and zho_Hant: ambiguous, as zho");
+        assert_eq!(Lang::parse("it", None).iso, "ita");
+        assert_eq!(Lang::parse("ht", None).iso, "hat");
+        assert_eq!(Lang::parse("zu", None).iso, "zul");
+        assert_eq!(Lang::parse("jp", None).iso, "", "not an ISO 639-1 code: no guess");
+        assert_eq!(ISO639_1.split_whitespace().count(), 184);
     }
 }

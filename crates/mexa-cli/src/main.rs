@@ -3,6 +3,7 @@
 //! A thin command-line layer over the workspace crates: argument parsing, logging, and
 //! printing. See ARCHITECTURE.md for the map.
 mod bench;
+mod cmd_fetch;
 mod cmd_pipeline;
 mod cmd_report;
 mod cmd_store;
@@ -84,6 +85,9 @@ enum Command {
     /// Show the ids and pieces a model's tokenizer gives a text, a file or a corpus language
     /// (as embed feeds them to the model); --compare another tokenizer.json.
     Tokenize(cmd_tokenize::TokenizeArgs),
+    /// Download a model by Hugging Face id into the Hugging Face cache (ahead of a run, e.g.
+    /// before a Slurm job whose nodes are offline): `mexa fetch Qwen/Qwen2.5-1.5B`.
+    Fetch(cmd_fetch::FetchArgs),
     /// Benchmarks: each prints mexa's time next to a baseline measured in the same run.
     Bench(bench::BenchArgs),
     /// Print a shell completion script: `mexa completions bash > ~/.local/share/bash-completion/completions/mexa`.
@@ -186,6 +190,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Verify(a) => cmd_store::verify(store, a),
         Command::Store(c) => cmd_store::store_cmd(store, c),
         Command::Stages(a) => cmd_pipeline::stages(a),
+        Command::Fetch(a) => cmd_fetch::fetch(a, cli.quiet),
         Command::Bench(a) => bench::bench(a),
         Command::Tokenize(a) => cmd_tokenize::tokenize(a),
         Command::ExecNode(a) => cmd_pipeline::exec_node(store, a),

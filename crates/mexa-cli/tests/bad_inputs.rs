@@ -71,6 +71,8 @@ fn check(c: &Case, root: &Path) -> Option<String> {
         .current_dir(&d)
         .env("MEXA_ASSETS", assets())
         .env("HF_HUB_CACHE", d.join("hf-cache"))
+        // Offline: a Hugging Face id missing from the cache must not be downloaded by a test.
+        .env("HF_HUB_OFFLINE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -242,7 +244,7 @@ fn spec_cases() -> Vec<Case> {
         plan("grid_not_a_mapping", "pipeline: p\ngrid: [a]\nstages: {}\n", &["p.yaml:2:", "`grid` must map"]),
         plan("corpus_path_missing", "pipeline: p\nstages:\n  corpus:\n    kind: load_corpus\n    params: {path: nowhere, pivot: eng}\n", &["p.yaml:5:", "nowhere", "cannot read"]),
         with_corpus(plan("model_path_missing", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: /no/such/model.gguf}}\n"), &["p.yaml:", "/no/such/model.gguf"])),
-        with_corpus(plan("hub_id_not_cached", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: Qwen/Qwen2.5-7B}}\n"), &["models--Qwen--Qwen2.5-7B", "never downloads", "looked up as a Hugging Face id"])),
+        with_corpus(plan("hub_id_not_cached", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: Qwen/Qwen2.5-7B}}\n"), &["models--Qwen--Qwen2.5-7B", "HF_HUB_OFFLINE is set", "mexa fetch Qwen/Qwen2.5-7B", "looked up as a Hugging Face id"])),
         with_corpus(plan("hub_ref_missing", &format!("{ok_corpus}  e:\n    kind: embed\n    inputs: {{corpus: corpus}}\n    params: {{model: Qwen/Qwen2.5-7B@v9}}\n"), &["models--Qwen--Qwen2.5-7B"])),
         plan("import_missing_file", "pipeline: p\nimports: [other.yaml]\nstages: {}\n", &["p.yaml:2:", "other.yaml"]),
         case("import_cycle", &[("p.yaml", "pipeline: p\nimports: [q.yaml]\nstages: {}\n"), ("q.yaml", "imports: [p.yaml]\nstages: {}\n")], "plan {d}/p.yaml", 2, &["import"]),
@@ -289,7 +291,12 @@ fn corpus_cases() -> Vec<Case> {
             "",
             &["fra.txt:2", "invalid UTF-8"],
         ),
-        corpus_case("corpus_giant_line", &[CORPUS[0], ("c/fra.txt", &big)], "", &["fra.txt:1", "more than 100000 bytes"]),
+        corpus_case(
+            "corpus_giant_line",
+            &[CORPUS[0], ("c/fra.txt", &big)],
+            "",
+            &["fra.txt:1", "more than 100000 bytes"],
+        ),
         corpus_case(
             "corpus_language_twice",
             &[CORPUS[0], CORPUS[1], ("c/fra.dev", "un\ndeux\ntrois\n")],

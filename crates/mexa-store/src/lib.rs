@@ -5,7 +5,8 @@
 //! atomically ([`Store::write`]), per-key locks that a crashed holder cannot leave stuck
 //! ([`Store::lock`]), integrity checks and quarantine ([`Store::verify`]), merging stores
 //! ([`Store::import_from`]), garbage collection and the hash cache for external files,
-//! and the identity of models ([`models`]: loader files, the Hugging Face cache).
+//! and the identity of models ([`models`]: loader files, the Hugging Face cache; [`download`]:
+//! fetching them by Hugging Face id).
 //!
 //! Layout of a store (nothing in it records where the store itself lives, so a store can be
 //! copied with `cp -r`/rsync and used unchanged):
@@ -29,6 +30,7 @@
 //! Invariant: a directory under `objects/` is complete. It is created by renaming a fully
 //! written temporary directory, whose manifest records the blake3 of its data file.
 
+pub mod download;
 mod filehash;
 mod gc;
 mod key;

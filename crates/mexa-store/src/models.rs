@@ -1,6 +1,6 @@
 //! Model references: which files of a model count for its identity, and models named by a
-//! Hugging Face id (`Qwen/Qwen2.5-1.5B`, optionally `@revision`) found offline in the local
-//! Hugging Face cache.
+//! Hugging Face id (`Qwen/Qwen2.5-1.5B`, optionally `@revision`) found in the local Hugging
+//! Face cache, or downloaded into it first when online ([`crate::download`]).
 //!
 //! A model enters an artifact key through the files mexa's loader reads and nothing else
 //! ([`loader_files`]): a Llama 3.1 folder's `original/*.pth`, README or optimizer state are
@@ -17,7 +17,7 @@
 use crate::FileHasher;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +34,23 @@ pub struct ModelRef {
 /// the safetensors weights (one file, or the shards an index names) — or, in a folder without
 /// config.json, its .gguf file and a tokenizer.json beside it. Relative names, sorted.
 pub fn loader_files(dir: &Path) -> Result<Vec<String>> {
-    let has = |n: &str| dir.join(n).is_file();
+    let names: BTreeSet<String> = fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    pick_loader_files(&names, || index_shards(&dir.join("model.safetensors.index.json")))
+}
+
+/// The files the loader reads among `names` (the top-level files of a folder or of a Hub
+/// repository; see [`loader_files`]). `shards` reads `model.safetensors.index.json` when the
+/// weights are sharded (a folder reads it from disk; a download fetches it first).
+pub fn pick_loader_files(
+    names: &BTreeSet<String>,
+    shards: impl FnOnce() -> Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let has = |n: &str| names.contains(n);
     let mut files: Vec<String> = Vec::new();
     if has("config.json") {
         for n in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"] {
@@ -43,26 +59,11 @@ pub fn loader_files(dir: &Path) -> Result<Vec<String>> {
             }
         }
         if !has("model.safetensors") && has("model.safetensors.index.json") {
-            let index = dir.join("model.safetensors.index.json");
-            let v: Value = mexa_core::file::read_json(&index, mexa_core::FileKind::Config)?;
-            let map =
-                v["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no `weight_map` object", index.display()))?;
             files.push("model.safetensors.index.json".to_string());
-            for shard in map.values().filter_map(Value::as_str) {
-                if shard.contains('/') || shard.contains("..") {
-                    bail!("{}: weight_map names `{shard}`, which is not a file of this folder", index.display());
-                }
-                files.push(shard.to_string());
-            }
+            files.extend(shards()?);
         }
     } else {
-        let ggufs: Vec<String> = fs::read_dir(dir)
-            .with_context(|| format!("{}: cannot read", dir.display()))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".gguf"))
-            .collect();
-        files.extend(ggufs);
+        files.extend(names.iter().filter(|n| n.ends_with(".gguf")).cloned());
         for n in ["tokenizer.json", "tokenizer_config.json"] {
             if has(n) {
                 files.push(n.to_string());
@@ -74,17 +75,40 @@ pub fn loader_files(dir: &Path) -> Result<Vec<String>> {
     Ok(files)
 }
 
-/// Where the Hugging Face cache is: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
-/// `~/.cache/huggingface/hub` — as huggingface_hub decides.
+/// The shard files a `model.safetensors.index.json` names in its `weight_map`.
+pub fn index_shards(index: &Path) -> Result<Vec<String>> {
+    let v: Value = mexa_core::file::read_json(index, mexa_core::FileKind::Config)?;
+    let map = v["weight_map"].as_object().ok_or_else(|| anyhow!("{}: no `weight_map` object", index.display()))?;
+    let mut shards = Vec::new();
+    for shard in map.values().filter_map(Value::as_str) {
+        if shard.contains('/') || shard.contains("..") {
+            bail!("{}: weight_map names `{shard}`, which is not a file of this folder", index.display());
+        }
+        shards.push(shard.to_string());
+    }
+    Ok(shards)
+}
+
+/// huggingface_hub's home: `$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else
+/// `~/.cache/huggingface` (its token file and, by default, the cache live there).
+pub fn hf_home() -> PathBuf {
+    let var = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(p) = var("HF_HOME") {
+        return p;
+    }
+    let home = || var("HOME").unwrap_or_default().join(".cache");
+    var("XDG_CACHE_HOME").unwrap_or_else(home).join("huggingface")
+}
+
+/// Where the Hugging Face cache is: `$HF_HUB_CACHE` (or the older `$HUGGINGFACE_HUB_CACHE`),
+/// else [`hf_home`]`/hub` — as huggingface_hub decides.
 pub fn hub_cache() -> PathBuf {
-    if let Some(p) = std::env::var_os("HF_HUB_CACHE").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
+    for v in ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"] {
+        if let Some(p) = std::env::var_os(v).filter(|v| !v.is_empty()) {
+            return PathBuf::from(p);
+        }
     }
-    if let Some(p) = std::env::var_os("HF_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p).join("hub");
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    home.join(".cache/huggingface/hub")
+    hf_home().join("hub")
 }
 
 /// `owner/name` or `owner/name@revision`, as a Hugging Face id is written (and not a path).
@@ -112,7 +136,7 @@ pub fn resolve(spec: &str, base: &Path, hasher: &FileHasher) -> Result<ModelRef>
     }
     match parse_hub_id(spec) {
         Some((owner, name, rev)) if !spec.starts_with('.') && !spec.starts_with('/') && !spec.starts_with('~') => {
-            from_hub(owner, name, rev, &hub_cache(), hasher).with_context(|| {
+            from_hub_or_download(owner, name, rev, &hub_cache(), hasher).with_context(|| {
                 format!(
                     "model `{spec}` is not a path ({} does not exist), so it was looked up as a Hugging Face id",
                     path.display()
@@ -121,6 +145,26 @@ pub fn resolve(spec: &str, base: &Path, hasher: &FileHasher) -> Result<ModelRef>
         }
         _ => bail!("{}: cannot read: no such file or directory", path.display()),
     }
+}
+
+/// A model from the Hugging Face cache; when it is not there (or incomplete) and
+/// `HF_HUB_OFFLINE` is not set, the files the loader reads are downloaded first
+/// ([`crate::download`]). Offline, the error names the cache path, as before.
+fn from_hub_or_download(owner: &str, name: &str, rev: &str, cache: &Path, hasher: &FileHasher) -> Result<ModelRef> {
+    let absent = match from_hub(owner, name, rev, cache, hasher) {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
+    if crate::download::offline() {
+        return Err(absent.context(format!(
+            "HF_HUB_OFFLINE is set, so nothing was downloaded: fetch it where the Hub is reachable with `mexa fetch {owner}/{name}`"
+        )));
+    }
+    let hub = crate::download::Hub::from_env();
+    if let Err(e) = hub.fetch(owner, name, rev, cache, &[]) {
+        return Err(e.context(format!("{absent:#}; downloading it failed (set HF_HUB_OFFLINE=1 to never try)")));
+    }
+    from_hub(owner, name, rev, cache, hasher)
 }
 
 /// The files beside `file` that mexa's loaders read with it: beside a `.gguf` a
@@ -185,7 +229,7 @@ pub fn from_hub(owner: &str, name: &str, rev: &str, cache: &Path, hasher: &FileH
     let repo = cache.join(format!("models--{owner}--{name}"));
     if !repo.is_dir() {
         bail!(
-            "{} does not exist (Hugging Face cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub); mexa never downloads: fetch it first, e.g. `huggingface-cli download {owner}/{name}`",
+            "{} does not exist (Hugging Face cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub); fetch it with `mexa fetch {owner}/{name}` or `huggingface-cli download {owner}/{name}`",
             repo.display()
         );
     }
