@@ -166,7 +166,15 @@ fn a_killed_job_is_retried_and_a_killed_head_resumes() {
 fn a_failing_stage_is_reported_with_its_log() {
     require_slurm();
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(dir.path(), "slurm-fail", "[fra, no_such_language]", 4);
+    // A corpus that plans (its languages exist) and fails when read: an empty line in fra.txt.
+    let c = dir.path().join("c");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("eng.txt"), "One.\nTwo.\n").unwrap();
+    std::fs::write(c.join("fra.txt"), "Un.\n\nDeux.\n").unwrap();
+    let p = pipeline(dir.path(), "slurm-fail", "[fra]", 4);
+    let yaml =
+        std::fs::read_to_string(&p).unwrap().replace("\"${assets}/corpora/udhr\"", &format!("\"{}\"", c.display()));
+    std::fs::write(&p, yaml).unwrap();
     let o = mexa(&dir.path().join("s"), &["run", "--executor", "slurm", "--retries", "0", p.to_str().unwrap()]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
@@ -174,10 +182,7 @@ fn a_failing_stage_is_reported_with_its_log() {
         t.contains("failed: corpus") && t.contains("ExitCode=1:0") && t.contains("log ") && t.contains("corpus-"),
         "{t}"
     );
-    assert!(
-        t.contains("language `no_such_language` was asked for but has no file"),
-        "the log's last lines are shown:\n{t}"
-    );
+    assert!(t.contains("fra.txt:2: empty line"), "the log's last lines are shown:\n{t}");
 }
 
 #[test]

@@ -58,6 +58,9 @@ mod tests {
     /// one is refused.
     #[test]
     fn declared_parameters_match_each_stage_s_typed_struct() {
+        // A path parameter gets a real one-language corpus: load_corpus checks its languages.
+        let corpus = tempfile::tempdir().unwrap();
+        std::fs::write(corpus.path().join("eng_Latn.txt"), "One.\n").unwrap();
         for stage in super::registry().iter() {
             let mut params = serde_json::Map::new();
             for p in stage.params() {
@@ -67,6 +70,7 @@ mod tests {
                     ParamType::Bool => json!(true),
                     ParamType::StrList | ParamType::EnumList(_) => json!([]),
                     ParamType::IntList => json!([]),
+                    ParamType::Path => json!(corpus.path()),
                     _ => json!("x"),
                 });
                 params.insert(p.name.to_string(), v);

@@ -65,9 +65,10 @@ fn bad_utf8_names_file_and_line() {
 fn missing_pivot_and_missing_language() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "fra_Latn.txt", b"un\n");
-    assert!(err(d.path(), &[], "eng_Latn").contains("the pivot language `eng_Latn` is missing"));
+    let m = err(d.path(), &[], "eng_Latn");
+    assert!(m.contains("`pivot`: `eng_Latn` is not in the corpus") && m.contains("it has: fra_Latn"), "{m}");
     write(d.path(), "eng_Latn.txt", b"one\n");
-    assert!(err(d.path(), &["spa_Latn"], "eng_Latn").contains("language `spa_Latn` was asked for but has no file"));
+    assert!(err(d.path(), &["spa_Latn"], "eng_Latn").contains("`spa_Latn` is not in the corpus"));
 }
 
 #[test]

@@ -78,10 +78,10 @@ fn downloads_the_loader_files_into_the_hugging_face_cache_layout() {
     let reqs = hub.requests();
     assert!(!reqs.iter().any(|r| r.path.contains("README") || r.path.contains("original")), "{reqs:?}");
     assert!(reqs.iter().all(|r| r.auth.is_none()));
-    // The offline resolver now finds it, keyed by blob names.
+    // The offline resolver now finds it, keyed by content.
     let m = from_hub("org", "tiny", "main", &cache, &FileHasher::new(None)).unwrap();
-    let sha = digest(&served.join("model-00001-of-00002.safetensors"), Digest::Sha256).unwrap();
-    assert_eq!(m.key["model_files"]["model-00001-of-00002.safetensors"]["blob"], sha.as_str());
+    let content = FileHasher::new(None).hash_path(&served.join("model-00001-of-00002.safetensors")).unwrap();
+    assert_eq!(m.key["model_files"]["model-00001-of-00002.safetensors"], content.as_str());
     // A second fetch downloads nothing: one API call to resolve `main`, no file requests.
     let n = hub.requests().len();
     let again = quiet(&hub, None).fetch("org", "tiny", "main", &cache, &[]).unwrap();
