@@ -150,7 +150,7 @@ impl Store {
     /// An artifact's manifest as JSON text.
     fn manifest(&self, key: &str) -> PyResult<String> {
         let key = self.inner.resolve_prefix(key).map_err(py_err)?;
-        let m = self.inner.manifest(&key).map_err(py_err)?;
+        let m = self.inner.manifest(&key).map_err(|e| py_err(e.into()))?;
         serde_json::to_string(&m).map_err(|e| py_err(anyhow!(e)))
     }
 
@@ -187,7 +187,7 @@ fn ls_table(store: &mexa_store::Store, shards: bool) -> Result<Table> {
         Arc::new(StringArray::from(infos.iter().map(f).collect::<Vec<_>>()))
     };
     let columns: Vec<(&str, ArrayRef)> = vec![
-        ("key", text(&|i| i.key.clone())),
+        ("key", text(&|i| i.key.to_string())),
         ("stage", text(&|i| i.manifest.spec.stage.clone())),
         ("label", text(&|i| i.manifest.label.clone())),
         ("rows", Arc::new(UInt64Array::from(infos.iter().map(|i| i.manifest.rows).collect::<Vec<_>>()))),
@@ -236,7 +236,7 @@ fn plan_from_json(plan_json: &str, store: &mexa_store::Store) -> Result<Plan> {
     let v = json_nodes(plan_json)?;
     let mut nodes = Vec::new();
     for n in v["nodes"].as_array().expect("checked") {
-        let key = text_of(n, "key")?;
+        let key: mexa_store::Key = text_of(n, "key")?.parse().map_err(|e| anyhow!("a plan node's `key`: {e}"))?;
         let status = if store.complete(&key) { Status::Cached } else { Status::Run(Reason::NeverRun) };
         nodes.push(PlanNode {
             stage: text_of(n, "stage")?,
