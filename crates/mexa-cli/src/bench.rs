@@ -11,7 +11,9 @@
 //! - `embed`: tokens per second of mexa's batched extractor, and of Hugging Face
 //!   transformers batched and one sentence at a time (the published MEXA loop),
 //!   same model, sentences and threads (needs a Python with torch + transformers:
-//!   $MEXA_BENCH_PYTHON, default python3).
+//!   $MEXA_BENCH_PYTHON, default python3); the share of the machine's f32 product speed
+//!   (measured in the run) that mexa's weight products reach; for a GGUF, llama.cpp with every
+//!   layer captured when $MEXA_BENCH_LLAMACPP names ../shared/tools/llamacpp-bench's bench.sh.
 //!
 //! - `weights`: a GGUF's weights dense (dequantised at load) against kept in their blocks and
 //!   dequantised per use, and against layer-major under a 1 GB budget (stored, each layer
@@ -405,10 +407,27 @@ fn bench_embed(a: &BenchArgs, threads: usize) -> Result<()> {
         a.device
     );
     println!("  mexa batched                          {:>9.1} tokens/s", mexa_tps);
+    if !device.is_cuda() {
+        // The share of this machine's f32 product speed, measured now on the same threads:
+        // 2 FLOPs per weight that multiplies each token (attention's own products, which grow
+        // with the sentence, and the LM head, never run, are not counted).
+        let peak = mexa_model::device::f32_matmul_flops();
+        let per_token = 2.0 * mexa_model::model::per_token_weights(&model)? as f64;
+        let ours = mexa_tps * per_token;
+        println!(
+            "  f32 product peak (libtorch matmul 512×1024×1024) {:>6.1} GFLOP/s; mexa {:.1} GFLOP/s in the weights' products = {:.0}% of it (goal ≥ 70%)",
+            peak / 1e9,
+            ours / 1e9,
+            100.0 * ours / peak
+        );
+    }
     let py = std::env::var("MEXA_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/bench_hf.py");
     let tmp = tempfile::NamedTempFile::new()?;
     std::fs::write(tmp.path(), sentences.join("\n"))?;
+    if model.extension().is_some_and(|e| e == "gguf") {
+        bench_llamacpp(&model, tmp.path(), threads, mexa_tps, tokens);
+    }
     let out = std::process::Command::new(&py)
         .arg(&script)
         .arg(&model)
@@ -446,6 +465,45 @@ fn bench_embed(a: &BenchArgs, threads: usize) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// llama.cpp on the same sentences and threads, every layer's hidden state captured (like for
+/// like with mexa's all-layer embedding), when `MEXA_BENCH_LLAMACPP` names the `bench.sh` of
+/// ../shared/tools/llamacpp-bench: one decode per sentence and several sentences per decode
+/// (`--mode packed`), the faster of the two as the baseline.
+fn bench_llamacpp(model: &Path, sentences: &Path, threads: usize, mexa_tps: f64, tokens: usize) {
+    let Ok(bench) = std::env::var("MEXA_BENCH_LLAMACPP") else {
+        println!("  llama.cpp: not measured (set MEXA_BENCH_LLAMACPP to llamacpp-bench's bench.sh)");
+        return;
+    };
+    let run = |extra: &[&str]| -> Result<(f64, u64)> {
+        let o = std::process::Command::new(&bench)
+            .arg(model)
+            .arg(sentences)
+            .arg(threads.to_string())
+            .args(["--hidden", "layers", "--fa", "off"])
+            .args(extra)
+            .output()?;
+        let out = String::from_utf8_lossy(&o.stdout);
+        let field =
+            |k: &str| out.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse::<f64>().ok());
+        match (o.status.success(), field("tokens_per_s="), field("tokens=")) {
+            (true, Some(tps), Some(t)) => Ok((tps, t as u64)),
+            _ => bail!("{}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")),
+        }
+    };
+    for (name, extra) in [("one decode per sentence", &[][..]), ("packed", &["--mode", "packed"][..])] {
+        match run(extra) {
+            Ok((tps, t)) => {
+                println!(
+                    "  llama.cpp, every layer, {name:<24} {tps:>9.1} tokens/s   mexa/llama.cpp = {:.2}×  (goal ≥ 1.0×){}",
+                    mexa_tps / tps,
+                    if t as usize != tokens { format!("  (llama.cpp counted {t} tokens)") } else { String::new() }
+                );
+            }
+            Err(e) => println!("  llama.cpp {name}: not measured ({bench}: {e})"),
+        }
+    }
 }
 
 pub fn bench(a: BenchArgs) -> Result<i32> {

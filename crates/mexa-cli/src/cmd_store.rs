@@ -46,6 +46,8 @@ pub struct ShowArgs {
     /// artifact's shards joined) on stdout; parquet needs stdout redirected to a file.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    #[command(flatten)]
+    sentences: crate::cmd_sentences::SentenceArgs,
 }
 
 #[derive(Args)]
@@ -320,6 +322,10 @@ pub fn print_table(schema: &SchemaRef, batches: &[RecordBatch], format: Format) 
 pub fn show(store: &StoreChoice, a: ShowArgs) -> Result<i32> {
     let store = store.existing(None)?;
     let key = a.through.resolve(&store, &a.what, a.latest)?;
+    if let Some(language) = &a.sentences.sentences {
+        crate::cmd_sentences::print(&store, &key, &a.sentences, language)?;
+        return Ok(0);
+    }
     let m = store.manifest(&key)?;
     if a.format != Format::Table {
         let (schema, batches) = mexa_pipeline::stage::read_stitched(&store, &key)?;
@@ -360,7 +366,39 @@ pub fn show(store: &StoreChoice, a: ShowArgs) -> Result<i32> {
     );
     println!("\nfirst {} of {} rows{}:", a.rows.min(rows), rows, if shards.is_empty() { "" } else { " (all shards)" });
     print!("{}", TableSummary::head(&schema, &batches, a.rows, 40)?);
+    print_floors(&batches);
     Ok(0)
+}
+
+/// A correlation table's floor flags (`floor`, `floor_note`): every flagged row as a warning
+/// under the table, so a correlation over near-chance points is never read as a finding.
+fn print_floors(batches: &[RecordBatch]) {
+    use arrow::array::{Array, BooleanArray, StringArray};
+    let text = |b: &RecordBatch, c: &str, i: usize| {
+        b.column_by_name(c)
+            .and_then(|a| a.as_any().downcast_ref::<StringArray>().map(|s| s.value(i).to_string()))
+            .unwrap_or_default()
+    };
+    let mut first = true;
+    for b in batches {
+        let Some(flags) = b.column_by_name("floor").and_then(|a| a.as_any().downcast_ref::<BooleanArray>().cloned())
+        else {
+            return;
+        };
+        for i in (0..b.num_rows()).filter(|&i| flags.is_valid(i) && flags.value(i)) {
+            if first {
+                println!("\n⚑ correlations over points mostly near chance (r says little about these):");
+                first = false;
+            }
+            println!(
+                "  {} ({} pooling, layers pooled by {}): {}",
+                text(b, "task", i),
+                text(b, "pooling", i),
+                text(b, "layer_pool", i),
+                text(b, "floor_note", i)
+            );
+        }
+    }
 }
 
 pub fn lineage(store: &StoreChoice, a: LineageArgs) -> Result<i32> {

@@ -6,6 +6,7 @@ mod bench;
 mod cmd_fetch;
 mod cmd_pipeline;
 mod cmd_report;
+mod cmd_sentences;
 mod cmd_store;
 mod cmd_tokenize;
 

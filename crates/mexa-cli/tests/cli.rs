@@ -191,15 +191,26 @@ fn demo_like_pipeline_end_to_end() {
     let table = &html[html.find("class=\"languages\"").unwrap()..];
     let values: Vec<f64> =
         table.split("data-value=\"").skip(1).map(|s| s[..s.find('"').unwrap()].parse().unwrap()).collect();
-    let mut want: Vec<f64> = Vec::new();
+    // The pivot's row first (μ = 1 per pooling, its own Belebele score as join_tasks recorded
+    // it), then per language μMean and μMax per pooling and its Belebele score.
+    let points: Vec<serde_json::Value> =
+        serde_json::from_slice(&mexa(&store, &["show", "tasks", "--format", "json"]).stdout).unwrap();
+    let score = |lang: &str| points.iter().find(|r| r["language"] == lang).unwrap()["score"].as_f64().unwrap();
+    let shown = text(&mexa(&store, &["show", "tasks"]));
+    let meta: serde_json::Value =
+        serde_json::from_str(shown.lines().find_map(|l| l.strip_prefix("meta     ")).unwrap()).unwrap();
+    let mut want: Vec<f64> = vec![1.0; 6];
+    want.push(meta["pivot_score"]["belebele"].as_f64().unwrap());
     for lang in ["amh", "fra", "spa", "zul"] {
         for pooling in ["last", "mean", "weighted"] {
             let r = rows.iter().find(|r| r["language"] == lang && r["pooling"] == pooling).unwrap();
             want.push(r["mean"].as_f64().unwrap());
             want.push(r["max"].as_f64().unwrap());
         }
+        want.push(score(lang));
     }
     assert_eq!(values, want);
+    assert!(table.contains("<td>eng (pivot)</td>"), "the pivot's row");
     // The report is an artifact: a second call reuses it.
     let o = mexa(&store, &["report", p, "--out", out.to_str().unwrap()]);
     assert!(o.status.success());
@@ -1292,4 +1303,74 @@ fn plan_shows_tokens_time_and_wasted_work() {
     std::fs::write(&pipe, yaml(8)).unwrap();
     let t = text(&mexa(&store, &["plan", p]));
     assert!(t.contains("24 sentences") && t.contains("(measured in this store)"), "{t}");
+}
+
+/// Per-sentence results: `show NODE --sentences LANG` prints, at the hidden state where most
+/// pairs retrieve each other, every pair's outcome and, for a miss, the text each side retrieves
+/// instead — the ids and hits the align_instances table holds, the texts the corpus holds.
+#[test]
+fn sentences_show_what_each_miss_retrieves_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let pipe = dir.path().join("h.yaml");
+    std::fs::write(
+        &pipe,
+        "pipeline: h\nstages:\n  corpus:\n    kind: load_corpus\n    params: {path: \"${assets}/corpora/udhr\", pivot: eng, languages: [zul], limit: 10}\n  embed:\n    kind: embed\n    inputs: {corpus: corpus}\n    params: {model: \"${assets}/models/all-minilm-l6-v2\", poolings: [weighted, last]}\n  instances:\n    kind: align_instances\n    inputs: {embeddings: embed}\n  align:\n    kind: align\n    inputs: {embeddings: embed}\n",
+    )
+    .unwrap();
+    let p = pipe.to_str().unwrap();
+    assert!(mexa(&store, &["run", p]).status.success());
+    let json = |what: &str| -> Vec<serde_json::Value> {
+        serde_json::from_slice(&mexa(&store, &["show", what, "--format", "json"]).stdout).unwrap()
+    };
+    let (rows, corpus) = (json("instances"), json("corpus"));
+    // The text as shown: long paragraphs cut at 160 characters, saying how much was cut.
+    let text_of = |lang: &str, id: i64| {
+        let t =
+            corpus.iter().find(|r| r["language"] == lang && r["sentence_id"] == id).unwrap()["text"].as_str().unwrap();
+        let n = t.chars().count();
+        if n > 160 {
+            format!("{}…[{} more characters]", t.chars().take(160).collect::<String>(), n - 160)
+        } else {
+            t.to_string()
+        }
+    };
+    // Several poolings: one must be chosen.
+    let o = mexa(&store, &["show", "instances", "--sentences", "zul"]);
+    assert!(!o.status.success() && text(&o).contains("choose one with --pooling"), "{}", text(&o));
+    let o = mexa(&store, &["show", "align", "--sentences", "zul"]);
+    assert!(!o.status.success() && text(&o).contains("align_instances"), "{}", text(&o));
+    let o = mexa(&store, &["show", "instances", "--sentences", "zlu", "--pooling", "weighted"]);
+    assert!(!o.status.success() && text(&o).contains("did you mean `zul`"), "{}", text(&o));
+    let o = mexa(&store, &["show", "instances", "--sentences", "zul", "--pooling", "weighted", "--all"]);
+    let shown = text(&o);
+    assert!(o.status.success(), "{shown}");
+    // The hidden state with the most hits (the earliest on a tie) is the one shown.
+    let mine: Vec<&serde_json::Value> =
+        rows.iter().filter(|r| r["language"] == "zul" && r["pooling"] == "weighted").collect();
+    let layers = mine.iter().map(|r| r["layer"].as_i64().unwrap()).max().unwrap() + 1;
+    let hits = |l: i64| mine.iter().filter(|r| r["layer"] == l && r["mexa"] == true).count();
+    let best = (0..layers).max_by(|&a, &b| hits(a).cmp(&hits(b)).then(b.cmp(&a))).unwrap();
+    assert!(shown.contains(&format!("hidden state {best} of 0..={}", layers - 1)), "{shown}");
+    assert!(shown.contains(&format!("{} of 10 sentences retrieve their translation", hits(best))), "{shown}");
+    let at: Vec<&&serde_json::Value> = mine.iter().filter(|r| r["layer"] == best).collect();
+    assert_eq!(at.len(), 10);
+    for r in &at {
+        let id = r["sentence_id"].as_i64().unwrap();
+        assert!(shown.contains(&format!("  zul: \"{}\"", text_of("zul", id))), "sentence {id}: {shown}");
+        let (lang_picks, pivot_picks) =
+            (r["language_retrieves"].as_i64().unwrap(), r["pivot_retrieves"].as_i64().unwrap());
+        // A side that wins its row (column) retrieves its own translation; else another sentence.
+        assert_eq!(r["p1_lang_to_pivot"] == true, lang_picks == id, "{r}");
+        assert_eq!(r["p1_pivot_to_lang"] == true, pivot_picks == id, "{r}");
+        if lang_picks != id {
+            let line = format!("zul → eng retrieves #{lang_picks} instead: \"{}\"", text_of("eng", lang_picks));
+            assert!(shown.contains(&line), "{line}\n{shown}");
+        }
+        if pivot_picks != id {
+            let line = format!("eng → zul retrieves #{pivot_picks} instead: \"{}\"", text_of("zul", pivot_picks));
+            assert!(shown.contains(&line), "{line}\n{shown}");
+        }
+    }
+    assert!(at.iter().any(|r| r["mexa"] == false), "MiniLM misses some Zulu pairs: the test sees a miss");
 }

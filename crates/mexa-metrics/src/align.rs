@@ -329,13 +329,18 @@ pub fn align_pairs(mats: &[&Matrix], k: usize) -> Vec<(usize, usize, Alignment)>
 /// One parallel pair `i` of a cosine matrix, sentence by sentence: whether `C[i][i]` beats every
 /// other entry of its row (P@1 pivot → language), of its column (language → pivot), and both
 /// (μ's hit); its cosine, and the mean of its row's other cosines (how close the pivot
-/// sentence is to the language's non-parallel sentences on average: high under anisotropy).
+/// sentence is to the language's non-parallel sentences on average: high under anisotropy);
+/// and what each side retrieves: the language sentence nearest the pivot sentence (`i` when
+/// the row is won, else the row's largest other entry) and the pivot sentence nearest the
+/// language sentence (likewise by column), so a miss says what it was mistaken for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairOutcome {
     pub row: bool,
     pub col: bool,
     pub cosine: f64,
     pub other_cosine: f64,
+    pub pivot_retrieves: u32,
+    pub language_retrieves: u32,
 }
 
 impl PairOutcome {
@@ -350,19 +355,20 @@ impl PairOutcome {
 pub fn pair_outcomes(c: &[f64], n: usize) -> Vec<PairOutcome> {
     let at = |i: usize, j: usize| c[i * n + j];
     // Off-diagonal maxima of every row and column, and the rows' off-diagonal sums.
-    let mut row_max = vec![f64::NEG_INFINITY; n];
-    let mut col_max = vec![f64::NEG_INFINITY; n];
+    // (value, first index) of each: ties keep the lowest index.
+    let mut row_max = vec![(f64::NEG_INFINITY, 0u32); n];
+    let mut col_max = vec![(f64::NEG_INFINITY, 0u32); n];
     let mut row_sum = vec![0f64; n];
     for i in 0..n {
         for j in 0..n {
             if i != j {
                 let v = at(i, j);
                 row_sum[i] += v;
-                if v > row_max[i] {
-                    row_max[i] = v;
+                if v > row_max[i].0 {
+                    row_max[i] = (v, j as u32);
                 }
-                if v > col_max[j] {
-                    col_max[j] = v;
+                if v > col_max[j].0 {
+                    col_max[j] = (v, i as u32);
                 }
             }
         }
@@ -371,7 +377,15 @@ pub fn pair_outcomes(c: &[f64], n: usize) -> Vec<PairOutcome> {
     (0..n)
         .map(|i| {
             let d = at(i, i);
-            PairOutcome { row: d > row_max[i], col: d > col_max[i], cosine: d, other_cosine: row_sum[i] / others }
+            let (row, col) = (d > row_max[i].0, d > col_max[i].0);
+            PairOutcome {
+                row,
+                col,
+                cosine: d,
+                other_cosine: row_sum[i] / others,
+                pivot_retrieves: if row { i as u32 } else { row_max[i].1 },
+                language_retrieves: if col { i as u32 } else { col_max[i].1 },
+            }
         })
         .collect()
 }
@@ -610,6 +624,12 @@ mod tests {
                 assert_eq!(x.mexa(), hit, "seed {seed} sentence {i}");
                 let other: f64 = (0..25).filter(|&j| j != i).map(|j| cos(i, j)).sum::<f64>() / 24.0;
                 assert!((x.other_cosine - other).abs() < 1e-12);
+                // What each side retrieves: the argmax of its row (column) of fresh cosines.
+                let argmax = |f: &dyn Fn(usize) -> f64| (0..25).max_by(|&a, &b| f(a).total_cmp(&f(b))).unwrap();
+                assert_eq!(x.pivot_retrieves as usize, argmax(&|j| cos(i, j)), "seed {seed} sentence {i}");
+                assert_eq!(x.language_retrieves as usize, argmax(&|j| cos(j, i)), "seed {seed} sentence {i}");
+                assert_eq!(x.row, x.pivot_retrieves as usize == i);
+                assert_eq!(x.col, x.language_retrieves as usize == i);
             }
         }
     }

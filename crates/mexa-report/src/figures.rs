@@ -255,26 +255,45 @@ pub fn cluster_heatmap<DB: DrawingBackend>(
     colour_bar(&legend, grey.iter().flatten().any(|&g| g))
 }
 
-/// Scatter with a fitted line.
-#[allow(clippy::too_many_arguments)]
+/// What a scatter draws besides its points.
+#[derive(Clone, Default)]
+pub struct ScatterMarks {
+    /// The least-squares line (slope, intercept).
+    pub line: Option<(f64, f64)>,
+    /// Chance on each axis (μ's 1/(2n − 1), the task's chance accuracy): dashed lines.
+    pub x_chance: Option<f64>,
+    pub y_chance: Option<f64>,
+    /// Per point, its x interval (μMax's best-layer bootstrap interval): a horizontal bar.
+    pub x_err: Vec<Option<(f64, f64)>>,
+    /// The pivot's own point (label, μ = 1, its score), hollow: it is not part of the fit.
+    pub pivot: Option<(String, f64, f64)>,
+}
+
+fn span(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) =
+        v.filter(|x| x.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+    let d = (hi - lo).abs().max(1e-6) * 0.08;
+    if lo.is_finite() {
+        (lo - d, hi + d)
+    } else {
+        (0.0, 1.0)
+    }
+}
+
+/// Scatter with a fitted line, chance levels, interval bars, the pivot's point and labels
+/// placed so that they do not overlap (a label with no free place is left out).
 pub fn scatter<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
-    x_desc: &str,
-    y_desc: &str,
+    (x_desc, y_desc): (&str, &str),
     pts: &[(String, f64, f64)],
-    line: Option<(f64, f64)>,
+    marks: &ScatterMarks,
 ) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
-    let (xs, ys): (Vec<f64>, Vec<f64>) = pts.iter().map(|p| (p.1, p.2)).unzip();
-    let pad = |lo: f64, hi: f64| {
-        let d = (hi - lo).abs().max(1e-6) * 0.08;
-        (lo - d, hi + d)
-    };
+    let err_ends = marks.x_err.iter().flatten().flat_map(|&(a, b)| [a, b]);
     let (x0, x1) =
-        pad(xs.iter().cloned().fold(f64::INFINITY, f64::min), xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
-    let (y0, y1) =
-        pad(ys.iter().cloned().fold(f64::INFINITY, f64::min), ys.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+        span(pts.iter().map(|p| p.1).chain(err_ends).chain(marks.x_chance).chain(marks.pivot.iter().map(|p| p.1)));
+    let (y0, y1) = span(pts.iter().map(|p| p.2).chain(marks.y_chance).chain(marks.pivot.iter().map(|p| p.2)));
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
@@ -290,7 +309,14 @@ pub fn scatter<DB: DrawingBackend>(
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(err)?;
-    if let Some((slope, intercept)) = line {
+    let grey = ShapeStyle { color: RGBColor(120, 120, 120).to_rgba(), filled: false, stroke_width: 1 };
+    if let Some(x) = marks.x_chance {
+        chart.draw_series(DashedLineSeries::new([(x, y0), (x, y1)], 6, 4, grey)).map_err(err)?;
+    }
+    if let Some(y) = marks.y_chance {
+        chart.draw_series(DashedLineSeries::new([(x0, y), (x1, y)], 6, 4, grey)).map_err(err)?;
+    }
+    if let Some((slope, intercept)) = marks.line {
         chart
             .draw_series(LineSeries::new(
                 [(x0, slope * x0 + intercept), (x1, slope * x1 + intercept)],
@@ -298,14 +324,113 @@ pub fn scatter<DB: DrawingBackend>(
             ))
             .map_err(err)?;
     }
-    chart.draw_series(pts.iter().map(|p| Circle::new((p.1, p.2), 4, RGBColor(33, 102, 172).filled()))).map_err(err)?;
-    chart
-        .draw_series(
-            pts.iter().map(|p| {
-                Text::new(p.0.clone(), (p.1, p.2), ("sans-serif", 11).into_font().color(&RGBColor(60, 60, 60)))
-            }),
-        )
-        .map_err(err)?;
+    let blue = RGBColor(33, 102, 172);
+    for (p, e) in pts.iter().zip(marks.x_err.iter().chain(std::iter::repeat(&None))) {
+        if let Some((lo, hi)) = e.filter(|(a, b)| a.is_finite() && b.is_finite()) {
+            chart.draw_series(LineSeries::new([(lo, p.2), (hi, p.2)], blue.mix(0.5).stroke_width(1))).map_err(err)?;
+        }
+    }
+    chart.draw_series(pts.iter().map(|p| Circle::new((p.1, p.2), 4, blue.filled()))).map_err(err)?;
+    let mut labelled: Vec<(String, f64, f64)> = pts.to_vec();
+    if let Some(pv) = &marks.pivot {
+        chart.draw_series([Circle::new((pv.1, pv.2), 5, blue.stroke_width(2))]).map_err(err)?;
+        labelled.push((format!("{} (pivot)", pv.0), pv.1, pv.2));
+    }
+    // Greedy placement: right, left, above, below the point, the first spot that overlaps
+    // neither another label nor a point.
+    let at: Vec<(i32, i32)> = labelled.iter().map(|p| chart.backend_coord(&(p.1, p.2))).collect();
+    let mut taken: Vec<(i32, i32, i32, i32)> = at.iter().map(|&(x, y)| (x - 4, y - 4, x + 4, y + 4)).collect();
+    let font = ("sans-serif", 11).into_font().color(&RGBColor(60, 60, 60));
+    let (w_max, h_max) = root.dim_in_pixel();
+    for (p, &(x, y)) in labelled.iter().zip(&at) {
+        let (w, h) = (p.0.chars().count() as i32 * 6 + 2, 12);
+        let spots = [(x + 6, y - h / 2), (x - 6 - w, y - h / 2), (x - w / 2, y - 6 - h), (x - w / 2, y + 6)];
+        let free = spots.iter().copied().find(|&(a, b)| {
+            let r = (a, b, a + w, b + h);
+            r.0 >= 0
+                && r.1 >= 0
+                && r.2 <= w_max as i32
+                && r.3 <= h_max as i32
+                && taken.iter().all(|t| r.2 <= t.0 || r.0 >= t.2 || r.3 <= t.1 || r.1 >= t.3)
+        });
+        if let Some((a, b)) = free {
+            taken.push((a, b, a + w, b + h));
+            root.draw(&Text::new(p.0.clone(), (a, b), font.clone())).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Per-layer μ of several models side by side on a relative-depth axis (hidden state ÷ the
+/// last one, so models of different depths line up): one panel per model, one line per
+/// language in the same colour in every panel (with a legend when there are at most 12),
+/// and the mean over languages in black.
+pub fn depth_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[(String, Vec<(String, Vec<f64>)>)],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let root = root.titled(title, ("sans-serif", 18)).map_err(err)?;
+    let mut languages: Vec<&String> = panels.iter().flat_map(|p| p.1.iter().map(|l| &l.0)).collect();
+    languages.sort();
+    languages.dedup();
+    let legend = languages.len() <= 12;
+    let cols = panels.len().clamp(1, 3);
+    let rows = panels.len().div_ceil(cols).max(1);
+    let areas = root.split_evenly((rows, cols));
+    for (k, ((name, lines), area)) in panels.iter().zip(areas.iter()).enumerate() {
+        let mut chart = ChartBuilder::on(area)
+            .caption(name, ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(34)
+            .y_label_area_size(40)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("relative depth")
+            .y_desc(if k % cols == 0 { "MEXA μ" } else { "" })
+            .x_labels(5)
+            .label_style(("sans-serif", 11))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        let depth = |ys: &[f64]| -> Vec<(f64, f64)> {
+            let last = ys.len().saturating_sub(1).max(1) as f64;
+            ys.iter().enumerate().map(|(i, &y)| (i as f64 / last, y)).collect()
+        };
+        for (lang, ys) in lines {
+            let i = languages.iter().position(|l| *l == lang).unwrap_or(0);
+            let c = if legend { Palette99::pick(i).to_rgba() } else { RGBColor(170, 170, 170).to_rgba() };
+            let s = chart
+                .draw_series(LineSeries::new(depth(ys), c.stroke_width(if legend { 2 } else { 1 })))
+                .map_err(err)?;
+            if legend && k == 0 {
+                s.label(lang.clone()).legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+            }
+        }
+        let layers = lines.iter().map(|l| l.1.len()).max().unwrap_or(0);
+        let mean: Vec<f64> = (0..layers)
+            .map(|l| {
+                let v: Vec<f64> = lines.iter().filter_map(|x| x.1.get(l)).copied().collect();
+                v.iter().sum::<f64>() / v.len().max(1) as f64
+            })
+            .collect();
+        let s = chart.draw_series(LineSeries::new(depth(&mean), BLACK.stroke_width(3))).map_err(err)?;
+        if k == 0 {
+            s.label("mean over languages")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.stroke_width(3)));
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 11))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()
+                .map_err(err)?;
+        }
+    }
     Ok(())
 }
 
@@ -378,6 +503,9 @@ pub fn curves<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("hidden state")
         .y_desc(y_desc)
+        // Hidden states are whole numbers: at most one tick per state, none between.
+        .x_labels(layers.min(13))
+        .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { String::new() })
         .label_style(("sans-serif", 12))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()

@@ -86,6 +86,55 @@ fn pval(p: f64) -> String {
     }
 }
 
+/// The study's answer in one table: every correlation, best first within each task (by |r|),
+/// with its grid cell, Pearson's r and interval, Spearman's ρ and Kendall's τ with their
+/// p-values, and the floor flag.
+pub fn leaderboard(corrs: &[Node<CorrRow>]) -> Option<Tab> {
+    let mut rows: Vec<(&Node<CorrRow>, &CorrRow)> =
+        corrs.iter().flat_map(|n| n.rows.iter().map(move |r| (n, r))).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    rows.sort_by(|a, b| a.1.task.cmp(&b.1.task).then(b.1.pearson.abs().total_cmp(&a.1.pearson.abs())));
+    let cell = |n: &Node<CorrRow>| {
+        if n.cell.is_empty() {
+            n.label.clone()
+        } else {
+            n.cell.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    let with_p = |v: f64, p: f64| format!("{} (p {})", num(v), pval(p));
+    Some(Tab {
+        caption: "Which alignment predicts the task: every correlation across languages, strongest first within each task. Pearson's r with its bootstrap 95% interval and permutation p-value; Spearman's ρ and Kendall's τ (rank correlations, less swayed by one language) with their p-values; n languages. ⚑: most languages are near chance on one axis, so r says little (see Correlations).".into(),
+        header: ["task", "cell", "pooling", "layers", "n", "Pearson r [95% CI]", "p (perm.)", "Spearman ρ", "Kendall τ", ""]
+            .map(String::from)
+            .to_vec(),
+        rows: rows
+            .iter()
+            .map(|(node, r)| {
+                vec![
+                    r.task.clone(),
+                    cell(node),
+                    r.pooling.clone(),
+                    format!("μ{}", crate::page::title_case(&r.layer_pool)),
+                    r.n.to_string(),
+                    if r.ci_lo.is_finite() {
+                        format!("{} [{}, {}]", num(r.pearson), num(r.ci_lo), num(r.ci_hi))
+                    } else {
+                        num(r.pearson)
+                    },
+                    pval(r.pearson_perm_p),
+                    with_p(r.spearman, r.spearman_p),
+                    with_p(r.kendall, r.kendall_p),
+                    if r.floor { "⚑ near chance".into() } else { String::new() },
+                ]
+            })
+            .collect(),
+        numeric: (4..9).collect(),
+        notes: vec![],
+    })
+}
+
 /// Every correlation row of the page, with Holm and Benjamini–Hochberg adjustments of the
 /// permutation p-values over all of them (computed by the report stage), and the floor
 /// diagnosis.

@@ -96,7 +96,9 @@ pub struct CorrRow {
     pub ci_lo: f64,
     pub ci_hi: f64,
     pub spearman: f64,
+    pub spearman_p: f64,
     pub kendall: f64,
+    pub kendall_p: f64,
     pub slope: f64,
     pub intercept: f64,
     /// Pearson's permutation p-value and the pairings behind it (n! when exact).
@@ -224,6 +226,19 @@ pub struct ReportData {
     pub layer_choices: Vec<Node<ChoiceRow>>,
     pub instances: Vec<Node<InstanceRow>>,
     pub predictions: Vec<PredictionSet>,
+    /// The pivot's own task scores (its μ against itself is 1 by definition), per join_tasks
+    /// node: drawn on the scatters and written as the first row of the per-language tables.
+    pub pivots: Vec<PivotScore>,
+}
+
+/// The pivot language's own score on one task, as a join_tasks node recorded it.
+#[derive(Debug, Clone)]
+pub struct PivotScore {
+    /// The join_tasks node's label.
+    pub points: String,
+    pub language: String,
+    pub task: String,
+    pub score: f64,
 }
 
 /// `s` cut to at most `n` characters, with a marker saying how much was cut: the report
@@ -343,6 +358,16 @@ impl ReportData {
                     methods: p.methods.iter().map(c).collect(),
                     points: p.points.iter().map(|(l, a, v)| (c(l), *a, v.clone())).collect(),
                     errors: p.errors.clone(),
+                })
+                .collect(),
+            pivots: self
+                .pivots
+                .iter()
+                .map(|p| PivotScore {
+                    points: clip(&p.points, LABEL),
+                    language: c(&p.language),
+                    task: c(&p.task),
+                    score: p.score,
                 })
                 .collect(),
         }

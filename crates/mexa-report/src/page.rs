@@ -167,14 +167,24 @@ pub fn render(d: &ReportData) -> Result<Vec<File>> {
     let rows = grid(d, &axes, &tasks);
     let show_metric = !axes.iter().any(|a| a == "metric");
     let mut figs = Figures::default();
+    models_figures(d, &mut figs)?;
     alignment_figures(d, &mut figs)?;
     pair_figures(d, &mut figs)?;
     lens_figures(d, &mut figs)?;
     scatter_figures(d, &mut figs)?;
     calibration_figures(d, &mut figs)?;
     let honest = crate::honest::sections(d);
-    let page =
-        Page { d, axes: &axes, tasks: &tasks, rows: &rows, sections: &figs.sections, honest: &honest, show_metric };
+    let leaderboard = crate::honest::leaderboard(&d.correlations);
+    let page = Page {
+        d,
+        axes: &axes,
+        tasks: &tasks,
+        rows: &rows,
+        leaderboard: leaderboard.as_ref(),
+        sections: &figs.sections,
+        honest: &honest,
+        show_metric,
+    };
     let mut files = figs.files;
     files.push(("report.html".into(), page.html()?.into_bytes()));
     files.push(("report.md".into(), page.markdown()?.into_bytes()));
@@ -226,6 +236,44 @@ impl Figures {
         }
         Ok(())
     }
+}
+
+/// Models side by side: per pooling, when several align nodes have it, one panel per node
+/// (per model) of μ per layer on a relative-depth axis.
+fn models_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
+    let poolings: BTreeSet<&String> = d.alignments.iter().flat_map(|a| a.rows.iter().map(|c| &c.pooling)).collect();
+    for p in poolings {
+        let panels: Vec<(String, Vec<(String, Vec<f64>)>)> = d
+            .alignments
+            .iter()
+            .filter(|a| a.rows.iter().any(|c| &c.pooling == p))
+            .map(|a| {
+                let depth = a.rows.iter().find(|c| &c.pooling == p).map_or(0, |c| c.scores.len());
+                let lines = a.rows.iter().filter(|c| &c.pooling == p).map(|c| (c.language.clone(), c.scores.clone()));
+                (format!("{} ({} hidden states)", cell_text(a), depth), lines.collect())
+            })
+            .collect();
+        if panels.len() < 2 {
+            continue;
+        }
+        let rows = panels.len().div_ceil(3) as u32;
+        let title = format!("MEXA μ per layer, models side by side ({p} pooling)");
+        let (t1, p1, t2, p2) = (title.clone(), panels.clone(), title, panels.clone());
+        figs.add(
+            "Models side by side",
+            Figure {
+                stem: format!("models-{p}"),
+                size: (1100, 40 + 340 * rows),
+                draw: Box::new(move |r| figures::depth_panels(r, &t1, &p1)),
+                draw_png: Box::new(move |r| figures::depth_panels(r, &t2, &p2)),
+            },
+            format!(
+                "One panel per align node ({} in all), μ of each language against the pivot at every hidden state ({p} pooling), on a relative-depth axis (hidden state ÷ the last one: 0 is the embedding output, 1 the last layer) so models of different depths line up; black: the mean over languages.",
+                panels.len()
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 /// Per align node and pooling: the language × layer heatmap and the per-layer curves.
@@ -361,12 +409,14 @@ fn lens_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
 }
 
 /// Per join_tasks node and (task, pooling, layer pooling): the scatter of task score against
-/// μ, with its grid cell's fitted line.
+/// μ, with its grid cell's fitted line, both chance levels, μMax's intervals and the pivot.
 fn scatter_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
     for pn in &d.points {
         let combos: BTreeSet<(&String, &String, &String)> =
             pn.rows.iter().map(|r| (&r.task, &r.pooling, &r.layer_pool)).collect();
         let corrs: Vec<&Node<CorrRow>> = d.correlations.iter().filter(|c| same_cell(c, pn)).collect();
+        // The summary of the same cell: sentence pairs per score, μMax's intervals.
+        let summary = d.summaries.iter().find(|s| s.agrees(pn) && s.cell.iter().all(|x| pn.cell.contains(x)));
         for (task, pooling, lp) in combos {
             let pts: Vec<(String, f64, f64)> = pn
                 .rows
@@ -378,25 +428,52 @@ fn scatter_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
                 .iter()
                 .flat_map(|c| c.rows.iter())
                 .find(|r| &r.task == task && &r.pooling == pooling && &r.layer_pool == lp);
-            let line = c.map(|c| (c.slope, c.intercept));
+            let agg = |l: &str| summary.and_then(|s| s.rows.iter().find(|r| r.language == l && &r.pooling == pooling));
+            let n = pts.iter().filter_map(|p| agg(&p.0)).map(|r| r.n).max();
+            let marks = figures::ScatterMarks {
+                line: c.map(|c| (c.slope, c.intercept)),
+                x_chance: n.filter(|&n| n > 0).map(|n| 1.0 / (2.0 * n as f64 - 1.0)),
+                y_chance: c.map(|c| c.task_chance).filter(|v| v.is_finite()),
+                x_err: pts.iter().map(|p| agg(&p.0).filter(|_| lp == "max").map(|r| r.max_ci)).collect(),
+                pivot: d
+                    .pivots
+                    .iter()
+                    .find(|v| v.points == pn.label && &v.task == task)
+                    .map(|v| (v.language.clone(), 1.0, v.score)),
+            };
             let r_text = c.map(|c| format!(", r = {:.3}", c.pearson)).unwrap_or_default();
+            let flag = if c.is_some_and(|c| c.floor) { " ⚑" } else { "" };
             let title = format!(
-                "{task} vs μ{} — {} ({pooling}){r_text}",
+                "{task} vs μ{} — {} ({pooling}){r_text}{flag}",
                 if lp == "mean" { "Mean" } else { "Max" },
                 cell_text(pn)
             );
             let xd = format!("μ{} ({pooling} pooling)", if lp == "mean" { "Mean" } else { "Max" });
-            let (t1, x1, p1, t2, x2, p2) = (title.clone(), xd.clone(), pts.clone(), title, xd, pts);
-            let (ta, tb) = (task.clone(), task.clone());
+            let mut caption = format!("Each point is a language; the line is the least-squares fit{r_text}");
+            if marks.x_chance.is_some() || marks.y_chance.is_some() {
+                caption += "; dashed: chance (μ's 1/(2n − 1) with n sentence pairs, and the task's chance accuracy)";
+            }
+            if marks.x_err.iter().any(Option::is_some) {
+                caption += "; bars: the best layer's 95% bootstrap interval over sentences";
+            }
+            if let Some(pv) = &marks.pivot {
+                caption += &format!("; hollow: the pivot {} (μ = 1 by definition, not in the fit)", pv.0);
+            }
+            if let Some(c) = c.filter(|c| c.floor) {
+                caption += &format!(". ⚑ {}", c.floor_note);
+            }
+            caption.push('.');
+            let (t1, x1, p1, m1, ta) = (title.clone(), xd.clone(), pts.clone(), marks.clone(), task.clone());
+            let (t2, x2, p2, m2, tb) = (title, xd, pts, marks, task.clone());
             figs.add(
                 &pn.label,
                 Figure {
                     stem: format!("scatter-{}-{}-{pooling}-{lp}", slug(&pn.label), slug(task)),
                     size: (720, 520),
-                    draw: Box::new(move |r| figures::scatter(r, &t1, &x1, &ta, &p1, line)),
-                    draw_png: Box::new(move |r| figures::scatter(r, &t2, &x2, &tb, &p2, line)),
+                    draw: Box::new(move |r| figures::scatter(r, &t1, (&x1, &ta), &p1, &m1)),
+                    draw_png: Box::new(move |r| figures::scatter(r, &t2, (&x2, &tb), &p2, &m2)),
                 },
-                format!("Each point is a language; the line is the least-squares fit{r_text}."),
+                caption,
             )?;
         }
     }
@@ -441,6 +518,7 @@ struct Page<'a> {
     axes: &'a [String],
     tasks: &'a [String],
     rows: &'a [GridRow],
+    leaderboard: Option<&'a crate::honest::Tab>,
     sections: &'a [(String, Vec<(String, String, String)>)],
     honest: &'a [(String, Vec<crate::honest::Tab>)],
     show_metric: bool,
@@ -448,7 +526,7 @@ struct Page<'a> {
 
 impl Page<'_> {
     fn html(&self) -> Result<String> {
-        let Page { d, axes, tasks, rows, sections, honest, show_metric } = *self;
+        let Page { d, axes, tasks, rows, leaderboard, sections, honest, show_metric } = *self;
         let mut h = String::new();
         let title = esc(&d.title);
         write!(h, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>\
@@ -494,6 +572,10 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
             writeln!(h, "</tr>")?;
         }
         writeln!(h, "</tbody></table>")?;
+        if let Some(t) = leaderboard {
+            writeln!(h, "<h2>Leaderboard</h2>")?;
+            h.push_str(&t.html());
+        }
         for (section, figs) in sections {
             writeln!(h, "<h2>{}</h2>", esc(section))?;
             for (stem, caption, svg) in figs {
@@ -530,7 +612,57 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
             if lexical.is_some() {
                 write!(h, "<th>lexical μ</th>")?;
             }
+            // Task scores of the same cell (join_tasks nodes), and the pivot's own row.
+            let point_nodes: Vec<&Node<crate::PointRow>> =
+                d.points.iter().filter(|pn| pn.agrees(s) && s.cell.iter().all(|x| pn.cell.contains(x))).collect();
+            let score_tasks: Vec<&String> = point_nodes
+                .iter()
+                .flat_map(|pn| pn.rows.iter().map(|r| &r.task))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let pivots: Vec<&crate::PivotScore> =
+                d.pivots.iter().filter(|v| point_nodes.iter().any(|pn| pn.label == v.points)).collect();
+            let score_of = |l: &str, t: &str| {
+                point_nodes
+                    .iter()
+                    .flat_map(|pn| pn.rows.iter())
+                    .find(|r| r.language == l && &r.task == t)
+                    .map(|r| r.score)
+                    .or_else(|| pivots.iter().find(|v| v.language == l && &v.task == t).map(|v| v.score))
+            };
+            for t in &score_tasks {
+                write!(h, "<th>{} score</th>", esc(t))?;
+            }
             writeln!(h, "<th>n</th></tr></thead><tbody>")?;
+            let scores = |l: &str| -> String {
+                score_tasks.iter().map(|t| score_of(l, t).map_or("<td></td>".to_string(), td_num)).collect()
+            };
+            if let Some(pivot) = pivots.first().map(|v| &v.language).filter(|p| !langs.contains(p)) {
+                let who = mexa_core::language::lookup(pivot);
+                let family = [who.family, who.branch].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>();
+                write!(
+                    h,
+                    "<tr class=\"pivot\"><td>{} (pivot)</td><td>{}</td><td>{}</td><td>{}</td>",
+                    esc(pivot),
+                    esc(who.name),
+                    esc(&who.script),
+                    esc(&family.join(" / "))
+                )?;
+                for _ in &poolings {
+                    write!(
+                        h,
+                        "{}{}<td></td>{}",
+                        td_num(1.0),
+                        td_num(1.0),
+                        if lexical.is_some() { "<td></td>" } else { "" }
+                    )?;
+                }
+                if lexical.is_some() {
+                    h.push_str("<td></td>");
+                }
+                writeln!(h, "{}<td></td></tr>", scores(pivot))?;
+            }
             for l in &langs {
                 // Who the language is (ISO 639-3 name, script, Glottolog family; empty if unknown).
                 let who = mexa_core::language::lookup(l);
@@ -566,6 +698,7 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
                     let v = floor.map_or(f64::NAN, |f| f.lexical_mexa);
                     write!(h, "<td class=\"n\" data-value=\"{v}\">{}{mark}</td>", num(v))?;
                 }
+                h.push_str(&scores(l));
                 writeln!(h, "<td class=\"n\">{}</td></tr>", n.map(|n| n.to_string()).unwrap_or_default())?;
             }
             writeln!(h, "</tbody></table>")?;
@@ -575,7 +708,7 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
     }
 
     fn markdown(&self) -> Result<String> {
-        let Page { d, axes, tasks, rows, sections, honest, show_metric } = *self;
+        let Page { d, axes, tasks, rows, leaderboard, sections, honest, show_metric } = *self;
         let mut m = format!("# {}\n\n", md(&d.title));
         if !d.description.is_empty() {
             writeln!(m, "{}\n", md(&d.description))?;
@@ -610,6 +743,10 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
             }
             writeln!(m, "| {} |", cells.join(" | "))?;
         }
+        if let Some(t) = leaderboard {
+            m.push_str("\n## Leaderboard\n\n");
+            m.push_str(&t.markdown());
+        }
         for (section, figs) in sections {
             writeln!(m, "\n## {}\n", md(section))?;
             for (stem, caption, _) in figs {
@@ -641,7 +778,9 @@ mod tests {
             ci_lo: r - 0.1,
             ci_hi: r + 0.1,
             spearman: r,
+            spearman_p: 0.01,
             kendall: r,
+            kendall_p: 0.01,
             slope: 1.0,
             intercept: 0.0,
             pearson_perm_p: 0.02,

@@ -1,7 +1,10 @@
 //! `align_instances`: alignment sentence by sentence. For every language, pooling, hidden state
 //! and parallel pair: whether it retrieves its translation (μ's hit: it wins its row and its
 //! column of the cosine matrix; and each P@1 direction alone), its cosine, and the mean cosine
-//! of the pivot sentence with the language's other sentences (anisotropy). `align`'s shares are
+//! of the pivot sentence with the language's other sentences (anisotropy); and what each side
+//! retrieves (`pivot_retrieves`: the language sentence nearest the pivot sentence;
+//! `language_retrieves`: the pivot sentence nearest the language sentence; the pair's own id on
+//! a hit), which `mexa show … --sentences` prints as text. `align`'s shares are
 //! the means of these hits (tested); held-out layer choice (`layer_choice`) and instance-level
 //! accuracy (`instance_accuracy`) read them.
 use crate::align::against_pivot;
@@ -68,6 +71,8 @@ fn instances_table(rows: &[InstanceRow]) -> Result<Table> {
         ("p1_lang_to_pivot", DataType::Boolean),
         ("cosine", DataType::Float64),
         ("other_cosine", DataType::Float64),
+        ("pivot_retrieves", DataType::Int32),
+        ("language_retrieves", DataType::Int32),
     ]);
     let cols = vec![
         utf8_col(rows.iter().map(|r| r.language.clone()).collect()),
@@ -79,6 +84,8 @@ fn instances_table(rows: &[InstanceRow]) -> Result<Table> {
         bool_col(rows.iter().map(|r| r.outcome.col).collect()),
         f64_col(rows.iter().map(|r| r.outcome.cosine).collect()),
         f64_col(rows.iter().map(|r| r.outcome.other_cosine).collect()),
+        i32_col(rows.iter().map(|r| r.outcome.pivot_retrieves as i32).collect()),
+        i32_col(rows.iter().map(|r| r.outcome.language_retrieves as i32).collect()),
     ];
     Ok(Table::new(sch.clone(), vec![RecordBatch::try_new(sch, cols)?]))
 }
@@ -95,6 +102,7 @@ pub fn read_instances(t: &Table) -> Result<Vec<InstanceRow>> {
             col_f64(b, "cosine")?,
             col_f64(b, "other_cosine")?,
         );
+        let (pr, lr) = (col_i32(b, "pivot_retrieves")?, col_i32(b, "language_retrieves")?);
         for i in 0..b.num_rows() {
             out.push(InstanceRow {
                 language: l.value(i).into(),
@@ -106,6 +114,8 @@ pub fn read_instances(t: &Table) -> Result<Vec<InstanceRow>> {
                     col: col.value(i),
                     cosine: cos.value(i),
                     other_cosine: other.value(i),
+                    pivot_retrieves: pr.value(i) as u32,
+                    language_retrieves: lr.value(i) as u32,
                 },
             });
         }
@@ -118,10 +128,11 @@ impl Stage for AlignInstances {
         "align_instances"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: what each side retrieves (`pivot_retrieves`, `language_retrieves`).
+        2
     }
     fn doc(&self) -> &'static str {
-        "Alignment per sentence: for every language, pooling, hidden state and parallel pair, whether it retrieves its translation (μ's hit, and each P@1 direction), its cosine, and the mean cosine of the pivot sentence with the language's other sentences (anisotropy); align's shares are the means of these"
+        "Alignment per sentence: for every language, pooling, hidden state and parallel pair, whether it retrieves its translation (μ's hit, and each P@1 direction), its cosine, the mean cosine of the pivot sentence with the language's other sentences (anisotropy), and what each side retrieves (the nearest sentence's id: the pair's own on a hit); align's shares are the means of these"
     }
     fn params(&self) -> Vec<ParamSpec> {
         Params::specs()

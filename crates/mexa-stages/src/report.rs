@@ -149,10 +149,13 @@ impl Stage for Report {
         // 5: per-language tables name each language (name, script, family / branch). The page
         // is this stage's stored output, so the language table's content reaches it here (and
         // only here: data artifacts never hold it).
-        5
+        // 6: organised by question: models side by side on relative depth, a leaderboard of
+        // correlations, scatters with chance, the pivot and intervals, task scores and the
+        // pivot's row in the per-language tables.
+        6
     }
     fn doc(&self) -> &'static str {
-        "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, per-language tables (μMax with its interval, near-chance marked), layer × language heatmaps, clustered language × language heatmaps with dendrograms (align_pairs), alignment-vs-task scatters, per-layer curves"
+        "An HTML page (self-contained), a Markdown summary and PNG/SVG figures: the grid table, a leaderboard of correlations (Pearson with its interval, Spearman, Kendall, p-values, floors flagged), models side by side on relative depth, per-language tables (name, script, family; μMax with its interval, near-chance marked; task scores; the pivot's row), layer × language heatmaps, clustered language × language heatmaps with dendrograms (align_pairs), alignment-vs-task scatters with chance levels, the pivot and intervals, per-layer curves"
     }
     fn params(&self) -> Vec<ParamSpec> {
         Params::specs()
@@ -219,6 +222,19 @@ impl Stage for Report {
         }
         let mut point_nodes = Vec::new();
         for i in ctx.gathered("points") {
+            // join_tasks records the pivot's own score per task in its meta.
+            let meta = ctx.manifest(&i.key)?.meta;
+            let pivot = meta.get("pivot").and_then(|p| p.as_str()).unwrap_or_default();
+            for (task, score) in meta.get("pivot_score").and_then(|s| s.as_object()).into_iter().flatten() {
+                if let (false, Some(score)) = (pivot.is_empty(), score.as_f64()) {
+                    d.pivots.push(mexa_report::PivotScore {
+                        points: i.label.clone(),
+                        language: pivot.to_string(),
+                        task: task.clone(),
+                        score,
+                    });
+                }
+            }
             let read = read_points(&ctx.read(i)?)?;
             point_nodes.push((i.label.clone(), read.clone()));
             let rows = read
