@@ -5,7 +5,9 @@
 //! - `cached`: a fully cached rerun of 10,000 nodes, plan + run (goal < 0.5 s); baseline:
 //!   one stat(2) of each of those artifacts' manifests.
 //! - `align`: language-layer pairs per second at n = 100 and n = 1000 sentences, mexa's
-//!   aligner against a straightforward single-threaded loop.
+//!   aligner (every score and CKA, the pivot's Gram kept as the stage keeps it) against a
+//!   straightforward single-threaded loop, and against the published scorer's algorithm in
+//!   Python (tools/bench_mexa_scorer.py; $MEXA_BENCH_PYTHON with numpy and scipy).
 //! - `pairs`: every ordered pair of 205 languages (100 sentences, d = 640) at one hidden
 //!   state, `align_pairs` against `align` per pair (a sample, scaled).
 //! - `embed`: tokens per second of mexa's batched extractor, and of Hugging Face
@@ -27,7 +29,7 @@ use anyhow::{bail, Context, Result};
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 use clap::Args;
-use mexa_metrics::{align, align_loop, Matrix};
+use mexa_metrics::{align, align_loop, align_with_gram, Matrix};
 use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Registry, RunOptions, Stage, Table};
 use mexa_store::{key_of, FileHasher, KeySpec, Store};
 use std::path::{Path, PathBuf};
@@ -232,16 +234,39 @@ fn bench_pairs() -> Result<()> {
     Ok(())
 }
 
+/// The published scorer's algorithm (tools/bench_mexa_scorer.py: SciPy's cosine in a Python
+/// double loop, then the strict row-and-column test) at this n and d: seconds per pair, or why
+/// it was not measured.
+fn published_scorer(n: usize, d: usize, pairs: usize) -> std::result::Result<f64, String> {
+    let py = std::env::var("MEXA_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/bench_mexa_scorer.py");
+    let o = std::process::Command::new(&py)
+        .arg(&script)
+        .args([n, d, pairs].map(|v| v.to_string()))
+        .output()
+        .map_err(|e| format!("{py}: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "{py}: {}; set MEXA_BENCH_PYTHON to a Python with numpy and scipy",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("failed")
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| e.to_string())?;
+    v["seconds_per_pair"].as_f64().ok_or_else(|| "no seconds_per_pair".into())
+}
+
 fn bench_align() -> Result<()> {
-    for (n, pairs, base_pairs) in [(100usize, 200usize, 20usize), (1000, 10, 1)] {
+    for (n, pairs, base_pairs, py_pairs) in [(100usize, 200usize, 20usize, 3usize), (1000, 10, 1, 1)] {
         let d = 640;
         let pivot = random_matrix(n, d, 1, None);
         let langs: Vec<Matrix> =
             (0..pairs.max(base_pairs)).map(|i| random_matrix(n, d, 100 + i as u64, Some(&pivot))).collect();
+        // As the align stage scores languages against one pivot: its Gram kept across them.
         let t = Instant::now();
+        let gram = pivot.unit_centred_gram(n);
         let mut check = 0.0;
         for l in &langs[..pairs] {
-            check += align(&pivot, l, 4).mexa;
+            check += align_with_gram(&pivot, Some(&gram), l, 4).mexa;
         }
         let ours = t.elapsed().as_secs_f64() / pairs as f64;
         let t = Instant::now();
@@ -256,11 +281,19 @@ fn bench_align() -> Result<()> {
         }
         std::hint::black_box(check);
         println!(
-            "align: n = {n:<5} d = {d}                   mexa {:>9.1} pairs/s   loop {:>9.1} pairs/s   speed-up {:>6.1}×  (all five scores vs μ alone)",
+            "align: n = {n:<5} d = {d}                   mexa {:>9.1} pairs/s   loop {:>9.1} pairs/s   speed-up {:>6.1}×  (five scores and CKA vs μ alone)",
             1.0 / ours,
             1.0 / base,
             base / ours
         );
+        match published_scorer(n, d, py_pairs) {
+            Ok(s) => println!(
+                "align: n = {n:<5} d = {d}   published scorer (Python, SciPy) {:>9.4} pairs/s   mexa/published = {:.0}×  (goal ≥ 1000×)",
+                1.0 / s,
+                s / ours
+            ),
+            Err(e) => println!("align: n = {n:<5} published scorer not measured ({e})"),
+        }
     }
     Ok(())
 }

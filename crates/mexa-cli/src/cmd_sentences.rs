@@ -34,7 +34,7 @@ pub fn print(store: &Store, key: &Key, a: &SentenceArgs, language: &str) -> Resu
     let m = store.manifest(key)?;
     if m.spec.stage != "align_instances" {
         bail!(
-            "--sentences reads an align_instances node (per-sentence retrieval), and {} is a {} node; add one beside it, e.g.\n  hits:\n    stage: align_instances\n    inputs: {{embeddings: <your embed node>}}\nthen `mexa run` and `mexa show hits --sentences {language}`",
+            "--sentences reads an align_instances node (per-sentence retrieval), and {} is a {} node; add one beside it, e.g.\n  hits:\n    kind: align_instances\n    inputs: {{embeddings: <your embed node>}}\nthen `mexa run` and `mexa show hits --sentences {language}`",
             m.label,
             m.spec.stage
         );
@@ -48,6 +48,14 @@ pub fn print(store: &Store, key: &Key, a: &SentenceArgs, language: &str) -> Resu
         v.dedup();
         v
     };
+    let pivot_of = m.meta.get("pivot").and_then(|p| p.as_str()).unwrap_or_default();
+    if language == pivot_of {
+        bail!(
+            "{language} is the pivot of {}: each of the other languages ({}) is scored against it",
+            m.label,
+            languages.join(", ")
+        );
+    }
     if !languages.contains(&language) {
         let hint = mexa_pipeline::error::suggest(language, languages.iter().copied()).unwrap_or_default();
         bail!("{} has no language `{language}` {hint}\n  it has: {}", m.label, languages.join(", "));
@@ -138,9 +146,15 @@ pub fn print(store: &Store, key: &Key, a: &SentenceArgs, language: &str) -> Resu
         *retrieved.entry(r.outcome.language_retrieves).or_default() += 1;
     }
     if let Some((&id, &k)) = retrieved.iter().max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0))).filter(|(_, &k)| k >= 3) {
-        println!(
-            "\nhub: {pivot} #{id} is what {k} {language} sentences retrieve instead of their translation; many misses on one sentence usually mean anisotropic embeddings (`centering: true` on align/align_instances removes each language's mean)"
-        );
+        // Centring helps when sentences are alike to begin with: the rule `correlate`'s floor
+        // diagnosis uses (mean cosine of non-parallel pairs ≥ 0.5).
+        let others = pairs.iter().map(|r| r.outcome.other_cosine).sum::<f64>() / n.max(1) as f64;
+        let why = if others >= mexa_stages::correlate::ANISOTROPY_HIGH {
+            format!("; the mean cosine of non-parallel pairs is {others:.2} (anisotropy): `centering: true` on align/align_instances removes each language's mean")
+        } else {
+            String::new()
+        };
+        println!("\nhub: {pivot} #{id} is what {k} {language} sentences retrieve instead of their translation{why}");
     }
     if !a.all && hits(pairs) == n {
         println!("\nevery sentence retrieves its translation (--all lists them)");

@@ -210,6 +210,18 @@ pub fn resolve(store: &Store, what: &str, latest: bool) -> Result<Key> {
             store.root().display()
         ),
         1 => Ok(found[0].key.clone()),
+        // --latest chooses between variants of one label, never between nodes (two models'
+        // `correlation[model=…]` are not versions of each other).
+        _ if found.iter().any(|i| i.manifest.label != found[0].manifest.label) => {
+            let mut labels: Vec<&str> = found.iter().map(|i| i.manifest.label.as_str()).collect();
+            labels.sort();
+            labels.dedup();
+            bail!(
+                "`{what}` names {} different nodes; give the full label (or --pipeline FILE with --where):\n  {}",
+                labels.len(),
+                labels.join("\n  ")
+            )
+        }
         // `list` is sorted oldest first.
         _ if latest => Ok(found[found.len() - 1].key.clone()),
         n => bail!(
@@ -387,7 +399,7 @@ fn print_floors(batches: &[RecordBatch]) {
         };
         for i in (0..b.num_rows()).filter(|&i| flags.is_valid(i) && flags.value(i)) {
             if first {
-                println!("\n⚑ correlations over points mostly near chance (r says little about these):");
+                println!("\n⚑ correlations at a floor (most points near chance or no better than the commonest answer on one axis; r says little about these):");
                 first = false;
             }
             println!(

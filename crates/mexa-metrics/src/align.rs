@@ -271,6 +271,13 @@ fn finish_dot(acc: [f64; 4], x: &[f64], y: &[f64], tail: usize) -> f64 {
 /// Scores a language against the pivot. `pivot` and `lang` hold one embedding per sentence,
 /// line-parallel; `k` is the margin's neighbourhood size (LASER uses 4).
 pub fn align(pivot: &Matrix, lang: &Matrix, k: usize) -> Alignment {
+    align_with_gram(pivot, None, lang, k)
+}
+
+/// [`align`] with the pivot's unit centred Gram already computed (`pivot.unit_centred_gram(n)`
+/// at the pair's `n = min(rows)`), as a caller scoring many languages against one pivot keeps
+/// it: the same bits, one n × n × d product fewer per pair.
+pub fn align_with_gram(pivot: &Matrix, pivot_gram: Option<&[f64]>, lang: &Matrix, k: usize) -> Alignment {
     let n = pivot.rows.min(lang.rows);
     if n == 0 {
         return Alignment {
@@ -283,7 +290,10 @@ pub fn align(pivot: &Matrix, lang: &Matrix, k: usize) -> Alignment {
             cka: 0.0,
         };
     }
-    let cka = linear_cka(pivot, lang, n);
+    let cka = match pivot_gram {
+        Some(g) if g.len() == n * n => cka_of(g, &lang.unit_centred_gram(n)),
+        _ => linear_cka(pivot, lang, n),
+    };
     SCRATCH.with_borrow_mut(|s| {
         s.cosines(pivot, lang, n);
         Alignment { cka, ..scores_from_cosines(&s.c, n, k) }
@@ -602,6 +612,20 @@ mod tests {
             differs_from_p1 |= r.margin_acc != r.p1_lang_to_pivot;
         }
         assert!(differs_from_p1, "the margin never changed a decision: the test does not probe it");
+    }
+
+    /// A pivot Gram kept across languages gives `align`'s bits; one of the wrong size is not
+    /// used.
+    #[test]
+    fn a_kept_pivot_gram_changes_no_bit() {
+        let pivot = rand_matrix(30, 12, 900);
+        for (seed, rows) in [(901u64, 30usize), (902, 30), (903, 24)] {
+            let lang = rand_matrix(rows, 12, seed);
+            let n = rows.min(30);
+            let kept = pivot.unit_centred_gram(30);
+            assert_eq!(align_with_gram(&pivot, Some(&pivot.unit_centred_gram(n)), &lang, 4), align(&pivot, &lang, 4));
+            assert_eq!(align_with_gram(&pivot, Some(&kept), &lang, 4), align(&pivot, &lang, 4));
+        }
     }
 
     #[test]

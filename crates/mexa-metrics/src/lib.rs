@@ -15,6 +15,8 @@ pub mod selection;
 pub mod stats;
 
 pub use aggregate::{aggregate, Aggregate};
-pub use align::{align, align_loop, align_naive, align_pairs, pair_outcomes, Alignment, Matrix, PairOutcome};
+pub use align::{
+    align, align_loop, align_naive, align_pairs, align_with_gram, pair_outcomes, Alignment, Matrix, PairOutcome,
+};
 pub use chance::{mexa_uncertainty, Uncertainty};
 pub use stats::{bootstrap_ci, kendall, linear_fit, pearson, spearman, Correlation};

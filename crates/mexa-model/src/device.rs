@@ -246,19 +246,24 @@ impl Placement {
 }
 
 /// This machine's f32 matrix-product speed in FLOP/s: a [512 × 1024] × [1024 × 1024] product
-/// through libtorch on the CPU, timed over 8 repetitions after one warm-up (a few ms).
+/// through libtorch on the CPU, the best of three rounds of 8 repetitions after one warm-up (~0.1 s).
 pub fn f32_matmul_flops() -> f64 {
     let _g = tch::no_grad_guard();
     let (m, k, n) = (512i64, 1024i64, 1024i64);
     let a = Tensor::randn([m, k], (tch::Kind::Float, Device::Cpu));
     let b = Tensor::randn([k, n], (tch::Kind::Float, Device::Cpu));
     let _ = a.matmul(&b);
+    // The best of three rounds: a peak, so a round slowed by another process does not count.
     let reps = 8;
-    let t = std::time::Instant::now();
-    for _ in 0..reps {
-        let _ = a.matmul(&b);
-    }
-    2.0 * (m * k * n * reps) as f64 / t.elapsed().as_secs_f64().max(1e-9)
+    (0..3)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                let _ = a.matmul(&b);
+            }
+            2.0 * (m * k * n * reps) as f64 / t.elapsed().as_secs_f64().max(1e-9)
+        })
+        .fold(0.0, f64::max)
 }
 
 #[cfg(test)]

@@ -74,6 +74,43 @@ fn node_table(store: &Store, key: &mexa_store::Key) -> Result<(SchemaRef, Vec<Re
     Ok((with, out))
 }
 
+/// Fixed-size list columns (embeddings' `vector`) as plain lists of the same values: one
+/// stage's dataset holds several models' widths (384, 576, 640), and polars and DuckDB refuse
+/// fixed-size lists of different sizes in one dataset.
+fn variable_width_lists(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    use arrow::array::{Array, FixedSizeListArray, ListArray};
+    use arrow::buffer::OffsetBuffer;
+    if !schema.fields().iter().any(|f| matches!(f.data_type(), DataType::FixedSizeList(..))) {
+        return Ok((schema, batches));
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::FixedSizeList(item, _) => Field::new(f.name(), DataType::List(item.clone()), f.is_nullable()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let with = Arc::new(Schema::new(fields));
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(b.num_columns());
+        for c in b.columns() {
+            match c.as_any().downcast_ref::<FixedSizeListArray>() {
+                Some(f) => {
+                    let DataType::FixedSizeList(item, size) = f.data_type() else { unreachable!() };
+                    let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(*size as usize, f.len()));
+                    let values = f.values().slice(f.value_offset_at(0), f.len() * *size as usize);
+                    cols.push(Arc::new(ListArray::try_new(item.clone(), offsets, values, f.nulls().cloned())?));
+                }
+                None => cols.push(c.clone()),
+            }
+        }
+        out.push(RecordBatch::try_new(with.clone(), cols)?);
+    }
+    Ok((with, out))
+}
+
 /// What [`export_hive`] wrote and what it could not.
 #[derive(Debug, Default)]
 pub struct Exported {
@@ -120,6 +157,7 @@ pub fn export_hive(plan: &Plan, store: &Store, dir: &Path, stages: &[String]) ->
         let (schema, batches) = node_table(store, &n.key).with_context(|| format!("reading {}", n.label))?;
         let axes: Vec<&str> = n.cell.iter().map(|(a, _)| a.as_str()).collect();
         let (schema, batches) = with_language_columns(schema, batches, &axes)?;
+        let (schema, batches) = variable_width_lists(schema, batches)?;
         columns.entry(&n.stage).or_default().extend(schema.fields().iter().map(|f| f.name().clone()));
         tables.push((i, schema, batches));
     }

@@ -263,6 +263,8 @@ pub struct ScatterMarks {
     /// Chance on each axis (μ's 1/(2n − 1), the task's chance accuracy): dashed lines.
     pub x_chance: Option<f64>,
     pub y_chance: Option<f64>,
+    /// The task score of always giving the commonest answer: a dotted line.
+    pub y_majority: Option<f64>,
     /// Per point, its x interval (μMax's best-layer bootstrap interval): a horizontal bar.
     pub x_err: Vec<Option<(f64, f64)>>,
     /// The pivot's own point (label, μ = 1, its score), hollow: it is not part of the fit.
@@ -293,7 +295,9 @@ pub fn scatter<DB: DrawingBackend>(
     let err_ends = marks.x_err.iter().flatten().flat_map(|&(a, b)| [a, b]);
     let (x0, x1) =
         span(pts.iter().map(|p| p.1).chain(err_ends).chain(marks.x_chance).chain(marks.pivot.iter().map(|p| p.1)));
-    let (y0, y1) = span(pts.iter().map(|p| p.2).chain(marks.y_chance).chain(marks.pivot.iter().map(|p| p.2)));
+    let (y0, y1) = span(
+        pts.iter().map(|p| p.2).chain(marks.y_chance).chain(marks.y_majority).chain(marks.pivot.iter().map(|p| p.2)),
+    );
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
@@ -315,6 +319,10 @@ pub fn scatter<DB: DrawingBackend>(
     }
     if let Some(y) = marks.y_chance {
         chart.draw_series(DashedLineSeries::new([(x0, y), (x1, y)], 6, 4, grey)).map_err(err)?;
+    }
+    if let Some(y) = marks.y_majority {
+        let amber = ShapeStyle { color: RGBColor(200, 120, 0).to_rgba(), filled: false, stroke_width: 2 };
+        chart.draw_series(DashedLineSeries::new([(x0, y), (x1, y)], 2, 4, amber)).map_err(err)?;
     }
     if let Some((slope, intercept)) = marks.line {
         chart

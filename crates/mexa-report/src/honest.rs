@@ -105,7 +105,7 @@ pub fn leaderboard(corrs: &[Node<CorrRow>]) -> Option<Tab> {
     };
     let with_p = |v: f64, p: f64| format!("{} (p {})", num(v), pval(p));
     Some(Tab {
-        caption: "Which alignment predicts the task: every correlation across languages, strongest first within each task. Pearson's r with its bootstrap 95% interval and permutation p-value; Spearman's ρ and Kendall's τ (rank correlations, less swayed by one language) with their p-values; n languages. ⚑: most languages are near chance on one axis, so r says little (see Correlations).".into(),
+        caption: "Which alignment predicts the task: every correlation across languages, strongest first within each task. Pearson's r with its bootstrap 95% interval and permutation p-value; Spearman's ρ and Kendall's τ (rank correlations, less swayed by one language) with their p-values; n languages. ⚑ floor: most languages are at a floor on one axis (μ near chance, task score near chance or no better than always giving the commonest answer), so r says little; the diagnosis is under the Correlations table.".into(),
         header: ["task", "cell", "pooling", "layers", "n", "Pearson r [95% CI]", "p (perm.)", "Spearman ρ", "Kendall τ", ""]
             .map(String::from)
             .to_vec(),
@@ -126,7 +126,7 @@ pub fn leaderboard(corrs: &[Node<CorrRow>]) -> Option<Tab> {
                     pval(r.pearson_perm_p),
                     with_p(r.spearman, r.spearman_p),
                     with_p(r.kendall, r.kendall_p),
-                    if r.floor { "⚑ near chance".into() } else { String::new() },
+                    if r.floor { "⚑ floor".into() } else { String::new() },
                 ]
             })
             .collect(),

@@ -434,6 +434,7 @@ fn scatter_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
                 line: c.map(|c| (c.slope, c.intercept)),
                 x_chance: n.filter(|&n| n > 0).map(|n| 1.0 / (2.0 * n as f64 - 1.0)),
                 y_chance: c.map(|c| c.task_chance).filter(|v| v.is_finite()),
+                y_majority: c.map(|c| c.task_majority).filter(|v| v.is_finite()),
                 x_err: pts.iter().map(|p| agg(&p.0).filter(|_| lp == "max").map(|r| r.max_ci)).collect(),
                 pivot: d
                     .pivots
@@ -453,6 +454,9 @@ fn scatter_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
             if marks.x_chance.is_some() || marks.y_chance.is_some() {
                 caption += "; dashed: chance (μ's 1/(2n − 1) with n sentence pairs, and the task's chance accuracy)";
             }
+            if let Some(m) = marks.y_majority {
+                caption += &format!("; dotted: always giving the commonest answer ({})", num(m));
+            }
             if marks.x_err.iter().any(Option::is_some) {
                 caption += "; bars: the best layer's 95% bootstrap interval over sentences";
             }
@@ -463,8 +467,9 @@ fn scatter_figures(d: &ReportData, figs: &mut Figures) -> Result<()> {
                 caption += &format!(". ⚑ {}", c.floor_note);
             }
             caption.push('.');
-            let (t1, x1, p1, m1, ta) = (title.clone(), xd.clone(), pts.clone(), marks.clone(), task.clone());
-            let (t2, x2, p2, m2, tb) = (title, xd, pts, marks, task.clone());
+            let yd = format!("{task} score");
+            let (t1, x1, p1, m1, ta) = (title.clone(), xd.clone(), pts.clone(), marks.clone(), yd.clone());
+            let (t2, x2, p2, m2, tb) = (title, xd, pts, marks, yd);
             figs.add(
                 &pn.label,
                 Figure {
@@ -627,9 +632,9 @@ figcaption{{color:#555;font-size:13px}}h2{{border-bottom:1px solid #ddd;padding-
                 point_nodes
                     .iter()
                     .flat_map(|pn| pn.rows.iter())
-                    .find(|r| r.language == l && &r.task == t)
+                    .find(|r| r.language == l && r.task == t)
                     .map(|r| r.score)
-                    .or_else(|| pivots.iter().find(|v| v.language == l && &v.task == t).map(|v| v.score))
+                    .or_else(|| pivots.iter().find(|v| v.language == l && v.task == t).map(|v| v.score))
             };
             for t in &score_tasks {
                 write!(h, "<th>{} score</th>", esc(t))?;

@@ -7,7 +7,7 @@ use crate::util::{bool_col, col_f64, col_i32, col_str, f64_col, i32_col, schema,
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::DataType;
-use mexa_metrics::{align, mexa_uncertainty, Alignment, Matrix, Uncertainty};
+use mexa_metrics::{align_with_gram, mexa_uncertainty, Alignment, Matrix, Uncertainty};
 use mexa_model::Pooling;
 use mexa_pipeline::{Ctx, InputSpec, Output, ParamSpec, Stage, Table};
 use rayon::prelude::*;
@@ -150,6 +150,44 @@ pub(crate) fn against_pivot<T: Send>(
     Ok(out)
 }
 
+/// The pivot's unit centred Gram per (pooling, hidden state, n), computed once and read by
+/// every language (CKA needs it for each pair), while the kept Grams stay under
+/// [`PivotGrams::BUDGET`] bytes; past it a pair computes its own (the same bits, more time).
+#[derive(Default)]
+pub(crate) struct PivotGrams {
+    kept: std::sync::Mutex<(usize, HashMap<(Pooling, usize, usize), std::sync::Arc<Vec<f64>>>)>,
+}
+
+impl PivotGrams {
+    /// 256 MiB: 33 hidden states × 2 poolings at n = 1000 is 528 MB, at n = 100 5 MB.
+    const BUDGET: usize = 256 << 20;
+
+    pub(crate) fn get(
+        &self,
+        pool: Pooling,
+        layer: usize,
+        pivot: &Matrix,
+        n: usize,
+    ) -> Option<std::sync::Arc<Vec<f64>>> {
+        let key = (pool, layer, n);
+        if let Some(g) = self.kept.lock().unwrap().1.get(&key) {
+            return Some(g.clone());
+        }
+        let bytes = n * n * 8;
+        if self.kept.lock().unwrap().0 + bytes > Self::BUDGET {
+            return None;
+        }
+        // Computed outside the lock; two threads may both compute one, and the first is kept.
+        let g = std::sync::Arc::new(pivot.unit_centred_gram(n));
+        let mut kept = self.kept.lock().unwrap();
+        if !kept.1.contains_key(&key) {
+            kept.0 += bytes;
+            kept.1.insert(key, g.clone());
+        }
+        Some(kept.1[&key].clone())
+    }
+}
+
 /// The poolings to score: those asked for (all the embeddings have when none are), in name
 /// order; asking for one the embeddings lack is an error naming what they have.
 pub(crate) fn chosen_poolings<V>(have: &HashMap<Pooling, V>, wanted: &[Pooling], label: &str) -> Result<Vec<Pooling>> {
@@ -235,8 +273,10 @@ impl Stage for Align {
         let input = ctx.input("embeddings")?;
         let (pivot, meta) = embeddings_meta(ctx, input)?;
         let k = p.margin_k;
+        let grams = PivotGrams::default();
         let rows = against_pivot(ctx, input, &pivot, &p.poolings, p.centering, |lang, pool, l, a, b| {
-            Row::new(lang, pool, l, &align(a, b, k))
+            let gram = grams.get(pool, l, a, a.rows.min(b.rows));
+            Row::new(lang, pool, l, &align_with_gram(a, gram.as_deref().map(Vec::as_slice), b, k))
         })?;
         Ok(Output {
             table: alignment_table(&rows)?,
