@@ -64,7 +64,8 @@ pub struct TableArgs {
     pipeline: PathBuf,
     /// The stage whose results to show (default: the pipeline's last stage).
     stage: Option<String>,
-    /// Result columns to keep (comma-separated; default: all but vectors).
+    /// Result columns to keep (comma-separated; default: all but vectors); the grid's axes always
+    /// lead each row, and naming one here is allowed.
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]

@@ -15,7 +15,7 @@ pub struct SentenceArgs {
     /// One language of an align_instances node, sentence by sentence: which parallel pairs
     /// retrieve each other and, for those that do not, the sentence each side retrieves
     /// instead, with its text.
-    #[arg(long, value_name = "LANGUAGE")]
+    #[arg(long, value_name = "LANGUAGE", conflicts_with_all = ["format", "rows"])]
     pub sentences: Option<String>,
     /// The hidden state to show (0 = the embedding output); default: the one where most
     /// sentences retrieve their translation.
@@ -57,7 +57,12 @@ pub fn print(store: &Store, key: &Key, a: &SentenceArgs, language: &str) -> Resu
         );
     }
     if !languages.contains(&language) {
-        let hint = mexa_pipeline::error::suggest(language, languages.iter().copied()).unwrap_or_default();
+        // The same language in its corpus label (`swh` → `swh_Latn`), else the nearest spelling.
+        let same: Vec<&str> = languages.iter().copied().filter(|l| l.split('_').next() == Some(language)).collect();
+        let hint = match same.as_slice() {
+            [one] => format!("did you mean `{one}`?"),
+            _ => mexa_pipeline::error::suggest(language, languages.iter().copied()).unwrap_or_default(),
+        };
         bail!("{} has no language `{language}` {hint}\n  it has: {}", m.label, languages.join(", "));
     }
     let mine: Vec<&InstanceRow> = rows.iter().filter(|r| r.language == language).collect();

@@ -1250,6 +1250,9 @@ fn variants_are_named_not_guessed_and_exports_load() {
     };
     let (plain, centred) = (csv(&[]), csv(&["-S", "align.centering=true"]));
     assert!(plain.starts_with("grid_metric,language,") && plain != centred, "{plain}\n{centred}");
+    // An axis named among --columns is the leading column it always is, not an error.
+    let picked = csv(&["--columns", "grid_metric,language,mean"]);
+    assert!(picked.starts_with("grid_metric,language,mean\n"), "{picked}");
     let out = dir.path().join("ex");
     let o = mexa(&store, &["export", out.to_str().unwrap(), p, "--stages", "embed,summary"]);
     assert!(o.status.success() && text(&o).contains("exported as `grid_metric`"), "{}", text(&o));
@@ -1342,6 +1345,8 @@ fn sentences_show_what_each_miss_retrieves_instead() {
     assert!(!o.status.success() && text(&o).contains("align_instances"), "{}", text(&o));
     let o = mexa(&store, &["show", "instances", "--sentences", "zlu", "--pooling", "weighted"]);
     assert!(!o.status.success() && text(&o).contains("did you mean `zul`"), "{}", text(&o));
+    let o = mexa(&store, &["show", "instances", "--sentences", "eng", "--pooling", "weighted"]);
+    assert!(!o.status.success() && text(&o).contains("eng is the pivot"), "{}", text(&o));
     let o = mexa(&store, &["show", "instances", "--sentences", "zul", "--pooling", "weighted", "--all"]);
     let shown = text(&o);
     assert!(o.status.success(), "{shown}");

@@ -215,15 +215,16 @@ pub fn stage_table(
                 !listy && (columns.is_empty() || columns.iter().any(|c| c == f.name()))
             })
             .collect();
+        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+        // The grid's axes lead every row anyway: naming one among the columns is fine.
+        let is_axis = |c: &str| axes.iter().any(|a| a == c || axis_column(a, &names) == c);
         for c in columns {
-            if s.index_of(c).is_err() {
-                let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+            if s.index_of(c).is_err() && !is_axis(c) {
                 let hint = crate::error::suggest(c, names.iter().copied())
                     .unwrap_or_else(|| format!("columns: {}", names.join(", ")));
                 bail!("{} has no column `{c}` ({hint})", n.label);
             }
         }
-        let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
         let mut fields: Vec<Field> =
             axes.iter().map(|a| Field::new(axis_column(a, &names), DataType::Utf8, false)).collect();
         fields.extend(keep.iter().map(|&j| s.field(j).clone()));

@@ -23,7 +23,8 @@ fn esc(s: &str) -> String {
 
 impl Tab {
     pub fn html(&self) -> String {
-        let mut h = format!("<p>{}</p>\n<table><thead><tr>", esc(&self.caption));
+        // Wide tables scroll inside the page's width instead of running past it.
+        let mut h = format!("<p>{}</p>\n<div style=\"overflow-x:auto\"><table><thead><tr>", esc(&self.caption));
         for c in &self.header {
             h += &format!("<th>{}</th>", esc(c));
         }
@@ -36,7 +37,7 @@ impl Tab {
             }
             h += "</tr>\n";
         }
-        h += "</tbody></table>\n";
+        h += "</tbody></table></div>\n";
         if !self.notes.is_empty() {
             h += "<ul>";
             for n in &self.notes {
@@ -147,7 +148,7 @@ pub fn correlations(corrs: &[Node<CorrRow>]) -> Option<Tab> {
     let count = |k: i32, n: i32| if k < 0 { "?".to_string() } else { format!("{k}/{n}") };
     Some(Tab {
         caption: format!(
-            "Every correlation on this page: Pearson's r with its t-test p-value and its permutation p-value (exact over all n! pairings for n ≤ 10, else the stated number of random pairings), adjusted over the {family} correlations by Holm (family-wise error) and Benjamini–Hochberg (false discovery rate). Near chance: languages whose alignment (μ's chance tail) or task score (binomial tail at the task's chance level) is not distinguishable from chance; task ≤ commonest answer: languages whose task score is not distinguishable from always giving the commonest answer of the scored items (its accuracy in brackets); ⚑ when most are on any of these, with the diagnosis under the table."
+            "Every correlation on this page: Pearson's r with its t-test p-value and its permutation p-value (exact over all n! pairings for n ≤ 10, else the stated number of random pairings), adjusted over the {family} correlations by Holm (family-wise error) and Benjamini–Hochberg (false discovery rate). Near chance: languages whose alignment (μ's chance tail) or task score (binomial tail at the task's chance level) is not distinguishable from chance; task ≤ commonest answer: languages whose task score is not distinguishable from always giving the commonest answer of the scored items (its accuracy in brackets); ⚑ when most are on any of these, with the diagnosis under the table; ?: not known (the task file does not give its items, so the commonest answer cannot be counted); –: not computed."
         ),
         header: [
             "node", "task", "pooling", "layers", "n", "r", "p (t)", "p (perm.)", "pairings", "Holm", "BH",

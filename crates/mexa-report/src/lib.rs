@@ -8,6 +8,7 @@
 pub mod figures;
 mod honest;
 mod page;
+mod page_figures;
 
 pub use page::render;
 
