@@ -495,11 +495,8 @@ mod tests {
         }
     }
 
-    /// A cell with one correlate node per task (SIB-200 topics and XCOPA) shows both in the
-    /// grid table, not only the first node's.
-    #[test]
-    fn every_correlate_node_of_a_cell_reaches_the_grid() {
-        let agg = AggRow {
+    fn ita_row() -> AggRow {
+        AggRow {
             language: "ita_Latn".into(),
             pooling: "weighted".into(),
             metric: "mexa".into(),
@@ -509,20 +506,17 @@ mod tests {
             n: 100,
             max_ci: (0.85, 0.95),
             near_chance: false,
-        };
+        }
+    }
+
+    /// One summary cell and two correlate nodes (topics, XCOPA) labelled `topics` and
+    /// `xcopa`: the grid's single row shows both tasks' r (μMean, μMax).
+    fn grid_of_two_tasks(topics: &str, xcopa: &str) {
         let d = ReportData {
-            summaries: vec![Node::new("summary[model=g]", "k1", vec![agg])],
+            summaries: vec![Node::new("summary[model=g]", "k1", vec![ita_row()])],
             correlations: vec![
-                Node::new(
-                    "correlation[model=g]",
-                    "k2",
-                    vec![corr("topics@mean", "mean", 0.9), corr("topics@mean", "max", 0.95)],
-                ),
-                Node::new(
-                    "xcopa_correlation[model=g]",
-                    "k3",
-                    vec![corr("xcopa", "mean", -0.3), corr("xcopa", "max", -0.2)],
-                ),
+                Node::new(topics, "k2", vec![corr("topics@mean", "mean", 0.9), corr("topics@mean", "max", 0.95)]),
+                Node::new(xcopa, "k3", vec![corr("xcopa", "mean", -0.3), corr("xcopa", "max", -0.2)]),
             ],
             ..Default::default()
         };
@@ -534,42 +528,17 @@ mod tests {
         assert_eq!(r("xcopa"), (Some(-0.3), Some(-0.2)));
     }
 
+    /// A cell with one correlate node per task (SIB-200 topics and XCOPA) shows both in the
+    /// grid table, not only the first node's.
+    #[test]
+    fn every_correlate_node_of_a_cell_reaches_the_grid() {
+        grid_of_two_tasks("correlation[model=g]", "xcopa_correlation[model=g]");
+    }
+
     /// join_tasks and correlate varying over a task axis the summary does not have.
     #[test]
     fn correlations_over_a_task_axis_reach_the_grid() {
-        let agg = AggRow {
-            language: "ita_Latn".into(),
-            pooling: "weighted".into(),
-            metric: "mexa".into(),
-            mean: 0.5,
-            max: 0.9,
-            best_layer: 3,
-            n: 100,
-            max_ci: (0.85, 0.95),
-            near_chance: false,
-        };
-        let d = ReportData {
-            summaries: vec![Node::new("summary[model=g]", "k1", vec![agg])],
-            correlations: vec![
-                Node::new(
-                    "correlation[model=g,v=topics]",
-                    "k2",
-                    vec![corr("topics@mean", "mean", 0.9), corr("topics@mean", "max", 0.95)],
-                ),
-                Node::new(
-                    "correlation[model=g,v=xcopa]",
-                    "k3",
-                    vec![corr("xcopa", "mean", -0.3), corr("xcopa", "max", -0.2)],
-                ),
-            ],
-            ..Default::default()
-        };
-        let tasks = vec!["topics@mean".to_string(), "xcopa".to_string()];
-        let rows = grid(&d, &["model".to_string()], &tasks);
-        assert_eq!(rows.len(), 1);
-        let r = |t: &str| rows[0].corr.iter().find(|c| c.0 == t).map(|c| (c.1.map(|x| x.0), c.2.map(|x| x.0))).unwrap();
-        assert_eq!(r("topics@mean"), (Some(0.9), Some(0.95)));
-        assert_eq!(r("xcopa"), (Some(-0.3), Some(-0.2)));
+        grid_of_two_tasks("correlation[model=g,v=topics]", "correlation[model=g,v=xcopa]");
     }
 
     /// A hostile description and a 20 MB language name: the Markdown shows them escaped (no
@@ -577,17 +546,7 @@ mod tests {
     #[test]
     fn text_is_escaped_and_bounded() {
         let huge = "x".repeat(20 << 20);
-        let agg = AggRow {
-            language: huge.clone(),
-            pooling: "weighted".into(),
-            metric: "mexa".into(),
-            mean: 0.5,
-            max: 0.9,
-            best_layer: 3,
-            n: 100,
-            max_ci: (0.85, 0.95),
-            near_chance: false,
-        };
+        let agg = AggRow { language: huge.clone(), ..ita_row() };
         let d = ReportData {
             title: "t | # <b>".into(),
             description: "<script>alert(1)</script> | *x*".into(),
