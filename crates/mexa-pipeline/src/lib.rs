@@ -17,6 +17,7 @@ extern crate self as mexa_pipeline;
 pub use serde as __serde;
 
 pub mod error;
+pub mod executor_options;
 pub mod export;
 pub mod node;
 pub mod params;

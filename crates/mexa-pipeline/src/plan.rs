@@ -481,16 +481,17 @@ impl<'a> Planner<'a> {
         };
         for (exec, opts) in v.as_object().into_iter().flatten() {
             for (key, val) in opts.as_object().into_iter().flatten() {
-                let want = crate::slurm::RESOURCE_KEYS.iter().find(|(k, _)| k == key).map(|(_, w)| *w);
-                if let Some(want) = want.filter(|w| !crate::spec::resource_fits(w, val)) {
+                let want = crate::executor_options::executor(exec).and_then(|e| e.option(key));
+                if let Some(want) = want.filter(|w| !w.fits(val)) {
                     let axes: Vec<&str> = spec.axes.iter().map(|a| a.name.as_str()).collect();
                     let pos = node.get(exec).and_then(|e| e.get(key)).map_or(node.pos.clone(), |n| n.pos.clone());
                     self.errs.push(
                         SpecError::new(
                             pos,
                             format!(
-                                "stage `{}`: `{exec}` option `{key}` must be {want}, found {}",
+                                "stage `{}`: `{exec}` option `{key}` must be {}, found {}",
                                 st.name,
+                                want.describe(),
                                 short(val)
                             ),
                         )

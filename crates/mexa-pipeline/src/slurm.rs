@@ -3,6 +3,7 @@
 //! artifact appearing in the store. Each array task runs `mexa exec-node SPEC` on a
 //! serialised [`NodeSpec`], so workers never re-plan. The store must be on a filesystem the
 //! head and every node share.
+use crate::executor_options::{ExecutorOptions, OptionType};
 use crate::node::{NodeOutcome, NodeSpec};
 use crate::plan::Plan;
 use crate::walk::{walk, Executor, Finished, RunSummary, WalkOptions};
@@ -15,16 +16,19 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-/// The keys a stage's `resources: {slurm: {...}}` may set, and what each must be (checked
-/// when the pipeline is read, `spec::check_resources`).
-pub const RESOURCE_KEYS: &[(&str, &str)] = &[
-    ("partition", "a string"),
-    ("time", "a string"),
-    ("cpus", "an integer"),
-    ("mem", "a string"),
-    ("gpus", "an integer"),
-    ("extra", "a list of strings"),
-];
+/// What a stage's `resources: {slurm: {...}}` may set, and each option's type (checked when
+/// the pipeline is read and per grid cell when planned: `executor_options`).
+pub const OPTIONS: ExecutorOptions = ExecutorOptions {
+    name: "slurm",
+    options: &[
+        ("partition", OptionType::Text),
+        ("time", OptionType::Text),
+        ("cpus", OptionType::Integer),
+        ("mem", OptionType::Text),
+        ("gpus", OptionType::Integer),
+        ("extra", OptionType::TextList),
+    ],
+};
 
 /// Default sbatch resources and executor behaviour; a stage's `resources: {slurm: {...}}`
 /// overrides them (keys: partition, time, cpus, mem, gpus, extra).

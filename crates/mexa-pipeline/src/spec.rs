@@ -585,7 +585,6 @@ fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {
 }
 
 /// The executors whose options a stage's `resources:` may carry.
-const EXECUTORS: &[&str] = &["slurm"];
 
 /// A stage's `resources: {slurm: {partition: .., ...}}`: known executors, known keys, the
 /// right types, each a located error with "did you mean" (a misspelt option would otherwise
@@ -603,9 +602,10 @@ fn check_resources(stage: &str, v: &Node, errs: &mut Vec<SpecError>) -> Value {
     };
     for (ek, ev) in entries {
         let exec = ek.as_str().unwrap_or_default();
-        if !EXECUTORS.contains(&exec) {
-            let h = suggest(exec, EXECUTORS.iter().copied())
-                .unwrap_or_else(|| format!("executors with options: {}", EXECUTORS.join(", ")));
+        let Some(executor) = crate::executor_options::executor(exec) else {
+            let names = crate::executor_options::EXECUTORS.iter().map(|e| e.name);
+            let h = suggest(exec, names.clone())
+                .unwrap_or_else(|| format!("executors with options: {}", names.collect::<Vec<_>>().join(", ")));
             errs.push(
                 SpecError::new(
                     ek.pos.clone(),
@@ -614,7 +614,7 @@ fn check_resources(stage: &str, v: &Node, errs: &mut Vec<SpecError>) -> Value {
                 .hint(h),
             );
             continue;
-        }
+        };
         let Some(opts) = ev.as_map() else {
             errs.push(SpecError::new(
                 ev.pos.clone(),
@@ -622,13 +622,11 @@ fn check_resources(stage: &str, v: &Node, errs: &mut Vec<SpecError>) -> Value {
             ));
             continue;
         };
-        let keys = crate::slurm::RESOURCE_KEYS;
         for (ok, ov) in opts {
             let key = ok.as_str().unwrap_or_default();
-            let Some((_, want)) = keys.iter().find(|(k, _)| *k == key) else {
-                let h = suggest(key, keys.iter().map(|(k, _)| *k)).unwrap_or_else(|| {
-                    format!("`{exec}` takes: {}", keys.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))
-                });
+            let Some(want) = executor.option(key) else {
+                let h = suggest(key, executor.names())
+                    .unwrap_or_else(|| format!("`{exec}` takes: {}", executor.names().collect::<Vec<_>>().join(", ")));
                 errs.push(
                     SpecError::new(ok.pos.clone(), format!("stage `{stage}`: unknown `{exec}` option `{key}`")).hint(h),
                 );
@@ -637,25 +635,19 @@ fn check_resources(stage: &str, v: &Node, errs: &mut Vec<SpecError>) -> Value {
             let j = ov.to_json();
             // A grid reference is checked once substituted, per grid cell.
             let later = j.as_str().is_some_and(|s| s.contains("${"));
-            if !later && !resource_fits(want, &j) {
+            if !later && !want.fits(&j) {
                 errs.push(SpecError::new(
                     ov.pos.clone(),
-                    format!("stage `{stage}`: `{exec}` option `{key}` must be {want}, found {}", ov.describe()),
+                    format!(
+                        "stage `{stage}`: `{exec}` option `{key}` must be {}, found {}",
+                        want.describe(),
+                        ov.describe()
+                    ),
                 ));
             }
         }
     }
     v.to_json()
-}
-
-/// Whether a resource option's value has the type the executor wants (`want` as
-/// `slurm::RESOURCE_KEYS` words it).
-pub(crate) fn resource_fits(want: &str, j: &Value) -> bool {
-    match want {
-        "an integer" => j.as_u64().is_some(),
-        "a list of strings" => j.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-        _ => j.is_string() || j.is_number(),
-    }
 }
 
 /// A stage's `when: {axis: value | [values]}`: the axes must exist and the values be theirs.
