@@ -201,13 +201,17 @@ pub type LensTop1 = Vec<Vec<Vec<i32>>>;
 /// full buffer goes to the host in one copy per pooling, its rows put in sentence order
 /// there: the host never waits on the GPU per batch, and each vector is copied on the host
 /// once.
-struct Gather {
+///
+/// Invariant: `dst`'s tensors alias the `Pooled::data` of the slice `Gather::new` borrowed;
+/// the lifetime keeps that slice mutably borrowed (unread, unmoved) for as long as they exist.
+struct Gather<'a> {
     /// Per pooling, the output as a [states, n, D] tensor over its `Pooled::data`.
     dst: Vec<Tensor>,
     /// Per pooling, the device buffer [states, rows, D]; empty on a CPU.
     buf: Vec<Tensor>,
     /// Sentence index of each buffered row.
     rows: Vec<i64>,
+    out: std::marker::PhantomData<&'a mut [Pooled]>,
 }
 
 /// Where one batch's vectors go: its first row in the device buffer, and its sentences.
@@ -220,20 +224,24 @@ struct Slot {
 /// `embed` stage as GPU memory it holds).
 pub const GATHER_BYTES: usize = 1 << 30;
 
-impl Gather {
-    /// # Safety
-    /// Each tensor of `dst` aliases its `Pooled::data`: `out` must not be read or moved
-    /// until the `Gather` is flushed and dropped.
+impl<'a> Gather<'a> {
+    /// Writes into `out`, which stays borrowed until the `Gather` is dropped (flush it first).
     /// `buffer`: the device buffer's rows (None: write straight into the output, on a CPU).
-    unsafe fn new(out: &mut [Pooled], dev: tch::Device, buffer: Option<usize>) -> Self {
+    fn new(out: &'a mut [Pooled], dev: tch::Device, buffer: Option<usize>) -> Self {
         let dst = out
             .iter_mut()
             .map(|o| {
                 let shape = [o.layers as i64, o.n as i64, o.dim as i64];
-                Tensor::from_blob(o.data.as_mut_ptr() as *const u8, &shape, &[], Kind::Float, tch::Device::Cpu)
+                assert_eq!(o.data.len(), o.layers * o.n * o.dim, "pooled output of the wrong size");
+                // SAFETY: the tensor covers exactly `o.data` (asserted), which `out`'s borrow
+                // (held by `Gather<'a>`) keeps alive, unmoved and otherwise untouched while the
+                // tensor exists; tensors are dropped with the `Gather`.
+                unsafe {
+                    Tensor::from_blob(o.data.as_mut_ptr() as *const u8, &shape, &[], Kind::Float, tch::Device::Cpu)
+                }
             })
             .collect();
-        let mut g = Gather { dst, buf: Vec::new(), rows: Vec::new() };
+        let mut g = Gather { dst, buf: Vec::new(), rows: Vec::new(), out: std::marker::PhantomData };
         if let Some(rows) = buffer {
             g.grow(rows.max(1), dev);
         }
@@ -359,8 +367,7 @@ pub fn embed_ids(
     let pad = model.pad;
     let dev = model.device;
     let buffer = (dev != tch::Device::Cpu).then(|| n.min(GATHER_BYTES / (layers * dim * 4 * out.len()).max(1)));
-    // SAFETY: `out` is not touched again until `gather` is flushed and dropped below.
-    let mut gather = unsafe { Gather::new(&mut out, dev, buffer) };
+    let mut gather = Gather::new(&mut out, dev, buffer);
     // Batches as ranges of `order`; then chunks of consecutive batches.
     let mut batches = Vec::new();
     let mut start = 0;
@@ -483,7 +490,7 @@ mod tests {
                 })
                 .collect();
             {
-                let mut g = unsafe { Gather::new(&mut out, tch::Device::Cpu, buffer) };
+                let mut g = Gather::new(&mut out, tch::Device::Cpu, buffer);
                 for batch in batches.iter().filter(|b| !b.is_empty()) {
                     let slot = g.reserve(batch);
                     for l in 0..layers {
