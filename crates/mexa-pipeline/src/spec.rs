@@ -584,8 +584,6 @@ fn parse_rules(v: &Node, errs: &mut Vec<SpecError>) -> Vec<Rule> {
     out
 }
 
-/// The executors whose options a stage's `resources:` may carry.
-
 /// A stage's `resources: {slurm: {partition: .., ...}}`: known executors, known keys, the
 /// right types, each a located error with "did you mean" (a misspelt option would otherwise
 /// be ignored and the job submitted without it).
