@@ -22,6 +22,11 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+mod imports;
+mod overrides;
+use imports::with_imports;
+pub use overrides::Override;
+
 /// One axis of the experiment grid.
 #[derive(Debug, Clone)]
 pub struct Axis {
@@ -128,91 +133,6 @@ fn parse_with(
 
 const TOP_KEYS: &[&str] = &["pipeline", "description", "store", "imports", "grid", "stages"];
 
-/// Merges the stages and grid axes of `imports: [file, ...]` (relative to the importing file,
-/// recursively) under this file's own. A name defined twice is an error naming both places.
-// Long: import resolution with its cycle, depth and override checks, each a located error; splitting would pass the same four pieces of state around.
-fn with_imports(root: Node, path: &Path, chain: &mut Vec<PathBuf>) -> Result<Node, SpecErrors> {
-    let Some(imports) = root.get("imports").cloned() else { return Ok(root) };
-    let Some(list) = imports.as_seq() else {
-        return Err(SpecErrors(vec![SpecError::new(
-            imports.pos.clone(),
-            format!("`imports` is a list of pipeline files, found {}", imports.describe()),
-        )]));
-    };
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut sections: BTreeMap<&str, Vec<(Node, Node)>> = BTreeMap::new();
-    let mut errs = Vec::new();
-    for item in list {
-        let Some(rel) = item.as_str() else {
-            errs.push(SpecError::new(item.pos.clone(), "an import is a file path"));
-            continue;
-        };
-        let file = base.join(rel);
-        if chain.iter().any(|c| c == &file) {
-            errs.push(SpecError::new(
-                item.pos.clone(),
-                format!(
-                    "`{rel}` imports itself (through {})",
-                    chain.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" → ")
-                ),
-            ));
-            continue;
-        }
-        let text = match mexa_core::file::read_text(&file, mexa_core::FileKind::Pipeline) {
-            Ok(t) => t,
-            Err(e) => {
-                errs.push(SpecError::new(item.pos.clone(), format!("cannot read the imported file: {e}")));
-                continue;
-            }
-        };
-        let sub = yaml::parse(&file.display().to_string(), &text).map_err(|e| SpecErrors(vec![e]))?;
-        chain.push(file.clone());
-        let sub = with_imports(sub, &file, chain)?;
-        chain.pop();
-        for key in ["grid", "stages"] {
-            if let Some(m) = sub.get(key).and_then(Node::as_map) {
-                sections.entry(key).or_default().extend(m.iter().cloned());
-            }
-        }
-    }
-    // This file's own entries last; duplicates across files are errors.
-    let mut top: Vec<(Node, Node)> = Vec::new();
-    for (k, v) in root.as_map().unwrap_or(&[]) {
-        let key = k.as_str().unwrap_or_default();
-        if key == "imports" {
-            continue;
-        }
-        if let (Some(own), true) = (v.as_map(), key == "grid" || key == "stages") {
-            sections.entry(if key == "grid" { "grid" } else { "stages" }).or_default().extend(own.iter().cloned());
-            continue;
-        }
-        top.push((k.clone(), v.clone()));
-    }
-    for (key, entries) in sections {
-        let mut seen: BTreeMap<String, Pos> = BTreeMap::new();
-        for (k, _) in &entries {
-            let name = k.as_str().unwrap_or_default().to_string();
-            if matches!(name.as_str(), "include" | "exclude") {
-                continue;
-            }
-            if let Some(first) = seen.insert(name.clone(), k.pos.clone()) {
-                errs.push(
-                    SpecError::new(k.pos.clone(), format!("`{name}` is defined twice in `{key}`"))
-                        .hint(format!("first at {first}")),
-                );
-            }
-        }
-        let pos = entries.first().map(|e| e.0.pos.clone()).unwrap_or_else(|| root.pos.clone());
-        top.push((
-            Node { pos: pos.clone(), kind: NodeKind::Scalar { text: key.to_string(), quoted: false } },
-            Node { pos, kind: NodeKind::Map(entries) },
-        ));
-    }
-    if !errs.is_empty() {
-        return Err(SpecErrors(errs));
-    }
-    Ok(Node { pos: root.pos.clone(), kind: NodeKind::Map(top) })
-}
 const STAGE_KEYS: &[&str] = &["kind", "params", "inputs", "resources", "doc", "when"];
 const RESERVED_VARS: &[&str] = &["assets", "env"];
 
@@ -222,92 +142,6 @@ pub fn is_pipeline_name(s: &str) -> bool {
         && s.len() <= 100
         && !s.starts_with('.')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
-
-/// A command-line override (`-S`): `stage.param=value` sets a stage's parameter,
-/// `axis=v1,v2` (or `axis=[v1, v2]`) replaces a grid axis's values. Values are YAML, so
-/// `-S embed.poolings=[last]` is a list and `-S corpus.limit=10` a number.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Override {
-    /// `stage.param` or `axis`.
-    pub target: String,
-    pub value: String,
-}
-
-impl std::str::FromStr for Override {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once('=') {
-            Some((t, v)) if !t.trim().is_empty() => Ok(Override { target: t.trim().to_string(), value: v.to_string() }),
-            _ => Err(format!("`{s}`: expected stage.param=value or axis=value,value")),
-        }
-    }
-}
-
-impl Override {
-    /// Applies the override to a pipeline's YAML tree; errors name the override.
-    fn apply(&self, root: &mut Node) -> Result<(), SpecError> {
-        let src = format!("-S {}", self.target);
-        let at = Pos { file: src.as_str().into(), line: 0, col: 0 };
-        let value = |text: &str| yaml::parse(&src, text);
-        let NodeKind::Map(top) = &mut root.kind else { return Ok(()) };
-        let section = |top: &mut Vec<(Node, Node)>, key: &str| -> Option<usize> {
-            top.iter().position(|(k, _)| k.as_str() == Some(key))
-        };
-        if let Some((stage, param)) = self.target.split_once('.') {
-            let Some(si) = section(top, "stages") else {
-                return Err(SpecError::new(at, "the pipeline has no `stages:` to override"));
-            };
-            let NodeKind::Map(stages) = &mut top[si].1.kind else { return Ok(()) };
-            let names: Vec<String> = stages.iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect();
-            let Some((_, st)) = stages.iter_mut().find(|(k, _)| k.as_str() == Some(stage)) else {
-                let hint = suggest(stage, names.iter().map(String::as_str))
-                    .unwrap_or_else(|| format!("stages: {}", names.join(", ")));
-                return Err(SpecError::new(at, format!("no stage `{stage}` to override")).hint(hint));
-            };
-            let NodeKind::Map(fields) = &mut st.kind else { return Ok(()) };
-            let key =
-                |text: &str| Node { pos: at.clone(), kind: NodeKind::Scalar { text: text.into(), quoted: false } };
-            if !fields.iter().any(|(k, _)| k.as_str() == Some("params")) {
-                fields.push((key("params"), Node { pos: at.clone(), kind: NodeKind::Map(vec![]) }));
-            }
-            let params = fields.iter_mut().find(|(k, _)| k.as_str() == Some("params")).expect("just added");
-            let NodeKind::Map(params) = &mut params.1.kind else {
-                return Err(SpecError::new(at, format!("stage `{stage}`: `params` is not a mapping")));
-            };
-            let v = value(&self.value)?;
-            match params.iter_mut().find(|(k, _)| k.as_str() == Some(param)) {
-                Some(slot) => slot.1 = v,
-                None => params.push((key(param), v)),
-            }
-            return Ok(());
-        }
-        let axis = self.target.as_str();
-        let grid = section(top, "grid").and_then(|gi| match &mut top[gi].1.kind {
-            NodeKind::Map(g) => Some(g),
-            _ => None,
-        });
-        let axes: Vec<String> = grid
-            .as_ref()
-            .map(|g| g.iter().filter_map(|(k, _)| k.as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        let Some(slot) =
-            grid.and_then(|g| g.iter_mut().find(|(k, _)| k.as_str() == Some(axis) && !RULE_KEYS.contains(&axis)))
-        else {
-            let hint = suggest(axis, axes.iter().map(String::as_str)).unwrap_or_else(|| {
-                "`-S axis=v1,v2` replaces a grid axis's values; `-S stage.param=value` sets a parameter".into()
-            });
-            return Err(SpecError::new(at, format!("`{axis}` is not a grid axis")).hint(hint));
-        };
-        let text = self.value.trim();
-        slot.1 = if text.starts_with('[') {
-            value(text)?
-        } else {
-            let items = text.split(',').map(|v| value(v.trim())).collect::<Result<Vec<_>, _>>()?;
-            Node { pos: at, kind: NodeKind::Seq(items) }
-        };
-        Ok(())
-    }
 }
 
 /// Keys of `grid:` that are rules, not axes.

@@ -1,14 +1,17 @@
 //! Grid expansion and planning: a [`PipelineSpec`] becomes a DAG of concrete nodes, each with
 //! its artifact key and, for nodes that must run, the reason.
 use crate::error::{Pos, SpecError, SpecErrors};
-use crate::spec::{refs_in, value_label, PipelineSpec, StageDecl};
+use crate::spec::{value_label, PipelineSpec, StageDecl};
 use crate::stage::{InputSpec, ParamSpec, ParamType, Registry};
-use crate::yaml::{Node, NodeKind};
 use mexa_store::{key_of, FileHasher, Key, KeySpec, Store};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+
+mod render;
+mod substitute;
+use substitute::{resolve_path, substitute, uses_env};
 
 /// Why a node has to run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -177,53 +180,6 @@ impl Plan {
             }
         }
         Ok(())
-    }
-
-    /// Every edge as (input node, slot, node).
-    fn edges(&self) -> impl Iterator<Item = (usize, &str, usize)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .flat_map(|(i, n)| n.deps.iter().flat_map(move |(slot, ds)| ds.iter().map(move |&d| (d, slot.as_str(), i))))
-    }
-
-    /// The DAG in Graphviz's language: cached nodes green, nodes to run orange, each edge
-    /// labelled with its input slot (`mexa plan --dot FILE | dot -Tsvg > dag.svg`).
-    pub fn to_dot(&self) -> String {
-        let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-        let mut out = format!(
-            "digraph {} {{\n  rankdir=LR;\n  node [shape=box, style=filled, fontname=\"Helvetica\"];\n",
-            q(&self.pipeline)
-        );
-        for (i, n) in self.nodes.iter().enumerate() {
-            let (colour, what) = match &n.status {
-                Status::Cached => ("#c7e9c0", "cached".to_string()),
-                Status::Run(r) => ("#fdd49e", format!("run: {r}")),
-            };
-            let label = format!("{}\n{}", n.label, what);
-            out.push_str(&format!("  n{i} [label={}, fillcolor=\"{colour}\"];\n", q(&label)));
-        }
-        for (d, slot, i) in self.edges() {
-            out.push_str(&format!("  n{d} -> n{i} [label={}];\n", q(slot)));
-        }
-        out.push_str("}\n");
-        out
-    }
-
-    /// The DAG as a Mermaid flowchart (renders in GitHub Markdown): cached nodes green,
-    /// nodes to run orange.
-    pub fn to_mermaid(&self) -> String {
-        let q = |s: &str| s.replace('"', "#quot;");
-        let mut out = String::from("flowchart LR\n");
-        for (i, n) in self.nodes.iter().enumerate() {
-            let class = if n.status == Status::Cached { "cached" } else { "run" };
-            out.push_str(&format!("  n{i}[\"{}\"]:::{class}\n", q(&n.label)));
-        }
-        for (d, slot, i) in self.edges() {
-            out.push_str(&format!("  n{d} -->|{}| n{i}\n", q(slot)));
-        }
-        out.push_str("  classDef cached fill:#c7e9c0,stroke:#555\n  classDef run fill:#fdd49e,stroke:#555\n");
-        out
     }
 }
 
@@ -698,140 +654,4 @@ fn short(v: &Value) -> String {
 
 fn cell_text(axes: &[&str], labels: &[String], ax: &[usize]) -> String {
     ax.iter().map(|&a| format!("{}={}", axes[a], labels[a])).collect::<Vec<_>>().join(", ")
-}
-
-fn resolve_path(s: &str, base: &Path) -> PathBuf {
-    let p = if let Some(rest) = s.strip_prefix("~/") { home().join(rest) } else { PathBuf::from(s) };
-    if p.is_absolute() {
-        p
-    } else {
-        base.join(p)
-    }
-}
-
-/// Substitutes `${...}` references in a parameter node for one grid cell.
-fn substitute(node: &Node, assign: &HashMap<&str, &Value>, assets: &Path) -> Result<Value, SpecError> {
-    match &node.kind {
-        NodeKind::Scalar { text, .. } if text.contains("${") => {
-            let refs = refs_in(text);
-            if refs.len() == 1 && refs[0].0 == 0 && refs[0].1 == text.len() {
-                return lookup(refs[0].2, assign, assets, &node.pos);
-            }
-            let mut out = String::new();
-            let mut last = 0;
-            for (s, e, inner) in refs {
-                out.push_str(&text[last..s]);
-                let v = lookup(inner, assign, assets, &node.pos)?;
-                match &v {
-                    Value::String(s) => out.push_str(s),
-                    Value::Number(_) | Value::Bool(_) => out.push_str(&v.to_string()),
-                    _ => {
-                        return Err(SpecError::new(
-                            node.pos.clone(),
-                            format!("`${{{inner}}}` is {} and cannot be spliced into a string", short(&v)),
-                        )
-                        .hint("refer to a field, e.g. `${model.path}`"))
-                    }
-                }
-                last = e;
-            }
-            out.push_str(&text[last..]);
-            Ok(Value::String(out))
-        }
-        NodeKind::Scalar { .. } => Ok(node.to_json()),
-        NodeKind::Seq(items) => {
-            items.iter().map(|i| substitute(i, assign, assets)).collect::<Result<Vec<_>, _>>().map(Value::Array)
-        }
-        NodeKind::Map(m) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in m {
-                out.insert(k.as_str().unwrap_or_default().to_string(), substitute(v, assign, assets)?);
-            }
-            Ok(Value::Object(out))
-        }
-    }
-}
-
-/// Whether a parameter's value takes anything from `${env:…}`, directly or through a grid
-/// value that does.
-fn uses_env(node: &Node, assign: &HashMap<&str, &Value>) -> bool {
-    match &node.kind {
-        NodeKind::Scalar { text, .. } => refs_in(text).iter().any(|(_, _, inner)| {
-            inner.starts_with("env:")
-                || assign
-                    .get(inner.split('.').next().unwrap_or_default())
-                    .is_some_and(|v| v.to_string().contains("${env:"))
-        }),
-        NodeKind::Seq(items) => items.iter().any(|i| uses_env(i, assign)),
-        NodeKind::Map(m) => m.iter().any(|(_, v)| uses_env(v, assign)),
-    }
-}
-
-fn lookup(inner: &str, assign: &HashMap<&str, &Value>, assets: &Path, pos: &Pos) -> Result<Value, SpecError> {
-    if let Some(rest) = inner.strip_prefix("env:") {
-        let (name, default) = match rest.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (rest, None),
-        };
-        return match (std::env::var(name), default) {
-            (Ok(v), _) => Ok(Value::String(v)),
-            (Err(_), Some(d)) => Ok(Value::String(d.to_string())),
-            (Err(_), None) => Err(SpecError::new(pos.clone(), format!("environment variable `{name}` is not set"))
-                .hint(format!("set it, or give a default: `${{env:{name}:-VALUE}}`"))),
-        };
-    }
-    let mut parts = inner.split('.');
-    let head = parts.next().unwrap_or_default();
-    let mut v: Value = if head == "assets" {
-        Value::String(assets.to_string_lossy().into_owned())
-    } else {
-        // Axis values may themselves use `${assets}` and `${env:...}` (not other axes).
-        let raw =
-            (*assign.get(head).ok_or_else(|| SpecError::new(pos.clone(), format!("`{head}` is not bound here")))?)
-                .clone();
-        expand_builtins(&raw, assets, pos)?
-    };
-    for field in parts {
-        v = match v.get(field) {
-            Some(x) => x.clone(),
-            None => {
-                return Err(SpecError::new(
-                    pos.clone(),
-                    format!("`${{{inner}}}`: the value `{}` of `{head}` has no field `{field}`", value_label(&v)),
-                )
-                .hint("give every value of the axis that field"))
-            }
-        };
-    }
-    Ok(v)
-}
-
-/// Expands `${assets}` and `${env:...}` inside every string of an axis value.
-fn expand_builtins(v: &Value, assets: &Path, pos: &Pos) -> Result<Value, SpecError> {
-    Ok(match v {
-        Value::String(s) if s.contains("${") => {
-            let mut out = String::new();
-            let mut last = 0;
-            for (a, b, inner) in refs_in(s) {
-                out.push_str(&s[last..a]);
-                if inner != "assets" && !inner.starts_with("env:") {
-                    return Err(SpecError::new(pos.clone(), format!("grid value {s:?} refers to `${{{inner}}}`; grid values may use only `${{assets}}` and `${{env:NAME}}`")));
-                }
-                match lookup(inner, &HashMap::new(), assets, pos)? {
-                    Value::String(x) => out.push_str(&x),
-                    other => out.push_str(&other.to_string()),
-                }
-                last = b;
-            }
-            out.push_str(&s[last..]);
-            Value::String(out)
-        }
-        Value::Array(a) => Value::Array(a.iter().map(|x| expand_builtins(x, assets, pos)).collect::<Result<_, _>>()?),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, x)| Ok((k.clone(), expand_builtins(x, assets, pos)?)))
-                .collect::<Result<_, SpecError>>()?,
-        ),
-        other => other.clone(),
-    })
 }
