@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod align;
 pub mod chance;
 pub mod cluster;
+mod gram;
 pub mod inference;
 pub mod lexical;
 pub mod predict;
